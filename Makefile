@@ -1,0 +1,37 @@
+# `make run` replicates on config/config.yaml; `make test` runs the unit tests and a smoke run.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= config/config.yaml
+CORES ?= all
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: run test data venv clean-results
+
+venv: $(STAMP)
+
+# Idempotent: rebuilt only when the pins change.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Fashion-MNIST from Debian's package when we can install it (root with apt); otherwise the
+# pipeline tries config's dataset.source_dir and torchvision's download, and says what failed.
+data:
+	@if [ ! -d $(FASHION_DIR) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian package dataset-fashion-mnist"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	fi
+
+run: venv data
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
+	@$(BIN)/python -m diffguide.summary $(CONFIG)
+
+test: venv
+	$(BIN)/python -m pytest
+
+clean-results:
+	rm -rf results/*/

@@ -1,0 +1,68 @@
+"""Helpers around the config schema (workflow/schemas/config.schema.yaml).
+
+- ``coerce_command_line_values``: Snakemake's ``--config key={...}`` reads nested values as
+  strings ('3' instead of 3); the schema says which keys are numbers or booleans, so convert
+  those strings back before validation, e.g. ``--config 'guidance={cfg_scales: [0, 1, 3]}'``.
+- ``describe_config_errors``: Snakemake's ``validate`` (which also fills in the schema's defaults)
+  stops on the first error and prints the whole sub-schema; this lists every error as one line
+  naming the config key, e.g. ``training.conditional.p_uncond: 1.0 is greater than or equal to
+  the maximum of 1``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from jsonschema import Draft202012Validator
+
+SCALAR_TYPES = {"number": (int, float), "integer": (int,), "boolean": (bool,), "null": (type(None),)}
+
+
+def load_schema(schema_path: str | Path) -> dict:
+    return yaml.safe_load(Path(schema_path).read_text())
+
+
+def _coerce_scalar(value: str, schema: dict):
+    types = schema.get("type", [])
+    wanted = tuple(t for name in ([types] if isinstance(types, str) else types) for t in SCALAR_TYPES.get(name, ()))
+    if not wanted:
+        return value
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    return parsed if isinstance(parsed, wanted) else value
+
+
+def coerce_command_line_values(config, schema: dict):
+    """Return ``config`` with strings converted where the schema wants a number, bool or null."""
+    if isinstance(config, dict):
+        props = schema.get("properties", {})
+        return {key: coerce_command_line_values(value, props.get(key, {})) for key, value in config.items()}
+    if isinstance(config, list):
+        return [coerce_command_line_values(item, schema.get("items", {})) for item in config]
+    if isinstance(config, str):
+        return _coerce_scalar(config, schema)
+    return config
+
+
+def _unknown_keys(error, path: str) -> list[str]:
+    known = sorted(error.schema.get("properties", {}))
+    prefix = f"{path}." if path else ""
+    return [f"  {prefix}{key}: unknown key; the keys here are {', '.join(known)}"
+            for key in sorted(set(error.instance) - set(known))]
+
+
+def describe_config_errors(config: dict, schema: dict) -> list[str]:
+    lines = []
+    for error in sorted(Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path)):
+        path = ".".join(str(part) for part in error.absolute_path)
+        if error.validator == "additionalProperties":
+            lines += _unknown_keys(error, path)
+            continue
+        key = path or "(top level)"
+        described = isinstance(error.schema, dict) and error.absolute_path
+        description = error.schema.get("description", "").strip() if described else ""
+        lines.append(f"  {key}: {error.message}" + (f"  [{description}]" if description else ""))
+    return lines

@@ -1,0 +1,59 @@
+"""Figures: the FID-vs-IS trade-off (H&S Figure 4 / D&N Figure 5 style) and fixed-noise sample
+grids across guidance scales (rows = classes, columns = scales; H&S Figures 1 and 3 style)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+METHOD_LABELS = {"cfg": "classifier-free (w)", "cg": "classifier guidance (s)"}
+
+
+def plot_tradeoff(metrics: pd.DataFrame, path: str | Path, x: str = "is_classifier",
+                  y: str = "fid_classifier") -> None:
+    """One curve per guidance method through its scales, each point labelled with its scale."""
+    frame = metrics.sort_values(["method", "scale"]).assign(
+        guidance=lambda d: d["method"].map(METHOD_LABELS).fillna(d["method"]))
+    sns.set_theme(style="whitegrid")
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    sns.lineplot(data=frame, x=x, y=y, hue="guidance", marker="o", sort=False, ax=ax)
+    for row in frame.itertuples():
+        ax.annotate(f"{row.scale:g}", (getattr(row, x), getattr(row, y)), textcoords="offset points",
+                    xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("Inception-style score on the evaluation classifier (IS, higher = more distinct)")
+    ax.set_ylabel("FID on evaluation-classifier features (lower = closer to data)")
+    ax.set_title("Guidance trade-off: fidelity vs. diversity")
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+def sample_grid(images_by_scale: list[np.ndarray], labels: np.ndarray, scales: list[float],
+                class_names: list[str], path: str | Path, title: str, per_class: int = 1) -> None:
+    """Rows are classes; for each scale, ``per_class`` columns of the first samples of that class.
+    Sample i has the same initial noise at every scale, so a row shows one noise across scales."""
+    num_classes = len(class_names)
+    picks = [np.flatnonzero(labels == c)[:per_class] for c in range(num_classes)]
+    fig, axes = plt.subplots(num_classes, len(scales) * per_class, squeeze=False,
+                             figsize=(0.9 * len(scales) * per_class + 1.2, 0.9 * num_classes + 0.6))
+    for col, (scale, images) in enumerate((s, im) for s, im in zip(scales, images_by_scale) for _ in range(per_class)):
+        for row in range(num_classes):
+            ax = axes[row, col]
+            image = images[picks[row][col % per_class]]
+            ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([]), ax.set_yticks([])
+            if row == 0 and col % per_class == 0:
+                ax.set_title(f"{scale:g}", fontsize=9)
+            if col == 0:
+                ax.set_ylabel(class_names[row], fontsize=7, rotation=0, ha="right", va="center")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

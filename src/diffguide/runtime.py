@@ -1,0 +1,54 @@
+"""Where and how a job runs: device choice, mixed precision, seeding and logging."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PRECISIONS = ("bf16", "fp32")
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    """CUDA when present (or asked for), the CPU otherwise."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {requested!r} was asked for but CUDA is not available; set device: auto or cpu")
+    return torch.device(requested)
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on CPU and GPU (weights stay fp32); a no-op for 'fp32'."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def setup_logging(log_path: str | Path | None, name: str = "diffguide") -> logging.Logger:
+    """Log to the job's log file (under results/<run>/logs/) and to stderr."""
+    logger = logging.getLogger(name)
+    logger.setLevel(logging.INFO)
+    logger.handlers.clear()
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_path is not None:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_path, mode="w"))
+    for handler in handlers:
+        handler.setFormatter(fmt)
+        logger.addHandler(handler)
+    return logger

@@ -1,0 +1,88 @@
+"""Noise schedules of the forward process q(x_t | x_0) and its posterior, in float64.
+
+Notation follows DDPM (Ho et al. 2020): beta_t, alpha_t = 1 - beta_t, abar_t = prod_{s<=t} alpha_s,
+with t = 0 .. T-1 indexing the T noising steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+def linear_betas(timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+    """DDPM's linear schedule. The endpoints are those of T = 1000 and are rescaled by 1000 / T
+    so that a shorter process keeps the same total noise (as improved-diffusion does)."""
+    scale = 1000.0 / timesteps
+    return torch.linspace(scale * beta_start, scale * beta_end, timesteps, dtype=torch.float64)
+
+
+def cosine_betas(timesteps: int, offset: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    """Nichol & Dhariwal (2021) eq. 17: abar(t) = cos^2(((t/T + s) / (1 + s)) * pi/2),
+    betas clipped at 0.999 to avoid the singularity at t = T."""
+
+    def abar(u: float) -> float:
+        return math.cos((u + offset) / (1 + offset) * math.pi / 2) ** 2
+
+    betas = [min(1 - abar((i + 1) / timesteps) / abar(i / timesteps), max_beta) for i in range(timesteps)]
+    return torch.tensor(betas, dtype=torch.float64)
+
+
+SCHEDULES = {"linear": linear_betas, "cosine": cosine_betas}
+
+
+def _gather(table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """table[t] reshaped to broadcast against ``like`` (B, ...), in ``like``'s dtype and device."""
+    values = table.to(like.device)[t.to(like.device).long()]
+    return values.to(like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+
+
+@dataclass(frozen=True)
+class NoiseSchedule:
+    """Tables of one forward process. ``alphas_cumprod[t]`` is abar_t."""
+
+    betas: torch.Tensor
+
+    @classmethod
+    def make(cls, kind: str, timesteps: int) -> "NoiseSchedule":
+        if kind not in SCHEDULES:
+            raise ValueError(f"unknown noise schedule {kind!r}; choose one of {sorted(SCHEDULES)}")
+        return cls(SCHEDULES[kind](timesteps))
+
+    @property
+    def timesteps(self) -> int:
+        return len(self.betas)
+
+    @property
+    def alphas_cumprod(self) -> torch.Tensor:
+        return torch.cumprod(1.0 - self.betas, dim=0)
+
+    def abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """abar_t broadcast against ``like``; t = -1 means 'before any noise' (abar = 1)."""
+        table = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod])
+        return _gather(table, t + 1, like)
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps  (DDPM eq. 4)."""
+        abar = self.abar(t, x0)
+        return abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+
+    def predict_x0(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Invert q_sample for x_0 given the noise: x_0 = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)."""
+        abar = self.abar(t, x_t)
+        return (x_t - (1 - abar).sqrt() * eps) / abar.sqrt()
+
+    def eps_from_x0(self, x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        abar = self.abar(t, x_t)
+        return (x_t - abar.sqrt() * x0) / (1 - abar).sqrt()
+
+    def posterior(self, x_t, x0, t, t_prev):
+        """q(x_{t_prev} | x_t, x_0) = N(mean, var) for any t_prev < t (DDPM eq. 6-7, with the
+        respaced beta_t = 1 - abar_t / abar_{t_prev} so it also holds between skipped steps)."""
+        abar_t, abar_prev = self.abar(t, x_t), self.abar(t_prev, x_t)
+        beta = 1 - abar_t / abar_prev
+        mean = (abar_prev.sqrt() * beta / (1 - abar_t)) * x0 + ((1 - beta).sqrt() * (1 - abar_prev) / (1 - abar_t)) * x_t
+        var = beta * (1 - abar_prev) / (1 - abar_t)
+        return mean, var

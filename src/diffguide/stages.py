@@ -1,0 +1,193 @@
+"""The pipeline's stages as plain functions of paths and config dicts.
+
+Each Snakemake script in workflow/scripts/ is a thin call into one of these, so every stage can
+be run and tested without Snakemake. ``cfg`` is the validated config (see
+workflow/schemas/config.schema.yaml, which documents every key).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import data, metrics, networks
+from .figures import plot_tradeoff, sample_grid
+from .guidance import ClassifierFreeGuidance, ClassifierGuidance
+from .runtime import autocast, pick_device, seed_everything
+from .samplers import sample
+from .schedules import NoiseSchedule
+from .training import (TrainSettings, clean_classifier_loss, diffusion_loss, noisy_classifier_loss, train)
+
+log = logging.getLogger("diffguide")
+
+GUIDANCE_METHODS = ("cfg", "cg")
+
+
+def _atomic_npz(path, **arrays) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    tmp.replace(path)
+
+
+def _atomic_text(path, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def prepare(cfg: dict, split: str, output: str) -> None:
+    d = cfg["dataset"]
+    prepared = data.prepare_dataset(d["name"], split, d["image_size"], fit=d["fit"], source_dir=d["source_dir"],
+                                    cache_dir=str(Path(output).parent / "download"), download=d["download"])
+    data.save_prepared(prepared, output)
+    log.info("prepared %s/%s: %d images %s from %s", d["name"], split, len(prepared.labels),
+             prepared.images.shape[1:], prepared.source)
+
+
+def _architecture(cfg: dict, network: str, info: data.DatasetInfo) -> tuple[str, dict]:
+    """Map a network name of the config to (kind, arch) for networks.build_network."""
+    size, channels = cfg["dataset"]["image_size"], info.channels
+    n = cfg["networks"]
+    if network in ("unconditional", "conditional"):
+        arch = dict(image_size=size, channels=channels, **n["unet"],
+                    num_classes=info.num_classes if network == "conditional" else None)
+        return "eps_unet", arch
+    if network == "noisy_classifier":
+        return "noisy_classifier", dict(image_size=size, channels=channels, num_classes=info.num_classes,
+                                        **n["noisy_classifier"])
+    if network == "eval_classifier":
+        return "eval_classifier", dict(channels=channels, num_classes=info.num_classes, **n["eval_classifier"])
+    raise ValueError(f"unknown network {network!r}")
+
+
+def _loss(cfg: dict, network: str, schedule: NoiseSchedule):
+    if network == "unconditional":
+        return diffusion_loss(schedule, p_uncond=None)
+    if network == "conditional":
+        return diffusion_loss(schedule, p_uncond=cfg["training"]["conditional"]["p_uncond"])
+    if network == "noisy_classifier":
+        return noisy_classifier_loss(schedule)
+    return clean_classifier_loss()
+
+
+def train_network(cfg: dict, network: str, train_path: str, test_path: str, output: str, csv_log: str,
+                  threads: int = 1) -> None:
+    """Train one of: unconditional, conditional, noisy_classifier, eval_classifier."""
+    torch.set_num_threads(threads)
+    seed_everything(cfg["seed"])
+    device = pick_device(cfg["device"])
+    train_set = data.load_prepared(train_path)
+    info = data.DATASETS[train_set.dataset]
+    kind, arch = _architecture(cfg, network, info)
+    model = networks.build_network(kind, arch)
+    log.info("%s: %s with %d parameters on %s", network, kind, networks.count_parameters(model), device)
+    t = dict(cfg["training"][network])
+    t.pop("p_uncond", None)
+    settings = TrainSettings(precision=cfg["precision"], **t)
+    schedule = NoiseSchedule.make(cfg["diffusion"]["schedule"], cfg["diffusion"]["timesteps"])
+    images, labels = train_set.to_tensor()
+    kept = train(model, _loss(cfg, network, schedule), images, labels, settings, device=device, name=network,
+                 csv_path=csv_log, logger=log)
+    extra = {"parameters": networks.count_parameters(kept), "steps": settings.steps}
+    if network == "eval_classifier":
+        extra["test_accuracy"] = clean_accuracy(kept, test_path, device)
+        log.info("eval_classifier test accuracy %.4f", extra["test_accuracy"])
+    networks.save_checkpoint(output, kind, arch, kept, extra)
+
+
+def clean_accuracy(classifier, test_path: str, device) -> float:
+    test_set = data.load_prepared(test_path)
+    _, logits = metrics.classifier_outputs(classifier, test_set.images, device)
+    return metrics.sample_accuracy(logits, test_set.labels)
+
+
+def guided_model(cfg: dict, method: str, scale: float, model_paths: dict, device):
+    """The eps-model a sampling job uses: CFG of the conditional model (scale = w), or classifier
+    guidance of the unconditional model with the noisy classifier (scale = s); with the noise
+    schedule and the eps-model's architecture (for the image shape)."""
+    schedule = NoiseSchedule.make(cfg["diffusion"]["schedule"], cfg["diffusion"]["timesteps"])
+    if method == "cfg":
+        model, payload = networks.load_checkpoint(model_paths["conditional"], device)
+        return ClassifierFreeGuidance(model, w=scale), schedule, payload["arch"]
+    if method == "cg":
+        model, payload = networks.load_checkpoint(model_paths["unconditional"], device)
+        if scale == 0:  # the unguided unconditional model: no classifier needed
+            return model, schedule, payload["arch"]
+        classifier, _ = networks.load_checkpoint(model_paths["noisy_classifier"], device)
+        return ClassifierGuidance(model, classifier, scale, schedule, condition_model=False), schedule, payload["arch"]
+    raise ValueError(f"unknown guidance method {method!r}; choose one of {GUIDANCE_METHODS}")
+
+
+def generate(cfg: dict, method: str, scale: float, model_paths: dict, output: str, threads: int = 1) -> None:
+    """Sample cfg.sampling.num_samples images; sample i asks for class i mod K and its noise is
+    seeded by (seed, i), so every scale of a sweep starts from the same noise."""
+    torch.set_num_threads(threads)
+    device = pick_device(cfg["device"])
+    model, schedule, arch = guided_model(cfg, method, scale, model_paths, device)
+    s = cfg["sampling"]
+    shape = (arch["channels"], arch["image_size"], arch["image_size"])
+    num_classes = data.DATASETS[cfg["dataset"]["name"]].num_classes
+    labels = np.arange(s["num_samples"]) % num_classes
+    batches = []
+    for start in range(0, s["num_samples"], s["batch_size"]):
+        idx = list(range(start, min(start + s["batch_size"], s["num_samples"])))
+        log.info("%s scale %g: samples %d-%d of %d", method, scale, idx[0], idx[-1], s["num_samples"])
+        with autocast(device, cfg["precision"]):
+            x = sample(model, schedule, torch.from_numpy(labels[idx]), idx, shape, seed=cfg["seed"],
+                       sampler=s["sampler"], steps=s["steps"], eta=s["eta"], device=device)
+        batches.append(data.images_to_uint8(x.float().cpu()))
+    _atomic_npz(output, images=np.concatenate(batches), labels=labels, method=method, scale=scale)
+
+
+def reference_statistics(eval_classifier_path: str, test_path: str, output: str, device_name: str = "auto") -> None:
+    """Features of the real test split under the evaluation classifier, computed once."""
+    device = pick_device(device_name)
+    classifier, _ = networks.load_checkpoint(eval_classifier_path, device)
+    test_set = data.load_prepared(test_path)
+    features, _ = metrics.classifier_outputs(classifier, test_set.images, device)
+    mu, sigma = metrics.feature_statistics(features)
+    _atomic_npz(output, features=features, mu=mu, sigma=sigma)
+
+
+def evaluate(samples_path: str, reference_path: str, eval_classifier_path: str, output: str,
+             device_name: str = "auto") -> None:
+    """One row of metrics for one (method, scale) sample set."""
+    device = pick_device(device_name)
+    classifier, _ = networks.load_checkpoint(eval_classifier_path, device)
+    samples, reference = np.load(samples_path), np.load(reference_path)
+    features, logits = metrics.classifier_outputs(classifier, samples["images"], device)
+    row = {
+        "method": str(samples["method"]), "scale": float(samples["scale"]), "num_samples": len(features),
+        "fid_classifier": metrics.fid_from_features(features, reference["mu"], reference["sigma"]),
+        "kid_classifier": metrics.kid_from_features(features, reference["features"]),
+        "is_classifier": metrics.inception_score(logits),
+        "accuracy_classifier": metrics.sample_accuracy(logits, samples["labels"]),
+    }
+    _atomic_text(output, pd.DataFrame([row]).to_csv(index=False))
+    log.info("%s", json.dumps(row))
+
+
+def gather_metrics(rows: list[str], output: str) -> pd.DataFrame:
+    frame = pd.concat([pd.read_csv(p) for p in rows]).sort_values(["method", "scale"])
+    _atomic_text(output, frame.to_csv(index=False))
+    return frame
+
+
+def figures(metrics_csv: str, tradeoff_png: str) -> None:
+    plot_tradeoff(pd.read_csv(metrics_csv), tradeoff_png)
+
+
+def grid(sample_paths: list[str], method: str, dataset_name: str, output: str, per_class: int) -> None:
+    sets = [np.load(p) for p in sample_paths]
+    scales = [float(s["scale"]) for s in sets]
+    order = np.argsort(scales)
+    title = {"cfg": "classifier-free guidance, columns: w", "cg": "classifier guidance, columns: s"}[method]
+    sample_grid([sets[i]["images"] for i in order], sets[0]["labels"], [scales[i] for i in order],
+                list(data.DATASETS[dataset_name].class_names), output, title, per_class)

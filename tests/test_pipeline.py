@@ -1,0 +1,130 @@
+"""The real Snakefile, run end to end on config/smoke.yaml in a temporary directory, and the
+behaviours a user relies on: outputs, caching, config validation and the SLURM profile."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+SMOKE = "config/smoke.yaml"
+
+
+def copy_workflow(dest: Path) -> Path:
+    for name in ("Snakefile", "workflow", "config"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([SNAKEMAKE, "--cores", "2", *args], cwd=workdir, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        pytest.fail(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run: rule -> number of jobs (the 'total' row excluded)."""
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", dry_run_output, flags=re.MULTILINE))
+    counts.pop("total", None)
+    return {rule: int(n) for rule, n in counts.items()}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
+    snakemake(workdir, "--configfile", SMOKE)
+    return workdir
+
+
+def test_smoke_run_writes_metrics_for_every_method_and_scale(smoke_run):
+    metrics = pd.read_csv(smoke_run / "results/smoke/metrics.csv")
+    assert sorted(zip(metrics.method, metrics.scale)) == [("cfg", 0.0), ("cfg", 1.0), ("cg", 0.0), ("cg", 2.0)]
+    for column in ("fid_classifier", "kid_classifier", "is_classifier", "accuracy_classifier"):
+        assert np.isfinite(metrics[column]).all(), column
+    assert (metrics.num_samples == 20).all()
+    assert ((metrics.is_classifier >= 1) & (metrics.is_classifier <= 10)).all()
+    assert ((metrics.accuracy_classifier >= 0) & (metrics.accuracy_classifier <= 1)).all()
+
+
+def test_smoke_run_writes_figures_samples_and_logs(smoke_run):
+    root = smoke_run / "results/smoke"
+    for figure in ("fid_vs_is.png", "grid_cfg.png", "grid_cg.png"):
+        assert (root / "figures" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
+    samples = np.load(root / "samples/cfg/scale_1.npz")
+    assert samples["images"].shape == (20, 16, 16, 1) and samples["images"].dtype == np.uint8
+    assert list(samples["labels"][:12]) == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    for network in ("unconditional", "conditional", "noisy_classifier", "eval_classifier"):
+        log = pd.read_csv(root / f"logs/train_{network}.csv")
+        assert list(log.columns) == ["step", "loss", "lr", "images_per_s"]
+        assert log.step.iloc[-1] == {"eval_classifier": 39}.get(network, 19)
+        assert np.isfinite(log.loss).all()
+    assert "samples 0-19 of 20" in (root / "logs/sample_cg_2.log").read_text()
+
+
+def test_second_run_schedules_no_job(smoke_run):
+    result = snakemake(smoke_run, "--configfile", SMOKE, "--dry-run")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_adding_a_scale_reruns_only_that_scale_and_the_figures(smoke_run):
+    result = snakemake(smoke_run, "--configfile", SMOKE, "--dry-run",
+                       "--config", "guidance={cfg_scales: [0, 1, 3], cg_scales: [0, 2]}")
+    assert job_counts(result.stdout) == {"sample": 1, "evaluate": 1, "gather_metrics": 1,
+                                         "tradeoff_figure": 1, "sample_grid": 1, "all": 1}
+    assert "results/smoke/samples/cfg/scale_3.npz" in result.stdout
+
+
+def test_changing_a_training_knob_retrains_only_that_network(smoke_run, tmp_path):
+    config = tmp_path / "more_steps.yaml"
+    text = (smoke_run / SMOKE).read_text().replace(
+        "noisy_classifier: {steps: 20", "noisy_classifier: {steps: 25")
+    config.write_text(text)
+    result = snakemake(smoke_run, "--configfile", str(config), "--dry-run")
+    counts = job_counts(result.stdout)
+    assert counts["train_network"] == 1 and counts["sample"] == 1  # cg at s = 2 only
+    assert "models/noisy_classifier.pt" in result.stdout and "models/conditional.pt" not in result.stdout.split("Job stats")[1]
+
+
+@pytest.mark.parametrize("override, key", [
+    ("bogus_key: 1", "bogus_key"),
+    ("training: {conditional: {p_uncond: 1.0}}", "training.conditional.p_uncond"),
+    ("training: {unconditional: {steps: -5}}", "training.unconditional.steps"),
+    ("sampling: {steps: 0}", "sampling.steps"),
+    ("guidance: {cfg_scales: []}", "guidance.cfg_scales"),
+    ("dataset: {name: imagenet}", "dataset.name"),
+    ("precision: half", "precision"),
+])
+def test_invalid_config_stops_before_any_job_naming_the_key(tmp_path, override, key):
+    workdir = copy_workflow(tmp_path)
+    (workdir / "bad.yaml").write_text(f"run: bad\n{override}\n")
+    result = snakemake(workdir, "--configfile", "bad.yaml", "--dry-run", check=False)
+    assert result.returncode != 0
+    assert f"  {key}:" in result.stderr, result.stderr
+    assert not (workdir / "results").exists()
+
+
+def test_slurm_profile_dry_run_resolves_resources(tmp_path):
+    pytest.importorskip("snakemake_executor_plugin_slurm")  # a pinned dependency: always present
+    workdir = copy_workflow(tmp_path)
+    gpu_config = (workdir / SMOKE).read_text() + "resources: {gpu: 1, train_mem_mb: 16000, train_runtime: 240}\n"
+    (workdir / "gpu.yaml").write_text(gpu_config)
+    result = snakemake(workdir, "--profile", "workflow/profiles/slurm", "--configfile", "gpu.yaml", "--dry-run")
+    out = result.stdout
+    assert "Using profile workflow/profiles/slurm" in out + result.stderr
+    blocks = {m.group(1): m.group(2) for m in re.finditer(
+        r"^rule (\w+):\n((?:    .*\n)+)", out, flags=re.MULTILINE)}
+    train = blocks["train_network"]
+    for expected in ("mem_mb=16000", "runtime=240", "gpu=1", "slurm_partition=gpu", "cpus_per_task=8"):
+        assert expected in train, (expected, train)
+    evaluate = blocks["evaluate"]
+    assert "slurm_partition=cpu" in evaluate and "gpu=" not in evaluate

@@ -1,0 +1,49 @@
+rule reference_statistics:
+    """Evaluation-classifier features of the real test split, computed once for every evaluation."""
+    input:
+        classifier=f"{RESULTS}/models/eval_classifier.pt",
+        test=f"{RESULTS}/data/test.npz",
+    output:
+        f"{RESULTS}/reference/test_eval_classifier.npz",
+    log:
+        f"{LOGS}/reference_statistics.log",
+    threads: 1
+    resources:
+        mem_mb=RES["light_mem_mb"],
+        runtime=RES["light_runtime"],
+    script:
+        "../scripts/reference_statistics.py"
+
+
+rule evaluate:
+    """FID / KID (clean-fid), IS and sample accuracy of one sample set on the evaluation classifier."""
+    input:
+        samples=f"{RESULTS}/samples/{{method}}/scale_{{scale}}.npz",
+        reference=f"{RESULTS}/reference/test_eval_classifier.npz",
+        classifier=f"{RESULTS}/models/eval_classifier.pt",
+    output:
+        f"{RESULTS}/metrics/{{method}}/scale_{{scale}}.csv",
+    log:
+        f"{LOGS}/evaluate_{{method}}_{{scale}}.log",
+    threads: 1
+    resources:
+        mem_mb=RES["light_mem_mb"],
+        runtime=RES["light_runtime"],
+    script:
+        "../scripts/evaluate.py"
+
+
+rule gather_metrics:
+    """metrics.csv: one row per (method, scale)."""
+    input:
+        [f"{RESULTS}/metrics/{m}/scale_{s}.csv" for m in METHODS for s in SCALES[m]],
+    output:
+        f"{RESULTS}/metrics.csv",
+    log:
+        f"{LOGS}/gather_metrics.log",
+    threads: 1
+    resources:
+        mem_mb=RES["light_mem_mb"],
+        runtime=RES["light_runtime"],
+    script:
+        "../scripts/gather_metrics.py"

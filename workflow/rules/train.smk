@@ -1,0 +1,23 @@
+rule train_network:
+    """Train one network: the unconditional eps-model, the conditional one (labels dropped to the
+    null class with probability p_uncond), the noisy classifier p_phi(y | x_t, t), or the
+    evaluation classifier on clean images."""
+    input:
+        train=f"{RESULTS}/data/train.npz",
+        test=f"{RESULTS}/data/test.npz",
+    output:
+        f"{RESULTS}/models/{{network}}.pt",
+    params:
+        cfg=training_config,
+    log:
+        text=f"{LOGS}/train_{{network}}.log",
+        csv=f"{LOGS}/train_{{network}}.csv",
+    wildcard_constraints:
+        network="unconditional|conditional|noisy_classifier|eval_classifier",
+    threads: workflow.cores
+    resources:
+        gpu=RES["gpu"],
+        mem_mb=RES["train_mem_mb"],
+        runtime=RES["train_runtime"],
+    script:
+        "../scripts/train.py"
