@@ -23,6 +23,11 @@ from torch import nn
 from .guidance import NULL_LABEL
 
 
+def _attention_head_dim(head_dim: int, widths: list[int]) -> int:
+    """Channels per attention head, at most the narrowest width so every block has >= 1 head."""
+    return min(head_dim, min(widths))
+
+
 def _down_block_types(num_levels: int, attention_levels: list[int]) -> list[str]:
     return ["AttnDownBlock2D" if i in attention_levels else "DownBlock2D" for i in range(num_levels)]
 
@@ -44,7 +49,7 @@ class EpsUNet(nn.Module):
             down_block_types=tuple(down), up_block_types=tuple(up),
             num_class_embeds=None if num_classes is None else num_classes + 1,
             resnet_time_scale_shift="scale_shift", norm_num_groups=norm_groups,
-            attention_head_dim=head_dim, dropout=dropout)
+            attention_head_dim=_attention_head_dim(head_dim, widths), dropout=dropout)
 
     def forward(self, x, t, y=None):
         if self.num_classes is None:
@@ -62,6 +67,7 @@ class NoisyClassifier(nn.Module):
                  layers_per_block: int = 1, attention_levels: list[int] | None = None,
                  norm_groups: int = 8, head_dim: int = 32):
         super().__init__()
+        head_dim = _attention_head_dim(head_dim, widths)
         temb_dim = widths[0] * 4
         self.time_proj = Timesteps(widths[0], flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_embedding = TimestepEmbedding(widths[0], temb_dim)
@@ -148,7 +154,8 @@ def load_checkpoint(path, device="cpu") -> tuple[nn.Module, dict]:
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # a truncated or foreign file: say which and what to do
-        raise ValueError(f"cannot read checkpoint {path}: {err}. Delete it and rerun snakemake to retrain.") from err
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"cannot read checkpoint {path} ({reason}). Delete it and rerun snakemake to retrain.") from err
     model = build_network(payload["kind"], payload["arch"]).to(device)
     model.load_state_dict(payload["state_dict"])
     model.eval().requires_grad_(False)

@@ -32,6 +32,14 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+def progress_bar(iterable, **kwargs):
+    """A tqdm bar; redrawn at most every 10 s when stderr is a log file rather than a terminal,
+    so Snakemake logs stay readable."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, mininterval=0.1 if sys.stderr.isatty() else 10.0, dynamic_ncols=True, **kwargs)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -18,10 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
-from tqdm.auto import tqdm
 
 from .guidance import NULL_LABEL
-from .runtime import autocast
+from .runtime import autocast, progress_bar
 from .schedules import NoiseSchedule
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -110,7 +109,7 @@ def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch
     with open(csv_path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["step", "loss", "lr", "images_per_s"])
-        bar = tqdm(range(settings.steps), desc=f"train {name}", unit="step", dynamic_ncols=True)
+        bar = progress_bar(range(settings.steps), desc=f"train {name}", unit="step")
         start = time.perf_counter()
         for step in bar:
             lr = _learning_rate(settings, step)

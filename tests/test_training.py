@@ -1,0 +1,101 @@
+"""The training loop, networks and checkpoints on tiny models (CPU, seconds)."""
+
+import numpy as np
+import pytest
+import torch
+
+from diffguide import networks
+from diffguide.guidance import NULL_LABEL
+from diffguide.schedules import NoiseSchedule
+from diffguide.training import TrainSettings, clean_classifier_loss, diffusion_loss, train
+
+
+def tiny_unet(num_classes=3):
+    return networks.build_network("eps_unet", dict(image_size=8, channels=1, widths=[8, 16], attention_levels=[],
+                                                   num_classes=num_classes, norm_groups=4))
+
+
+def test_conditional_unet_uses_its_null_class_for_none_and_null_label():
+    torch.manual_seed(0)
+    model = tiny_unet().eval()
+    x, t = torch.randn(3, 1, 8, 8), torch.tensor([5, 50, 500])
+    null = model(x, t, torch.full((3,), NULL_LABEL))
+    assert torch.equal(model(x, t, None), null)
+    assert not torch.allclose(model(x, t, torch.tensor([0, 1, 2])), null)
+
+
+def test_classifier_learns_a_separable_problem_and_keeps_its_csv_log(tmp_path):
+    torch.manual_seed(0)
+    images = torch.randn(256, 1, 8, 8) * 0.1
+    labels = torch.arange(256) % 2
+    images[labels == 1] += 1.0
+    model = networks.build_network("eval_classifier", dict(channels=1, widths=[4, 8], num_classes=2))
+    settings = TrainSettings(steps=40, batch_size=32, lr=0.01, precision="fp32", log_every=10)
+    kept = train(model, clean_classifier_loss(), images, labels, settings, device=torch.device("cpu"),
+                 name="toy", csv_path=tmp_path / "log.csv")
+    with torch.no_grad():
+        accuracy = (kept(images).argmax(1) == labels).float().mean().item()
+    assert accuracy > 0.95
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    assert rows[0] == "step,loss,lr,images_per_s" and rows[-1].startswith("39,")
+
+
+def test_ema_copy_is_what_training_returns_when_ema_is_set(tmp_path):
+    torch.manual_seed(0)
+    model = tiny_unet(num_classes=None)
+    before = [p.detach().clone() for p in model.parameters()]
+    settings = TrainSettings(steps=5, batch_size=4, lr=0.01, ema_decay=0.9, precision="fp32")
+    kept = train(model, diffusion_loss(NoiseSchedule.make("linear", 100), None), torch.randn(16, 1, 8, 8),
+                 torch.zeros(16, dtype=torch.long), settings, device=torch.device("cpu"), name="ema",
+                 csv_path=tmp_path / "log.csv")
+    assert kept is not model
+    for p_ema, p_raw, p0 in zip(kept.parameters(), model.parameters(), before):
+        if not torch.equal(p_raw, p0):  # a trained parameter: the EMA lies strictly between
+            assert not torch.equal(p_ema, p_raw)
+            break
+    else:
+        pytest.fail("no parameter changed during training")
+
+
+def test_nan_loss_stops_with_the_network_and_step_named(tmp_path):
+    model = networks.build_network("eval_classifier", dict(channels=1, widths=[4], num_classes=2))
+    images = torch.full((8, 1, 8, 8), float("nan"))
+    settings = TrainSettings(steps=3, batch_size=4, lr=0.01, precision="fp32")
+    with pytest.raises(FloatingPointError, match=r"nan_net: the loss became nan at step 0"):
+        train(model, clean_classifier_loss(), images, torch.zeros(8, dtype=torch.long), settings,
+              device=torch.device("cpu"), name="nan_net", csv_path=tmp_path / "log.csv")
+
+
+def test_checkpoint_roundtrip_rebuilds_the_same_function(tmp_path):
+    torch.manual_seed(0)
+    arch = dict(image_size=8, channels=1, widths=[8, 16], num_classes=3, attention_levels=[1], norm_groups=4)
+    model = networks.build_network("noisy_classifier", arch).eval()
+    networks.save_checkpoint(tmp_path / "c.pt", "noisy_classifier", arch, model, {"steps": 1})
+    loaded, payload = networks.load_checkpoint(tmp_path / "c.pt")
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([3, 70])
+    assert torch.equal(loaded(x, t), model(x, t))
+    assert payload["extra"] == {"steps": 1} and not (tmp_path / "c.pt.tmp").exists()
+
+
+def test_corrupt_checkpoint_is_named_with_a_fix(tmp_path):
+    path = tmp_path / "broken.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=r"broken\.pt.*Delete it and rerun snakemake"):
+        networks.load_checkpoint(path)
+
+
+def test_p_uncond_drops_labels_at_the_requested_rate():
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x, t, y):
+            seen.append(y)
+            return torch.zeros_like(x)
+
+    torch.manual_seed(0)
+    loss = diffusion_loss(NoiseSchedule.make("cosine", 100), p_uncond=0.3)
+    for _ in range(20):
+        loss(Recorder(), torch.zeros(500, 1, 2, 2), torch.ones(500, dtype=torch.long))
+    dropped = np.mean([(y == NULL_LABEL).float().mean().item() for y in seen])
+    assert abs(dropped - 0.3) < 0.02  # 10,000 draws: standard error 0.0046
+    assert all(set(y.unique().tolist()) <= {NULL_LABEL, 1} for y in seen)
