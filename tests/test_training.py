@@ -99,3 +99,14 @@ def test_p_uncond_drops_labels_at_the_requested_rate():
     dropped = np.mean([(y == NULL_LABEL).float().mean().item() for y in seen])
     assert abs(dropped - 0.3) < 0.02  # 10,000 draws: standard error 0.0046
     assert all(set(y.unique().tolist()) <= {NULL_LABEL, 1} for y in seen)
+
+
+def test_learning_rate_warms_up_then_decays_to_zero_with_cosine():
+    from diffguide.training import lr_factor
+
+    settings = TrainSettings(steps=110, batch_size=1, lr=1.0, warmup_steps=10, lr_schedule="cosine")
+    assert lr_factor(settings, 0) == pytest.approx(0.1) and lr_factor(settings, 9) == pytest.approx(1.0)
+    assert lr_factor(settings, 10) == pytest.approx(1.0) and lr_factor(settings, 60) == pytest.approx(0.5)
+    assert lr_factor(settings, 110) == pytest.approx(0.0, abs=1e-12)
+    constant = TrainSettings(steps=110, batch_size=1, lr=1.0, warmup_steps=10)
+    assert lr_factor(constant, 100) == 1.0

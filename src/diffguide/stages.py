@@ -146,23 +146,24 @@ def generate(cfg: dict, method: str, scale: float, model_paths: dict, output: st
     _atomic_npz(output, images=np.concatenate(batches), labels=labels, method=method, scale=scale)
 
 
-def reference_statistics(eval_classifier_path: str, test_path: str, output: str, device_name: str = "auto") -> None:
+def reference_statistics(eval_classifier_path: str, test_path: str, output: str, device_name: str = "auto",
+                         batch_size: int = 500) -> None:
     """Features of the real test split under the evaluation classifier, computed once."""
     device = pick_device(device_name)
     classifier, _ = networks.load_checkpoint(eval_classifier_path, device)
     test_set = data.load_prepared(test_path)
-    features, _ = metrics.classifier_outputs(classifier, test_set.images, device)
+    features, _ = metrics.classifier_outputs(classifier, test_set.images, device, batch_size)
     mu, sigma = metrics.feature_statistics(features)
     _atomic_npz(output, features=features, mu=mu, sigma=sigma)
 
 
 def evaluate(samples_path: str, reference_path: str, eval_classifier_path: str, output: str,
-             device_name: str = "auto") -> None:
+             device_name: str = "auto", batch_size: int = 500) -> None:
     """One row of metrics for one (method, scale) sample set."""
     device = pick_device(device_name)
     classifier, _ = networks.load_checkpoint(eval_classifier_path, device)
     samples, reference = np.load(samples_path), np.load(reference_path)
-    features, logits = metrics.classifier_outputs(classifier, samples["images"], device)
+    features, logits = metrics.classifier_outputs(classifier, samples["images"], device, batch_size)
     row = {
         "method": str(samples["method"]), "scale": float(samples["scale"]), "num_samples": len(features),
         "fid_classifier": metrics.fid_from_features(features, reference["mu"], reference["sigma"]),

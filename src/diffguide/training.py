@@ -1,6 +1,6 @@
 """One training loop for every network, and the three losses it is used with.
 
-The loop: AdamW with linear warm-up, an EMA of the weights (torch.optim.swa_utils.AveragedModel),
+The loop: AdamW with linear warm-up and constant or cosine decay (torch's LambdaLR), an EMA of the weights (torch.optim.swa_utils.AveragedModel),
 bf16 autocast with fp32 master weights, gradient clipping, a tqdm bar with loss and images/s,
 a CSV log (step, loss, lr, images/s), and a stop with a clear message on a NaN / inf loss.
 """
@@ -8,6 +8,7 @@ a CSV log (step, loss, lr, images/s), and a stop with a clear message on a NaN /
 from __future__ import annotations
 
 import csv
+import math
 import logging
 import time
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ class TrainSettings:
     lr: float
     weight_decay: float = 0.0
     warmup_steps: int = 0
+    lr_schedule: str = "constant"
     ema_decay: float | None = None
     grad_clip: float = 1.0
     precision: str = "bf16"
@@ -90,10 +92,20 @@ def ema_average(decay: float):
     return avg_fn
 
 
-def _learning_rate(settings: TrainSettings, step: int) -> float:
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(settings: TrainSettings, step: int) -> float:
+    """Linear warm-up, then constant or cosine decay to zero at the last step (a classifier's
+    last iterate is much better with decay; diffusion models rely on the EMA instead)."""
     if settings.warmup_steps and step < settings.warmup_steps:
-        return settings.lr * (step + 1) / settings.warmup_steps
-    return settings.lr
+        return (step + 1) / settings.warmup_steps
+    if settings.lr_schedule == "cosine":
+        progress = (step - settings.warmup_steps) / max(1, settings.steps - settings.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    if settings.lr_schedule == "constant":
+        return 1.0
+    raise ValueError(f"unknown lr_schedule {settings.lr_schedule!r}; choose one of {LR_SCHEDULES}")
 
 
 def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch.Tensor,
@@ -105,6 +117,7 @@ def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch
     model.to(device).train()
     ema = AveragedModel(model, avg_fn=ema_average(settings.ema_decay)) if settings.ema_decay else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(settings, step))
     Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
     with open(csv_path, "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -112,9 +125,7 @@ def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch
         bar = progress_bar(range(settings.steps), desc=f"train {name}", unit="step")
         start = time.perf_counter()
         for step in bar:
-            lr = _learning_rate(settings, step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            lr = scheduler.get_last_lr()[0]
             index = torch.randint(0, len(images), (settings.batch_size,))
             x0, y = images[index].to(device), labels[index].to(device)
             with autocast(device, settings.precision):
@@ -127,6 +138,7 @@ def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
             optimizer.step()
+            scheduler.step()
             if ema is not None:
                 ema.update_parameters(model)
             if step % settings.log_every == 0 or step == settings.steps - 1:

@@ -60,3 +60,14 @@ def training_config(wildcards):
     return {**config_subset("seed", "precision", "dataset", "diffusion"),
             "networks": {NETWORK_ARCH[net]: config["networks"][NETWORK_ARCH[net]]},
             "training": {net: config["training"][net]}}
+
+
+def guidance_inputs(wildcards):
+    """CFG samples the conditional model; CG the unconditional one with the noisy classifier,
+    which s = 0 (the unguided model) does not need, so retraining it leaves s = 0 cached."""
+    if wildcards.method == "cfg":
+        return {"conditional": f"{RESULTS}/models/conditional.pt"}
+    inputs = {"unconditional": f"{RESULTS}/models/unconditional.pt"}
+    if float(wildcards.scale) != 0:
+        inputs["noisy_classifier"] = f"{RESULTS}/models/noisy_classifier.pt"
+    return inputs

@@ -5,6 +5,8 @@ rule reference_statistics:
         test=f"{RESULTS}/data/test.npz",
     output:
         f"{RESULTS}/reference/test_eval_classifier.npz",
+    params:
+        batch_size=config["evaluation"]["batch_size"],
     log:
         f"{LOGS}/reference_statistics.log",
     threads: 1
@@ -23,6 +25,8 @@ rule evaluate:
         classifier=f"{RESULTS}/models/eval_classifier.pt",
     output:
         f"{RESULTS}/metrics/{{method}}/scale_{{scale}}.csv",
+    params:
+        batch_size=config["evaluation"]["batch_size"],
     log:
         f"{LOGS}/evaluate_{{method}}_{{scale}}.log",
     threads: 1

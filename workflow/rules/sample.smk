@@ -1,14 +1,3 @@
-def guidance_inputs(wildcards):
-    """CFG samples the conditional model; CG the unconditional one with the noisy classifier,
-    which s = 0 (the unguided model) does not need, so retraining it leaves s = 0 cached."""
-    if wildcards.method == "cfg":
-        return {"conditional": f"{RESULTS}/models/conditional.pt"}
-    inputs = {"unconditional": f"{RESULTS}/models/unconditional.pt"}
-    if float(wildcards.scale) != 0:
-        inputs["noisy_classifier"] = f"{RESULTS}/models/noisy_classifier.pt"
-    return inputs
-
-
 rule sample:
     """One cached job per (guidance method, scale)."""
     input:
@@ -19,7 +8,9 @@ rule sample:
         cfg=config_subset("seed", "precision", "dataset", "diffusion", "sampling"),
     log:
         f"{LOGS}/sample_{{method}}_{{scale}}.log",
-    threads: workflow.cores
+    benchmark:
+        f"{RESULTS}/benchmarks/sample_{{method}}_{{scale}}.tsv"
+    threads: RES["threads"]
     resources:
         gpu=RES["gpu"],
         mem_mb=RES["sample_mem_mb"],

@@ -12,9 +12,11 @@ rule train_network:
     log:
         text=f"{LOGS}/train_{{network}}.log",
         csv=f"{LOGS}/train_{{network}}.csv",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_{{network}}.tsv"
     wildcard_constraints:
         network="unconditional|conditional|noisy_classifier|eval_classifier",
-    threads: workflow.cores
+    threads: RES["threads"]
     resources:
         gpu=RES["gpu"],
         mem_mb=RES["train_mem_mb"],
