@@ -18,6 +18,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/sample.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/toy.smk"
 
 
 rule all:
@@ -25,4 +26,5 @@ rule all:
         f"{RESULTS}/metrics.csv",
         f"{RESULTS}/figures/fid_vs_is.png",
         expand(f"{RESULTS}/figures/grid_{{method}}.png", method=METHODS),
+        f"{RESULTS}/figures/mixture_guidance.png",
     default_target: True

@@ -48,7 +48,8 @@ def smoke_run(tmp_path_factory) -> Path:
 
 def test_smoke_run_writes_metrics_for_every_method_and_scale(smoke_run):
     metrics = pd.read_csv(smoke_run / "results/smoke/metrics.csv")
-    assert sorted(zip(metrics.method, metrics.scale)) == [("cfg", 0.0), ("cfg", 1.0), ("cg", 0.0), ("cg", 2.0)]
+    assert sorted(zip(metrics.method, metrics.scale)) == [
+        ("cfg", 0.0), ("cfg", 1.0), ("cg", 0.0), ("cg", 2.0), ("cond_cg", 2.0)]
     for column in ("fid_classifier", "kid_classifier", "is_classifier", "accuracy_classifier"):
         assert np.isfinite(metrics[column]).all(), column
     assert (metrics.num_samples == 20).all()
@@ -58,7 +59,7 @@ def test_smoke_run_writes_metrics_for_every_method_and_scale(smoke_run):
 
 def test_smoke_run_writes_figures_samples_and_logs(smoke_run):
     root = smoke_run / "results/smoke"
-    for figure in ("fid_vs_is.png", "grid_cfg.png", "grid_cg.png"):
+    for figure in ("fid_vs_is.png", "grid_cfg.png", "grid_cg.png", "grid_cond_cg.png", "mixture_guidance.png"):
         assert (root / "figures" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
     samples = np.load(root / "samples/cfg/scale_1.npz")
     assert samples["images"].shape == (20, 16, 16, 1) and samples["images"].dtype == np.uint8
@@ -91,8 +92,9 @@ def test_changing_a_training_knob_retrains_only_that_network(smoke_run, tmp_path
     config.write_text(text)
     result = snakemake(smoke_run, "--configfile", str(config), "--dry-run")
     counts = job_counts(result.stdout)
-    assert counts["train_network"] == 1 and counts["sample"] == 1  # cg at s = 2 only
-    assert "models/noisy_classifier.pt" in result.stdout and "models/conditional.pt" not in result.stdout.split("Job stats")[1]
+    assert counts["train_network"] == 1 and counts["sample"] == 2  # cg and cond_cg at s = 2 only
+    retrained = re.findall(r"^\s+output: results/smoke/models/(\w+)\.pt$", result.stdout, flags=re.MULTILINE)
+    assert retrained == ["noisy_classifier"]
 
 
 @pytest.mark.parametrize("override, key", [

@@ -13,7 +13,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-METHOD_LABELS = {"cfg": "classifier-free (w)", "cg": "classifier guidance (s)"}
+METHOD_LABELS = {"cfg": "classifier-free, conditional model (w)", "cg": "classifier guidance, unconditional model (s)",
+                 "cond_cg": "classifier guidance, conditional model (s)"}
 
 
 def plot_tradeoff(metrics: pd.DataFrame, path: str | Path, x: str = "is_classifier",

@@ -50,6 +50,16 @@ def inception_score(logits: np.ndarray) -> float:
     return float(np.exp(np.mean(np.sum(p * (log_p - log_marginal), axis=1))))
 
 
+def precision_recall_equal_sizes(features: np.ndarray, reference_features: np.ndarray, k: int = 3) -> tuple[float, float]:
+    """Improved precision / recall (k-NN manifolds, k = 3 as guided-diffusion's evaluator) against
+    as many reference features as samples, since both manifolds grow with their set's size."""
+    from .precision_recall import precision_recall
+
+    n = min(len(features), len(reference_features))
+    result = precision_recall(reference_features[:n], features[:n], k=k)
+    return result.precision, result.recall
+
+
 def sample_accuracy(logits: np.ndarray, requested_labels: np.ndarray) -> float:
     """Fraction of samples that the evaluation classifier assigns to the class they were asked for."""
     return float(np.mean(np.argmax(logits, axis=1) == requested_labels))

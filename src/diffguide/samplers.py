@@ -12,8 +12,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from .runtime import progress_bar
 from .schedules import NoiseSchedule
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
@@ -47,7 +47,10 @@ def ddim_step(schedule: NoiseSchedule, x, eps, t, t_prev, eta: float, noise, cli
         sigma_t = eta * sqrt((1 - abar_{t'}) / (1 - abar_t)) * sqrt(1 - abar_t / abar_{t'}).
 
     eta = 0 is DDIM (deterministic); eta = 1 gives DDPM's posterior variance beta~_t.
-    When x0_hat is clipped to [-1, 1], eps is recomputed from it so the two stay consistent.
+    When x0_hat is clipped to [-1, 1], eps is recomputed from it so the two stay consistent
+    (as guided-diffusion's ddim_sample). Equals diffusers' DDIMScheduler.step with
+    use_clipped_model_output=True and set_alpha_to_one=True (t' = -1 is abar = 1), which
+    tests/test_samplers.py checks.
     """
     abar_t, abar_prev = schedule.abar(t, x), schedule.abar(t_prev, x)
     x0 = schedule.predict_x0(x, t, eps)
@@ -62,7 +65,9 @@ def ddim_step(schedule: NoiseSchedule, x, eps, t, t_prev, eta: float, noise, cli
 def ddpm_variance(schedule: NoiseSchedule, x, t, t_prev, variance: str, v: float = 0.0):
     """Sigma_t of an ancestral step between t and t_prev (respaced beta_t = 1 - abar_t / abar_t'):
     'beta' is beta_t, 'beta_tilde' the posterior variance beta~_t, 'interpolated' Ho & Salimans'
-    (beta~_t)^(1-v) (beta_t)^v."""
+    (beta~_t)^(1-v) (beta_t)^v (Nichol & Dhariwal's eq. 15 with a fixed v). In diffusers'
+    DDPMScheduler these are fixed_large, fixed_small and learned_range with a variance output of
+    2v - 1."""
     abar_t, abar_prev = schedule.abar(t, x), schedule.abar(t_prev, x)
     beta = 1 - abar_t / abar_prev
     beta_tilde = beta * (1 - abar_prev) / (1 - abar_t)
@@ -104,7 +109,7 @@ def sample(model: EpsModel, schedule: NoiseSchedule, labels, indices: Sequence[i
     x = draw_noise(generators, image_shape, anchor)
     y = None if labels is None else labels.to(device)
     ts = respaced_timesteps(schedule.timesteps, steps)
-    for i, t_now in enumerate(tqdm(ts, desc=f"{sampler} x{len(indices)}", disable=not progress, leave=False)):
+    for i, t_now in enumerate(progress_bar(ts, desc=f"{sampler} x{len(indices)}", disable=not progress, leave=False)):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
         t = torch.full((len(indices),), t_now, device=device, dtype=torch.long)
         tp = torch.full_like(t, t_prev)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -55,14 +56,18 @@ class NoiseSchedule:
     def timesteps(self) -> int:
         return len(self.betas)
 
-    @property
+    @cached_property
     def alphas_cumprod(self) -> torch.Tensor:
         return torch.cumprod(1.0 - self.betas, dim=0)
 
+    @cached_property
+    def _abar_from_minus_one(self) -> torch.Tensor:
+        """[1, abar_0, ..., abar_{T-1}]: index t + 1 holds abar_t, index 0 the clean data."""
+        return torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod])
+
     def abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """abar_t broadcast against ``like``; t = -1 means 'before any noise' (abar = 1)."""
-        table = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod])
-        return _gather(table, t + 1, like)
+        return _gather(self._abar_from_minus_one, t + 1, like)
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps  (DDPM eq. 4)."""

@@ -17,7 +17,7 @@ import torch
 
 from . import data, metrics, networks
 from .figures import plot_tradeoff, sample_grid
-from .guidance import ClassifierFreeGuidance, ClassifierGuidance
+from .guidance import ClassifierFreeGuidance, ClassifierGuidance, ClassifierMeanGuidance
 from .runtime import autocast, pick_device, seed_everything
 from .samplers import sample
 from .schedules import NoiseSchedule
@@ -25,7 +25,7 @@ from .training import (TrainSettings, clean_classifier_loss, diffusion_loss, noi
 
 log = logging.getLogger("diffguide")
 
-GUIDANCE_METHODS = ("cfg", "cg")
+GUIDANCE_METHODS = ("cfg", "cg", "cond_cg")
 
 
 def _atomic_npz(path, **arrays) -> None:
@@ -108,21 +108,38 @@ def clean_accuracy(classifier, test_path: str, device) -> float:
     return metrics.sample_accuracy(logits, test_set.labels)
 
 
+def classifier_guidance(cfg: dict, model, classifier, scale: float, schedule: NoiseSchedule,
+                        condition_model: bool):
+    """Score-shift (D&N Algorithm 2) or mean-shift (Algorithm 1) classifier guidance, per config."""
+    if cfg["guidance"]["cg_form"] == "score":
+        return ClassifierGuidance(model, classifier, scale, schedule, condition_model=condition_model)
+    s = cfg["sampling"]
+    if s["sampler"] != "ddpm":
+        raise ValueError("guidance.cg_form: mean is the mean shift of ancestral steps; set sampling.sampler: ddpm")
+    return ClassifierMeanGuidance(model, classifier, scale, schedule, steps=s["steps"],
+                                  condition_model=condition_model)
+
+
 def guided_model(cfg: dict, method: str, scale: float, model_paths: dict, device):
-    """The eps-model a sampling job uses: CFG of the conditional model (scale = w), or classifier
-    guidance of the unconditional model with the noisy classifier (scale = s); with the noise
-    schedule and the eps-model's architecture (for the image shape)."""
+    """The eps-model a sampling job uses, with the noise schedule and the eps-model's architecture:
+    - cfg: classifier-free guidance of the conditional model at w = scale (H&S eq. 6);
+    - cg: classifier guidance of the unconditional model at s = scale;
+    - cond_cg: classifier guidance at s = scale of the conditional model, itself guided at
+      w = guidance.cond_cg_w (D&N Table 4's conditional rows when w = 0).
+    Scale 0 of cg / cond_cg is the unguided model; it needs no classifier."""
+    if method not in GUIDANCE_METHODS:
+        raise ValueError(f"unknown guidance method {method!r}; choose one of {GUIDANCE_METHODS}")
     schedule = NoiseSchedule.make(cfg["diffusion"]["schedule"], cfg["diffusion"]["timesteps"])
+    model, payload = networks.load_checkpoint(model_paths["unconditional" if method == "cg" else "conditional"], device)
     if method == "cfg":
-        model, payload = networks.load_checkpoint(model_paths["conditional"], device)
         return ClassifierFreeGuidance(model, w=scale), schedule, payload["arch"]
-    if method == "cg":
-        model, payload = networks.load_checkpoint(model_paths["unconditional"], device)
-        if scale == 0:  # the unguided unconditional model: no classifier needed
-            return model, schedule, payload["arch"]
-        classifier, _ = networks.load_checkpoint(model_paths["noisy_classifier"], device)
-        return ClassifierGuidance(model, classifier, scale, schedule, condition_model=False), schedule, payload["arch"]
-    raise ValueError(f"unknown guidance method {method!r}; choose one of {GUIDANCE_METHODS}")
+    if method == "cond_cg":
+        model = ClassifierFreeGuidance(model, w=cfg["guidance"]["cond_cg_w"])
+    if scale == 0:
+        return model, schedule, payload["arch"]
+    classifier, _ = networks.load_checkpoint(model_paths["noisy_classifier"], device)
+    guided = classifier_guidance(cfg, model, classifier, scale, schedule, condition_model=method == "cond_cg")
+    return guided, schedule, payload["arch"]
 
 
 def generate(cfg: dict, method: str, scale: float, model_paths: dict, output: str, threads: int = 1) -> None:
@@ -148,29 +165,87 @@ def generate(cfg: dict, method: str, scale: float, model_paths: dict, output: st
 
 def reference_statistics(eval_classifier_path: str, test_path: str, output: str, device_name: str = "auto",
                          batch_size: int = 500) -> None:
-    """Features of the real test split under the evaluation classifier, computed once."""
+    """Evaluation-classifier features of the real test split, computed once for every evaluation
+    (rows in a seeded random order, so any prefix is an unbiased subset)."""
     device = pick_device(device_name)
     classifier, _ = networks.load_checkpoint(eval_classifier_path, device)
     test_set = data.load_prepared(test_path)
-    features, _ = metrics.classifier_outputs(classifier, test_set.images, device, batch_size)
+    order = np.random.default_rng(0).permutation(len(test_set.labels))
+    features, _ = metrics.classifier_outputs(classifier, test_set.images[order], device, batch_size)
     mu, sigma = metrics.feature_statistics(features)
     _atomic_npz(output, features=features, mu=mu, sigma=sigma)
 
 
-def evaluate(samples_path: str, reference_path: str, eval_classifier_path: str, output: str,
-             device_name: str = "auto", batch_size: int = 500) -> None:
-    """One row of metrics for one (method, scale) sample set."""
+def inception_reference(test_path: str, output: str, num_images: int, weights: str | None,
+                        device_name: str = "auto", batch_size: int = 100) -> None:
+    """Inception pool3 and sFID spatial features of a seeded random subset of the test split."""
+    from .inception import load_inception
+
     device = pick_device(device_name)
-    classifier, _ = networks.load_checkpoint(eval_classifier_path, device)
-    samples, reference = np.load(samples_path), np.load(reference_path)
+    inception = load_inception(weights, device=device)
+    test_set = data.load_prepared(test_path)
+    subset = np.random.default_rng(0).permutation(len(test_set.labels))[:num_images]
+    out = inception.extract(test_set.images[subset], batch_size, spatial=True)
+    _atomic_npz(output, features=out["features"], spatial=out["spatial"], weights=inception.name)
+    log.info("Inception reference: %d test images through %s", len(subset), inception.name)
+
+
+def _classifier_metrics(samples, reference, classifier, device, batch_size: int) -> dict:
     features, logits = metrics.classifier_outputs(classifier, samples["images"], device, batch_size)
-    row = {
-        "method": str(samples["method"]), "scale": float(samples["scale"]), "num_samples": len(features),
+    precision, recall = metrics.precision_recall_equal_sizes(features, reference["features"])
+    return {
         "fid_classifier": metrics.fid_from_features(features, reference["mu"], reference["sigma"]),
         "kid_classifier": metrics.kid_from_features(features, reference["features"]),
         "is_classifier": metrics.inception_score(logits),
         "accuracy_classifier": metrics.sample_accuracy(logits, samples["labels"]),
+        "precision_classifier": precision, "recall_classifier": recall,
     }
+
+
+INCEPTION_COLUMNS = ("fid_inception", "sfid_inception", "kid_inception", "is_inception",
+                     "precision_inception", "recall_inception")
+
+
+def _inception_metrics(samples, reference, num_samples: int, weights: str | None, device,
+                       batch_size: int = 100) -> dict:
+    """Inception metrics of the first ``num_samples`` samples (class-balanced: sample i asks for
+    class i mod K). IS needs NVlabs' logits head; without it the column stays empty."""
+    from .inception import load_inception
+
+    inception = load_inception(weights, device=device)
+    if inception.name != str(reference["weights"]):
+        raise ValueError(f"Inception weights changed ({reference['weights']} -> {inception.name}); "
+                         "delete results/<run>/reference/ and rerun")
+    out = inception.extract(samples["images"][:num_samples], batch_size, spatial=True, logits=inception.has_logits)
+    ref, ref_spatial = reference["features"], reference["spatial"]
+    precision, recall = metrics.precision_recall_equal_sizes(out["features"], ref)
+    if not inception.has_logits:
+        log.info("is_inception left empty: %s has no logits head (put NVlabs' inception-2015-12-05.pt "
+                 "at evaluation.inception_weights for Inception IS)", inception.name)
+    return {
+        "fid_inception": metrics.fid_from_features(out["features"], *metrics.feature_statistics(ref)),
+        "sfid_inception": metrics.fid_from_features(out["spatial"], *metrics.feature_statistics(ref_spatial)),
+        "kid_inception": metrics.kid_from_features(out["features"], ref),
+        "is_inception": metrics.inception_score(out["logits"]) if inception.has_logits else float("nan"),
+        "precision_inception": precision, "recall_inception": recall,
+        "inception_weights": inception.name,
+    }
+
+
+def evaluate(samples_path: str, reference_path: str, eval_classifier_path: str, output: str,
+             device_name: str = "auto", batch_size: int = 500, inception_reference_path: str | None = None,
+             inception_samples: int = 0, inception_weights: str | None = None) -> None:
+    """One row of metrics for one (method, scale) sample set. Column names say which network
+    produced each number; Inception columns are empty when the config turns Inception off."""
+    device = pick_device(device_name)
+    classifier, _ = networks.load_checkpoint(eval_classifier_path, device)
+    samples = np.load(samples_path)
+    row = {"method": str(samples["method"]), "scale": float(samples["scale"]), "num_samples": len(samples["labels"])}
+    row |= _classifier_metrics(samples, np.load(reference_path), classifier, device, batch_size)
+    if inception_reference_path:
+        row |= _inception_metrics(samples, np.load(inception_reference_path), inception_samples, inception_weights, device)
+    else:
+        row |= dict.fromkeys(INCEPTION_COLUMNS, float("nan")) | {"inception_weights": "off"}
     _atomic_text(output, pd.DataFrame([row]).to_csv(index=False))
     log.info("%s", json.dumps(row))
 
@@ -189,6 +264,8 @@ def grid(sample_paths: list[str], method: str, dataset_name: str, output: str, p
     sets = [np.load(p) for p in sample_paths]
     scales = [float(s["scale"]) for s in sets]
     order = np.argsort(scales)
-    title = {"cfg": "classifier-free guidance, columns: w", "cg": "classifier guidance, columns: s"}[method]
+    title = {"cfg": "classifier-free guidance of the conditional model, columns: w",
+             "cg": "classifier guidance of the unconditional model, columns: s",
+             "cond_cg": "classifier guidance of the conditional model, columns: s"}[method]
     sample_grid([sets[i]["images"] for i in order], sets[0]["labels"], [scales[i] for i in order],
                 list(data.DATASETS[dataset_name].class_names), output, title, per_class)

@@ -24,7 +24,7 @@ validate_config(config)
 
 RESULTS = f"results/{config['run']}"
 LOGS = f"{RESULTS}/logs"
-METHODS = ["cfg", "cg"]
+METHODS = config["guidance"]["methods"]
 
 
 def scale_tag(value):
@@ -32,15 +32,13 @@ def scale_tag(value):
     return f"{float(value):g}"
 
 
-SCALES = {
-    "cfg": [scale_tag(w) for w in config["guidance"]["cfg_scales"]],
-    "cg": [scale_tag(s) for s in config["guidance"]["cg_scales"]],
-}
+SCALES = {method: [scale_tag(v) for v in config["guidance"][f"{method}_scales"]] for method in METHODS}
 RES = config["resources"]
+INCEPTION_REFERENCE = [f"{RESULTS}/reference/test_inception.npz"] if config["evaluation"]["inception"] else []
 
 
 wildcard_constraints:
-    method="cfg|cg",
+    method="cfg|cg|cond_cg",
     scale=r"[0-9.e+-]+",
     split="train|test",
 
@@ -63,11 +61,17 @@ def training_config(wildcards):
 
 
 def guidance_inputs(wildcards):
-    """CFG samples the conditional model; CG the unconditional one with the noisy classifier,
-    which s = 0 (the unguided model) does not need, so retraining it leaves s = 0 cached."""
-    if wildcards.method == "cfg":
-        return {"conditional": f"{RESULTS}/models/conditional.pt"}
-    inputs = {"unconditional": f"{RESULTS}/models/unconditional.pt"}
-    if float(wildcards.scale) != 0:
+    """cfg samples the conditional model; cg the unconditional one and cond_cg the conditional one,
+    both with the noisy classifier, which scale 0 (no classifier guidance) does not need, so
+    retraining the classifier leaves those samples cached."""
+    model = "unconditional" if wildcards.method == "cg" else "conditional"
+    inputs = {model: f"{RESULTS}/models/{model}.pt"}
+    if wildcards.method != "cfg" and float(wildcards.scale) != 0:
         inputs["noisy_classifier"] = f"{RESULTS}/models/noisy_classifier.pt"
     return inputs
+
+
+def sampling_guidance(method):
+    """The guidance settings a sample job of ``method`` depends on (its scale is a wildcard)."""
+    g = config["guidance"]
+    return {"cg_form": g["cg_form"]} | ({"cond_cg_w": g["cond_cg_w"]} if method == "cond_cg" else {})

@@ -17,16 +17,40 @@ rule reference_statistics:
         "../scripts/reference_statistics.py"
 
 
+rule inception_reference:
+    """Inception pool3 and sFID spatial features of the test split, once per run."""
+    input:
+        test=f"{RESULTS}/data/test.npz",
+    output:
+        f"{RESULTS}/reference/test_inception.npz",
+    params:
+        num_images=config["evaluation"]["inception_reference"],
+        weights=config["evaluation"]["inception_weights"],
+    log:
+        f"{LOGS}/inception_reference.log",
+    threads: 1
+    resources:
+        gpu=RES["gpu"],
+        mem_mb=RES["light_mem_mb"],
+        runtime=RES["light_runtime"],
+    script:
+        "../scripts/inception_reference.py"
+
+
 rule evaluate:
-    """FID / KID (clean-fid), IS and sample accuracy of one sample set on the evaluation classifier."""
+    """One metrics row: FID / KID (clean-fid), IS, precision / recall and sample accuracy on the
+    evaluation classifier, and Inception FID / sFID / KID / precision / recall (/ IS)."""
     input:
         samples=f"{RESULTS}/samples/{{method}}/scale_{{scale}}.npz",
         reference=f"{RESULTS}/reference/test_eval_classifier.npz",
         classifier=f"{RESULTS}/models/eval_classifier.pt",
+        inception=INCEPTION_REFERENCE,
     output:
         f"{RESULTS}/metrics/{{method}}/scale_{{scale}}.csv",
     params:
         batch_size=config["evaluation"]["batch_size"],
+        inception_samples=config["evaluation"]["inception_samples"],
+        inception_weights=config["evaluation"]["inception_weights"],
     log:
         f"{LOGS}/evaluate_{{method}}_{{scale}}.log",
     threads: 1

@@ -5,7 +5,8 @@ rule sample:
     output:
         f"{RESULTS}/samples/{{method}}/scale_{{scale}}.npz",
     params:
-        cfg=config_subset("seed", "precision", "dataset", "diffusion", "sampling"),
+        cfg=lambda wc: {**config_subset("seed", "precision", "dataset", "diffusion", "sampling"),
+                        "guidance": sampling_guidance(wc.method)},
     log:
         f"{LOGS}/sample_{{method}}_{{scale}}.log",
     benchmark:

@@ -1,0 +1,9 @@
+import torch
+
+from diffguide.mixture_figure import draw_mixture_figure
+from diffguide.runtime import setup_logging
+
+log = setup_logging(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)  # tiny 2-D tensors: extra threads only add overhead
+draw_mixture_figure(snakemake.output[0])
+log.info("wrote %s", snakemake.output[0])
