@@ -7,7 +7,7 @@ CONFIG ?= config/config.yaml
 CORES ?= all
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: run test data venv clean-results
+.PHONY: run test data venv bench-metrics clean-results
 
 venv: $(STAMP)
 
@@ -30,8 +30,14 @@ run: venv data
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
 	@$(BIN)/python -m diffguide.summary $(CONFIG)
 
-test: venv
+# `data` too: the tests read the real Fashion-MNIST test split from Debian's package.
+test: venv data
 	$(BIN)/python -m pytest
+
+# Seconds per 1,000 images of each feature network of the evaluation (not part of `make test`).
+bench-metrics: venv data
+	$(BIN)/python benchmarks/feature_speed.py --threads 1
+	$(BIN)/python benchmarks/feature_speed.py --threads 2
 
 clean-results:
 	rm -rf results/*/

@@ -27,4 +27,5 @@ rule all:
         f"{RESULTS}/figures/fid_vs_is.png",
         expand(f"{RESULTS}/figures/grid_{{method}}.png", method=METHODS),
         f"{RESULTS}/figures/mixture_guidance.png",
+        f"{RESULTS}/figures/training_curves.png",
     default_target: True

@@ -35,14 +35,6 @@ TIMESTEPS = [0, 1, 5, 50, 250, 500, 750, 950, 998, 999]
 TOL = 1e-6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add overhead (10x on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def setting(dim, kind, seed=0, batch=64):
     """A random K = 4 mixture in ``dim`` dimensions, its exact eps and classifier, and test points

@@ -130,3 +130,13 @@ def test_slurm_profile_dry_run_resolves_resources(tmp_path):
         assert expected in train, (expected, train)
     evaluate = blocks["evaluate"]
     assert "slurm_partition=cpu" in evaluate and "gpu=" not in evaluate
+
+
+def test_missing_inception_weights_stop_the_run_at_start_with_the_fix(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    (workdir / "bad.yaml").write_text("run: bad\nevaluation: {inception_weights: /nonexistent/inception.pt}\n")
+    result = snakemake(workdir, "--configfile", "bad.yaml", "--dry-run", check=False)
+    assert result.returncode != 0
+    assert "no Inception file at /nonexistent/inception.pt" in result.stderr
+    assert "evaluation.inception: false" in result.stderr
+    assert not (workdir / "results").exists()

@@ -19,14 +19,6 @@ T = 1000
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny 2-D tensors: intra-op threads only add overhead (10x on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def schedule_of(kind):
     return NoiseSchedule.make(kind, T)

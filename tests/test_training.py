@@ -110,3 +110,57 @@ def test_learning_rate_warms_up_then_decays_to_zero_with_cosine():
     assert lr_factor(settings, 110) == pytest.approx(0.0, abs=1e-12)
     constant = TrainSettings(steps=110, batch_size=1, lr=1.0, warmup_steps=10)
     assert lr_factor(constant, 100) == 1.0
+
+
+def test_t_bands_split_all_timesteps_into_equal_quarters():
+    from diffguide.training import t_bands
+
+    assert t_bands(1000) == [(0, 250), (250, 500), (500, 750), (750, 1000)]
+    bands = t_bands(10)
+    assert bands[0][0] == 0 and bands[-1][1] == 10 and all(a[1] == b[0] for a, b in zip(bands, bands[1:]))
+
+
+class SignOfMean(torch.nn.Module):
+    """A noisy 'classifier' that calls an image class 1 when its mean is positive: right at small t,
+    a coin flip once the noise dominates."""
+
+    def forward(self, x, t):
+        positive = (x.mean(dim=(1, 2, 3)) > 0).float()
+        return torch.stack([1 - positive, positive], dim=1)
+
+
+def test_accuracy_by_t_falls_to_chance_as_the_noise_grows_and_repeats():
+    from diffguide.training import accuracy_by_t
+
+    labels = torch.arange(400) % 2
+    images = (2.0 * labels - 1.0)[:, None, None, None].expand(400, 1, 4, 4).contiguous()
+    schedule = NoiseSchedule.make("linear", 100)
+    by_t = accuracy_by_t(SignOfMean(), images, labels, schedule, torch.device("cpu"), per_band=300, batch_size=64)
+    assert list(by_t) == ["0-24", "25-49", "50-74", "75-99"]
+    assert by_t["0-24"] == 1.0 and abs(by_t["75-99"] - 0.5) < 0.15
+    assert accuracy_by_t(SignOfMean(), images, labels, schedule, torch.device("cpu"), per_band=300) == by_t
+
+
+def test_accuracy_by_t_runs_the_noisy_classifier_network():
+    from diffguide.training import accuracy_by_t
+
+    torch.manual_seed(0)
+    arch = dict(image_size=8, channels=1, widths=[8, 16], num_classes=3, attention_levels=[], norm_groups=4)
+    model = networks.build_network("noisy_classifier", arch)
+    by_t = accuracy_by_t(model, torch.randn(30, 1, 8, 8), torch.arange(30) % 3, NoiseSchedule.make("cosine", 40),
+                         torch.device("cpu"), per_band=20, batch_size=7)
+    assert list(by_t) == ["0-9", "10-19", "20-29", "30-39"]
+    assert all(0 <= v <= 1 and v * 20 == round(v * 20) for v in by_t.values())
+
+
+def test_plot_training_curves_writes_a_png(tmp_path):
+    from diffguide.figures import plot_training_curves
+
+    paths = {}
+    for name in ("unconditional", "conditional", "noisy_classifier", "eval_classifier"):
+        paths[name] = tmp_path / f"train_{name}.csv"
+        steps = np.arange(0, 100, 10)
+        lines = ["step,loss,lr,images_per_s"] + [f"{s},{1 / (s + 1):.6f},1.000e-03,100.0" for s in steps]
+        paths[name].write_text("\n".join(lines) + "\n")
+    plot_training_curves(paths, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

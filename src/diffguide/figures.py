@@ -23,14 +23,15 @@ def plot_tradeoff(metrics: pd.DataFrame, path: str | Path, x: str = "is_classifi
     frame = metrics.sort_values(["method", "scale"]).assign(
         guidance=lambda d: d["method"].map(METHOD_LABELS).fillna(d["method"]))
     sns.set_theme(style="whitegrid")
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plt.subplots(figsize=(7, 5))
     sns.lineplot(data=frame, x=x, y=y, hue="guidance", marker="o", sort=False, ax=ax)
     for row in frame.itertuples():
         ax.annotate(f"{row.scale:g}", (getattr(row, x), getattr(row, y)), textcoords="offset points",
                     xytext=(4, 4), fontsize=8)
-    ax.set_xlabel("Inception-style score on the evaluation classifier (IS, higher = more distinct)")
-    ax.set_ylabel("FID on evaluation-classifier features (lower = closer to data)")
-    ax.set_title("Guidance trade-off: fidelity vs. diversity")
+    ax.set_xlabel("IS on the evaluation classifier (higher: more class-distinct)")
+    ax.set_ylabel("FID on evaluation-classifier features (lower: better)")
+    ax.set_title("Guidance trade-off: each point is one guidance scale")
+    ax.legend(title=None, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=150)
     plt.close(fig)
@@ -55,6 +56,28 @@ def sample_grid(images_by_scale: list[np.ndarray], labels: np.ndarray, scales: l
             if col == 0:
                 ax.set_ylabel(class_names[row], fontsize=7, rotation=0, ha="right", va="center")
     fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+DIFFUSION_NETWORKS = ("unconditional", "conditional")
+
+
+def plot_training_curves(csv_paths: dict[str, str | Path], path: str | Path) -> None:
+    """One panel per network: training loss against step, from the CSV logs of the training loop.
+    The eps-models' MSE falls over orders of magnitude and is plotted on a log axis; the
+    classifiers' cross-entropy on a linear one. A glance shows a run that has not converged."""
+    sns.set_theme(style="whitegrid")
+    fig, axes = plt.subplots(1, len(csv_paths), squeeze=False, figsize=(3.6 * len(csv_paths), 3.2))
+    for ax, (name, csv_path) in zip(axes[0], csv_paths.items()):
+        log = pd.read_csv(csv_path)
+        sns.lineplot(data=log, x="step", y="loss", ax=ax, marker="." if len(log) < 30 else None)
+        if name in DIFFUSION_NETWORKS and (log["loss"] > 0).all():
+            ax.set_yscale("log")
+        ax.set_title(name.replace("_", " "))
+        ax.set_ylabel("MSE of eps" if name in DIFFUSION_NETWORKS else "cross-entropy")
+    fig.suptitle("Training loss (the logged minibatch losses)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

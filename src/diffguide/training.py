@@ -3,18 +3,30 @@
 The loop: AdamW with linear warm-up and constant or cosine decay (torch's LambdaLR), an EMA of the weights (torch.optim.swa_utils.AveragedModel),
 bf16 autocast with fp32 master weights, gradient clipping, a tqdm bar with loss and images/s,
 a CSV log (step, loss, lr, images/s), and a stop with a clear message on a NaN / inf loss.
+
+Long runs are killed (SLURM time limits, pre-emption, a closed laptop), so the loop writes an
+atomic checkpoint every ``checkpoint_every`` steps with everything the next step depends on:
+weights, EMA, optimizer, LR scheduler, step, the CSV rows so far and every RNG state (the batch
+indices, the noise, t and the dropped labels all come from the global generators). A rerun with
+the same settings resumes from it and ends with bitwise the same weights as an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import csv
-import math
+import dataclasses
+import hashlib
+import json
 import logging
+import math
+import os
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,6 +51,7 @@ class TrainSettings:
     grad_clip: float = 1.0
     precision: str = "bf16"
     log_every: int = 25
+    checkpoint_every: int = 200
 
 
 def diffusion_loss(schedule: NoiseSchedule, p_uncond: float | None) -> LossFn:
@@ -108,21 +121,156 @@ def lr_factor(settings: TrainSettings, step: int) -> float:
     raise ValueError(f"unknown lr_schedule {settings.lr_schedule!r}; choose one of {LR_SCHEDULES}")
 
 
+RUN_ONLY_SETTINGS = ("checkpoint_every",)  # how a run is carried out, not what it computes
+
+
+def settings_fingerprint(settings: TrainSettings, context: dict) -> str:
+    """sha256 of the settings (bar checkpoint_every, which cannot change the result) and the
+    caller's context (network, architecture, data, loss options): a checkpoint is resumed only
+    by a run that would have computed exactly the same steps."""
+    fields = {k: v for k, v in dataclasses.asdict(settings).items() if k not in RUN_ONLY_SETTINGS}
+    text = json.dumps({"settings": fields, "context": context}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def rng_states() -> dict:
+    """Every generator a training step may draw from: torch CPU (batch indices, t, noise, label
+    dropping, dropout), CUDA (the same draws on a GPU), numpy and Python's random."""
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
+    states = {"torch": torch.get_rng_state(), "numpy": [kind, key.tolist(), pos, has_gauss, gauss],
+              "python": random.getstate()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    """Restore what rng_states saved (CUDA only onto the same number of GPUs)."""
+    torch.set_rng_state(states["torch"])
+    kind, key, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, np.array(key, dtype=np.uint32), pos, has_gauss, gauss))
+    random.setstate(states["python"])
+    if len(states.get("cuda", [])) == torch.cuda.device_count() > 0:  # same GPUs: same draws
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class Checkpointer:
+    """Periodic training checkpoints at ``path`` (None: none). Written atomically (a temp file in
+    the same folder, fsync, os.replace), so a kill mid-write leaves the previous one intact and an
+    unreadable file can only come from outside (a broken disk, another torch version): it stops
+    the run with the file named rather than silently throwing away hours of training."""
+
+    def __init__(self, path: str | Path | None, fingerprint: str, name: str, logger: logging.Logger):
+        self.path, self.fingerprint, self.name, self.logger = (Path(path) if path else None), fingerprint, name, logger
+        self.saved_step: int | None = None
+
+    def resume(self, parts: dict) -> tuple[int, list]:
+        """Load the state into ``parts`` (name -> object with load_state_dict) and the RNGs when the
+        fingerprint matches; return (steps done, CSV rows so far)."""
+        state = self._read()
+        if state is None:
+            return 0, []
+        for key, part in parts.items():
+            part.load_state_dict(state[key])
+        set_rng_states(state["rng"])
+        self.saved_step = state["step"]
+        self.logger.info("resuming %s from step %d (%s)", self.name, state["step"], self.path)
+        return state["step"], state["log_rows"]
+
+    def _read(self) -> dict | None:
+        if self.path is None or not self.path.exists():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            reason = (str(err).splitlines() or [type(err).__name__])[0]
+            raise ValueError(f"{self.name}: cannot read the training checkpoint {self.path} ({reason}). "
+                             f"Delete it to train {self.name} from step 0, then rerun.") from err
+        if state.get("fingerprint") != self.fingerprint:
+            self.logger.warning("%s: checkpoint %s was written with other settings; starting afresh "
+                                "(it will be overwritten)", self.name, self.path)
+            return None
+        return state
+
+    def save(self, step: int, parts: dict, log_rows: list) -> None:
+        if self.path is None:
+            return
+        state = {key: part.state_dict() for key, part in parts.items()}
+        state |= {"step": step, "rng": rng_states(), "log_rows": list(log_rows), "fingerprint": self.fingerprint}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+        self.saved_step = step
+
+    def non_finite_message(self, loss: float, step: int) -> str:
+        kept = (f"the last good checkpoint {self.path} (step {self.saved_step}) is kept"
+                if self.saved_step is not None else "no checkpoint had been written yet")
+        return (f"{self.name}: the loss became {loss} at step {step}. The final model was not written; {kept}. "
+                "A rerun with the same settings resumes there and would likely meet it again, so lower "
+                f"training.{self.name}.lr or use precision: fp32 (either starts afresh), then rerun.")
+
+
+class CsvLog:
+    """The step, loss, lr, images/s CSV. Its rows also travel in the checkpoint, so a resumed run
+    writes back exactly the rows up to the checkpoint and appends from there: steps redone after
+    a kill are not logged twice, and nothing is lost if the file was removed meanwhile."""
+
+    HEADER = ["step", "loss", "lr", "images_per_s"]
+
+    def __init__(self, path: str | Path, rows: list):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.rows = [list(row) for row in rows]
+        self.handle = open(path, "w", newline="")
+        self.writer = csv.writer(self.handle)
+        self.writer.writerows([self.HEADER, *self.rows])
+        self.handle.flush()
+
+    def add(self, row: list) -> None:
+        self.rows.append(row)
+        self.writer.writerow(row)
+        self.handle.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.close()
+
+
+def _optimizer_step(model, loss, optimizer, scheduler, ema, grad_clip: float) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    scheduler.step()
+    if ema is not None:
+        ema.update_parameters(model)
+
+
 def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch.Tensor,
           settings: TrainSettings, *, device: torch.device, name: str, csv_path: str | Path,
-          logger: logging.Logger | None = None) -> nn.Module:
+          logger: logging.Logger | None = None, checkpoint_path: str | Path | None = None,
+          context: dict | None = None) -> nn.Module:
     """Train ``model`` in place for ``settings.steps`` steps and return the network to keep:
-    the EMA copy when ``ema_decay`` is set, the trained model otherwise."""
+    the EMA copy when ``ema_decay`` is set, the trained model otherwise. With ``checkpoint_path``
+    the state is saved every ``checkpoint_every`` steps and after the last one, and a run whose
+    settings, data shape and ``context`` match the checkpoint's resumes from it."""
     logger = logger or logging.getLogger("diffguide")
     model.to(device).train()
     ema = AveragedModel(model, avg_fn=ema_average(settings.ema_decay)) if settings.ema_decay else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(settings, step))
-    Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
-    with open(csv_path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["step", "loss", "lr", "images_per_s"])
-        bar = progress_bar(range(settings.steps), desc=f"train {name}", unit="step")
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler} | ({"ema": ema} if ema else {})
+    fingerprint = settings_fingerprint(settings, {**(context or {}), "images": list(images.shape)})
+    checkpoints = Checkpointer(checkpoint_path, fingerprint, name, logger)
+    first, rows = checkpoints.resume(parts)
+    with CsvLog(csv_path, rows) as csv_log:
+        bar = progress_bar(range(first, settings.steps), initial=first, total=settings.steps,
+                           desc=f"train {name}", unit="step")
         start = time.perf_counter()
         for step in bar:
             lr = scheduler.get_last_lr()[0]
@@ -131,20 +279,46 @@ def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch
             with autocast(device, settings.precision):
                 loss = loss_fn(model, x0, y)
             if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"{name}: the loss became {loss.item()} at step {step}. Nothing was written; "
-                    "lower training.<network>.lr or use precision: fp32, then rerun.")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            if ema is not None:
-                ema.update_parameters(model)
+                raise FloatingPointError(checkpoints.non_finite_message(loss.item(), step))
+            _optimizer_step(model, loss, optimizer, scheduler, ema, settings.grad_clip)
             if step % settings.log_every == 0 or step == settings.steps - 1:
-                speed = (step + 1) * settings.batch_size / (time.perf_counter() - start)
-                writer.writerow([step, f"{loss.item():.6f}", f"{lr:.3e}", f"{speed:.1f}"])
+                speed = (step + 1 - first) * settings.batch_size / (time.perf_counter() - start)
+                csv_log.add([step, f"{loss.item():.6f}", f"{lr:.3e}", f"{speed:.1f}"])
                 bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{speed:.0f}")
                 logger.info("%s step %d loss %.5f lr %.2e %.0f img/s", name, step, loss.item(), lr, speed)
+            if (step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps:
+                checkpoints.save(step + 1, parts, csv_log.rows)
     kept = ema.module if ema is not None else model
     return kept.eval()
+
+
+def t_bands(timesteps: int, bands: int = 4) -> list[tuple[int, int]]:
+    """[lo, hi) bands splitting {0..T-1} into equal parts: [0,250), [250,500), ... for T = 1000."""
+    edges = [round(i * timesteps / bands) for i in range(bands + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+@torch.no_grad()
+def accuracy_by_t(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, schedule: NoiseSchedule,
+                  device: torch.device, *, bands: int = 4, per_band: int = 2000, seed: int = 0,
+                  batch_size: int = 500, precision: str = "fp32") -> dict[str, float]:
+    """Accuracy of p_phi(y | x_t, t) on x_t = q_sample(x_0, t), t uniform within each band, keyed
+    "lo-hi" (inclusive). Guidance leans on the classifier at large t, where the mean accuracy over
+    all t hides how close to chance it is. Up to ``per_band`` images per band; the subset, t and
+    noise come from a CPU generator seeded by ``seed``, so the numbers repeat on any device."""
+    classifier.eval()
+    generator = torch.Generator().manual_seed(seed)
+    n = min(per_band, len(images))
+    result = {}
+    for lo, hi in t_bands(schedule.timesteps, bands):
+        pick = torch.randperm(len(images), generator=generator)[:n]
+        t = torch.randint(lo, hi, (n,), generator=generator)
+        noise = torch.randn((n, *images.shape[1:]), generator=generator)
+        correct = 0
+        for s in range(0, n, batch_size):
+            x0, t_b = images[pick[s:s + batch_size]].to(device), t[s:s + batch_size].to(device)
+            with autocast(device, precision):
+                logits = classifier(schedule.q_sample(x0, t_b, noise[s:s + batch_size].to(device)), t_b)
+            correct += (logits.argmax(1).cpu() == labels[pick[s:s + batch_size]]).sum().item()
+        result[f"{lo}-{hi - 1}"] = correct / n
+    return result

@@ -1,5 +1,6 @@
 # Config validation, output root, the guidance sweeps and the resources every rule declares.
 import sys
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
@@ -21,6 +22,21 @@ def validate_config(config):
 
 
 validate_config(config)
+
+
+def check_inception_weights(config):
+    """With Inception metrics on, stop now, not after training, when no weights are available."""
+    if not config["evaluation"]["inception"]:
+        return
+    from diffguide.inception import InceptionUnavailableError, inception_weights_path
+
+    try:
+        inception_weights_path(config["evaluation"]["inception_weights"])
+    except InceptionUnavailableError as err:
+        sys.exit(f"diffguide: {err}")
+
+
+check_inception_weights(config)
 
 RESULTS = f"results/{config['run']}"
 LOGS = f"{RESULTS}/logs"
@@ -53,11 +69,24 @@ def config_subset(*keys):
     return {key: config[key] for key in keys}
 
 
+# Keys that change how a training job runs but not the model it writes (a resumed run ends
+# bitwise equal to an uninterrupted one): left out of params so changing them retrains nothing;
+# workflow/scripts/train.py reads them from the config.
+RUN_ONLY_TRAINING_KEYS = ("checkpoint_every",)
+
+
 def training_config(wildcards):
     net = wildcards.network
+    block = {k: v for k, v in config["training"][net].items() if k not in RUN_ONLY_TRAINING_KEYS}
     return {**config_subset("seed", "precision", "dataset", "diffusion"),
             "networks": {NETWORK_ARCH[net]: config["networks"][NETWORK_ARCH[net]]},
-            "training": {net: config["training"][net]}}
+            "training": {net: block}}
+
+
+def training_checkpoint(wildcards, output):
+    """results/<run>/checkpoints/<network>.ckpt: beside the model but not an output, so Snakemake
+    keeps it when a job is killed and the rerun resumes."""
+    return str(Path(output[0]).parent.parent / "checkpoints" / f"{wildcards.network}.ckpt")
 
 
 def guidance_inputs(wildcards):

@@ -31,3 +31,19 @@ rule sample_grid:
         runtime=RES["light_runtime"],
     script:
         "../scripts/sample_grid.py"
+
+
+rule training_curves:
+    """Training loss against step, one panel per network, from the training jobs' CSV logs."""
+    input:
+        **{network: f"{LOGS}/train_{network}.csv" for network in NETWORK_ARCH},
+    output:
+        f"{RESULTS}/figures/training_curves.png",
+    log:
+        f"{LOGS}/training_curves.log",
+    threads: 1
+    resources:
+        mem_mb=RES["light_mem_mb"],
+        runtime=RES["light_runtime"],
+    script:
+        "../scripts/training_curves.py"

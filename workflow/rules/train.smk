@@ -1,7 +1,7 @@
 rule train_network:
     """Train one network: the unconditional eps-model, the conditional one (labels dropped to the
     null class with probability p_uncond), the noisy classifier p_phi(y | x_t, t), or the
-    evaluation classifier on clean images."""
+    evaluation classifier on clean images. A killed job resumes from its last checkpoint."""
     input:
         train=f"{RESULTS}/data/train.npz",
         test=f"{RESULTS}/data/test.npz",
@@ -9,6 +9,7 @@ rule train_network:
         f"{RESULTS}/models/{{network}}.pt",
     params:
         cfg=training_config,
+        checkpoint=training_checkpoint,
     log:
         text=f"{LOGS}/train_{{network}}.log",
         csv=f"{LOGS}/train_{{network}}.csv",

@@ -2,6 +2,10 @@ from diffguide.runtime import setup_logging
 from diffguide.stages import train_network
 
 setup_logging(snakemake.log.text)
-cfg = {**snakemake.params.cfg, "device": snakemake.config["device"]}
-train_network(cfg, snakemake.wildcards.network, snakemake.input.train, snakemake.input.test,
-              snakemake.output[0], snakemake.log.csv, threads=snakemake.threads)
+network = snakemake.wildcards.network
+# checkpoint_every is left out of params (no rerun when it changes): read it from the config.
+training = {**snakemake.params.cfg["training"][network],
+            "checkpoint_every": snakemake.config["training"][network].get("checkpoint_every", 200)}
+cfg = {**snakemake.params.cfg, "device": snakemake.config["device"], "training": {network: training}}
+train_network(cfg, network, snakemake.input.train, snakemake.input.test, snakemake.output[0], snakemake.log.csv,
+              threads=snakemake.threads, checkpoint=getattr(snakemake.params, "checkpoint", None))
