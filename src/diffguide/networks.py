@@ -19,6 +19,7 @@ from diffusers import UNet2DModel
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.unets.unet_2d_blocks import UNetMidBlock2D, get_down_block
 from torch import nn
+from torch.nn import functional as F
 
 from .guidance import NULL_LABEL
 
@@ -60,12 +61,43 @@ class EpsUNet(nn.Module):
         return self.unet(x, t, class_labels=class_index).sample
 
 
+class AttentionPool2d(nn.Module):
+    """guided-diffusion's ``AttentionPool2d`` (D&N sec. 4.3): the H*W feature tokens with their mean
+    prepended, plus a learned positional embedding, go through one multi-head attention whose
+    query is the mean token; its output is projected to ``out_dim``."""
+
+    def __init__(self, side: int, channels: int, head_dim: int, out_dim: int):
+        super().__init__()
+        heads = max(1, channels // head_dim)
+        while channels % heads:  # a width not divisible by head_dim: the most heads that divide it
+            heads -= 1
+        self.heads = heads
+        self.positional_embedding = nn.Parameter(torch.randn(side * side + 1, channels) / channels ** 0.5)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = nn.Linear(channels, out_dim)
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        tokens = x.flatten(2).transpose(1, 2)  # [B, HW, C]
+        tokens = torch.cat([tokens.mean(1, keepdim=True), tokens], 1) + self.positional_embedding.to(x.dtype)
+        q, k, v = self.qkv(tokens).chunk(3, dim=-1)
+        q = q[:, :1]  # only the mean token's output is kept, so only it needs to query
+        split = lambda z: z.reshape(b, z.shape[1], self.heads, c // self.heads).transpose(1, 2)
+        out = F.scaled_dot_product_attention(split(q), split(k), split(v))  # [B, heads, 1, C / heads]
+        return self.proj(out.transpose(1, 2).reshape(b, c))
+
+
 class NoisyClassifier(nn.Module):
-    """logits = classifier(x_t, t): timestep embedding -> UNet down blocks -> mid block -> pool."""
+    """logits = classifier(x_t, t): timestep embedding -> UNet down blocks -> mid block -> pool.
+
+    ``pool``: ``attention`` (GroupNorm -> SiLU -> AttentionPool2d, as D&N's classifier) or ``mean``
+    (GroupNorm -> SiLU -> global average -> linear)."""
+
+    POOLS = ("attention", "mean")
 
     def __init__(self, image_size: int, channels: int, widths: list[int], num_classes: int,
                  layers_per_block: int = 1, attention_levels: list[int] | None = None,
-                 norm_groups: int = 8, head_dim: int = 32):
+                 norm_groups: int = 8, head_dim: int = 32, pool: str = "attention"):
         super().__init__()
         head_dim = _attention_head_dim(head_dim, widths)
         temb_dim = widths[0] * 4
@@ -83,8 +115,18 @@ class NoisyClassifier(nn.Module):
         self.down_blocks = nn.ModuleList(blocks)
         self.mid = UNetMidBlock2D(in_channels=in_ch, temb_channels=temb_dim, resnet_groups=norm_groups,
                                   attention_head_dim=head_dim, resnet_time_scale_shift="scale_shift")
-        self.head = nn.Sequential(nn.GroupNorm(norm_groups, in_ch), nn.SiLU(), nn.AdaptiveAvgPool2d(1),
-                                  nn.Flatten(), nn.Linear(in_ch, num_classes))
+        if pool not in self.POOLS:
+            raise ValueError(f"unknown pool {pool!r}; choose one of {self.POOLS}")
+        self.pool = pool
+        if pool == "mean":  # the layout of checkpoints written before attention pooling
+            self.head = nn.Sequential(nn.GroupNorm(norm_groups, in_ch), nn.SiLU(), nn.AdaptiveAvgPool2d(1),
+                                      nn.Flatten(), nn.Linear(in_ch, num_classes))
+        else:
+            side = image_size
+            for _ in range(len(widths) - 1):  # each 3x3 stride-2 conv (padding 1) gives ceil(side / 2)
+                side = (side + 1) // 2
+            self.head = nn.Sequential(nn.GroupNorm(norm_groups, in_ch), nn.SiLU(),
+                                      AttentionPool2d(side, in_ch, head_dim, num_classes))
 
     def forward(self, x, t):
         temb = self.time_embedding(self.time_proj(t).to(x.dtype))
@@ -156,6 +198,11 @@ def load_checkpoint(path, device="cpu") -> tuple[nn.Module, dict]:
     except Exception as err:  # a truncated or foreign file: say which and what to do
         reason = (str(err).splitlines() or [type(err).__name__])[0]
         raise ValueError(f"cannot read checkpoint {path} ({reason}). Delete it and rerun snakemake to retrain.") from err
+    if payload["kind"] == "noisy_classifier" and "pool" not in payload["arch"]:
+        # An arch saved without the key: its weights say which head it has (mean-pooled
+        # classifiers predate attention pooling, and have no positional embedding).
+        attention = any(key.endswith("positional_embedding") for key in payload["state_dict"])
+        payload["arch"]["pool"] = "attention" if attention else "mean"
     model = build_network(payload["kind"], payload["arch"]).to(device)
     model.load_state_dict(payload["state_dict"])
     model.eval().requires_grad_(False)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import data, metrics, networks
+from . import data, distributed, metrics, networks
 from .figures import plot_tradeoff, sample_grid
 from .guidance import ClassifierFreeGuidance, ClassifierGuidance, ClassifierMeanGuidance
 from .runtime import autocast, pick_device, seed_everything
@@ -74,7 +74,9 @@ def _loss(cfg: dict, network: str, schedule: NoiseSchedule):
     if network == "conditional":
         return diffusion_loss(schedule, p_uncond=cfg["training"]["conditional"]["p_uncond"])
     if network == "noisy_classifier":
-        return noisy_classifier_loss(schedule)
+        t = cfg["training"]["noisy_classifier"]
+        return noisy_classifier_loss(schedule, random_flip=t.get("random_flip", False),
+                                     random_crop=t.get("random_crop", 0))
     return clean_classifier_loss()
 
 
@@ -87,7 +89,7 @@ def train_network(cfg: dict, network: str, train_path: str, test_path: str, outp
     it was written with the same settings. It is deleted once the model is written."""
     torch.set_num_threads(threads)
     seed_everything(cfg["seed"])
-    device = pick_device(cfg["device"])
+    device = distributed.init(pick_device(cfg["device"]))  # under torchrun: join the ranks (else as is)
     train_set = data.load_prepared(train_path)
     info = data.DATASETS[train_set.dataset]
     kind, arch = _architecture(cfg, network, info)
@@ -95,18 +97,21 @@ def train_network(cfg: dict, network: str, train_path: str, test_path: str, outp
     log.info("%s: %s with %d parameters on %s", network, kind, networks.count_parameters(model), device)
     t = dict(cfg["training"][network])
     p_uncond = t.pop("p_uncond", None)
+    augment = {key: t.pop(key) for key in ("random_flip", "random_crop") if key in t}  # loss options, as p_uncond
     settings = TrainSettings(precision=cfg["precision"], **t)
     schedule = NoiseSchedule.make(cfg["diffusion"]["schedule"], cfg["diffusion"]["timesteps"])
     images, labels = train_set.to_tensor()
-    context = {"network": network, "kind": kind, "arch": arch, "p_uncond": p_uncond,
+    context = {"network": network, "kind": kind, "arch": arch, "p_uncond": p_uncond, **augment,
                **{key: cfg[key] for key in ("seed", "dataset", "diffusion")}}
     kept = train(model, _loss(cfg, network, schedule), images, labels, settings, device=device, name=network,
                  csv_path=csv_log, logger=log, checkpoint_path=checkpoint, context=context)
-    extra = {"parameters": networks.count_parameters(kept), "steps": settings.steps}
-    extra |= _test_accuracy(cfg, network, kept, test_path, schedule, device, csv_log)
-    networks.save_checkpoint(output, kind, arch, kept, extra)
-    if checkpoint:
-        Path(checkpoint).unlink(missing_ok=True)
+    if distributed.is_main():  # under torchrun the other ranks wait for rank 0 to write the model
+        extra = {"parameters": networks.count_parameters(kept), "steps": settings.steps}
+        extra |= _test_accuracy(cfg, network, kept, test_path, schedule, device, csv_log)
+        networks.save_checkpoint(output, kind, arch, kept, extra)
+        if checkpoint:
+            Path(checkpoint).unlink(missing_ok=True)
+    distributed.teardown()
 
 
 def _test_accuracy(cfg: dict, network: str, kept, test_path: str, schedule: NoiseSchedule, device,

@@ -9,6 +9,14 @@ atomic checkpoint every ``checkpoint_every`` steps with everything the next step
 weights, EMA, optimizer, LR scheduler, step, the CSV rows so far and every RNG state (the batch
 indices, the noise, t and the dropped labels all come from the global generators). A rerun with
 the same settings resumes from it and ends with bitwise the same weights as an uninterrupted run.
+
+Under ``torchrun --nproc_per_node N`` (see distributed.py) the model is wrapped in
+DistributedDataParallel. ``batch_size`` is then the batch of each rank: every rank draws its own
+``batch_size`` indices (its generators are reseeded with the seed offset by its rank), DDP
+averages the gradients, so one step sees a global batch of ``batch_size * N`` images at the same
+learning rate. The EMA follows the underlying model; only rank 0 writes the CSV log and the
+checkpoints (which hold every rank's RNG states), the others wait at a barrier; a non-finite loss
+on any rank stops them all. Without torchrun nothing of this happens.
 """
 
 from __future__ import annotations
@@ -30,10 +38,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
+from . import distributed
 from .guidance import NULL_LABEL
-from .runtime import autocast, progress_bar
+from .runtime import autocast, progress_bar, seed_everything
 from .schedules import NoiseSchedule
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -73,10 +83,33 @@ def diffusion_loss(schedule: NoiseSchedule, p_uncond: float | None) -> LossFn:
     return loss
 
 
-def noisy_classifier_loss(schedule: NoiseSchedule) -> LossFn:
-    """Cross-entropy of p_phi(y | x_t, t) on x_t = q_sample(x_0, t), t ~ U{0..T-1} (D&N sec. 4.3)."""
+def augment_images(x0: torch.Tensor, random_flip: bool = False, random_crop: int = 0,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """guided-diffusion's classifier augmentation, drawn per image: a horizontal flip with
+    probability 1/2, and a shift by up to ``random_crop`` pixels each way (reflection-pad by
+    ``random_crop``, then crop back to the original size). Both off: ``x0`` itself is returned."""
+    if random_flip:
+        flip = torch.rand(len(x0), generator=generator, device=x0.device) < 0.5
+        x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+    if random_crop > 0:
+        b, _, h, w = x0.shape
+        p = random_crop
+        mode = "reflect" if p < min(h, w) else "replicate"  # reflection needs a pad below the side
+        padded = F.pad(x0, (p, p, p, p), mode=mode)
+        dy, dx = (torch.randint(0, 2 * p + 1, (b,), generator=generator, device=x0.device) for _ in range(2))
+        rows = (dy[:, None] + torch.arange(h, device=x0.device))[:, :, None]  # [B, H, 1]
+        cols = (dx[:, None] + torch.arange(w, device=x0.device))[:, None, :]  # [B, 1, W]
+        x0 = padded[torch.arange(b, device=x0.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+    return x0
+
+
+def noisy_classifier_loss(schedule: NoiseSchedule, random_flip: bool = False, random_crop: int = 0) -> LossFn:
+    """Cross-entropy of p_phi(y | x_t, t) on x_t = q_sample(x_0, t), t ~ U{0..T-1} (D&N sec. 4.3),
+    with x_0 optionally augmented first (``augment_images``; off by default, since a flip changes
+    the class of some digits)."""
 
     def loss(model, x0, y):
+        x0 = augment_images(x0, random_flip, random_crop)
         t = torch.randint(0, schedule.timesteps, (len(x0),), device=x0.device)
         x_t = schedule.q_sample(x0, t, torch.randn_like(x0))
         return F.cross_entropy(model(x_t, t).float(), y)
@@ -172,7 +205,7 @@ class Checkpointer:
             return 0, []
         for key, part in parts.items():
             part.load_state_dict(state[key])
-        set_rng_states(state["rng"])
+        set_rng_states(state["rng_ranks"][distributed.rank()] if "rng_ranks" in state else state["rng"])
         self.saved_step = state["step"]
         self.logger.info("resuming %s from step %d (%s)", self.name, state["step"], self.path)
         return state["step"], state["log_rows"]
@@ -193,10 +226,23 @@ class Checkpointer:
         return state
 
     def save(self, step: int, parts: dict, log_rows: list) -> None:
+        """Called on every rank; under torchrun rank 0 writes every rank's RNG states, then all
+        ranks meet at a barrier so none runs ahead of a checkpoint being written."""
         if self.path is None:
             return
-        state = {key: part.state_dict() for key, part in parts.items()}
-        state |= {"step": step, "rng": rng_states(), "log_rows": list(log_rows), "fingerprint": self.fingerprint}
+        rng = rng_states()
+        state = {"rng": rng}
+        if distributed.active():
+            gathered = [None] * distributed.world_size()
+            torch.distributed.all_gather_object(gathered, rng)
+            state["rng_ranks"] = gathered
+        if distributed.is_main():
+            self._write(state | {key: part.state_dict() for key, part in parts.items()}
+                        | {"step": step, "log_rows": list(log_rows), "fingerprint": self.fingerprint})
+        distributed.barrier()
+        self.saved_step = step
+
+    def _write(self, state: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "wb") as handle:
@@ -204,7 +250,6 @@ class Checkpointer:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, self.path)
-        self.saved_step = step
 
     def non_finite_message(self, loss: float, step: int) -> str:
         kept = (f"the last good checkpoint {self.path} (step {self.saved_step}) is kept"
@@ -221,9 +266,13 @@ class CsvLog:
 
     HEADER = ["step", "loss", "lr", "images_per_s"]
 
-    def __init__(self, path: str | Path, rows: list):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: str | Path, rows: list, write: bool = True):
         self.rows = [list(row) for row in rows]
+        if not write:  # a rank other than 0 under torchrun: keep the rows, write nothing
+            self.handle = open(os.devnull, "w", newline="")
+            self.writer = csv.writer(self.handle)
+            return
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.handle = open(path, "w", newline="")
         self.writer = csv.writer(self.handle)
         self.writer.writerows([self.HEADER, *self.rows])
@@ -239,6 +288,23 @@ class CsvLog:
 
     def __exit__(self, *exc):
         self.handle.close()
+
+
+def _all_finite(loss: torch.Tensor) -> bool:
+    """Whether the loss is finite on this rank and, under torchrun, on every rank (one all_reduce),
+    so all ranks stop together instead of the others hanging in the next gradient all-reduce."""
+    finite = torch.isfinite(loss.detach()).float().reshape(1)
+    if distributed.active():
+        torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+    return bool(finite.item())
+
+
+def _mean_over_ranks(loss: torch.Tensor) -> float:
+    value = loss.detach().float().reshape(1).clone()
+    if distributed.active():
+        torch.distributed.all_reduce(value)
+        value /= distributed.world_size()
+    return value.item()
 
 
 def _optimizer_step(model, loss, optimizer, scheduler, ema, grad_clip: float) -> None:
@@ -260,6 +326,11 @@ def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch
     the state is saved every ``checkpoint_every`` steps and after the last one, and a run whose
     settings, data shape and ``context`` match the checkpoint's resumes from it."""
     logger = logger or logging.getLogger("diffguide")
+    ranks, main = distributed.world_size(), distributed.is_main()
+    if ranks > 1:
+        # The same draw on every rank (same seed so far), offset by the rank: own batches and noise.
+        seed_everything(int(torch.randint(0, 2**62, (1,)).item()) + distributed.rank())
+        context = {**(context or {}), "world_size": ranks}  # N ranks compute other steps than 1
     model.to(device).train()
     ema = AveragedModel(model, avg_fn=ema_average(settings.ema_decay)) if settings.ema_decay else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -268,24 +339,30 @@ def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch
     fingerprint = settings_fingerprint(settings, {**(context or {}), "images": list(images.shape)})
     checkpoints = Checkpointer(checkpoint_path, fingerprint, name, logger)
     first, rows = checkpoints.resume(parts)
-    with CsvLog(csv_path, rows) as csv_log:
+    net = model  # what the loss calls: the DDP wrapper under torchrun (it averages the gradients)
+    if ranks > 1:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    with CsvLog(csv_path, rows, write=main) as csv_log:
         bar = progress_bar(range(first, settings.steps), initial=first, total=settings.steps,
-                           desc=f"train {name}", unit="step")
+                           desc=f"train {name}", unit="step", disable=not main)
         start = time.perf_counter()
         for step in bar:
             lr = scheduler.get_last_lr()[0]
             index = torch.randint(0, len(images), (settings.batch_size,))
             x0, y = images[index].to(device), labels[index].to(device)
             with autocast(device, settings.precision):
-                loss = loss_fn(model, x0, y)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(checkpoints.non_finite_message(loss.item(), step))
+                loss = loss_fn(net, x0, y)
+            if not _all_finite(loss):
+                value = loss.item() if not torch.isfinite(loss) else float("nan")
+                raise FloatingPointError(checkpoints.non_finite_message(value, step))
             _optimizer_step(model, loss, optimizer, scheduler, ema, settings.grad_clip)
             if step % settings.log_every == 0 or step == settings.steps - 1:
-                speed = (step + 1 - first) * settings.batch_size / (time.perf_counter() - start)
-                csv_log.add([step, f"{loss.item():.6f}", f"{lr:.3e}", f"{speed:.1f}"])
-                bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{speed:.0f}")
-                logger.info("%s step %d loss %.5f lr %.2e %.0f img/s", name, step, loss.item(), lr, speed)
+                value = _mean_over_ranks(loss)  # the loss of the global batch
+                speed = (step + 1 - first) * settings.batch_size * ranks / (time.perf_counter() - start)
+                csv_log.add([step, f"{value:.6f}", f"{lr:.3e}", f"{speed:.1f}"])
+                bar.set_postfix(loss=f"{value:.4f}", img_s=f"{speed:.0f}")
+                if main:
+                    logger.info("%s step %d loss %.5f lr %.2e %.0f img/s", name, step, value, lr, speed)
             if (step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps:
                 checkpoints.save(step + 1, parts, csv_log.rows)
     kept = ema.module if ema is not None else model

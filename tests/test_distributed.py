@@ -1,0 +1,89 @@
+"""Training under torch.distributed (CPU, gloo, 2 processes, a tiny model, a few steps): the ranks
+end with the same weights, which differ from the initial ones; a NaN on one rank stops both
+instead of hanging. Single-process training is covered by test_training.py and test_resume.py."""
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from diffguide import distributed, networks
+from diffguide.schedules import NoiseSchedule
+from diffguide.training import TrainSettings, diffusion_loss, train
+
+SCHEDULE = NoiseSchedule.make("cosine", 100)
+
+
+def tiny_unet():
+    torch.manual_seed(0)
+    arch = dict(image_size=8, channels=1, widths=[8, 16], attention_levels=[], num_classes=3, norm_groups=4,
+                dropout=0.1)
+    return networks.build_network("eps_unet", arch)
+
+
+def worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+    torch.set_num_threads(1)
+    device = distributed.init(torch.device("cpu"))
+    assert dist.get_backend() == "gloo" and distributed.rank() == rank and distributed.world_size() == world
+    generator = torch.Generator().manual_seed(1)
+    images, labels = torch.randn(32, 1, 8, 8, generator=generator), torch.arange(32) % 3
+    settings = TrainSettings(steps=4, batch_size=4, lr=0.01, ema_decay=0.9, precision="fp32", log_every=1,
+                             checkpoint_every=2)
+    model = tiny_unet()
+    torch.save(model.state_dict(), f"{out}/initial{rank}.pt")
+    kept = train(model, diffusion_loss(SCHEDULE, p_uncond=0.2), images, labels, settings, device=device,
+                 name="toy", csv_path=f"{out}/log.csv", checkpoint_path=f"{out}/c.ckpt")
+    torch.save({"model": model.state_dict(), "ema": kept.state_dict()}, f"{out}/final{rank}.pt")
+    # Each rank draws its own batch: the index draws after training differ between ranks.
+    torch.save(torch.randint(0, 1000, (8,)), f"{out}/draw{rank}.pt")
+
+    calls = 0
+
+    def nan_on_rank_1(net, x0, y):
+        nonlocal calls
+        calls += 1
+        value = diffusion_loss(SCHEDULE, p_uncond=0.2)(net, x0, y)
+        return value * float("nan") if rank == 1 and calls == 2 else value
+
+    try:
+        train(tiny_unet(), nan_on_rank_1, images, labels, settings, device=device, name="toy",
+              csv_path=f"{out}/nan.csv")
+    except FloatingPointError:
+        open(f"{out}/stopped{rank}", "w").close()
+    distributed.teardown()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
+def test_two_ranks_train_identical_weights(tmp_path):
+    mp.spawn(worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    initial = torch.load(tmp_path / "initial0.pt")
+    final = [torch.load(tmp_path / f"final{r}.pt") for r in range(2)]
+    for part in ("model", "ema"):
+        for key in final[0][part]:
+            assert torch.equal(final[0][part][key], final[1][part][key]), (part, key)
+    assert any(not torch.equal(initial[key], final[0]["model"][key]) for key in initial)
+    assert not torch.equal(torch.load(tmp_path / "draw0.pt"), torch.load(tmp_path / "draw1.pt"))
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    assert rows[0] == "step,loss,lr,images_per_s" and len(rows) == 5  # rank 0 alone wrote it
+    state = torch.load(tmp_path / "c.ckpt", weights_only=True)
+    assert state["step"] == 4 and len(state["rng_ranks"]) == 2
+    assert (tmp_path / "stopped0").exists() and (tmp_path / "stopped1").exists()
+
+
+def test_single_process_is_not_distributed(monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    assert not distributed.launched()
+    assert distributed.rank() == 0 and distributed.world_size() == 1 and distributed.is_main()
+    assert distributed.init(torch.device("cpu")) == torch.device("cpu")
