@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -49,7 +50,7 @@ def smoke_run(tmp_path_factory) -> Path:
 def test_smoke_run_writes_metrics_for_every_method_and_scale(smoke_run):
     metrics = pd.read_csv(smoke_run / "results/smoke/metrics.csv")
     assert sorted(zip(metrics.method, metrics.scale)) == [
-        ("cfg", 0.0), ("cfg", 1.0), ("cg", 0.0), ("cg", 2.0), ("cond_cg", 2.0)]
+        ("cfg", 0.0), ("cfg", 1.0), ("cfg_p0.5", 0.0), ("cfg_p0.5", 1.0), ("cg", 0.0), ("cg", 2.0), ("cond_cg", 2.0)]
     for column in ("fid_classifier", "kid_classifier", "is_classifier", "accuracy_classifier"):
         assert np.isfinite(metrics[column]).all(), column
     assert (metrics.num_samples == 20).all()
@@ -59,17 +60,40 @@ def test_smoke_run_writes_metrics_for_every_method_and_scale(smoke_run):
 
 def test_smoke_run_writes_figures_samples_and_logs(smoke_run):
     root = smoke_run / "results/smoke"
-    for figure in ("fid_vs_is.png", "grid_cfg.png", "grid_cg.png", "grid_cond_cg.png", "mixture_guidance.png"):
+    for figure in ("fid_vs_is.png", "grid_cfg.png", "grid_cfg_p0.5.png", "grid_cg.png", "grid_cond_cg.png",
+                   "mixture_guidance.png", "training_curves.png"):
         assert (root / "figures" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
     samples = np.load(root / "samples/cfg/scale_1.npz")
     assert samples["images"].shape == (20, 16, 16, 1) and samples["images"].dtype == np.uint8
     assert list(samples["labels"][:12]) == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
-    for network in ("unconditional", "conditional", "noisy_classifier", "eval_classifier"):
+    for network in ("unconditional", "conditional", "conditional_p0.5", "noisy_classifier", "eval_classifier"):
         log = pd.read_csv(root / f"logs/train_{network}.csv")
         assert list(log.columns) == ["step", "loss", "lr", "images_per_s"]
         assert log.step.iloc[-1] == {"eval_classifier": 39}.get(network, 19)
         assert np.isfinite(log.loss).all()
     assert "samples 0-19 of 20" in (root / "logs/sample_cg_2.log").read_text()
+
+
+def test_each_p_uncond_trains_its_own_conditional_model(smoke_run):
+    from diffguide.networks import load_checkpoint
+
+    for name in ("conditional", "conditional_p0.5"):
+        model, payload = load_checkpoint(smoke_run / f"results/smoke/models/{name}.pt")
+        assert payload["arch"]["num_classes"] == 10
+    a = load_checkpoint(smoke_run / "results/smoke/models/conditional.pt")[0].state_dict()
+    b = load_checkpoint(smoke_run / "results/smoke/models/conditional_p0.5.pt")[0].state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # different label dropout, different weights
+
+
+def test_adding_a_p_uncond_value_trains_only_its_model_and_sweep(smoke_run):
+    result = snakemake(smoke_run, "--configfile", SMOKE, "--dry-run", "--config",
+                       "training={conditional: {steps: 20, batch_size: 32, lr: 0.002, ema_decay: 0.99, p_uncond: 0.2, "
+                       "p_uncond_sweep: [0.5, 0.1], log_every: 5}, unconditional: {steps: 20, batch_size: 32, lr: 0.002, "
+                       "ema_decay: 0.99, log_every: 5}, noisy_classifier: {steps: 20, batch_size: 32, lr: 0.002, "
+                       "log_every: 5}, eval_classifier: {steps: 40, batch_size: 64, lr: 0.005, log_every: 10}}")
+    counts = job_counts(result.stdout)
+    assert counts["train_network"] == 1 and counts["sample"] == 2 and counts["evaluate"] == 2, counts
+    assert "results/smoke/models/conditional_p0.1.pt" in result.stdout
 
 
 def test_second_run_schedules_no_job(smoke_run):
@@ -80,9 +104,11 @@ def test_second_run_schedules_no_job(smoke_run):
 def test_adding_a_scale_reruns_only_that_scale_and_the_figures(smoke_run):
     result = snakemake(smoke_run, "--configfile", SMOKE, "--dry-run",
                        "--config", "guidance={cfg_scales: [0, 1, 3], cg_scales: [0, 2]}")
-    assert job_counts(result.stdout) == {"sample": 1, "evaluate": 1, "gather_metrics": 1,
-                                         "tradeoff_figure": 1, "sample_grid": 1, "all": 1}
+    # w = 3 for the p_uncond = 0.2 model (cfg) and the p_uncond = 0.5 one (cfg_p0.5), nothing else
+    assert job_counts(result.stdout) == {"sample": 2, "evaluate": 2, "gather_metrics": 1,
+                                         "tradeoff_figure": 1, "sample_grid": 2, "all": 1}
     assert "results/smoke/samples/cfg/scale_3.npz" in result.stdout
+    assert "results/smoke/samples/cfg_p0.5/scale_3.npz" in result.stdout
 
 
 def test_changing_a_training_knob_retrains_only_that_network(smoke_run, tmp_path):

@@ -17,11 +17,17 @@ METHOD_LABELS = {"cfg": "classifier-free, conditional model (w)", "cg": "classif
                  "cond_cg": "classifier guidance, conditional model (s)"}
 
 
+def method_label(method: str) -> str:
+    """Legend text; cfg_p<p> is classifier-free guidance of the model trained with p_uncond = p."""
+    if method.startswith("cfg_p"):
+        return f"classifier-free, conditional model p_uncond={method.removeprefix('cfg_p')} (w)"
+    return METHOD_LABELS.get(method, method)
+
+
 def plot_tradeoff(metrics: pd.DataFrame, path: str | Path, x: str = "is_classifier",
                   y: str = "fid_classifier") -> None:
     """One curve per guidance method through its scales, each point labelled with its scale."""
-    frame = metrics.sort_values(["method", "scale"]).assign(
-        guidance=lambda d: d["method"].map(METHOD_LABELS).fillna(d["method"]))
+    frame = metrics.sort_values(["method", "scale"]).assign(guidance=lambda d: d["method"].map(method_label))
     sns.set_theme(style="whitegrid")
     fig, ax = plt.subplots(figsize=(7, 5))
     sns.lineplot(data=frame, x=x, y=y, hue="guidance", marker="o", sort=False, ax=ax)
@@ -73,10 +79,11 @@ def plot_training_curves(csv_paths: dict[str, str | Path], path: str | Path) -> 
     for ax, (name, csv_path) in zip(axes[0], csv_paths.items()):
         log = pd.read_csv(csv_path)
         sns.lineplot(data=log, x="step", y="loss", ax=ax, marker="." if len(log) < 30 else None)
-        if name in DIFFUSION_NETWORKS and (log["loss"] > 0).all():
+        diffusion = name.startswith(DIFFUSION_NETWORKS)  # conditional_p<p> too
+        if diffusion and (log["loss"] > 0).all():
             ax.set_yscale("log")
         ax.set_title(name.replace("_", " "))
-        ax.set_ylabel("MSE of eps" if name in DIFFUSION_NETWORKS else "cross-entropy")
+        ax.set_ylabel("MSE of eps" if diffusion else "cross-entropy")
     fig.suptitle("Training loss (the logged minibatch losses)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -52,13 +52,23 @@ def prepare(cfg: dict, split: str, output: str) -> None:
              prepared.images.shape[1:], prepared.source)
 
 
+def is_conditional(network: str) -> bool:
+    """The conditional eps-model, or one of its p_uncond variants conditional_p<p>."""
+    return network == "conditional" or network.startswith("conditional_p")
+
+
+def base_method(method: str) -> str:
+    """cfg_p<p> (classifier-free guidance of the p_uncond = p model) guides as cfg."""
+    return "cfg" if method.startswith("cfg_p") else method
+
+
 def _architecture(cfg: dict, network: str, info: data.DatasetInfo) -> tuple[str, dict]:
     """Map a network name of the config to (kind, arch) for networks.build_network."""
     size, channels = cfg["dataset"]["image_size"], info.channels
     n = cfg["networks"]
-    if network in ("unconditional", "conditional"):
+    if network == "unconditional" or is_conditional(network):
         arch = dict(image_size=size, channels=channels, **n["unet"],
-                    num_classes=info.num_classes if network == "conditional" else None)
+                    num_classes=info.num_classes if is_conditional(network) else None)
         return "eps_unet", arch
     if network == "noisy_classifier":
         return "noisy_classifier", dict(image_size=size, channels=channels, num_classes=info.num_classes,
@@ -71,8 +81,8 @@ def _architecture(cfg: dict, network: str, info: data.DatasetInfo) -> tuple[str,
 def _loss(cfg: dict, network: str, schedule: NoiseSchedule):
     if network == "unconditional":
         return diffusion_loss(schedule, p_uncond=None)
-    if network == "conditional":
-        return diffusion_loss(schedule, p_uncond=cfg["training"]["conditional"]["p_uncond"])
+    if is_conditional(network):
+        return diffusion_loss(schedule, p_uncond=cfg["training"][network]["p_uncond"])
     if network == "noisy_classifier":
         t = cfg["training"]["noisy_classifier"]
         return noisy_classifier_loss(schedule, random_flip=t.get("random_flip", False),
@@ -161,6 +171,7 @@ def guided_model(cfg: dict, method: str, scale: float, model_paths: dict, device
     - cond_cg: classifier guidance at s = scale of the conditional model, itself guided at
       w = guidance.cond_cg_w (D&N Table 4's conditional rows when w = 0).
     Scale 0 of cg / cond_cg is the unguided model; it needs no classifier."""
+    method = base_method(method)
     if method not in GUIDANCE_METHODS:
         raise ValueError(f"unknown guidance method {method!r}; choose one of {GUIDANCE_METHODS}")
     schedule = NoiseSchedule.make(cfg["diffusion"]["schedule"], cfg["diffusion"]["timesteps"])
@@ -300,6 +311,8 @@ def grid(sample_paths: list[str], method: str, dataset_name: str, output: str, p
     order = np.argsort(scales)
     title = {"cfg": "classifier-free guidance of the conditional model, columns: w",
              "cg": "classifier guidance of the unconditional model, columns: s",
-             "cond_cg": "classifier guidance of the conditional model, columns: s"}[method]
+             "cond_cg": "classifier guidance of the conditional model, columns: s"}[base_method(method)]
+    if method != base_method(method):
+        title += f" (p_uncond = {method.removeprefix('cfg_p')})"
     sample_grid([sets[i]["images"] for i in order], sets[0]["labels"], [scales[i] for i in order],
                 list(data.DATASETS[dataset_name].class_names), output, title, per_class)

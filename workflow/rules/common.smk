@@ -40,21 +40,30 @@ check_inception_weights(config)
 
 RESULTS = f"results/{config['run']}"
 LOGS = f"{RESULTS}/logs"
-METHODS = config["guidance"]["methods"]
 
 
 def scale_tag(value):
-    """A guidance scale as it appears in file names: 1.0 -> '1', 0.5 -> '0.5'."""
+    """A guidance scale (or p_uncond) as it appears in file names: 1.0 -> '1', 0.5 -> '0.5'."""
     return f"{float(value):g}"
 
 
-SCALES = {method: [scale_tag(v) for v in config["guidance"][f"{method}_scales"]] for method in METHODS}
+# Each extra p_uncond trains conditional_p<p> and gets a classifier-free sweep cfg_p<p>.
+P_UNCOND_SWEEP = [scale_tag(p) for p in config["training"]["conditional"]["p_uncond_sweep"]]
+METHODS = config["guidance"]["methods"] + [f"cfg_p{p}" for p in P_UNCOND_SWEEP]
+
+
+def base_method(method):
+    """cfg_p0.5 -> cfg: the guidance a method uses, whatever model it samples."""
+    return "cfg" if method.startswith("cfg_p") else method
+
+
+SCALES = {method: [scale_tag(v) for v in config["guidance"][f"{base_method(method)}_scales"]] for method in METHODS}
 RES = config["resources"]
 INCEPTION_REFERENCE = [f"{RESULTS}/reference/test_inception.npz"] if config["evaluation"]["inception"] else []
 
 
 wildcard_constraints:
-    method="cfg|cg|cond_cg",
+    method=r"cfg|cg|cond_cg|cfg_p[0-9.]+",
     scale=r"[0-9.e+-]+",
     split="train|test",
 
@@ -63,6 +72,7 @@ wildcard_constraints:
 # exactly the jobs whose settings changed (and what depends on them), nothing else.
 NETWORK_ARCH = {"unconditional": "unet", "conditional": "unet",
                 "noisy_classifier": "noisy_classifier", "eval_classifier": "eval_classifier"}
+NETWORK_ARCH |= {f"conditional_p{p}": "unet" for p in P_UNCOND_SWEEP}
 
 
 def config_subset(*keys):
@@ -72,12 +82,20 @@ def config_subset(*keys):
 # Keys that change how a training job runs but not the model it writes (a resumed run ends
 # bitwise equal to an uninterrupted one): left out of params so changing them retrains nothing;
 # workflow/scripts/train.py reads them from the config.
-RUN_ONLY_TRAINING_KEYS = ("checkpoint_every",)
+# p_uncond_sweep only names the other models: adding a value must not retrain this one.
+RUN_ONLY_TRAINING_KEYS = ("checkpoint_every", "p_uncond_sweep")
+
+
+def training_block(network):
+    """The training settings of a network; conditional_p<p> is the conditional block at p_uncond = p."""
+    if network.startswith("conditional_p"):
+        return {**config["training"]["conditional"], "p_uncond": float(network.removeprefix("conditional_p"))}
+    return config["training"][network]
 
 
 def training_config(wildcards):
     net = wildcards.network
-    block = {k: v for k, v in config["training"][net].items() if k not in RUN_ONLY_TRAINING_KEYS}
+    block = {k: v for k, v in training_block(net).items() if k not in RUN_ONLY_TRAINING_KEYS}
     return {**config_subset("seed", "precision", "dataset", "diffusion"),
             "networks": {NETWORK_ARCH[net]: config["networks"][NETWORK_ARCH[net]]},
             "training": {net: block}}
@@ -90,12 +108,15 @@ def training_checkpoint(wildcards, output):
 
 
 def guidance_inputs(wildcards):
-    """cfg samples the conditional model; cg the unconditional one and cond_cg the conditional one,
+    """cfg samples the conditional model (cfg_p<p> the one trained with p_uncond = p); cg the
+    unconditional one and cond_cg the conditional one,
     both with the noisy classifier, which scale 0 (no classifier guidance) does not need, so
     retraining the classifier leaves those samples cached."""
-    model = "unconditional" if wildcards.method == "cg" else "conditional"
-    inputs = {model: f"{RESULTS}/models/{model}.pt"}
-    if wildcards.method != "cfg" and float(wildcards.scale) != 0:
+    method = wildcards.method
+    role = "unconditional" if method == "cg" else "conditional"
+    file = "conditional_p" + method.removeprefix("cfg_p") if method.startswith("cfg_p") else role
+    inputs = {role: f"{RESULTS}/models/{file}.pt"}
+    if base_method(method) != "cfg" and float(wildcards.scale) != 0:
         inputs["noisy_classifier"] = f"{RESULTS}/models/noisy_classifier.pt"
     return inputs
 

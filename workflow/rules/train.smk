@@ -16,7 +16,7 @@ rule train_network:
     benchmark:
         f"{RESULTS}/benchmarks/train_{{network}}.tsv"
     wildcard_constraints:
-        network="unconditional|conditional|noisy_classifier|eval_classifier",
+        network=r"unconditional|conditional|conditional_p[0-9.]+|noisy_classifier|eval_classifier",
     threads: RES["threads"]
     resources:
         gpu=RES["gpu"],

@@ -4,8 +4,9 @@ from diffguide.stages import train_network
 setup_logging(snakemake.log.text)
 network = snakemake.wildcards.network
 # checkpoint_every is left out of params (no rerun when it changes): read it from the config.
+block = "conditional" if network.startswith("conditional_p") else network
 training = {**snakemake.params.cfg["training"][network],
-            "checkpoint_every": snakemake.config["training"][network].get("checkpoint_every", 200)}
+            "checkpoint_every": snakemake.config["training"][block]["checkpoint_every"]}
 cfg = {**snakemake.params.cfg, "device": snakemake.config["device"], "training": {network: training}}
 train_network(cfg, network, snakemake.input.train, snakemake.input.test, snakemake.output[0], snakemake.log.csv,
               threads=snakemake.threads, checkpoint=getattr(snakemake.params, "checkpoint", None))
