@@ -18,6 +18,7 @@ import torch
 from . import data, distributed, metrics, networks
 from .figures import plot_tradeoff, sample_grid
 from .guidance import ClassifierFreeGuidance, ClassifierGuidance, ClassifierMeanGuidance
+from .naming import base_method, is_conditional
 from .runtime import autocast, pick_device, seed_everything
 from .samplers import sample
 from .schedules import NoiseSchedule
@@ -50,16 +51,6 @@ def prepare(cfg: dict, split: str, output: str) -> None:
     data.save_prepared(prepared, output)
     log.info("prepared %s/%s: %d images %s from %s", d["name"], split, len(prepared.labels),
              prepared.images.shape[1:], prepared.source)
-
-
-def is_conditional(network: str) -> bool:
-    """The conditional eps-model, or one of its p_uncond variants conditional_p<p>."""
-    return network == "conditional" or network.startswith("conditional_p")
-
-
-def base_method(method: str) -> str:
-    """cfg_p<p> (classifier-free guidance of the p_uncond = p model) guides as cfg."""
-    return "cfg" if method.startswith("cfg_p") else method
 
 
 def _architecture(cfg: dict, network: str, info: data.DatasetInfo) -> tuple[str, dict]:

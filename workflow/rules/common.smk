@@ -4,6 +4,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from diffguide.naming import base_method
 from diffguide.config_schema import coerce_command_line_values, describe_config_errors, load_schema
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
@@ -50,11 +51,6 @@ def scale_tag(value):
 # Each extra p_uncond trains conditional_p<p> and gets a classifier-free sweep cfg_p<p>.
 P_UNCOND_SWEEP = [scale_tag(p) for p in config["training"]["conditional"]["p_uncond_sweep"]]
 METHODS = config["guidance"]["methods"] + [f"cfg_p{p}" for p in P_UNCOND_SWEEP]
-
-
-def base_method(method):
-    """cfg_p0.5 -> cfg: the guidance a method uses, whatever model it samples."""
-    return "cfg" if method.startswith("cfg_p") else method
 
 
 SCALES = {method: [scale_tag(v) for v in config["guidance"][f"{base_method(method)}_scales"]] for method in METHODS}
