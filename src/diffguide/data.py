@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -22,6 +20,8 @@ from typing import Callable
 import numpy as np
 import torch
 from PIL import Image
+
+from .atomic import atomic_open
 
 __all__ = [
     "DATASETS",
@@ -415,22 +415,12 @@ def save_prepared(data: PreparedData, path) -> None:
     """Write `data` as .npz atomically: a crash never leaves a half-written file that
     snakemake would mistake for a finished output."""
     _check_prepared(data)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(
-                handle, images=data.images, labels=data.labels, dataset=np.array(data.dataset),
-                split=np.array(data.split), source=np.array(data.source),
-                class_names=np.array(data.class_names, dtype=str),
-            )
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as handle:
+        np.savez(
+            handle, images=data.images, labels=data.labels, dataset=np.array(data.dataset),
+            split=np.array(data.split), source=np.array(data.source),
+            class_names=np.array(data.class_names, dtype=str),
+        )
 
 
 def load_prepared(path) -> PreparedData:

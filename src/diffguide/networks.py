@@ -12,8 +12,6 @@ Every network is built from a plain ``arch`` dict so a checkpoint can rebuild it
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from diffusers import UNet2DModel
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
@@ -21,6 +19,7 @@ from diffusers.models.unets.unet_2d_blocks import UNetMidBlock2D, get_down_block
 from torch import nn
 from torch.nn import functional as F
 
+from .atomic import atomic_open
 from .guidance import NULL_LABEL
 
 
@@ -185,10 +184,8 @@ def count_parameters(model: nn.Module) -> int:
 def save_checkpoint(path, kind: str, arch: dict, model: nn.Module, extra: dict | None = None) -> None:
     """Write {kind, arch, state_dict, extra} atomically: a temp file in the same folder, then rename,
     so an interrupted job never leaves a truncated artifact behind."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"kind": kind, "arch": arch, "state_dict": model.state_dict(), "extra": extra or {}}, tmp)
-    tmp.replace(path)
+    with atomic_open(path) as handle:
+        torch.save({"kind": kind, "arch": arch, "state_dict": model.state_dict(), "extra": extra or {}}, handle)
 
 
 def load_checkpoint(path, device="cpu") -> tuple[nn.Module, dict]:

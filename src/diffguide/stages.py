@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from . import data, distributed, metrics, networks
+from .atomic import atomic_open
 from .figures import plot_tradeoff, sample_grid
 from .guidance import ClassifierFreeGuidance, ClassifierGuidance, ClassifierMeanGuidance
 from .naming import base_method, is_conditional
@@ -31,17 +32,13 @@ GUIDANCE_METHODS = ("cfg", "cg", "cond_cg")
 
 
 def _atomic_npz(path, **arrays) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+    with atomic_open(path) as handle:
+        np.savez_compressed(handle, **arrays)
 
 
 def _atomic_text(path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    with atomic_open(path) as handle:
+        handle.write(text.encode())
 
 
 def prepare(cfg: dict, split: str, output: str) -> None:

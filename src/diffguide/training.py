@@ -42,6 +42,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
 from . import distributed
+from .atomic import atomic_open
 from .guidance import NULL_LABEL
 from .runtime import autocast, progress_bar, seed_everything
 from .schedules import NoiseSchedule
@@ -243,13 +244,8 @@ class Checkpointer:
         self.saved_step = step
 
     def _write(self, state: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "wb") as handle:
+        with atomic_open(self.path) as handle:
             torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
 
     def non_finite_message(self, loss: float, step: int) -> str:
         kept = (f"the last good checkpoint {self.path} (step {self.saved_step}) is kept"
