@@ -50,12 +50,6 @@ class EpsUNet(nn.Module):
             num_class_embeds=None if num_classes is None else num_classes + 1,
             resnet_time_scale_shift="scale_shift", norm_num_groups=norm_groups,
             attention_head_dim=_attention_head_dim(head_dim, widths), dropout=dropout)
-        if num_classes is not None:
-            # The class embedding is added to the timestep embedding. nn.Embedding's N(0, 1) init
-            # gives it ~7x the time embedding's norm, drowning the time signal until training
-            # shrinks it; a short run then trains a worse conditional model than the unconditional
-            # one. Zero init starts the conditional model as the unconditional one, labels alike.
-            nn.init.zeros_(self.unet.class_embedding.weight)
 
     def forward(self, x, t, y=None):
         if self.num_classes is None:
