@@ -87,3 +87,18 @@ def test_single_process_is_not_distributed(monkeypatch):
     assert not distributed.launched()
     assert distributed.rank() == 0 and distributed.world_size() == 1 and distributed.is_main()
     assert distributed.init(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_snakemake_rule_launches_torchrun_when_the_config_asks_for_two_gpus(tmp_path):
+    """resources.gpu: 2 makes train_network start torchrun with 2 ranks (gloo here: device cpu);
+    the model lands where the rest of the pipeline reads it."""
+    from test_pipeline import SMOKE, copy_workflow, snakemake
+
+    workdir = copy_workflow(tmp_path)
+    target = "results/smoke/models/noisy_classifier.pt"
+    snakemake(workdir, "--configfile", SMOKE, "--config", "device=cpu", "resources={gpu: 2}", "--", target)
+    log = (workdir / "results/smoke/logs/train_noisy_classifier.log").read_text()
+    assert "torch.distributed.run --standalone --nproc_per_node=2 -m diffguide.train_cli" in log
+    assert "process 1 of 2" in log and "process 2 of 2" in log
+    _, payload = networks.load_checkpoint(workdir / target)
+    assert payload["extra"]["processes"] == 2 and payload["extra"]["steps"] == 20

@@ -8,11 +8,19 @@ reads <results>/data/{train,test}.npz (from ``snakemake ... prepare`` or an earl
 checkpoints/<network>.ckpt: the same paths as the Snakemake rule, so the rest of the pipeline
 picks the model up. ``training.<network>.batch_size`` is per GPU (global batch = it x N).
 Without torchrun (plain ``python -m diffguide.train_cli ...``) it trains in one process.
+
+The Snakemake rule ``train_network`` uses :func:`launch` to start this module under torchrun by
+itself when the config asks for ``resources.gpu`` > 1; it passes the rule's resolved training
+config as JSON (``--resolved-config``) so both routes train from the same settings.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -21,26 +29,71 @@ from .runtime import setup_logging
 from .stages import train_network
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+NETWORK = r"^(unconditional|conditional|conditional_p[0-9.]+|noisy_classifier|eval_classifier)$"
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="a config file, as given to snakemake --configfile")
-    parser.add_argument("--network", required=True,
-                        choices=["unconditional", "conditional", "noisy_classifier", "eval_classifier"])
-    parser.add_argument("--results", required=True, help="the run's results folder, e.g. results/default")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads per process")
-    args = parser.parse_args(argv)
+def _network_name(value: str) -> str:
+    import re
+
+    if not re.match(NETWORK, value):
+        raise argparse.ArgumentTypeError(f"unknown network {value!r}: one of unconditional, conditional, "
+                                         "conditional_p<p>, noisy_classifier, eval_classifier")
+    return value
+
+
+def _load_config(args) -> dict:
+    if args.resolved_config:
+        return json.loads(Path(args.resolved_config).read_text())
     cfg = yaml.safe_load(Path(args.config).read_text())
     from snakemake.utils import validate  # fills in the schema's defaults, as the Snakefile does
 
     validate(cfg, str(SCHEMA), set_default=True)
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="a config file, as given to snakemake --configfile")
+    source.add_argument("--resolved-config", help="JSON of an already validated config (what the rule passes)")
+    parser.add_argument("--network", required=True, type=_network_name)
+    parser.add_argument("--results", required=True, help="the run's results folder, e.g. results/default")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads per process")
+    args = parser.parse_args(argv)
+    cfg = _load_config(args)
     res = Path(args.results)
     setup_logging(None)
     (res / "models").mkdir(parents=True, exist_ok=True)
     train_network(cfg, args.network, str(res / "data" / "train.npz"), str(res / "data" / "test.npz"),
                   str(res / "models" / f"{args.network}.pt"), str(res / "logs" / f"train_{args.network}.csv"),
                   threads=args.threads, checkpoint=str(res / "checkpoints" / f"{args.network}.ckpt"))
+
+
+def torchrun_command(nproc: int, resolved_config: str, network: str, results: str, threads: int) -> list[str]:
+    """torchrun (as ``python -m torch.distributed.run``, so the venv's torch) of this module on
+    one node; --standalone picks a free rendezvous port, so parallel jobs do not collide."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            "-m", "diffguide.train_cli", "--resolved-config", resolved_config, "--network", network,
+            "--results", results, "--threads", str(threads)]
+
+
+def launch(cfg: dict, network: str, results: str, nproc: int, threads: int, log_path: str) -> None:
+    """Train ``network`` in ``nproc`` DDP processes and wait; their output goes to ``log_path``.
+    A failed rank fails the job with the log's tail, so the Snakemake error names the cause."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(cfg, handle)
+    command = torchrun_command(nproc, handle.name, network, results, threads)
+    try:
+        with open(log_path, "a") as log:
+            log.write("launching: " + " ".join(command) + "\n")
+            log.flush()
+            code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
+    finally:
+        Path(handle.name).unlink(missing_ok=True)
+    if code != 0:
+        tail = "".join(Path(log_path).read_text().splitlines(keepends=True)[-15:])
+        raise RuntimeError(f"torchrun training of {network} on {nproc} processes exited with {code}; "
+                           f"{log_path} ends with:\n{tail}")
 
 
 if __name__ == "__main__":
