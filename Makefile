@@ -5,9 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= config/config.yaml
 CORES ?= all
+# The run a config writes (its `run:` key) under results/: findings and report read it.
+RUN ?= $(shell sed -n 's/^run: *//p' $(CONFIG))
+FEATURES ?= classifier
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: run test data venv bench-metrics clean-results
+.PHONY: run test data venv bench-metrics clean-results findings report
 
 venv: $(STAMP)
 
@@ -29,6 +32,15 @@ data:
 run: venv data
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
 	@$(BIN)/python -m diffguide.summary $(CONFIG)
+
+# Do the papers' findings hold on results/$(RUN)/metrics.csv? Exit 0: all hold, 1: one fails,
+# 2: no metrics yet. FEATURES=inception judges FID and IS on Inception features instead.
+findings: venv
+	$(BIN)/python -m diffguide.findings results/$(RUN)/metrics.csv --features $(FEATURES)
+
+# results/$(RUN)/report.html: every figure and table with its caption (workflow/report/*.rst).
+report: venv
+	$(BIN)/snakemake --configfile $(CONFIG) --report results/$(RUN)/report.html
 
 # `data` too: the tests read the real Fashion-MNIST test split from Debian's package.
 test: venv data

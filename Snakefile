@@ -12,6 +12,9 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
@@ -25,7 +28,10 @@ rule all:
     input:
         f"{RESULTS}/metrics.csv",
         f"{RESULTS}/figures/fid_vs_is.png",
+        f"{RESULTS}/figures/metrics_vs_scale.png",
         expand(f"{RESULTS}/figures/grid_{{method}}.png", method=METHODS),
         f"{RESULTS}/figures/mixture_guidance.png",
         f"{RESULTS}/figures/training_curves.png",
+        f"{RESULTS}/tables/hs_table1.md",
+        f"{RESULTS}/tables/dn_table4.md",
     default_target: True

@@ -60,10 +60,11 @@ def test_smoke_run_writes_metrics_for_every_method_and_scale(smoke_run):
 
 def test_smoke_run_writes_figures_samples_and_logs(smoke_run):
     root = smoke_run / "results/smoke"
-    for figure in ("fid_vs_is.png", "grid_cfg.png", "grid_cfg_p0.5.png", "grid_cg.png", "grid_cond_cg.png",
-                   "mixture_guidance.png", "training_curves.png"):
-        assert (root / "figures" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
-    samples = np.load(root / "samples/cfg/scale_1.npz")
+    for figure in ("fid_vs_is", "metrics_vs_scale", "grid_cfg", "grid_cfg_p0.5", "grid_cg", "grid_cond_cg",
+                   "mixture_guidance", "training_curves"):
+        assert (root / "figures" / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
+        assert (root / "figures" / f"{figure}.pdf").read_bytes()[:5] == b"%PDF-", figure
+    samples = np.load(root / "samples/ddim4/cfg/scale_1.npz")
     assert samples["images"].shape == (20, 16, 16, 1) and samples["images"].dtype == np.uint8
     assert list(samples["labels"][:12]) == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
     for network in ("unconditional", "conditional", "conditional_p0.5", "noisy_classifier", "eval_classifier"):
@@ -71,7 +72,36 @@ def test_smoke_run_writes_figures_samples_and_logs(smoke_run):
         assert list(log.columns) == ["step", "loss", "lr", "images_per_s"]
         assert log.step.iloc[-1] == {"eval_classifier": 39}.get(network, 19)
         assert np.isfinite(log.loss).all()
-    assert "samples 0-19 of 20" in (root / "logs/sample_cg_2.log").read_text()
+    assert "samples 0-19 of 20" in (root / "logs/sample_ddim4_cg_2.log").read_text()
+
+
+def test_smoke_run_writes_both_tables_with_our_numbers_beside_the_papers(smoke_run):
+    metrics = pd.read_csv(smoke_run / "results/smoke/metrics.csv")
+    tables = smoke_run / "results/smoke/tables"
+    hs = (tables / "hs_table1.md").read_text()
+    our_fid = metrics.set_index(["method", "scale"]).loc[("cfg", 1.0), "fid_classifier"]
+    assert f"{our_fid:.2f}" in hs and "52.90" in hs  # ours (w = 1, p_uncond 0.2) and the paper's IS at w = 0
+    assert "p_uncond=0.5" in hs and "digits" in hs  # the extra p_uncond column and the provenance line
+    dn = (tables / "dn_table4.md").read_text()
+    assert "26.21" in dn and "scale 2" in dn
+    for name in ("hs_table1", "dn_table4"):
+        assert "\\begin{table}" in (tables / f"{name}.tex").read_text()
+
+
+def test_findings_check_reads_the_smoke_metrics_and_gives_a_verdict_per_finding(smoke_run):
+    result = subprocess.run([sys.executable, "-m", "diffguide.findings", "results/smoke/metrics.csv"],
+                            cwd=smoke_run, capture_output=True, text=True)
+    assert result.returncode in (0, 1), result.stderr  # the tiny smoke models need not show the findings
+    verdicts = re.findall(r"^(PASS|FAIL) ", result.stdout, flags=re.MULTILINE)
+    assert len(verdicts) == 5 and f"{verdicts.count('PASS')}/5 findings hold" in result.stdout
+
+
+def test_report_gathers_figures_and_tables_with_captions(smoke_run, tmp_path):
+    report = tmp_path / "report.html"
+    snakemake(smoke_run, "--configfile", SMOKE, "--report", str(report))
+    html = report.read_text(errors="replace")
+    for text in ("metrics_vs_scale.png", "hs_table1.html", "dn_table4.html", "Ho &amp; Salimans Table 1"):
+        assert text in html, text
 
 
 def test_each_p_uncond_trains_its_own_conditional_model(smoke_run):
@@ -105,10 +135,22 @@ def test_adding_a_scale_reruns_only_that_scale_and_the_figures(smoke_run):
     result = snakemake(smoke_run, "--configfile", SMOKE, "--dry-run",
                        "--config", "guidance={cfg_scales: [0, 1, 3], cg_scales: [0, 2]}")
     # w = 3 for the p_uncond = 0.2 model (cfg) and the p_uncond = 0.5 one (cfg_p0.5), nothing else
-    assert job_counts(result.stdout) == {"sample": 2, "evaluate": 2, "gather_metrics": 1,
-                                         "tradeoff_figure": 1, "sample_grid": 2, "all": 1}
-    assert "results/smoke/samples/cfg/scale_3.npz" in result.stdout
-    assert "results/smoke/samples/cfg_p0.5/scale_3.npz" in result.stdout
+    assert job_counts(result.stdout) == {"sample": 2, "evaluate": 2, "gather_metrics": 1, "tradeoff_figure": 1,
+                                         "metrics_vs_scale_figure": 1, "tables": 1, "sample_grid": 2, "all": 1}
+    assert "results/smoke/samples/ddim4/cfg/scale_3.npz" in result.stdout
+    assert "results/smoke/samples/ddim4/cfg_p0.5/scale_3.npz" in result.stdout
+
+
+def test_a_sampling_sweep_adds_one_job_per_method_and_scale_and_reruns_nothing_cached(smoke_run):
+    result = snakemake(smoke_run, "--configfile", SMOKE, "--dry-run", "--config",
+                       "sampling={sampler: ddim, steps: 4, num_samples: 20, batch_size: 20, "
+                       "sweep: [{sampler: ddpm, steps: 3}]}")
+    counts = job_counts(result.stdout)
+    # The 7 (method, scale) points again at DDPM with 3 steps; no model retrains and no sample of
+    # the primary setting (DDIM, 4 steps) is drawn again.
+    assert counts["sample"] == 7 and counts["evaluate"] == 7 and "train_network" not in counts, counts
+    assert "results/smoke/samples/ddpm3/cg/scale_2.npz" in result.stdout
+    assert "results/smoke/samples/ddim4/" not in result.stdout
 
 
 def test_changing_a_training_knob_retrains_only_that_network(smoke_run, tmp_path):

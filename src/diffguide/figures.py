@@ -1,5 +1,6 @@
-"""Figures: the FID-vs-IS trade-off (H&S Figure 4 / D&N Figure 5 style) and fixed-noise sample
-grids across guidance scales (rows = classes, columns = scales; H&S Figures 1 and 3 style)."""
+"""Figures: the FID-vs-IS trade-off (H&S Figure 4 / D&N Figure 5 style), each metric against the
+guidance scale, fixed-noise sample grids across guidance scales (rows = classes, columns =
+scales; H&S Figures 1 and 3 style) and training curves. Every figure is written as PNG and PDF."""
 
 from __future__ import annotations
 
@@ -24,6 +25,14 @@ def method_label(method: str) -> str:
     return METHOD_LABELS.get(method, method)
 
 
+def save_figure(fig, path: str | Path, dpi: int = 150) -> None:
+    """``path`` (PNG) and the same name with .pdf: a raster for the README and the report, a
+    vector copy for a paper."""
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    fig.savefig(Path(path).with_suffix(".pdf"), bbox_inches="tight")
+    plt.close(fig)
+
+
 def plot_tradeoff(metrics: pd.DataFrame, path: str | Path, x: str = "is_classifier",
                   y: str = "fid_classifier") -> None:
     """One curve per guidance method through its scales, each point labelled with its scale."""
@@ -39,8 +48,49 @@ def plot_tradeoff(metrics: pd.DataFrame, path: str | Path, x: str = "is_classifi
     ax.set_title("Guidance trade-off: each point is one guidance scale")
     ax.legend(title=None, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    save_figure(fig, path)
+
+
+# Columns of metrics.csv plotted against the scale, with the direction that is better.
+SCALE_PANELS = {"fid_classifier": "FID (lower better)", "is_classifier": "IS (higher better)",
+                "precision_classifier": "precision (fidelity)", "recall_classifier": "recall (diversity)",
+                "accuracy_classifier": "sample accuracy"}
+
+
+def with_conditional_baseline(metrics: pd.DataFrame) -> pd.DataFrame:
+    """cond_cg's s = 0 is the unguided conditional model, i.e. cfg's w = 0 row (the sweep does not
+    sample it twice): copy that row in so the cond_cg curve starts from its baseline."""
+    if "cond_cg" not in set(metrics["method"]) or (metrics["method"] == "cond_cg").mul(metrics["scale"] == 0).any():
+        return metrics
+    baseline = metrics[(metrics["method"] == "cfg") & (metrics["scale"] == 0)].assign(method="cond_cg")
+    return pd.concat([metrics, baseline], ignore_index=True)
+
+
+def plot_metrics_vs_scale(metrics: pd.DataFrame, path: str | Path, panels: dict[str, str] = SCALE_PANELS) -> None:
+    """One panel per metric against the guidance scale, one line per method. With several
+    sampling settings (sampling.sweep) the line style tells them apart. The scale axis is
+    symlog: linear in [0, 1], where w and small s live, logarithmic beyond."""
+    frame = with_conditional_baseline(metrics)
+    frame = frame.assign(guidance=frame["method"].map(method_label))
+    if {"sampler", "steps"} <= set(frame.columns):
+        frame["sampling"] = frame["sampler"] + " " + frame["steps"].astype(str) + " steps"
+    many_samplings = "sampling" in frame and frame["sampling"].nunique() > 1
+    long = frame.melt(id_vars=[c for c in ("guidance", "scale", "sampling") if c in frame],
+                      value_vars=list(panels), var_name="metric", value_name="value")
+    long["metric"] = long["metric"].map(panels)
+    sns.set_theme(style="whitegrid")
+    grid = sns.relplot(data=long, x="scale", y="value", hue="guidance", col="metric", col_wrap=3,
+                       style="sampling" if many_samplings else None, kind="line", marker="o",
+                       facet_kws={"sharey": False}, height=2.8, aspect=1.2)
+    ticks = [v for v in (0, 0.5, 1, 2, 5, 10, 20, 50) if v <= frame["scale"].max()]
+    for ax in grid.axes.flat:
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+        ax.set_xlim(left=0)
+    grid.set_titles("{col_name}")
+    grid.set_axis_labels("guidance scale (w or s)", "")
+    grid.figure.suptitle("Evaluation-classifier metrics against the guidance scale", y=1.02)
+    save_figure(grid.figure, path)
 
 
 def sample_grid(images_by_scale: list[np.ndarray], labels: np.ndarray, scales: list[float],
@@ -63,8 +113,7 @@ def sample_grid(images_by_scale: list[np.ndarray], labels: np.ndarray, scales: l
                 ax.set_ylabel(class_names[row], fontsize=7, rotation=0, ha="right", va="center")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 DIFFUSION_NETWORKS = ("unconditional", "conditional")
@@ -86,5 +135,4 @@ def plot_training_curves(csv_paths: dict[str, str | Path], path: str | Path) -> 
         ax.set_ylabel("MSE of eps" if diffusion else "cross-entropy")
     fig.suptitle("Training loss (the logged minibatch losses)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)

@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 
+from .figures import save_figure  # noqa: E402
 from .gaussian_mixture import GaussianMixture, MixtureEpsModel, three_class_mixture  # noqa: E402
 from .guidance import ClassifierFreeGuidance  # noqa: E402
 from .samplers import sample  # noqa: E402
@@ -98,8 +99,7 @@ def draw_mixture_figure(output_png: str | Path, scales: Sequence[float] = (0.0, 
                  fontsize=10)
     fig.tight_layout()
     Path(output_png).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output_png, dpi=130, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, output_png, dpi=130)
     return drawn
 
 

@@ -92,7 +92,8 @@ def train_network(cfg: dict, network: str, train_path: str, test_path: str, outp
     info = data.DATASETS[train_set.dataset]
     kind, arch = _architecture(cfg, network, info)
     model = networks.build_network(kind, arch)
-    log.info("%s: %s with %d parameters on %s", network, kind, networks.count_parameters(model), device)
+    log.info("%s: %s with %d parameters on %s, process %d of %d", network, kind, networks.count_parameters(model),
+             device, distributed.rank() + 1, distributed.world_size())
     t = dict(cfg["training"][network])
     p_uncond = t.pop("p_uncond", None)
     augment = {key: t.pop(key) for key in ("random_flip", "random_crop") if key in t}  # loss options, as p_uncond
@@ -104,7 +105,8 @@ def train_network(cfg: dict, network: str, train_path: str, test_path: str, outp
     kept = train(model, _loss(cfg, network, schedule), images, labels, settings, device=device, name=network,
                  csv_path=csv_log, logger=log, checkpoint_path=checkpoint, context=context)
     if distributed.is_main():  # under torchrun the other ranks wait for rank 0 to write the model
-        extra = {"parameters": networks.count_parameters(kept), "steps": settings.steps}
+        extra = {"parameters": networks.count_parameters(kept), "steps": settings.steps,
+                 "processes": distributed.world_size()}
         extra |= _test_accuracy(cfg, network, kept, test_path, schedule, device, csv_log)
         networks.save_checkpoint(output, kind, arch, kept, extra)
         if checkpoint:
@@ -193,7 +195,8 @@ def generate(cfg: dict, method: str, scale: float, model_paths: dict, output: st
             x = sample(model, schedule, torch.from_numpy(labels[idx]), idx, shape, seed=cfg["seed"],
                        sampler=s["sampler"], steps=s["steps"], eta=s["eta"], device=device)
         batches.append(data.images_to_uint8(x.float().cpu()))
-    _atomic_npz(output, images=np.concatenate(batches), labels=labels, method=method, scale=scale)
+    _atomic_npz(output, images=np.concatenate(batches), labels=labels, method=method, scale=scale,
+                sampler=s["sampler"], steps=s["steps"])
 
 
 def reference_statistics(eval_classifier_path: str, test_path: str, output: str, device_name: str = "auto",
@@ -273,7 +276,8 @@ def evaluate(samples_path: str, reference_path: str, eval_classifier_path: str, 
     device = pick_device(device_name)
     classifier, _ = networks.load_checkpoint(eval_classifier_path, device)
     samples = np.load(samples_path)
-    row = {"method": str(samples["method"]), "scale": float(samples["scale"]), "num_samples": len(samples["labels"])}
+    row = {"method": str(samples["method"]), "scale": float(samples["scale"]), "sampler": str(samples["sampler"]),
+           "steps": int(samples["steps"]), "num_samples": len(samples["labels"])}
     row |= _classifier_metrics(samples, np.load(reference_path), classifier, device, batch_size)
     if inception_reference_path:
         row |= _inception_metrics(samples, np.load(inception_reference_path), inception_samples, inception_weights, device)
@@ -283,9 +287,13 @@ def evaluate(samples_path: str, reference_path: str, eval_classifier_path: str, 
     log.info("%s", json.dumps(row))
 
 
-def gather_metrics(rows: list[str], output: str) -> pd.DataFrame:
-    frame = pd.concat([pd.read_csv(p) for p in rows]).sort_values(["method", "scale"])
-    _atomic_text(output, frame.to_csv(index=False))
+def gather_metrics(rows: list[str], primary_output: str, by_sampler_output: str, primary: dict) -> pd.DataFrame:
+    """Every row into ``by_sampler_output``; the rows of the ``primary`` sampling setting
+    ({sampler, steps}), which the figures, tables and findings read, into ``primary_output``."""
+    frame = pd.concat([pd.read_csv(p) for p in rows]).sort_values(["sampler", "steps", "method", "scale"])
+    is_primary = (frame["sampler"] == primary["sampler"]) & (frame["steps"] == primary["steps"])
+    _atomic_text(by_sampler_output, frame.to_csv(index=False))
+    _atomic_text(primary_output, frame[is_primary].to_csv(index=False))
     return frame
 
 

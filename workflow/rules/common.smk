@@ -39,6 +39,10 @@ def check_inception_weights(config):
 
 check_inception_weights(config)
 
+if config["figures"]["table_features"] == "inception" and not config["evaluation"]["inception"]:
+    sys.exit("diffguide: figures.table_features: inception needs evaluation.inception: true "
+             "(or set figures.table_features: classifier)")
+
 RESULTS = f"results/{config['run']}"
 LOGS = f"{RESULTS}/logs"
 
@@ -54,6 +58,22 @@ METHODS = config["guidance"]["methods"] + [f"cfg_p{p}" for p in P_UNCOND_SWEEP]
 
 
 SCALES = {method: [scale_tag(v) for v in config["guidance"][f"{base_method(method)}_scales"]] for method in METHODS}
+# Sampling settings as they appear in paths, e.g. ddim25: the primary one (sampling.sampler and
+# .steps, which metrics.csv, the figures and the tables use) first, then sampling.sweep's.
+def sampling_tag(setting):
+    return f"{setting['sampler']}{setting['steps']}"
+
+
+PRIMARY_SAMPLING = sampling_tag(config["sampling"])
+SAMPLINGS = list(dict.fromkeys([PRIMARY_SAMPLING] + [sampling_tag(s) for s in config["sampling"]["sweep"]]))
+
+
+def sampling_setting(tag):
+    """ddpm250 -> {sampler: ddpm, steps: 250}."""
+    sampler = tag.rstrip("0123456789")
+    return {"sampler": sampler, "steps": int(tag.removeprefix(sampler))}
+
+
 RES = config["resources"]
 INCEPTION_REFERENCE = [f"{RESULTS}/reference/test_inception.npz"] if config["evaluation"]["inception"] else []
 
@@ -62,6 +82,7 @@ wildcard_constraints:
     method=r"cfg|cg|cond_cg|cfg_p[0-9.]+",
     scale=r"[0-9.e+-]+",
     split="train|test",
+    sampling=r"(ddim|ddpm)[0-9]+",
 
 
 # Each rule declares the config it reads as params, so Snakemake's params rerun-trigger reruns

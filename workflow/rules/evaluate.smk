@@ -41,18 +41,18 @@ rule evaluate:
     """One metrics row: FID / KID (clean-fid), IS, precision / recall and sample accuracy on the
     evaluation classifier, and Inception FID / sFID / KID / precision / recall (/ IS)."""
     input:
-        samples=f"{RESULTS}/samples/{{method}}/scale_{{scale}}.npz",
+        samples=f"{RESULTS}/samples/{{sampling}}/{{method}}/scale_{{scale}}.npz",
         reference=f"{RESULTS}/reference/test_eval_classifier.npz",
         classifier=f"{RESULTS}/models/eval_classifier.pt",
         inception=INCEPTION_REFERENCE,
     output:
-        f"{RESULTS}/metrics/{{method}}/scale_{{scale}}.csv",
+        f"{RESULTS}/metrics/{{sampling}}/{{method}}/scale_{{scale}}.csv",
     params:
         batch_size=config["evaluation"]["batch_size"],
         inception_samples=config["evaluation"]["inception_samples"],
         inception_weights=config["evaluation"]["inception_weights"],
     log:
-        f"{LOGS}/evaluate_{{method}}_{{scale}}.log",
+        f"{LOGS}/evaluate_{{sampling}}_{{method}}_{{scale}}.log",
     threads: 1
     resources:
         mem_mb=RES["light_mem_mb"],
@@ -62,11 +62,15 @@ rule evaluate:
 
 
 rule gather_metrics:
-    """metrics.csv: one row per (method, scale)."""
+    """metrics.csv: one row per (method, scale) at the primary sampling setting;
+    metrics_by_sampler.csv: the same for every setting of sampling.sweep too."""
     input:
-        [f"{RESULTS}/metrics/{m}/scale_{s}.csv" for m in METHODS for s in SCALES[m]],
+        [f"{RESULTS}/metrics/{t}/{m}/scale_{s}.csv" for t in SAMPLINGS for m in METHODS for s in SCALES[m]],
     output:
-        f"{RESULTS}/metrics.csv",
+        primary=f"{RESULTS}/metrics.csv",
+        by_sampler=f"{RESULTS}/metrics_by_sampler.csv",
+    params:
+        primary=sampling_setting(PRIMARY_SAMPLING),
     log:
         f"{LOGS}/gather_metrics.log",
     threads: 1

@@ -1,9 +1,19 @@
+# Figures (PNG for the README and the report, PDF beside each) and the papers' tables.
+
+
+def figure_outputs(name, caption):
+    """results/<run>/figures/<name>.png, flagged for `snakemake --report` with its caption, and
+    the PDF the figure code writes beside it."""
+    return {"png": report(f"{RESULTS}/figures/{name}.png", caption=f"../report/{caption}.rst", category="Figures"),
+            "pdf": f"{RESULTS}/figures/{name}.pdf"}
+
+
 rule tradeoff_figure:
     """FID vs IS for both guidance methods on one axes."""
     input:
         f"{RESULTS}/metrics.csv",
     output:
-        report(f"{RESULTS}/figures/fid_vs_is.png", caption="../report/fid_vs_is.rst", category="Figures"),
+        **figure_outputs("fid_vs_is", "fid_vs_is"),
     log:
         f"{LOGS}/tradeoff_figure.log",
     threads: 1
@@ -14,12 +24,29 @@ rule tradeoff_figure:
         "../scripts/tradeoff_figure.py"
 
 
+rule metrics_vs_scale_figure:
+    """FID, IS, precision, recall and sample accuracy against the guidance scale, every sampling
+    setting of sampling.sweep included."""
+    input:
+        f"{RESULTS}/metrics_by_sampler.csv",
+    output:
+        **figure_outputs("metrics_vs_scale", "metrics_vs_scale"),
+    log:
+        f"{LOGS}/metrics_vs_scale_figure.log",
+    threads: 1
+    resources:
+        mem_mb=RES["light_mem_mb"],
+        runtime=RES["light_runtime"],
+    script:
+        "../scripts/metrics_vs_scale_figure.py"
+
+
 rule sample_grid:
     """Rows = classes, columns = scales, the same initial noise in every column."""
     input:
-        lambda wc: [f"{RESULTS}/samples/{wc.method}/scale_{s}.npz" for s in SCALES[wc.method]],
+        lambda wc: [f"{RESULTS}/samples/{PRIMARY_SAMPLING}/{wc.method}/scale_{s}.npz" for s in SCALES[wc.method]],
     output:
-        report(f"{RESULTS}/figures/grid_{{method}}.png", caption="../report/grid.rst", category="Figures"),
+        **figure_outputs("grid_{method}", "grid"),
     params:
         dataset=config["dataset"]["name"],
         per_class=config["figures"]["grid_per_class"],
@@ -38,7 +65,7 @@ rule training_curves:
     input:
         **{network: f"{LOGS}/train_{network}.csv" for network in NETWORK_ARCH},
     output:
-        f"{RESULTS}/figures/training_curves.png",
+        **figure_outputs("training_curves", "training_curves"),
     log:
         f"{LOGS}/training_curves.log",
     threads: 1
@@ -47,3 +74,27 @@ rule training_curves:
         runtime=RES["light_runtime"],
     script:
         "../scripts/training_curves.py"
+
+
+rule tables:
+    """H&S Table 1 and D&N Table 4 in Markdown, LaTeX and HTML, the papers' numbers beside ours."""
+    input:
+        f"{RESULTS}/metrics.csv",
+    output:
+        **{f"{name}_{ext}": f"{RESULTS}/tables/{name}.{ext}" for name in ("hs_table1", "dn_table4") for ext in ("md", "tex")},
+        hs_table1_html=report(f"{RESULTS}/tables/hs_table1.html", caption="../report/hs_table1.rst", category="Tables"),
+        dn_table4_html=report(f"{RESULTS}/tables/dn_table4.html", caption="../report/dn_table4.rst", category="Tables"),
+    params:
+        p_uncond=config["training"]["conditional"]["p_uncond"],
+        dataset=config["dataset"]["name"],
+        image_size=config["dataset"]["image_size"],
+        features=config["figures"]["table_features"],
+        inception_samples=config["evaluation"]["inception_samples"],
+    log:
+        f"{LOGS}/tables.log",
+    threads: 1
+    resources:
+        mem_mb=RES["light_mem_mb"],
+        runtime=RES["light_runtime"],
+    script:
+        "../scripts/tables.py"

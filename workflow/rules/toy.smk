@@ -4,7 +4,7 @@
 rule mixture_figure:
     """H&S Figure 2: classifier-free guidance of an exact 2-D mixture of three Gaussians."""
     output:
-        report(f"{RESULTS}/figures/mixture_guidance.png", caption="../report/mixture.rst", category="Figures"),
+        **figure_outputs("mixture_guidance", "mixture"),
     log:
         f"{LOGS}/mixture_figure.log",
     threads: 1

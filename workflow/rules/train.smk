@@ -17,6 +17,9 @@ rule train_network:
         f"{RESULTS}/benchmarks/train_{{network}}.tsv"
     wildcard_constraints:
         network=r"unconditional|conditional|conditional_p[0-9.]+|noisy_classifier|eval_classifier",
+    # The eps-models are the longest jobs and every sample waits for one: start them first, side
+    # by side, and fit the classifiers in after (on 2 cores this saves ~10 min of the default run).
+    priority: lambda wc: 10 if NETWORK_ARCH[wc.network] == "unet" else 0
     threads: RES["threads"]
     resources:
         gpu=RES["gpu"],

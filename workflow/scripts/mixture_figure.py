@@ -5,5 +5,5 @@ from diffguide.runtime import setup_logging
 
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # tiny 2-D tensors: extra threads only add overhead
-draw_mixture_figure(snakemake.output[0])
-log.info("wrote %s", snakemake.output[0])
+draw_mixture_figure(snakemake.output.png)
+log.info("wrote %s", snakemake.output.png)
