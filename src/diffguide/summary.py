@@ -19,8 +19,12 @@ def main(config_path: str) -> int:
     print(f"\nResults of run '{run}':")
     print(f"  metrics: {metrics}")
     for figure in sorted((root / "figures").glob("*.png")):
-        print(f"  figure:  {figure}")
+        print(f"  figure:  {figure} (and .pdf)")
+    for table in sorted((root / "tables").glob("*.md")):
+        print(f"  table:   {table} (and .tex, .html)")
     print(f"  logs:    {root / 'logs'}/")
+    print("  next:    `make findings` checks the papers' findings on it, `make report` writes "
+          f"{root / 'report.html'}")
     with pd.option_context("display.width", 120, "display.max_columns", 20):
         print("\n" + pd.read_csv(metrics).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0

@@ -17,9 +17,11 @@ rule train_network:
         f"{RESULTS}/benchmarks/train_{{network}}.tsv"
     wildcard_constraints:
         network=r"unconditional|conditional|conditional_p[0-9.]+|noisy_classifier|eval_classifier",
-    # The eps-models are the longest jobs and every sample waits for one: start them first, side
-    # by side, and fit the classifiers in after (on 2 cores this saves ~10 min of the default run).
-    priority: lambda wc: 10 if NETWORK_ARCH[wc.network] == "unet" else 0
+    # Training jobs are the long ones and every sample waits for one: run every one before any
+    # sampling or evaluation job, the eps-models first. Left to itself, the scheduler on 2 cores
+    # filled a freed core with sampling jobs while the 20-minute noisy classifier, which all
+    # classifier-guided samples wait for, had not started (~8 min of idle tail in the default run).
+    priority: lambda wc: 20 if NETWORK_ARCH[wc.network] == "unet" else 10
     threads: RES["threads"]
     resources:
         gpu=RES["gpu"],
