@@ -60,7 +60,8 @@ SCALE_PANELS = {"fid_classifier": "FID (lower better)", "is_classifier": "IS (hi
 def with_conditional_baseline(metrics: pd.DataFrame) -> pd.DataFrame:
     """cond_cg's s = 0 is the unguided conditional model, i.e. cfg's w = 0 row (the sweep does not
     sample it twice): copy that row in so the cond_cg curve starts from its baseline."""
-    if "cond_cg" not in set(metrics["method"]) or (metrics["method"] == "cond_cg").mul(metrics["scale"] == 0).any():
+    has_own_baseline = ((metrics["method"] == "cond_cg") & (metrics["scale"] == 0)).any()
+    if "cond_cg" not in set(metrics["method"]) or has_own_baseline:
         return metrics
     baseline = metrics[(metrics["method"] == "cfg") & (metrics["scale"] == 0)].assign(method="cond_cg")
     return pd.concat([metrics, baseline], ignore_index=True)
