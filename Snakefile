@@ -30,6 +30,7 @@ rule all:
         f"{RESULTS}/figures/fid_vs_is.png",
         f"{RESULTS}/figures/metrics_vs_scale.png",
         expand(f"{RESULTS}/figures/grid_{{method}}.png", method=METHODS),
+        expand(f"{RESULTS}/figures/best_{{method}}.png", method=METHODS),
         f"{RESULTS}/figures/mixture_guidance.png",
         f"{RESULTS}/figures/training_curves.png",
         f"{RESULTS}/tables/hs_table1.md",

@@ -61,6 +61,7 @@ def test_smoke_run_writes_metrics_for_every_method_and_scale(smoke_run):
 def test_smoke_run_writes_figures_samples_and_logs(smoke_run):
     root = smoke_run / "results/smoke"
     for figure in ("fid_vs_is", "metrics_vs_scale", "grid_cfg", "grid_cfg_p0.5", "grid_cg", "grid_cond_cg",
+                   "best_cfg", "best_cfg_p0.5", "best_cg", "best_cond_cg",
                    "mixture_guidance", "training_curves"):
         assert (root / "figures" / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
         assert (root / "figures" / f"{figure}.pdf").read_bytes()[:5] == b"%PDF-", figure
@@ -73,6 +74,7 @@ def test_smoke_run_writes_figures_samples_and_logs(smoke_run):
         assert log.step.iloc[-1] == {"eval_classifier": 39}.get(network, 19)
         assert np.isfinite(log.loss).all()
     assert "samples 0-19 of 20" in (root / "logs/sample_ddim4_cg_2.log").read_text()
+    assert "has only 2 samples; showing 2" in (root / "logs/best_scale_gallery_cfg.log").read_text()
 
 
 def test_smoke_run_writes_both_tables_with_our_numbers_beside_the_papers(smoke_run):

@@ -94,10 +94,22 @@ def plot_metrics_vs_scale(metrics: pd.DataFrame, path: str | Path, panels: dict[
     save_figure(grid.figure, path)
 
 
+def lowest_fid_scale(metrics: pd.DataFrame, method: str, fid_column: str = "fid_classifier") -> tuple[float, float]:
+    """The scale of ``method``'s sweep with the lowest FID, and that FID: the point of the
+    trade-off curve at which H&S (Figure 4) and D&N (Table 4) show their best samples."""
+    rows = metrics[metrics.method == method].dropna(subset=[fid_column])
+    if rows.empty:
+        raise ValueError(f"metrics.csv has no {fid_column} values for method {method!r}")
+    best = rows.loc[rows[fid_column].idxmin()]
+    return float(best.scale), float(best[fid_column])
+
+
 def sample_grid(images_by_scale: list[np.ndarray], labels: np.ndarray, scales: list[float],
-                class_names: list[str], path: str | Path, title: str, per_class: int = 1) -> None:
+                class_names: list[str], path: str | Path, title: str, per_class: int = 1,
+                scale_label: str = "") -> None:
     """Rows are classes; for each scale, ``per_class`` columns of the first samples of that class.
-    Sample i has the same initial noise at every scale, so a row shows one noise across scales."""
+    Sample i has the same initial noise at every scale, so a row shows one noise across scales.
+    Each scale's first column is headed ``scale_label`` + the scale (e.g. "w = 1")."""
     num_classes = len(class_names)
     picks = [np.flatnonzero(labels == c)[:per_class] for c in range(num_classes)]
     fig, axes = plt.subplots(num_classes, len(scales) * per_class, squeeze=False,
@@ -109,7 +121,7 @@ def sample_grid(images_by_scale: list[np.ndarray], labels: np.ndarray, scales: l
             ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255)
             ax.set_xticks([]), ax.set_yticks([])
             if row == 0 and col % per_class == 0:
-                ax.set_title(f"{scale:g}", fontsize=9)
+                ax.set_title(f"{scale_label}{scale:g}", fontsize=9, loc="left" if per_class > 4 else "center")
             if col == 0:
                 ax.set_ylabel(class_names[row], fontsize=7, rotation=0, ha="right", va="center")
     fig.suptitle(title, fontsize=10)

@@ -17,7 +17,7 @@ import torch
 
 from . import data, distributed, metrics, networks
 from .atomic import atomic_open
-from .figures import plot_tradeoff, sample_grid
+from .figures import lowest_fid_scale, method_label, plot_tradeoff, sample_grid
 from .guidance import ClassifierFreeGuidance, ClassifierGuidance, ClassifierMeanGuidance
 from .naming import base_method, is_conditional
 from .runtime import autocast, pick_device, seed_everything
@@ -312,3 +312,29 @@ def grid(sample_paths: list[str], method: str, dataset_name: str, output: str, p
         title += f" (p_uncond = {method.removeprefix('cfg_p')})"
     sample_grid([sets[i]["images"] for i in order], sets[0]["labels"], [scales[i] for i in order],
                 list(data.DATASETS[dataset_name].class_names), output, title, per_class)
+
+
+def best_scale_gallery(metrics_csv: str, sample_paths: list[str], method: str, dataset_name: str, output: str,
+                       per_class: int, features: str = "classifier") -> None:
+    """``per_class`` samples of every class at the scale where ``method``'s FID (on ``features``)
+    is lowest: enough samples to judge whether the classes are recognisable there, where the
+    fixed-noise grid shows only a few per scale."""
+    scale, fid = lowest_fid_scale(pd.read_csv(metrics_csv), method, f"fid_{features}")
+    by_scale = {float(np.load(p)["scale"]): p for p in sample_paths}
+    if scale not in by_scale:
+        raise ValueError(f"metrics.csv's lowest-FID scale {scale:g} of {method!r} has no samples among "
+                         f"{sorted(by_scale)}; rerun snakemake so the metrics and samples agree")
+    samples = np.load(by_scale[scale])
+    class_names = list(data.DATASETS[dataset_name].class_names)
+    fewest = int(np.bincount(samples["labels"], minlength=len(class_names)).min())
+    if fewest == 0:
+        raise ValueError(f"{by_scale[scale]} lacks a class; set sampling.num_samples >= {len(class_names)}")
+    if fewest < per_class:
+        log.warning("figures.gallery_per_class is %d but some class has only %d samples; showing %d",
+                    per_class, fewest, fewest)
+        per_class = fewest
+    symbol = "w" if base_method(method) == "cfg" else "s"
+    title = (f"{method_label(method).removesuffix(f' ({symbol})')} at its lowest FID ({fid:.2f}, {features} "
+             f"features), {symbol} = {scale:g}: the first {per_class} samples of each class")
+    sample_grid([samples["images"]], samples["labels"], [scale], class_names, output, title, per_class,
+                scale_label=f"{symbol} = ")

@@ -60,6 +60,28 @@ rule sample_grid:
         "../scripts/sample_grid.py"
 
 
+rule best_scale_gallery:
+    """figures.gallery_per_class samples per class at the method's lowest-FID scale (chosen from
+    metrics.csv with the tables' features)."""
+    input:
+        metrics=f"{RESULTS}/metrics.csv",
+        samples=lambda wc: [f"{RESULTS}/samples/{PRIMARY_SAMPLING}/{wc.method}/scale_{s}.npz" for s in SCALES[wc.method]],
+    output:
+        **figure_outputs("best_{method}", "best_samples"),
+    params:
+        dataset=config["dataset"]["name"],
+        per_class=config["figures"]["gallery_per_class"],
+        features=config["figures"]["table_features"],
+    log:
+        f"{LOGS}/best_scale_gallery_{{method}}.log",
+    threads: 1
+    resources:
+        mem_mb=RES["light_mem_mb"],
+        runtime=RES["light_runtime"],
+    script:
+        "../scripts/best_scale_gallery.py"
+
+
 rule training_curves:
     """Training loss against step, one panel per network, from the training jobs' CSV logs."""
     input:
