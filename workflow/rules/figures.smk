@@ -8,6 +8,11 @@ def figure_outputs(name, caption):
             "pdf": f"{RESULTS}/figures/{name}.pdf"}
 
 
+def primary_samples_of_method(wildcards):
+    """Every scale's samples of one method, in the primary sampling setting."""
+    return [f"{RESULTS}/samples/{PRIMARY_SAMPLING}/{wildcards.method}/scale_{s}.npz" for s in SCALES[wildcards.method]]
+
+
 rule tradeoff_figure:
     """FID vs IS for both guidance methods on one axes."""
     input:
@@ -44,7 +49,7 @@ rule metrics_vs_scale_figure:
 rule sample_grid:
     """Rows = classes, columns = scales, the same initial noise in every column."""
     input:
-        lambda wc: [f"{RESULTS}/samples/{PRIMARY_SAMPLING}/{wc.method}/scale_{s}.npz" for s in SCALES[wc.method]],
+        primary_samples_of_method,
     output:
         **figure_outputs("grid_{method}", "grid"),
     params:
@@ -65,7 +70,7 @@ rule best_scale_gallery:
     metrics.csv with the tables' features)."""
     input:
         metrics=f"{RESULTS}/metrics.csv",
-        samples=lambda wc: [f"{RESULTS}/samples/{PRIMARY_SAMPLING}/{wc.method}/scale_{s}.npz" for s in SCALES[wc.method]],
+        samples=primary_samples_of_method,
     output:
         **figure_outputs("best_{method}", "best_samples"),
     params:
