@@ -20,6 +20,8 @@ from pathlib import Path
 import pandas as pd
 from scipy.stats import spearmanr
 
+from .naming import SCALE_SYMBOLS
+
 # Spearman rho >= 0.9 over the 5- and 6-point sweeps of config/config.yaml allows at most one
 # adjacent pair out of order (rho = 0.9 and 0.94; two such pairs give 0.8 and 0.89): "rises with
 # the scale" tolerates one noisy step of 500-sample metrics, not more.
@@ -32,7 +34,6 @@ MODERATE_SCALE = 5.0
 
 # Where each method's scales come from in the config, for the missing-data messages.
 SCALE_KEYS = {"cfg": "guidance.cfg_scales", "cg": "guidance.cg_scales", "cond_cg": "guidance.cond_cg_scales"}
-SCALE_SYMBOLS = {"cfg": "w", "cg": "s", "cond_cg": "s"}
 CHECKED_METHODS = ("cfg", "cg", "cond_cg")
 ACCURACY = "accuracy_classifier"
 

@@ -1,6 +1,9 @@
 """Names shared by the workflow and the package: which model a network name is, which guidance a
 method name uses. Kept free of heavy imports, since the Snakefile imports it at parse time."""
 
+# The papers' symbol for each method's guidance scale: H&S's w, D&N's s.
+SCALE_SYMBOLS = {"cfg": "w", "cg": "s", "cond_cg": "s"}
+
 
 def is_conditional(network: str) -> bool:
     """The conditional eps-model, or one of its p_uncond variants conditional_p<p>."""

@@ -19,7 +19,7 @@ from . import data, distributed, metrics, networks
 from .atomic import atomic_open
 from .figures import lowest_fid_scale, method_label, plot_tradeoff, sample_grid
 from .guidance import ClassifierFreeGuidance, ClassifierGuidance, ClassifierMeanGuidance
-from .naming import base_method, is_conditional
+from .naming import SCALE_SYMBOLS, base_method, is_conditional
 from .runtime import autocast, pick_device, seed_everything
 from .samplers import sample
 from .schedules import NoiseSchedule
@@ -333,7 +333,7 @@ def best_scale_gallery(metrics_csv: str, sample_paths: list[str], method: str, d
         log.warning("figures.gallery_per_class is %d but some class has only %d samples; showing %d",
                     per_class, fewest, fewest)
         per_class = fewest
-    symbol = "w" if base_method(method) == "cfg" else "s"
+    symbol = SCALE_SYMBOLS[base_method(method)]
     title = (f"{method_label(method).removesuffix(f' ({symbol})')} at its lowest FID ({fid:.2f}, {features} "
              f"features), {symbol} = {scale:g}: the first {per_class} samples of each class")
     sample_grid([samples["images"]], samples["labels"], [scale], class_names, output, title, per_class,
