@@ -190,8 +190,11 @@ def test_mean_guidance_shifts_the_ancestral_mean_by_s_sigma_grad(dim, variance, 
     closed-form gradient at (x_t, t) or at (mu, t')."""
     _, schedule, eps_model, classifier, x, y = setting(dim, "cosine", seed=3)
     steps, s = 50, 2.5
-    guided = ClassifierMeanGuidance(eps_model, classifier, s, schedule, steps, variance, v, grad_at=grad_at)
     ts = respaced_timesteps(schedule.timesteps, steps)
+    # The last step's own Sigma here; guided-diffusion's convention there is checked against its
+    # algorithm in tests/test_guided_diffusion_parity.py.
+    guided = ClassifierMeanGuidance(eps_model, classifier, s, schedule, ts, variance, v, grad_at=grad_at,
+                                    last_step_variance="posterior")
     worst = 0.0
     for t_now, t_next in [(ts[0], ts[1]), (ts[10], ts[11]), (ts[-2], ts[-1]), (ts[-1], -1)]:
         t, tp = t_full(x, t_now), t_full(x, t_next)
@@ -206,10 +209,11 @@ def test_mean_guidance_shifts_the_ancestral_mean_by_s_sigma_grad(dim, variance, 
 
 def test_mean_guidance_needs_the_sampler_timesteps():
     _, schedule, eps_model, classifier, x, y = setting(2, "cosine")
-    guided = ClassifierMeanGuidance(eps_model, classifier, 1.0, schedule, steps=50)
+    ts = respaced_timesteps(schedule.timesteps, 50)
+    guided = ClassifierMeanGuidance(eps_model, classifier, 1.0, schedule, ts)
     with pytest.raises(ValueError):
         guided(x, t_full(x, 998), y)  # not in the 50-step sequence
-    assert torch.equal(ClassifierMeanGuidance(eps_model, classifier, 0.0, schedule, 50)(x, t_full(x, 999), y),
+    assert torch.equal(ClassifierMeanGuidance(eps_model, classifier, 0.0, schedule, ts)(x, t_full(x, 999), y),
                        eps_model(x, t_full(x, 999), None))
 
 

@@ -65,7 +65,7 @@ def test_smoke_run_writes_figures_samples_and_logs(smoke_run):
                    "mixture_guidance", "training_curves"):
         assert (root / "figures" / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
         assert (root / "figures" / f"{figure}.pdf").read_bytes()[:5] == b"%PDF-", figure
-    samples = np.load(root / "samples/ddim4/cfg/scale_1.npz")
+    samples = np.load(root / "samples/ddim4-linspace/cfg/scale_1.npz")
     assert samples["images"].shape == (20, 16, 16, 1) and samples["images"].dtype == np.uint8
     assert list(samples["labels"][:12]) == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
     for network in ("unconditional", "conditional", "conditional_p0.5", "noisy_classifier", "eval_classifier"):
@@ -73,7 +73,7 @@ def test_smoke_run_writes_figures_samples_and_logs(smoke_run):
         assert list(log.columns) == ["step", "loss", "lr", "images_per_s"]
         assert log.step.iloc[-1] == {"eval_classifier": 39}.get(network, 19)
         assert np.isfinite(log.loss).all()
-    assert "samples 0-19 of 20" in (root / "logs/sample_ddim4_cg_2.log").read_text()
+    assert "samples 0-19 of 20" in (root / "logs/sample_ddim4-linspace_cg_2.log").read_text()
     assert "has only 2 samples; showing 2" in (root / "logs/best_scale_gallery_cfg.log").read_text()
 
 
@@ -140,8 +140,8 @@ def test_adding_a_scale_reruns_only_that_scale_and_the_figures(smoke_run):
     assert job_counts(result.stdout) == {"sample": 2, "evaluate": 2, "gather_metrics": 1, "tradeoff_figure": 1,
                                          "metrics_vs_scale_figure": 1, "tables": 1, "sample_grid": 2,
                                          "best_scale_gallery": 4, "all": 1}  # every gallery: the best scale may move
-    assert "results/smoke/samples/ddim4/cfg/scale_3.npz" in result.stdout
-    assert "results/smoke/samples/ddim4/cfg_p0.5/scale_3.npz" in result.stdout
+    assert "results/smoke/samples/ddim4-linspace/cfg/scale_3.npz" in result.stdout
+    assert "results/smoke/samples/ddim4-linspace/cfg_p0.5/scale_3.npz" in result.stdout
 
 
 def test_a_sampling_sweep_adds_one_job_per_method_and_scale_and_reruns_nothing_cached(smoke_run):
@@ -152,8 +152,8 @@ def test_a_sampling_sweep_adds_one_job_per_method_and_scale_and_reruns_nothing_c
     # The 7 (method, scale) points again at DDPM with 3 steps; no model retrains and no sample of
     # the primary setting (DDIM, 4 steps) is drawn again.
     assert counts["sample"] == 7 and counts["evaluate"] == 7 and "train_network" not in counts, counts
-    assert "results/smoke/samples/ddpm3/cg/scale_2.npz" in result.stdout
-    assert not re.search(r"output: [^\n]*samples/ddim4/", result.stdout)  # galleries only read them
+    assert "results/smoke/samples/ddpm3-linspace/cg/scale_2.npz" in result.stdout
+    assert not re.search(r"output: [^\n]*samples/ddim4-linspace/", result.stdout)  # galleries only read them
 
 
 def test_changing_a_training_knob_retrains_only_that_network(smoke_run, tmp_path):

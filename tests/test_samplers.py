@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from diffguide.gaussian_mixture import MixtureClassifier, MixtureEpsModel, three_class_mixture
-from diffguide.guidance import ClassifierFreeGuidance, ClassifierGuidance, ClassifierMeanGuidance
+from diffguide.guidance import ClassifierFreeGuidance, ClassifierGuidance, ClassifierMeanGuidance, ClipDenoised
 from diffguide.samplers import ddim_step, ddpm_step, ddpm_variance, respaced_timesteps, sample
 from diffguide.schedules import NoiseSchedule
 
@@ -161,7 +161,7 @@ def test_sampling_the_exact_conditional_model_recovers_the_component(sampler, st
     model = MixtureEpsModel(mixture, schedule)
     n = 4000
     samples = sample(model, schedule, torch.full((n,), y), range(n), (2,), seed=3, sampler=sampler,
-                     steps=steps, eta=0.0, clip_x0=False, dtype=F64, progress=False)
+                     steps=steps, eta=0.0, dtype=F64, progress=False)
     law_mean, law_cov = chain_law(model, schedule, 2, mixture.num_classes, sampler, steps)
     se_mean, se_cov = standard_errors(mixture.covs[y], n)
     bias_mean, bias_cov = (law_mean[y] - mixture.means[y]).abs(), (law_cov[y] - mixture.covs[y]).abs()
@@ -185,7 +185,8 @@ def guided_model():
 def test_batch_size_never_changes_a_sample(sampler, eta):
     model, schedule = guided_model()
     labels = torch.arange(8) % 3
-    kwargs = dict(seed=5, sampler=sampler, steps=20, eta=eta, clip_x0=True, dtype=F64, progress=False)
+    model = ClipDenoised(model, schedule)
+    kwargs = dict(seed=5, sampler=sampler, steps=20, eta=eta, dtype=F64, progress=False)
     whole = sample(model, schedule, labels, range(8), (2,), **kwargs)
     halves = torch.cat([sample(model, schedule, labels[:4], range(4), (2,), **kwargs),
                         sample(model, schedule, labels[4:], range(4, 8), (2,), **kwargs)])
@@ -195,9 +196,9 @@ def test_batch_size_never_changes_a_sample(sampler, eta):
 def test_mean_guidance_batch_size_invariant():
     mixture, schedule = three_class_mixture(), schedule_of("cosine")
     model = ClassifierMeanGuidance(MixtureEpsModel(mixture, schedule), MixtureClassifier(mixture, schedule),
-                                   2.0, schedule, steps=25, variance="beta")
+                                   2.0, schedule, respaced_timesteps(T, 25), variance="beta")
     labels = torch.arange(8) % 3
-    kwargs = dict(seed=1, sampler="ddpm", steps=25, variance="beta", clip_x0=False, dtype=F64, progress=False)
+    kwargs = dict(seed=1, sampler="ddpm", steps=25, variance="beta", dtype=F64, progress=False)
     whole = sample(model, schedule, labels, range(8), (2,), **kwargs)
     halves = torch.cat([sample(model, schedule, labels[:4], range(4), (2,), **kwargs),
                         sample(model, schedule, labels[4:], range(4, 8), (2,), **kwargs)])
@@ -220,7 +221,7 @@ def test_float32_sampling_matches_float64():
     mixture, schedule = three_class_mixture(), schedule_of("cosine")
     model = MixtureEpsModel(mixture, schedule)
     labels = torch.arange(6) % 3
-    kwargs = dict(seed=2, sampler="ddim", steps=50, clip_x0=False, progress=False)
+    kwargs = dict(seed=2, sampler="ddim", steps=50, progress=False)
     x32 = sample(model, schedule, labels, range(6), (2,), dtype=torch.float32, **kwargs)
     x64 = sample(model, schedule, labels, range(6), (2,), dtype=F64, **kwargs)
     assert x32.dtype == torch.float32
@@ -232,3 +233,24 @@ def test_respaced_timesteps_endpoints():
     assert ts[0] == T - 1 and ts[-1] == 0 and len(ts) == 50 and ts == sorted(ts, reverse=True)
     assert respaced_timesteps(T, T) == list(range(T - 1, -1, -1))
     assert len(respaced_timesteps(T, 200)) == 200
+
+
+@pytest.mark.parametrize("steps", [1, 10, 25, 30, 50, 999])
+def test_timestep_spacings_match_diffusers(steps):
+    """linspace / leading / trailing are diffusers' DDIMScheduler.set_timesteps of those names
+    (steps_offset 0), descending, and each has exactly K distinct timesteps in [0, T)."""
+    from diffusers import DDIMScheduler
+
+    for spacing in ("linspace", "leading", "trailing"):
+        ours = respaced_timesteps(T, steps, spacing)
+        scheduler = DDIMScheduler(num_train_timesteps=T, timestep_spacing=spacing)
+        scheduler.set_timesteps(steps)
+        theirs = scheduler.timesteps.tolist()
+        assert ours == theirs, f"{spacing}, K = {steps}"
+        assert len(ours) == steps and min(ours) >= 0 and max(ours) < T
+
+
+def test_leading_spacing_is_guided_diffusions_ddim_stride():
+    assert respaced_timesteps(T, 25, "leading") == list(range(0, 1000, 40))[::-1]
+    with pytest.raises(ValueError, match="spacing"):
+        respaced_timesteps(T, 25, "uniform")

@@ -14,6 +14,17 @@ Two forms of classifier guidance live here, both as eps-model wrappers:
   any sampler (DDIM with any eta, ancestral DDPM).
 - ``ClassifierMeanGuidance``: the mean shift of an ancestral step (D&N Algorithm 1, seed eqs.
   1.10/1.12), rewritten as the eps shift that moves the DDPM mean by exactly s * Sigma * g.
+
+x0 clipping is a wrapper too (``ClipDenoised``), so where it sits in the chain is explicit:
+- classifier-free guidance clips the *guided* prediction: ClipDenoised(ClassifierFreeGuidance(m)),
+  as diffusers' pipelines do (the scheduler clips what the guided eps implies);
+- classifier guidance, by default (``clip_order="unguided_x0"``), clips the *unguided* x0 and then
+  shifts eps (or the mean) with nothing clipped again: ClassifierGuidance(ClipDenoised(m)). This is
+  guided-diffusion's order (``p_mean_variance`` clips, then ``condition_score`` /
+  ``condition_mean`` shift), so our s is Dhariwal & Nichol's s. ``clip_order="guided_x0"`` clips
+  after the shift instead, ClipDenoised(ClassifierGuidance(m)): every x0 the sampler sees stays in
+  [-1, 1], which tames very large s, but where x0 saturates it absorbs part of the guidance
+  displacement (15-75% of it survives per step at s = 3-10 on the mixtures), so s means less.
 """
 
 from __future__ import annotations
@@ -23,10 +34,29 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .samplers import DDPM_VARIANCES, ddpm_variance, respaced_timesteps
+from .samplers import DDPM_VARIANCES, ddpm_variance
 from .schedules import NoiseSchedule
 
 NULL_LABEL = -1
+CLIP_ORDERS = ("unguided_x0", "guided_x0")
+CG_FORMS = ("score", "mean")
+LAST_STEP_VARIANCES = ("guided_diffusion", "posterior")
+
+
+class ClipDenoised(nn.Module):
+    """x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t) clipped to [-1, 1], and the eps that
+    implies (guided-diffusion's ``clip_denoised`` in p_mean_variance, then _predict_eps_from_xstart).
+    Images live in [-1, 1], so a prediction outside cannot be right; clipping it keeps the early,
+    noisy steps from saturating. Computed in x's dtype (autocast may hand back bf16 eps)."""
+
+    def __init__(self, model: nn.Module, schedule: NoiseSchedule):
+        super().__init__()
+        self.model, self.schedule = model, schedule
+
+    def forward(self, x, t, y):
+        eps = self.model(x, t, y).to(x.dtype)
+        x0 = self.schedule.predict_x0(x, t, eps).clamp(-1, 1)
+        return self.schedule.eps_from_x0(x, t, x0)
 
 
 def classifier_log_prob_grad(classifier: nn.Module, x_t: torch.Tensor, t: torch.Tensor,
@@ -100,21 +130,27 @@ class ClassifierMeanGuidance(nn.Module):
 
     with mu, Sigma the DDPM step's mean and variance between t and the next respaced timestep t'.
 
-    Why a wrapper, not a sampler hook: without x0 clipping the ancestral mean is affine in eps,
+    Why a wrapper, not a sampler hook: the ancestral mean is affine in eps,
     mu(eps) = (x_t - beta_t / sqrt(1 - abar_t) * eps) / sqrt(alpha_t) (respaced beta_t =
     1 - abar_t / abar_t', alpha_t = 1 - beta_t), so the mean shift is exactly the eps shift
 
         eps_hat = eps - s * Sigma * g * sqrt(alpha_t) * sqrt(1 - abar_t) / beta_t,
 
     and the samplers stay guidance-agnostic. The price: the wrapper must know the sampler's
-    settings (``steps``, ``variance``, ``v``: pass the ones given to ``sample(sampler="ddpm")``)
-    to find t' and Sigma. It is exact when clip_x0 is off. With clipping the shift passes through
-    the clamp of x0_hat, whereas guided-diffusion clips first and shifts the clipped mean; the two
-    differ only where x0_hat leaves [-1, 1]. Compared with the score form (ClassifierGuidance),
-    the factor on g is s*Sigma*sqrt(alpha)*sqrt(1-abar)/beta instead of s*sqrt(1-abar): equal for
-    Sigma = beta up to sqrt(alpha_t) = 1 - O(beta_t). At the last step (t' = -1) beta~ = 0, so
-    variance="beta_tilde" adds no shift there (guided-diffusion clips that variance to beta~_1).
+    ``timesteps`` (the respaced sequence), ``variance`` and ``v`` to find t' and Sigma. Wrapped
+    around ClipDenoised(model) it is guided-diffusion's p_sample + condition_mean exactly: the
+    posterior mean of the clipped x0, plus s Sigma g, clipped no further (the sampler does not
+    clip). Compared with the score form, the factor on g is s*Sigma*sqrt(alpha)*sqrt(1-abar)/beta
+    instead of s*sqrt(1-abar): equal for Sigma = beta up to sqrt(alpha_t) = 1 - O(beta_t).
     Meant for sampler="ddpm"; under DDIM the same eps shift has no mean-shift reading.
+
+    The last step (t' = -1) adds no noise, so its Sigma only sizes the shift there.
+    ``last_step_variance="guided_diffusion"`` (default) takes guided-diffusion's value: for
+    Sigma = beta the posterior variance beta~ of the step before (its "fixedlarge" table starts
+    with posterior_variance[1]), for the interpolated variance beta~ of that step in place of the
+    zero beta~ of the last one (its posterior_log_variance_clipped), and 0 for Sigma = beta~.
+    ``"posterior"`` takes the last step's own beta / beta~ / interpolation, which for beta~ and the
+    interpolation is 0 (no shift) and for beta is 1 - abar_{t0}, tiny.
 
     ``grad_at="x_t"`` (default) takes g at (x_t, t) as Algorithm 1 and guided-diffusion's
     condition_mean do. ``grad_at="mean"`` takes it where the seed's Taylor expansion (eqs.
@@ -125,17 +161,21 @@ class ClassifierMeanGuidance(nn.Module):
     GRAD_AT = ("x_t", "mean")
 
     def __init__(self, model: nn.Module, classifier: nn.Module, scale: float, schedule: NoiseSchedule,
-                 steps: int, variance: str = "beta_tilde", v: float = 0.0, condition_model: bool = False,
-                 grad_at: str = "x_t"):
+                 timesteps: Sequence[int], variance: str = "beta_tilde", v: float = 0.0,
+                 condition_model: bool = False, grad_at: str = "x_t", last_step_variance: str = "guided_diffusion"):
         super().__init__()
         if variance not in DDPM_VARIANCES:
             raise ValueError(f"unknown DDPM variance {variance!r}; choose one of {DDPM_VARIANCES}")
         if grad_at not in self.GRAD_AT:
             raise ValueError(f"grad_at must be one of {self.GRAD_AT}, got {grad_at!r}")
+        if last_step_variance not in LAST_STEP_VARIANCES:
+            raise ValueError(f"last_step_variance must be one of {LAST_STEP_VARIANCES}, got {last_step_variance!r}")
         self.model, self.classifier, self.scale = model, classifier, float(scale)
         self.schedule, self.condition_model = schedule, condition_model
         self.variance, self.v, self.grad_at = variance, float(v), grad_at
-        self.prev = previous_timestep_table(respaced_timesteps(schedule.timesteps, steps), schedule.timesteps)
+        self.last_step_variance = last_step_variance
+        self.timesteps = sorted(timesteps, reverse=True)
+        self.prev = previous_timestep_table(self.timesteps, schedule.timesteps)
 
     def forward(self, x, t, y):
         with torch.no_grad():
@@ -145,7 +185,7 @@ class ClassifierMeanGuidance(nn.Module):
         t_prev = self.prev.to(t.device)[t.long()]
         if (t_prev < -1).any():
             raise ValueError("a timestep is not in the respaced sequence this wrapper was built for")
-        sigma2 = ddpm_variance(self.schedule, x, t, t_prev, self.variance, self.v)
+        sigma2 = self.step_variance(x, t, t_prev)
         abar_t, abar_prev = self.schedule.abar(t, x), self.schedule.abar(t_prev, x)
         alpha = abar_t / abar_prev
         beta = 1 - alpha
@@ -156,6 +196,47 @@ class ClassifierMeanGuidance(nn.Module):
             grad = classifier_log_prob_grad(self.classifier, mean, t_prev.clamp(min=0), y)
         shift = self.scale * sigma2 * grad  # the mean shift s * Sigma * g (seed eq. 1.12)
         return eps - shift * alpha.sqrt() * (1 - abar_t).sqrt() / beta
+
+    def step_variance(self, x, t, t_prev):
+        """Sigma of the step t -> t', with guided-diffusion's last-step convention when chosen."""
+        sigma2 = ddpm_variance(self.schedule, x, t, t_prev, self.variance, self.v)
+        is_last = t_prev < 0
+        if self.last_step_variance == "posterior" or not is_last.any() or len(self.timesteps) < 2:
+            return sigma2
+        # guided-diffusion's first entries: beta~ of the step t1 -> t0 (t1 the timestep before t0).
+        t0 = torch.full_like(t, self.timesteps[-1])
+        t1 = torch.full_like(t, self.timesteps[-2])
+        beta_tilde_1 = ddpm_variance(self.schedule, x, t1, t0, "beta_tilde")
+        beta_0 = ddpm_variance(self.schedule, x, t0, torch.full_like(t, -1), "beta")
+        last = {"beta": beta_tilde_1, "beta_tilde": torch.zeros_like(beta_0),
+                "interpolated": beta_tilde_1 ** (1 - self.v) * beta_0 ** self.v}[self.variance]
+        mask = is_last.reshape(-1, *([1] * (x.dim() - 1)))
+        return torch.where(mask, last, sigma2)
+
+
+def classifier_guided(model: nn.Module, classifier: nn.Module | None, scale: float, schedule: NoiseSchedule, *,
+                      form: str = "score", clip_x0: bool = True, clip_order: str = "unguided_x0",
+                      condition_model: bool = False, timesteps: Sequence[int] | None = None,
+                      variance: str = "beta_tilde", v: float = 0.0) -> nn.Module:
+    """Classifier guidance of ``model`` at scale s as the pipeline samples it: the score shift
+    (``form="score"``, any sampler) or the mean shift (``form="mean"``, ancestral; needs the
+    sampler's ``timesteps``, ``variance`` and ``v``), with x0 clipping (``clip_x0``) placed by
+    ``clip_order`` (see the module docstring). At scale 0 the wrappers return the unguided eps
+    (given y only when ``condition_model``) and never call the classifier, which may be None."""
+    if form not in CG_FORMS:
+        raise ValueError(f"unknown classifier-guidance form {form!r}; choose one of {CG_FORMS}")
+    if clip_order not in CLIP_ORDERS:
+        raise ValueError(f"unknown clip order {clip_order!r}; choose one of {CLIP_ORDERS}")
+    clip = (lambda m: ClipDenoised(m, schedule)) if clip_x0 else (lambda m: m)
+    inner = clip(model) if clip_order == "unguided_x0" else model
+    if form == "score":
+        guided = ClassifierGuidance(inner, classifier, scale, schedule, condition_model=condition_model)
+    else:
+        if timesteps is None:
+            raise ValueError("the mean shift needs the sampler's respaced timesteps")
+        guided = ClassifierMeanGuidance(inner, classifier, scale, schedule, timesteps, variance, v,
+                                        condition_model=condition_model)
+    return guided if clip_order == "unguided_x0" else clip(guided)
 
 
 def previous_timestep_table(timesteps: Sequence[int], total: int) -> torch.Tensor:

@@ -59,7 +59,7 @@ def guided_samples(mixture: GaussianMixture, schedule: NoiseSchedule, w: float, 
     labels = torch.arange(mixture.num_classes).repeat_interleave(per_class)
     model = ClassifierFreeGuidance(MixtureEpsModel(mixture, schedule), w)
     x = sample(model, schedule, labels, range(len(labels)), (mixture.dim,), seed=seed, sampler=sampler,
-               steps=steps, clip_x0=False, dtype=torch.float64, progress=False)
+               steps=steps, dtype=torch.float64, progress=False)
     return x.numpy(), labels.numpy()
 
 

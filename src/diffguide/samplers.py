@@ -20,13 +20,30 @@ EpsModel = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.T
 
 SAMPLERS = ("ddim", "ddpm")
 DDPM_VARIANCES = ("beta", "beta_tilde", "interpolated")
+TIMESTEP_SPACINGS = ("linspace", "leading", "trailing")
 
 
-def respaced_timesteps(timesteps: int, steps: int) -> list[int]:
-    """K evenly spaced timesteps of the T-step process, from T-1 down to 0 (both included)."""
+def respaced_timesteps(timesteps: int, steps: int, spacing: str = "linspace") -> list[int]:
+    """K of the T timesteps, descending, named as diffusers' ``timestep_spacing``:
+
+    - ``linspace``: round(linspace(0, T-1, K)), both ends included. This is guided-diffusion's
+      section spacing "K" (``space_timesteps(T, "K")``, e.g. timestep_respacing="25").
+    - ``leading``: 0, T//K, 2 T//K, ... (K values). This is guided-diffusion's ``ddimK`` spacing
+      (e.g. "ddim25" = range(0, 1000, 40)) whenever K divides T; when it does not, guided-diffusion
+      picks the stride whose range has K elements (ceil(T / stride) = K), diffusers keeps T//K.
+    - ``trailing``: round(arange(T, 0, -T/K)) - 1, which starts at T-1 (Lin et al. 2023, Table 2).
+    """
     if not 1 <= steps <= timesteps:
         raise ValueError(f"sampling steps must be in [1, {timesteps}], got {steps}")
-    return sorted({int(round(v)) for v in np.linspace(0, timesteps - 1, steps)}, reverse=True)
+    if spacing == "linspace":
+        chosen = np.linspace(0, timesteps - 1, steps).round()
+    elif spacing == "leading":
+        chosen = np.arange(steps) * (timesteps // steps)
+    elif spacing == "trailing":
+        chosen = np.round(np.arange(timesteps, 0, -timesteps / steps)) - 1
+    else:
+        raise ValueError(f"unknown timestep spacing {spacing!r}; choose one of {TIMESTEP_SPACINGS}")
+    return sorted({int(v) for v in chosen}, reverse=True)
 
 
 def sample_generators(seed: int, indices: Sequence[int]) -> list[torch.Generator]:
@@ -94,13 +111,15 @@ def ddpm_step(schedule: NoiseSchedule, x, eps, t, t_prev, noise, variance: str =
 
 
 def sample(model: EpsModel, schedule: NoiseSchedule, labels, indices: Sequence[int], image_shape,
-           *, seed: int, sampler: str = "ddim", steps: int = 50, eta: float = 0.0,
-           variance: str = "beta_tilde", v: float = 0.0, clip_x0: bool = True,
-           device="cpu", dtype=torch.float32, progress: bool = True) -> torch.Tensor:
-    """Draw one batch of samples x_0 (in [-1, 1] when clip_x0) for the given sample indices.
+           *, seed: int, sampler: str = "ddim", steps: int = 50, spacing: str = "linspace", eta: float = 0.0,
+           variance: str = "beta_tilde", v: float = 0.0, device="cpu", dtype=torch.float32,
+           progress: bool = True) -> torch.Tensor:
+    """Draw one batch of samples x_0 for the given sample indices.
 
     ``labels`` is a LongTensor (or None for an unconditional model); ``indices`` are the global
-    sample numbers that seed each sample's noise.
+    sample numbers that seed each sample's noise. The steps take the model's eps as it is: x0
+    clipping is a wrapper of the model (guidance.ClipDenoised), placed before or after guidance
+    as each method's reference places it, so the sampler never re-clips a guided prediction.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
@@ -108,7 +127,7 @@ def sample(model: EpsModel, schedule: NoiseSchedule, labels, indices: Sequence[i
     anchor = torch.empty(0, device=device, dtype=dtype)
     x = draw_noise(generators, image_shape, anchor)
     y = None if labels is None else labels.to(device)
-    ts = respaced_timesteps(schedule.timesteps, steps)
+    ts = respaced_timesteps(schedule.timesteps, steps, spacing)
     for i, t_now in enumerate(progress_bar(ts, desc=f"{sampler} x{len(indices)}", disable=not progress, leave=False)):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
         t = torch.full((len(indices),), t_now, device=device, dtype=torch.long)
@@ -116,7 +135,7 @@ def sample(model: EpsModel, schedule: NoiseSchedule, labels, indices: Sequence[i
         eps = model(x, t, y).to(dtype)
         noise = draw_noise(generators, image_shape, anchor) if t_prev >= 0 else torch.zeros_like(x)
         if sampler == "ddim":
-            x = ddim_step(schedule, x, eps, t, tp, eta, noise, clip_x0)
+            x = ddim_step(schedule, x, eps, t, tp, eta, noise, clip_x0=False)
         else:
-            x = ddpm_step(schedule, x, eps, t, tp, noise, variance, v, clip_x0)
+            x = ddpm_step(schedule, x, eps, t, tp, noise, variance, v, clip_x0=False)
     return x

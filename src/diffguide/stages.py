@@ -18,10 +18,10 @@ import torch
 from . import data, distributed, metrics, networks
 from .atomic import atomic_open
 from .figures import lowest_fid_scale, method_label, plot_tradeoff, sample_grid
-from .guidance import ClassifierFreeGuidance, ClassifierGuidance, ClassifierMeanGuidance
+from .guidance import ClassifierFreeGuidance, ClipDenoised, classifier_guided
 from .naming import SCALE_SYMBOLS, base_method, is_conditional
 from .runtime import autocast, pick_device, seed_everything
-from .samplers import sample
+from .samplers import respaced_timesteps, sample
 from .schedules import NoiseSchedule
 from .training import (TrainSettings, accuracy_by_t, clean_classifier_loss, diffusion_loss, noisy_classifier_loss,
                        train)
@@ -142,38 +142,38 @@ def clean_accuracy(classifier, test_path: str, device) -> float:
     return metrics.sample_accuracy(logits, test_set.labels)
 
 
-def classifier_guidance(cfg: dict, model, classifier, scale: float, schedule: NoiseSchedule,
-                        condition_model: bool):
-    """Score-shift (D&N Algorithm 2) or mean-shift (Algorithm 1) classifier guidance, per config."""
-    if cfg["guidance"]["cg_form"] == "score":
-        return ClassifierGuidance(model, classifier, scale, schedule, condition_model=condition_model)
+def sampling_timesteps(cfg: dict, schedule: NoiseSchedule) -> list[int]:
     s = cfg["sampling"]
-    if s["sampler"] != "ddpm":
-        raise ValueError("guidance.cg_form: mean is the mean shift of ancestral steps; set sampling.sampler: ddpm")
-    return ClassifierMeanGuidance(model, classifier, scale, schedule, steps=s["steps"],
-                                  condition_model=condition_model)
+    return respaced_timesteps(schedule.timesteps, s["steps"], s["timestep_spacing"])
 
 
 def guided_model(cfg: dict, method: str, scale: float, model_paths: dict, device):
     """The eps-model a sampling job uses, with the noise schedule and the eps-model's architecture:
-    - cfg: classifier-free guidance of the conditional model at w = scale (H&S eq. 6);
+    - cfg: classifier-free guidance of the conditional model at w = scale (H&S eq. 6), its guided
+      x0 clipped (sampling.clip_x0);
     - cg: classifier guidance of the unconditional model at s = scale;
     - cond_cg: classifier guidance at s = scale of the conditional model, itself guided at
       w = guidance.cond_cg_w (D&N Table 4's conditional rows when w = 0).
-    Scale 0 of cg / cond_cg is the unguided model; it needs no classifier."""
+    Classifier guidance clips where guidance.cg_clip_order says (guided-diffusion's order by
+    default; see diffguide.guidance). Scale 0 of cg / cond_cg is the unguided model; it needs no
+    classifier."""
     method = base_method(method)
     if method not in GUIDANCE_METHODS:
         raise ValueError(f"unknown guidance method {method!r}; choose one of {GUIDANCE_METHODS}")
     schedule = NoiseSchedule.make(cfg["diffusion"]["schedule"], cfg["diffusion"]["timesteps"])
     model, payload = networks.load_checkpoint(model_paths["unconditional" if method == "cg" else "conditional"], device)
+    s, g = cfg["sampling"], cfg["guidance"]
     if method == "cfg":
-        return ClassifierFreeGuidance(model, w=scale), schedule, payload["arch"]
+        guided = ClassifierFreeGuidance(model, w=scale)
+        return (ClipDenoised(guided, schedule) if s["clip_x0"] else guided), schedule, payload["arch"]
     if method == "cond_cg":
-        model = ClassifierFreeGuidance(model, w=cfg["guidance"]["cond_cg_w"])
-    if scale == 0:
-        return model, schedule, payload["arch"]
-    classifier, _ = networks.load_checkpoint(model_paths["noisy_classifier"], device)
-    guided = classifier_guidance(cfg, model, classifier, scale, schedule, condition_model=method == "cond_cg")
+        model = ClassifierFreeGuidance(model, w=g["cond_cg_w"])
+    classifier = networks.load_checkpoint(model_paths["noisy_classifier"], device)[0] if scale != 0 else None
+    if g["cg_form"] == "mean" and s["sampler"] != "ddpm":
+        raise ValueError("guidance.cg_form: mean is the mean shift of ancestral steps; set sampling.sampler: ddpm")
+    guided = classifier_guided(model, classifier, scale, schedule, form=g["cg_form"], clip_x0=s["clip_x0"],
+                               clip_order=g["cg_clip_order"], condition_model=method == "cond_cg",
+                               timesteps=sampling_timesteps(cfg, schedule), variance=s["variance"])
     return guided, schedule, payload["arch"]
 
 
@@ -193,10 +193,11 @@ def generate(cfg: dict, method: str, scale: float, model_paths: dict, output: st
         log.info("%s scale %g: samples %d-%d of %d", method, scale, idx[0], idx[-1], s["num_samples"])
         with autocast(device, cfg["precision"]):
             x = sample(model, schedule, torch.from_numpy(labels[idx]), idx, shape, seed=cfg["seed"],
-                       sampler=s["sampler"], steps=s["steps"], eta=s["eta"], device=device)
+                       sampler=s["sampler"], steps=s["steps"], spacing=s["timestep_spacing"], eta=s["eta"],
+                       variance=s["variance"], device=device)
         batches.append(data.images_to_uint8(x.float().cpu()))
     _atomic_npz(output, images=np.concatenate(batches), labels=labels, method=method, scale=scale,
-                sampler=s["sampler"], steps=s["steps"])
+                sampler=s["sampler"], steps=s["steps"], timestep_spacing=s["timestep_spacing"])
 
 
 def reference_statistics(eval_classifier_path: str, test_path: str, output: str, device_name: str = "auto",

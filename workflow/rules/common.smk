@@ -58,10 +58,11 @@ METHODS = config["guidance"]["methods"] + [f"cfg_p{p}" for p in P_UNCOND_SWEEP]
 
 
 SCALES = {method: [scale_tag(v) for v in config["guidance"][f"{base_method(method)}_scales"]] for method in METHODS}
-# Sampling settings as they appear in paths, e.g. ddim25: the primary one (sampling.sampler and
-# .steps, which metrics.csv, the figures and the tables use) first, then sampling.sweep's.
+# Sampling settings as they appear in paths, e.g. ddim25-linspace (25 steps spaced as diffusers'
+# timestep_spacing "linspace"; guided-diffusion's "ddim25" is ddim25-leading): the primary one
+# (which metrics.csv, the figures and the tables use) first, then sampling.sweep's.
 def sampling_tag(setting):
-    return f"{setting['sampler']}{setting['steps']}"
+    return f"{setting['sampler']}{setting['steps']}-{setting.get('timestep_spacing', 'linspace')}"
 
 
 PRIMARY_SAMPLING = sampling_tag(config["sampling"])
@@ -69,9 +70,10 @@ SAMPLINGS = list(dict.fromkeys([PRIMARY_SAMPLING] + [sampling_tag(s) for s in co
 
 
 def sampling_setting(tag):
-    """ddpm250 -> {sampler: ddpm, steps: 250}."""
-    sampler = tag.rstrip("0123456789")
-    return {"sampler": sampler, "steps": int(tag.removeprefix(sampler))}
+    """ddpm250-leading -> {sampler: ddpm, steps: 250, timestep_spacing: leading}."""
+    sampler_steps, spacing = tag.split("-")
+    sampler = sampler_steps.rstrip("0123456789")
+    return {"sampler": sampler, "steps": int(sampler_steps.removeprefix(sampler)), "timestep_spacing": spacing}
 
 
 RES = config["resources"]
@@ -82,7 +84,7 @@ wildcard_constraints:
     method=r"cfg|cg|cond_cg|cfg_p[0-9.]+",
     scale=r"[0-9.e+-]+",
     split="train|test",
-    sampling=r"(ddim|ddpm)[0-9]+",
+    sampling=r"(ddim|ddpm)[0-9]+-(linspace|leading|trailing)",
 
 
 # Each rule declares the config it reads as params, so Snakemake's params rerun-trigger reruns
@@ -141,4 +143,5 @@ def guidance_inputs(wildcards):
 def sampling_guidance(method):
     """The guidance settings a sample job of ``method`` depends on (its scale is a wildcard)."""
     g = config["guidance"]
-    return {"cg_form": g["cg_form"]} | ({"cond_cg_w": g["cond_cg_w"]} if method == "cond_cg" else {})
+    classifier_keys = {"cg_form": g["cg_form"], "cg_clip_order": g["cg_clip_order"]}
+    return classifier_keys | ({"cond_cg_w": g["cond_cg_w"]} if method == "cond_cg" else {})
