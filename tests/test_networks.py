@@ -67,3 +67,21 @@ def test_random_crop_shifts_content_and_keeps_shape_and_range():
                    for dy in range(-2, 3) for dx in range(-2, 3))
     both = augment_images(x, random_flip=True, random_crop=3, generator=torch.Generator().manual_seed(0))
     assert both.shape == x.shape and both.min() >= -1 and both.max() <= 1
+
+
+@pytest.mark.parametrize("std", [1.0, 0.15])
+def test_class_embedding_starts_at_the_configured_std(std):
+    arch = dict(image_size=8, channels=1, widths=[32, 64], attention_levels=[], norm_groups=8, num_classes=10)
+    model = networks.build_network("eps_unet", arch | {"class_embed_std": std})
+    weight = model.unet.class_embedding.weight  # 11 rows (10 classes and the null class) of 128
+    assert abs(weight.std().item() / std - 1) < 0.1
+
+
+def test_precision_auto_is_bf16_only_where_native():
+    from diffguide.runtime import native_bf16, resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if native_bf16(cpu) else "fp32")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("fp16", cpu)

@@ -164,3 +164,29 @@ def test_plot_training_curves_writes_a_png(tmp_path):
         paths[name].write_text("\n".join(lines) + "\n")
     plot_training_curves(paths, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_min_snr_weights_are_hang_et_al_and_gamma_large_is_the_simple_loss():
+    """w_t = min(SNR_t, gamma) / SNR_t: 1 where SNR < gamma (noisy steps), gamma / SNR above; with
+    gamma beyond every SNR the weighted loss equals DDPM's simple loss on the same draws."""
+    from diffguide.training import min_snr_weights
+
+    schedule = NoiseSchedule.make("cosine", 1000)
+    t = torch.tensor([0, 100, 500, 900, 999])
+    abar = schedule.alphas_cumprod[t]
+    snr = abar / (1 - abar)
+    x = torch.zeros(5, 1, 2, 2)
+    expected = torch.minimum(snr, torch.tensor(5.0, dtype=torch.float64)) / snr
+    assert torch.allclose(min_snr_weights(schedule, t, 5.0, x).double(), expected, rtol=1e-6)
+    assert min_snr_weights(schedule, t, 5.0, x)[0] < 1e-3 and min_snr_weights(schedule, t, 5.0, x)[-1] == 1
+
+    model = networks.build_network("eps_unet", dict(image_size=8, channels=1, widths=[8, 16], attention_levels=[],
+                                                    norm_groups=4, num_classes=None))
+    x0, y = torch.randn(6, 1, 8, 8), torch.zeros(6, dtype=torch.long)
+    torch.manual_seed(3)
+    plain = diffusion_loss(schedule, None)(model, x0, y)
+    torch.manual_seed(3)
+    huge_gamma = diffusion_loss(schedule, None, min_snr_gamma=1e12)(model, x0, y)
+    torch.manual_seed(3)
+    weighted = diffusion_loss(schedule, None, min_snr_gamma=1.0)(model, x0, y)
+    assert torch.allclose(plain, huge_gamma, rtol=1e-5) and weighted < plain

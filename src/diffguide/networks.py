@@ -38,7 +38,7 @@ class EpsUNet(nn.Module):
 
     def __init__(self, image_size: int, channels: int, widths: list[int], layers_per_block: int = 1,
                  attention_levels: list[int] | None = None, num_classes: int | None = None,
-                 dropout: float = 0.0, norm_groups: int = 8, head_dim: int = 32):
+                 dropout: float = 0.0, norm_groups: int = 8, head_dim: int = 32, class_embed_std: float = 1.0):
         super().__init__()
         self.num_classes = num_classes
         down = _down_block_types(len(widths), attention_levels or [])
@@ -50,6 +50,10 @@ class EpsUNet(nn.Module):
             num_class_embeds=None if num_classes is None else num_classes + 1,
             resnet_time_scale_shift="scale_shift", norm_num_groups=norm_groups,
             attention_head_dim=_attention_head_dim(head_dim, widths), dropout=dropout)
+        if num_classes is not None and class_embed_std != 1.0:
+            # The class embedding is added to the timestep embedding; at N(0, 1) its norm is about
+            # 7 times the timestep embedding's, which drowns the noise level early in training.
+            nn.init.normal_(self.unet.class_embedding.weight, std=class_embed_std)
 
     def forward(self, x, t, y=None):
         if self.num_classes is None:

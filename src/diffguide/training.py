@@ -65,10 +65,20 @@ class TrainSettings:
     checkpoint_every: int = 200
 
 
-def diffusion_loss(schedule: NoiseSchedule, p_uncond: float | None) -> LossFn:
+def min_snr_weights(schedule: NoiseSchedule, t: torch.Tensor, gamma: float, like: torch.Tensor) -> torch.Tensor:
+    """Hang et al. 2023 (Min-SNR-gamma), eq. for eps-prediction: w_t = min(SNR_t, gamma) / SNR_t,
+    SNR_t = abar_t / (1 - abar_t). Low-noise steps (SNR > gamma), whose eps is hard to predict and
+    matters little for samples, stop dominating the gradient; high-noise steps keep weight 1."""
+    abar = schedule.alphas_cumprod.to(t.device)[t]  # float64: 1 - abar_0 ~ 4e-5 is lost in float32
+    snr = abar / (1 - abar)
+    return (snr.clamp(max=gamma) / snr).to(device=like.device, dtype=torch.float32)
+
+
+def diffusion_loss(schedule: NoiseSchedule, p_uncond: float | None, min_snr_gamma: float | None = None) -> LossFn:
     """DDPM's simple loss ||eps - eps_theta(x_t, t, y)||^2 with t ~ U{0..T-1}. For a conditional
     model (p_uncond not None) each label is replaced by the null class with probability p_uncond
-    (Ho & Salimans Algorithm 1; seed eqs. 2.1-2.2); an unconditional model gets y = None."""
+    (Ho & Salimans Algorithm 1; seed eqs. 2.1-2.2); an unconditional model gets y = None. With
+    ``min_snr_gamma`` each image's loss is weighted by min_snr_weights."""
 
     def loss(model, x0, y):
         t = torch.randint(0, schedule.timesteps, (len(x0),), device=x0.device)
@@ -79,7 +89,10 @@ def diffusion_loss(schedule: NoiseSchedule, p_uncond: float | None) -> LossFn:
         else:
             drop = torch.rand(len(y), device=y.device) < p_uncond
             y_in = torch.where(drop, torch.full_like(y, NULL_LABEL), y)
-        return F.mse_loss(model(x_t, t, y_in).float(), noise)
+        if min_snr_gamma is None:
+            return F.mse_loss(model(x_t, t, y_in).float(), noise)
+        per_image = (model(x_t, t, y_in).float() - noise).pow(2).flatten(1).mean(1)
+        return (min_snr_weights(schedule, t, min_snr_gamma, x0) * per_image).mean()
 
     return loss
 

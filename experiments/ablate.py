@@ -1,0 +1,178 @@
+"""One ablation trial of the eps-models on the default run's budget (docs/ablations.md).
+
+    .venv/bin/python experiments/ablate.py TRIAL [--threads 1]
+
+A trial is the default config (config/config.yaml) with a few keys changed. It retrains only the
+eps-models those keys touch (the others come from the ``baseline`` trial), samples the conditional
+model at w in {0, 0.5, 1, 2} and the unconditional one unguided (the default run's sampler and
+500 samples), and evaluates them with the stages the pipeline uses, against ONE shared
+evaluation classifier and test split (results/ablations/shared), so every trial's FID is on the
+same features. It also writes two diagnostics of why a model is better or worse: its eps test
+loss per band of t (with the label and with the null label), and the norms of the class and
+timestep embeddings the UNet adds together. Results: results/ablations/<trial>/summary.json and
+metrics.csv. Trials run one process each; two at a time fill this machine's two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from diffguide import data, networks, stages
+from diffguide.runtime import setup_logging
+from diffguide.schedules import NoiseSchedule
+
+REPO = Path(__file__).resolve().parents[1]
+ROOT = REPO / "results/ablations"
+# --quick: every step count and sample count cut, to check the driver end to end in a minute.
+QUICK = {"training.unconditional.steps": 2, "training.conditional.steps": 2, "training.eval_classifier.steps": 2,
+         "sampling.num_samples": 20, "sampling.batch_size": 20}
+CFG_SCALES = [0.0, 0.5, 1.0, 2.0]
+
+# name -> (changed keys, eps-models retrained). Each changes one thing from the baseline.
+TRIALS = {
+    "baseline": ({}, ["conditional", "unconditional"]),
+    "class_embed_std_0.15": ({"networks.unet.class_embed_std": 0.15}, ["conditional"]),
+    "min_snr_5": ({"training.unconditional.min_snr_gamma": 5.0, "training.conditional.min_snr_gamma": 5.0},
+                  ["conditional", "unconditional"]),
+    "p_uncond_0.1": ({"training.conditional.p_uncond": 0.1}, ["conditional"]),
+    "lr_0.001": ({"training.unconditional.lr": 0.001, "training.conditional.lr": 0.001},
+                 ["unconditional", "conditional"]),
+}
+
+
+def default_config() -> dict:
+    from snakemake.utils import validate  # fills in the schema's defaults, as the Snakefile does
+
+    cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    validate(cfg, str(REPO / "workflow/schemas/config.schema.yaml"))
+    cfg["training"]["conditional"].pop("p_uncond_sweep")  # names other models (common.smk drops it too)
+    return cfg
+
+
+def with_changes(cfg: dict, changes: dict) -> dict:
+    cfg = copy.deepcopy(cfg)
+    for dotted, value in changes.items():
+        *path, last = dotted.split(".")
+        node = cfg
+        for key in path:
+            node = node[key]
+        node[last] = value
+    return cfg
+
+
+def shared_inputs(cfg: dict, threads: int) -> dict:
+    """Prepared splits, the evaluation classifier and its reference features, made once."""
+    shared = ROOT / "shared"
+    paths = {split: shared / f"data/{split}.npz" for split in ("train", "test")}
+    paths |= {"eval_classifier": shared / "eval_classifier.pt", "reference": shared / "reference.npz"}
+    for split in ("train", "test"):
+        if not paths[split].exists():
+            paths[split].parent.mkdir(parents=True, exist_ok=True)
+            stages.prepare(cfg, split, str(paths[split]))
+    if not paths["eval_classifier"].exists():
+        stages.train_network(cfg, "eval_classifier", str(paths["train"]), str(paths["test"]),
+                             str(paths["eval_classifier"]), str(shared / "eval_classifier.csv"), threads)
+    if not paths["reference"].exists():
+        stages.reference_statistics(str(paths["eval_classifier"]), str(paths["test"]), str(paths["reference"]), "cpu")
+    return {key: str(value) for key, value in paths.items()}
+
+
+@torch.no_grad()
+def loss_by_t(model_path: str, test_path: str, schedule: NoiseSchedule, conditional: bool, per_band: int = 1000,
+              bands: int = 5) -> dict:
+    """Mean eps MSE on test images per band of t, with a fixed seed (the same x_0, t and noise for
+    every trial): with the label and, for the conditional model, with the null label too."""
+    model, _ = networks.load_checkpoint(model_path, "cpu")
+    images, labels = data.load_prepared(test_path).to_tensor()
+    g = torch.Generator().manual_seed(0)
+    out = {}
+    edges = np.linspace(0, schedule.timesteps, bands + 1).astype(int)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        pick = torch.randperm(len(labels), generator=g)[:per_band]
+        x0, y = images[pick], labels[pick]
+        t = torch.randint(int(lo), int(hi), (len(pick),), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        x_t = schedule.q_sample(x0, t, noise).float()
+        for name, label in [("label", y if conditional else None)] + ([("null", None)] if conditional else []):
+            out[f"{lo}-{hi - 1} {name}"] = float((model(x_t, t, label) - noise).pow(2).mean())
+    return out
+
+
+@torch.no_grad()
+def embedding_norms(model_path: str, timesteps: int) -> dict:
+    """Mean norm of the timestep embedding over t and of the class embedding rows, as the UNet
+    adds them (diffusers UNet2DModel: emb = time_embedding(t) + class_embedding(y))."""
+    model, _ = networks.load_checkpoint(model_path, "cpu")
+    unet = model.unet
+    t = torch.arange(0, timesteps, 10)
+    time_emb = unet.time_embedding(unet.time_proj(t).float())
+    norms = {"time_embedding": float(time_emb.norm(dim=1).mean())}
+    if unet.class_embedding is not None:
+        norms["class_embedding"] = float(unet.class_embedding.weight.norm(dim=1).mean())
+    return norms
+
+
+def run_trial(name: str, threads: int, quick: bool = False) -> dict:
+    changes, retrained = TRIALS[name]
+    base = with_changes(default_config(), QUICK if quick else {})
+    cfg = with_changes(base, changes)
+    shared = shared_inputs(base, threads)
+    trial = ROOT / name
+    (trial / "samples").mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    models, train_seconds = {}, {}
+    for network in retrained + [n for n in ("unconditional", "conditional") if n not in retrained]:
+        source = trial if network in retrained else ROOT / "baseline"
+        models[network] = str(source / f"{network}.pt")
+        if network in retrained and not Path(models[network]).exists():
+            begin = time.time()
+            stages.train_network(cfg, network, shared["train"], shared["test"], models[network],
+                                 str(trial / f"{network}.csv"), threads)
+            train_seconds[network] = round(time.time() - begin)
+    rows = []
+    jobs = [("cfg", w) for w in CFG_SCALES] + ([("cg", 0.0)] if "unconditional" in retrained else [])
+    for method, scale in jobs:
+        path = trial / "samples" / f"{method}_{scale:g}.npz"
+        if not path.exists():
+            stages.generate(cfg, method, scale, models, str(path), threads)
+        row_path = path.with_suffix(".csv")
+        stages.evaluate(str(path), shared["reference"], shared["eval_classifier"], str(row_path), "cpu")
+        rows.append(pd.read_csv(row_path))
+    metrics = pd.concat(rows)
+    metrics.to_csv(trial / "metrics.csv", index=False)
+    schedule = NoiseSchedule.make(cfg["diffusion"]["schedule"], cfg["diffusion"]["timesteps"])
+    summary = {"trial": name, "changes": changes, "retrained": retrained, "train_seconds": train_seconds,
+               "wall_seconds": round(time.time() - started), "threads": threads,
+               "loss_by_t": {net: loss_by_t(models[net], shared["test"], schedule, net == "conditional")
+                             for net in retrained},
+               "embedding_norms": {net: embedding_norms(models[net], schedule.timesteps) for net in retrained}}
+    (trial / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("trial", choices=sorted(TRIALS))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="tiny steps and samples, into results/ablations_quick")
+    args = parser.parse_args()
+    if args.quick:
+        global ROOT
+        ROOT = REPO / "results/ablations_quick"
+    ROOT.mkdir(parents=True, exist_ok=True)
+    setup_logging(str(ROOT / f"{args.trial}.log"))
+    summary = run_trial(args.trial, args.threads, args.quick)
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
