@@ -10,7 +10,7 @@ RUN ?= $(shell sed -n 's/^run: *//p' $(CONFIG))
 FEATURES ?= classifier
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: run test data venv bench-metrics clean-results findings report
+.PHONY: run test data venv bench bench-metrics clean-results findings report
 
 venv: $(STAMP)
 
@@ -45,6 +45,13 @@ report: venv
 # `data` too: the tests read the real Fashion-MNIST test split from Debian's package.
 test: venv data
 	$(BIN)/python -m pytest
+
+# Training and sampling speed of $(CONFIG)'s networks beside this machine's matmul peak, fp32 and
+# bf16, as Markdown (not part of `make test`; about 4 minutes). BENCH_ARGS=--quick: a short check;
+# BENCH_ARGS="--threads 1,2" repeats every table per thread count. See benchmarks/README.md.
+BENCH_ARGS ?=
+bench: venv
+	$(BIN)/python benchmarks/performance.py --config $(CONFIG) $(BENCH_ARGS)
 
 # Seconds per 1,000 images of each feature network of the evaluation (not part of `make test`).
 bench-metrics: venv data
