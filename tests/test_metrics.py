@@ -1,9 +1,13 @@
-"""Metric definitions against exact answers."""
+"""Metric definitions against exact answers and peer implementations (clean-fid, scikit-learn,
+diffguide.precision_recall, itself tested against prdc), on all samples and on subsets."""
 
 import numpy as np
 import pytest
+from cleanfid.fid import frechet_distance, kernel_distance
+from sklearn.metrics.pairwise import polynomial_kernel
 
 from diffguide import metrics
+from diffguide.precision_recall import precision_recall
 
 
 def test_inception_score_of_a_uniform_predictor_is_one():
@@ -22,6 +26,13 @@ def test_inception_score_of_a_confident_single_class_predictor_is_one():
     assert metrics.inception_score(logits) == pytest.approx(1.0, abs=1e-9)
 
 
+def test_inception_score_of_a_subset_is_the_score_of_its_rows():
+    logits = np.random.default_rng(0).normal(size=(30, 6)) * 2
+    subsets = np.array([[0, 3, 4, 9, 10], [1, 2, 5, 6, 29]])
+    expected = [metrics.inception_score(logits[s]) for s in subsets]
+    np.testing.assert_allclose(metrics.inception_scores(logits, subsets), expected, rtol=1e-12)
+
+
 def test_fid_of_a_set_against_itself_is_zero_and_against_shifted_set_is_the_squared_shift():
     rng = np.random.default_rng(0)
     features = rng.normal(size=(2000, 8))
@@ -31,13 +42,108 @@ def test_fid_of_a_set_against_itself_is_zero_and_against_shifted_set_is_the_squa
     assert metrics.fid_from_features(features + 3.0, mu, sigma) == pytest.approx(72.0, rel=1e-6)
 
 
-def test_kid_separates_matching_from_shifted_features():
+def _gaussian_pair(n, d, seed=0):
+    rng = np.random.default_rng(seed)
+    mix = rng.normal(size=(d, d)) / np.sqrt(d)
+    reference = rng.normal(size=(4 * d + 100, d)) @ mix + 0.1
+    return rng.normal(size=(n, d)) * 1.2 + 0.3, reference
+
+
+# n > d takes the d x d path, n < d the n x n Gram path. scipy's sqrtm of the singular product
+# S_1 S_2 (rank n - 1 < d) is itself only accurate to ~1e-8 relative (an mpmath check at 40
+# digits put ours 10x closer), hence the looser tolerance there.
+@pytest.mark.parametrize("n, d, rel", [(300, 16, 1e-10), (500, 128, 1e-10), (40, 64, 1e-7), (90, 200, 1e-7)])
+def test_fast_fid_equals_clean_fids_frechet_distance(n, d, rel):
+    x, reference = _gaussian_pair(n, d)
+    mu2, sigma2 = metrics.feature_statistics(reference)
+    expected = frechet_distance(*metrics.feature_statistics(x), mu2, sigma2)
+    assert metrics.fid_from_features(x, mu2, sigma2) == pytest.approx(expected, rel=rel)
+
+
+@pytest.mark.parametrize("n, d", [(60, 8), (30, 40)])
+def test_fid_of_each_subset_equals_clean_fid_on_its_rows(n, d):
+    x, reference = _gaussian_pair(n, d, seed=1)
+    mu2, sigma2 = metrics.feature_statistics(reference)
+    subsets = np.sort(np.random.default_rng(2).permuted(np.tile(np.arange(n), (3, 1)), axis=1)[:, : n // 2], axis=1)
+    expected = [frechet_distance(*metrics.feature_statistics(x[s]), mu2, sigma2) for s in subsets]
+    np.testing.assert_allclose(metrics.FrechetDistance(x, mu2, sigma2)(subsets), expected, rtol=1e-7)
+
+
+def test_fid_rejects_features_of_another_dimension():
+    with pytest.raises(ValueError, match=r"do not match 4-d reference"):
+        metrics.fid_from_features(np.zeros((10, 3)), np.zeros(4), np.eye(4))
+
+
+@pytest.mark.parametrize("n, n_ref", [(40, 300), (300, 120)])
+def test_kid_equals_clean_fids_kernel_distance_given_the_same_subsets(n, n_ref):
+    rng = np.random.default_rng(3)
+    x, reference = rng.normal(size=(n, 12)) + 0.2, rng.normal(size=(n_ref, 12))
+    np.random.seed(7)  # clean-fid draws its subsets from numpy's global generator
+    expected = kernel_distance(x, reference, num_subsets=20, max_subset_size=1000)
+    ours = metrics.kid_from_features(x, reference, np.random.RandomState(7), num_subsets=20)
+    assert ours == pytest.approx(expected, rel=1e-12)
+
+
+def test_kid_is_repeatable_with_a_seed_and_separates_shifted_features():
     rng = np.random.default_rng(1)
-    a, b = rng.normal(size=(400, 16)), rng.normal(size=(400, 16))
-    assert abs(metrics.kid_from_features(a, b)) < 0.05
-    assert metrics.kid_from_features(a + 2.0, b) > 1.0
+    a, b = rng.normal(size=(300, 16)), rng.normal(size=(300, 16))
+
+    def kid(x, seed):
+        return metrics.kid_from_features(x, b, np.random.default_rng(seed), num_subsets=20, max_subset_size=150)
+
+    first = kid(a, 5)
+    assert kid(a, 5) == first and kid(a, 6) != first
+    assert abs(first) < 0.05
+    assert kid(a + 2.0, 5) > 1.0
+
+
+def test_kid_of_subsets_is_the_unbiased_mmd_of_its_rows():
+    rng = np.random.default_rng(4)
+    x, reference = rng.normal(size=(50, 6)) + 0.5, rng.normal(size=(80, 6))
+    subsets = np.array([np.arange(0, 50, 2), np.arange(1, 50, 2)])
+
+    def mmd2(a, b):  # scikit-learn's kernel: (gamma x.y + coef0)^degree
+        k = lambda u, v: polynomial_kernel(u, v, degree=3, gamma=1 / u.shape[1], coef0=1)  # noqa: E731
+        m, n = len(a), len(b)
+        kaa, kbb = k(a, a), k(b, b)
+        return ((kaa.sum() - np.trace(kaa)) / (m * (m - 1)) + (kbb.sum() - np.trace(kbb)) / (n * (n - 1))
+                - 2 * k(a, b).mean())
+
+    expected = [mmd2(x[s], reference[:60]) for s in subsets]
+    np.testing.assert_allclose(metrics.kid_subsets(x, reference, subsets, max_reference=60), expected, rtol=1e-10)
+
+
+def test_precision_and_recall_of_subsets_equal_the_k_nn_definition_on_their_rows():
+    rng = np.random.default_rng(5)
+    reference, x = rng.normal(size=(120, 16)), rng.normal(size=(60, 16)) * 1.1 + 0.4
+    everything = metrics.precision_recall_subsets(x, reference, metrics.all_samples(60))
+    assert (everything[0][0], everything[1][0]) == tuple(precision_recall(reference[:60], x))
+    subsets = np.array([np.arange(30), np.arange(30, 60), np.arange(0, 60, 2)])
+    precision, recall = metrics.precision_recall_subsets(x, reference, subsets)
+    for b, s in enumerate(subsets):  # the real manifold stays the first 60 reference features
+        expected = precision_recall(reference[:60], x[s])
+        assert (precision[b], recall[b]) == pytest.approx(tuple(expected), abs=1e-12)
+        assert 0 < expected.precision < 1 and 0 < expected.recall < 1  # a case that discriminates
 
 
 def test_sample_accuracy_counts_requested_classes():
     logits = np.eye(4)[[0, 1, 2, 3, 0]]
     assert metrics.sample_accuracy(logits, np.array([0, 1, 2, 0, 0])) == pytest.approx(0.8)
+
+
+def test_estimates_are_the_metric_on_all_samples_with_its_halves():
+    x, reference = _gaussian_pair(40, 6, seed=6)
+    mu2, sigma2 = metrics.feature_statistics(reference)
+    estimates = metrics.feature_estimates(x, reference, mu2, sigma2, seed=3)
+    assert list(estimates) == ["fid", "kid", "precision", "recall"]
+    assert estimates["fid"].value == pytest.approx(metrics.fid_from_features(x, mu2, sigma2), rel=1e-12)
+    assert estimates["fid"].replicates.shape == (200,) and estimates["precision"].proportion
+    assert estimates["fid"].replicates.std() > 0  # halves differ
+    again = metrics.feature_estimates(x, reference, mu2, sigma2, seed=3)
+    for name in estimates:  # seeded: identical to the last bit
+        assert again[name].value == estimates[name].value
+        np.testing.assert_array_equal(again[name].replicates, estimates[name].replicates)
+    logits = np.eye(4)[np.arange(40) % 4] * 5
+    by_logits = metrics.logit_estimates(logits, np.arange(40) % 4, seed=3)
+    assert by_logits["accuracy"].value == 1.0 and by_logits["accuracy"].interval()[0] > 0.9
+    assert by_logits["is"].value == pytest.approx(metrics.inception_score(logits))

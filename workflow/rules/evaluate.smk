@@ -38,19 +38,22 @@ rule inception_reference:
 
 
 rule evaluate:
-    """One metrics row: FID / KID (clean-fid), IS, precision / recall and sample accuracy on the
-    evaluation classifier, and Inception FID / sFID / KID / precision / recall (/ IS)."""
+    """One metrics row, each metric with its 95% interval: FID / KID, IS, precision / recall and
+    sample accuracy on the evaluation classifier, and Inception FID / sFID / KID / precision /
+    recall (/ IS); beside it the metrics on 200 seeded half-samples (the intervals' replicates)."""
     input:
         samples=f"{RESULTS}/samples/{{sampling}}/{{method}}/scale_{{scale}}.npz",
         reference=f"{RESULTS}/reference/test_eval_classifier.npz",
         classifier=f"{RESULTS}/models/eval_classifier.pt",
         inception=INCEPTION_REFERENCE,
     output:
-        f"{RESULTS}/metrics/{{sampling}}/{{method}}/scale_{{scale}}.csv",
+        row=f"{RESULTS}/metrics/{{sampling}}/{{method}}/scale_{{scale}}.csv",
+        replicates=f"{RESULTS}/metrics/{{sampling}}/{{method}}/scale_{{scale}}.replicates.csv",
     params:
         batch_size=config["evaluation"]["batch_size"],
         inception_samples=config["evaluation"]["inception_samples"],
         inception_weights=config["evaluation"]["inception_weights"],
+        seed=config["seed"],
     log:
         f"{LOGS}/evaluate_{{sampling}}_{{method}}_{{scale}}.log",
     threads: 1
@@ -63,12 +66,17 @@ rule evaluate:
 
 rule gather_metrics:
     """metrics.csv: one row per (method, scale) at the primary sampling setting;
-    metrics_by_sampler.csv: the same for every setting of sampling.sweep too."""
+    metrics_by_sampler.csv: the same for every setting of sampling.sweep too;
+    metrics_replicates.csv: the half-sample replicates of metrics.csv's rows, for the findings."""
     input:
-        [f"{RESULTS}/metrics/{t}/{m}/scale_{s}.csv" for t in SAMPLINGS for m in METHODS for s in SCALES[m]],
+        rows=[f"{RESULTS}/metrics/{t}/{m}/scale_{s}.csv" for t in SAMPLINGS for m in METHODS for s in SCALES[m]],
+        replicates=[
+            f"{RESULTS}/metrics/{t}/{m}/scale_{s}.replicates.csv" for t in SAMPLINGS for m in METHODS for s in SCALES[m]
+        ],
     output:
         primary=f"{RESULTS}/metrics.csv",
         by_sampler=f"{RESULTS}/metrics_by_sampler.csv",
+        replicates=f"{RESULTS}/metrics_replicates.csv",
     params:
         primary=sampling_setting(PRIMARY_SAMPLING),
     log:

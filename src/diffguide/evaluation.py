@@ -1,0 +1,111 @@
+"""The evaluation stage: one metrics row, with a 95% interval per metric, for one sample set,
+and the gathering of the rows into results/<run>/metrics.csv.
+
+Each metric column ``m`` of metrics.csv has ``m_lo`` and ``m_hi`` beside it (see
+``diffguide.intervals`` for the half-sample scheme and config/README.md for what the interval
+covers). The half-sample replicates themselves go to a second file per row, gathered into
+``metrics_replicates.csv``: the findings compare rows through them, paired by sample index.
+Every random draw (the KID subsets, the halves) comes from a generator seeded with the config
+seed and the sample count, so two runs of one config write byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+
+from . import metrics, networks
+from .atomic import atomic_open
+from .intervals import Estimate, replicate_rows, row_columns
+from .runtime import pick_device
+
+log = logging.getLogger("diffguide")
+
+ORDER = ["sampler", "steps", "method", "scale"]  # of the gathered rows
+INCEPTION_METRICS = ("fid", "sfid", "kid", "is", "precision", "recall")
+INCEPTION_COLUMNS = tuple(f"{m}_inception" for m in INCEPTION_METRICS)
+
+
+def _write_csv(path: str, frame: pd.DataFrame) -> None:
+    with atomic_open(path) as handle:
+        handle.write(frame.to_csv(index=False).encode())
+
+
+def classifier_estimates(samples, reference, classifier, device, batch_size: int, seed: int) -> dict[str, Estimate]:
+    """FID, KID, IS, sample accuracy, precision and recall on the evaluation classifier."""
+    features, logits = metrics.classifier_outputs(classifier, samples["images"], device, batch_size)
+    by_features = metrics.feature_estimates(features, reference["features"], reference["mu"], reference["sigma"], seed)
+    by_logits = metrics.logit_estimates(logits, samples["labels"], seed)
+    order = ("fid", "kid", "is", "accuracy", "precision", "recall")
+    return {f"{name}_classifier": (by_features | by_logits)[name] for name in order}
+
+
+def inception_estimates(samples, reference, num_samples: int, weights: str | None, device, seed: int,
+                        batch_size: int = 100) -> tuple[dict[str, Estimate], str]:
+    """Inception metrics of the first ``num_samples`` samples (class-balanced: sample i asks for
+    class i mod K), and the weights' name. IS needs NVlabs' logits head; without it the column
+    and its interval stay empty."""
+    from .inception import load_inception
+
+    inception = load_inception(weights, device=device)
+    if inception.name != str(reference["weights"]):
+        raise ValueError(f"Inception weights changed ({reference['weights']} -> {inception.name}); "
+                         "delete results/<run>/reference/ and rerun")
+    out = inception.extract(samples["images"][:num_samples], batch_size, spatial=True, logits=inception.has_logits)
+    ref, ref_spatial = reference["features"], reference["spatial"]
+    n = len(out["features"])
+    estimates = metrics.feature_estimates(out["features"], ref, *metrics.feature_statistics(ref), seed)
+    estimates["sfid"] = metrics.fid_estimate(out["spatial"], *metrics.feature_statistics(ref_spatial), seed)
+    if inception.has_logits:
+        estimates["is"] = metrics.logit_estimates(out["logits"], None, seed)["is"]
+    else:
+        log.info("is_inception left empty: %s has no logits head (put NVlabs' inception-2015-12-05.pt "
+                 "at evaluation.inception_weights for Inception IS)", inception.name)
+        estimates["is"] = Estimate.missing(n)
+    return {f"{name}_inception": estimates[name] for name in INCEPTION_METRICS}, inception.name
+
+
+def evaluate(samples_path: str, reference_path: str, eval_classifier_path: str, output: str,
+             device_name: str = "auto", batch_size: int = 500, inception_reference_path: str | None = None,
+             inception_samples: int = 0, inception_weights: str | None = None, seed: int = 0,
+             replicates_output: str | None = None) -> None:
+    """One row of metrics (each with ``_lo`` / ``_hi``) for one (method, scale) sample set, and
+    its half-sample replicates into ``replicates_output``. Column names say which network
+    produced each number; Inception columns are empty when the config turns Inception off."""
+    device = pick_device(device_name)
+    classifier, _ = networks.load_checkpoint(eval_classifier_path, device)
+    samples = np.load(samples_path)
+    keys = {"method": str(samples["method"]), "scale": float(samples["scale"]), "sampler": str(samples["sampler"]),
+            "steps": int(samples["steps"])}
+    estimates = classifier_estimates(samples, np.load(reference_path), classifier, device, batch_size, seed)
+    weights = "off"
+    if inception_reference_path:
+        inception, weights = inception_estimates(samples, np.load(inception_reference_path), inception_samples,
+                                                 inception_weights, device, seed)
+        estimates |= inception
+    else:
+        estimates |= {column: Estimate.missing(len(samples["labels"])) for column in INCEPTION_COLUMNS}
+    row = keys | {"num_samples": len(samples["labels"])} | row_columns(estimates) | {"inception_weights": weights}
+    _write_csv(output, pd.DataFrame([row]))
+    if replicates_output:
+        _write_csv(replicates_output, pd.DataFrame([keys | r for r in replicate_rows(estimates)]))
+    log.info("%s", json.dumps(row))
+
+
+def gather_metrics(rows: list[str], primary_output: str, by_sampler_output: str, primary: dict,
+                   replicate_files: list[str] = (), replicates_output: str | None = None) -> pd.DataFrame:
+    """Every row into ``by_sampler_output``; the rows of the ``primary`` sampling setting
+    ({sampler, steps}), which the figures, tables and findings read, into ``primary_output``,
+    and their half-sample replicates into ``replicates_output``."""
+    frame = pd.concat([pd.read_csv(p) for p in rows]).sort_values(ORDER)
+    is_primary = (frame["sampler"] == primary["sampler"]) & (frame["steps"] == primary["steps"])
+    _write_csv(by_sampler_output, frame)
+    _write_csv(primary_output, frame[is_primary])
+    if replicates_output:
+        reps = pd.concat([pd.read_csv(p) for p in replicate_files])
+        reps = reps[(reps["sampler"] == primary["sampler"]) & (reps["steps"] == primary["steps"])]
+        _write_csv(replicates_output, reps.sort_values(ORDER, kind="stable"))
+    return frame

@@ -1,0 +1,83 @@
+"""The evaluation stage on a tiny random classifier: every metric gets its interval beside it, the
+replicates file holds the halves, reruns are byte-identical, and gathering keeps the rows apart."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from diffguide import metrics, networks
+from diffguide.evaluation import INCEPTION_COLUMNS, evaluate, gather_metrics
+from diffguide.intervals import REPLICATES
+
+CLASSIFIER_METRICS = ["fid_classifier", "kid_classifier", "is_classifier", "accuracy_classifier",
+                      "precision_classifier", "recall_classifier"]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluation")
+    torch.manual_seed(0)
+    arch = {"channels": 1, "widths": [4, 8], "num_classes": 10}
+    classifier = networks.build_network("eval_classifier", arch)
+    networks.save_checkpoint(root / "eval_classifier.pt", "eval_classifier", arch, classifier.eval())
+    rng = np.random.default_rng(0)
+    test_images = rng.integers(0, 256, size=(60, 8, 8, 1), dtype=np.uint8)
+    features, _ = metrics.classifier_outputs(classifier, test_images, "cpu")
+    np.savez(root / "reference.npz", features=features, **dict(zip(("mu", "sigma"), metrics.feature_statistics(features))))
+    paths = {}
+    for method, scale in [("cfg", 0.0), ("cfg", 1.0)]:
+        images = rng.integers(0, 200, size=(30, 8, 8, 1), dtype=np.uint8)
+        paths[scale] = root / f"{method}_{scale}.npz"
+        np.savez(paths[scale], images=images, labels=np.arange(30) % 10, method=method, scale=scale,
+                 sampler="ddim", steps=4)
+    return root, paths
+
+
+def run(root, samples, name):
+    row, reps = root / f"{name}.csv", root / f"{name}.replicates.csv"
+    evaluate(str(samples), str(root / "reference.npz"), str(root / "eval_classifier.pt"), str(row), "cpu",
+             seed=3, replicates_output=str(reps))
+    return row, reps
+
+
+def test_each_metric_has_its_interval_beside_it(inputs):
+    root, paths = inputs
+    row_path, reps_path = run(root, paths[1.0], "w1")
+    row = pd.read_csv(row_path).iloc[0]
+    columns = list(row.index)
+    for name in CLASSIFIER_METRICS:
+        at = columns.index(name)
+        assert columns[at + 1:at + 3] == [f"{name}_lo", f"{name}_hi"]
+        assert row[f"{name}_lo"] <= row[name] <= row[f"{name}_hi"], name
+        assert row[f"{name}_lo"] < row[f"{name}_hi"], name
+    for name in INCEPTION_COLUMNS:  # Inception off: empty values and intervals
+        assert np.isnan(row[[name, f"{name}_lo", f"{name}_hi"]].astype(float)).all()
+    assert row["inception_weights"] == "off" and row["num_samples"] == 30
+    reps = pd.read_csv(reps_path)
+    assert list(reps["metric"]) == CLASSIFIER_METRICS + list(INCEPTION_COLUMNS)
+    assert [f"r{b}" for b in range(REPLICATES)] == list(reps.columns[-REPLICATES:])
+    assert (reps.loc[reps.metric == "fid_classifier", "estimate"] == row["fid_classifier"]).all()
+
+
+def test_a_rerun_writes_byte_identical_files(inputs):
+    root, paths = inputs
+    first, second = run(root, paths[0.0], "a"), run(root, paths[0.0], "b")
+    assert first[0].read_bytes() == second[0].read_bytes()
+    assert first[1].read_bytes() == second[1].read_bytes()
+
+
+def test_gather_keeps_the_primary_rows_and_their_replicates(inputs, tmp_path):
+    root, paths = inputs
+    rows, reps = zip(*(run(root, path, f"g{scale}") for scale, path in paths.items()))
+    other = pd.read_csv(rows[0]).assign(sampler="ddpm")  # a second sampling setting's row
+    other.to_csv(tmp_path / "ddpm.csv", index=False)
+    pd.read_csv(reps[0]).assign(sampler="ddpm").to_csv(tmp_path / "ddpm.replicates.csv", index=False)
+    out = {name: tmp_path / f"{name}.csv" for name in ("primary", "by_sampler", "replicates")}
+    gather_metrics([*map(str, rows), str(tmp_path / "ddpm.csv")], str(out["primary"]), str(out["by_sampler"]),
+                   {"sampler": "ddim", "steps": 4}, [*map(str, reps), str(tmp_path / "ddpm.replicates.csv")],
+                   str(out["replicates"]))
+    assert len(pd.read_csv(out["by_sampler"])) == 3
+    primary, gathered = pd.read_csv(out["primary"]), pd.read_csv(out["replicates"])
+    assert list(primary["scale"]) == [0.0, 1.0] and set(gathered["sampler"]) == {"ddim"}
+    assert len(gathered) == 2 * (len(CLASSIFIER_METRICS) + len(INCEPTION_COLUMNS))
