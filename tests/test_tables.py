@@ -1,5 +1,5 @@
-"""The replication tables: the papers' transcribed numbers, our numbers in the right cells, the
-written Markdown/LaTeX, and the errors that name the config key to change."""
+"""The replication tables: the papers' transcribed numbers, our numbers with their intervals in
+the right cells, the written Markdown/LaTeX, and the errors that name the config key to change."""
 
 import math
 
@@ -16,8 +16,14 @@ RUNS = [("cfg", 0.0), ("cfg", 0.25), ("cfg", 1.0), ("cfg_p0.5", 0.0), ("cfg_p0.5
         ("cg", 0.0), ("cg", 1.0), ("cg", 10.0), ("cond_cg", 1.0), ("cond_cg", 3.0)]
 
 
+METRICS = [c for c in COLUMNS if c not in ("method", "scale", "num_samples", "inception_weights")]
+# Each interval is [value - LOW, value + HIGH]: asymmetric, so a swapped bound shows.
+LOW, HIGH = 0.5, 0.25
+
+
 def metrics_frame(runs=RUNS) -> pd.DataFrame:
-    """Row i's metrics are i plus a per-metric offset, so every cell is traceable to its run."""
+    """Row i's metrics are i plus a per-metric offset, so every cell is traceable to its run;
+    beside each metric its interval's _lo and _hi columns, as metrics.csv has them."""
     rows = []
     for i, (method, scale) in enumerate(runs):
         rows.append({"method": method, "scale": scale, "num_samples": 500,
@@ -26,7 +32,10 @@ def metrics_frame(runs=RUNS) -> pd.DataFrame:
                      "recall_classifier": 0.5 + 0.01 * i, "fid_inception": 200 + i, "sfid_inception": 300 + i,
                      "kid_inception": 0.02 * i, "is_inception": 400 + i, "precision_inception": 0.3 + 0.01 * i,
                      "recall_inception": 0.6 + 0.01 * i, "inception_weights": "fid-helper-tf2015"})
-    return pd.DataFrame(rows, columns=COLUMNS)
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    for column in METRICS:
+        frame[f"{column}_lo"], frame[f"{column}_hi"] = frame[column] - LOW, frame[column] + HIGH
+    return frame
 
 
 def run_value(method, scale, column, runs=RUNS):
@@ -90,6 +99,17 @@ def test_hs_table1_p_uncond_outside_papers_gets_its_own_columns():
     assert table[(0.3, "paper", "FID")].isna().all()
 
 
+@pytest.mark.parametrize("bound, offset", [("lo", -LOW), ("hi", HIGH)])
+def test_bound_tables_hold_our_intervals_and_no_paper_numbers(bound, offset):
+    hs = hs_table1(metrics_frame(), p_uncond=0.2, bound=bound)
+    assert hs.loc[0.25, (0.2, "ours", "FID")] == run_value("cfg", 0.25, "fid_classifier") + offset
+    assert hs.xs("paper", axis=1, level="source").isna().all().all()
+    dn = dn_table4(metrics_frame(), bound=bound)
+    assert dn.loc[(False, 10.0), ("ours", "Recall")] == run_value("cg", 10.0, "recall_classifier") + offset
+    assert dn.loc[(True, 0.0), ("ours", "Accuracy")] == run_value("cfg", 0.0, "accuracy_classifier") + offset
+    assert dn["paper"].isna().all().all()
+
+
 def test_hs_table1_inception_family():
     table = hs_table1(metrics_frame(), p_uncond=0.2, features="inception")
     assert table.loc[0.25, (0.2, "ours", "FID")] == run_value("cfg", 0.25, "fid_inception")
@@ -138,7 +158,9 @@ def test_write_tables_markdown_and_latex(tmp_path):
     assert hs_prov in hs_md and hs_md.rstrip().endswith(hs_prov)  # provenance under the table
     assert "ImageNet 64x64" in hs_prov and "fashion_mnist 32x32" in hs_prov and "500 samples" in hs_prov
     assert " 1.80 |" in hs_md and "88.64" in hs_md and "–" in hs_md  # paper values, 2 decimals, gaps
-    assert "10.00" in hs_md  # our cfg w = 0 FID (row 0 of the synthetic runs)
+    assert " 10.00 [9.50, 10.25] |" in hs_md  # our cfg w = 0 FID (row 0 of the runs) with its interval
+    assert " 0.55 [0.05, 0.80] |" in dn_md  # our cg s = 0 recall (run 5: 0.5 + 0.01 * 5)
+    assert "[" not in dn_md.split("26.21")[1].split("\n")[0]  # the paper's numbers carry none
     assert "evaluation classifier" in hs_md.splitlines()[0]  # the caption names the feature family
     assert "ImageNet 256x256" in dn_md and "26.21" in dn_md and "283.92" in dn_md and "yes / no guidance" in dn_md
     for name in ["hs_table1", "dn_table4"]:
@@ -146,6 +168,8 @@ def test_write_tables_markdown_and_latex(tmp_path):
         assert "\\begin{table}" in tex and "\\caption{" in tex and "\\end{table}" in tex
         assert "fashion\\_mnist 32x32, 500 samples" in tex and "--" in tex
     assert "283.92" in (tmp_path / "tables" / "dn_table4.tex").read_text()
+    assert "10.00 [9.50, 10.25]" in (tmp_path / "tables" / "hs_table1.tex").read_text()
+    assert "95% intervals" in hs_md.splitlines()[0] and "95% intervals" in dn_md.splitlines()[0]
     assert "225.10" in (tmp_path / "tables" / "hs_table1.tex").read_text()
     assert not list((tmp_path / "tables").glob(".*.tmp"))  # atomic writes leave no temp files
 
@@ -178,6 +202,13 @@ def test_inception_family_without_inception_values_says_so():
     metrics[["fid_inception", "sfid_inception", "is_inception"]] = float("nan")
     with pytest.raises(ValueError, match=r"evaluation\.inception"):
         dn_table4(metrics, features="inception")
+
+
+def test_metrics_without_intervals_say_to_rerun_the_evaluation(tmp_path):
+    csv = tmp_path / "metrics.csv"
+    metrics_frame().drop(columns=["is_classifier_lo"]).to_csv(csv, index=False)
+    with pytest.raises(ValueError, match=r"no is_classifier_lo column .* rerun the evaluation"):
+        write_tables(csv, 0.2, "fashion_mnist", 32, tmp_path / "tables")
 
 
 def test_two_runs_in_one_cell_are_refused():

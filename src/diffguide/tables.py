@@ -10,7 +10,8 @@
   one, whose unguided row is ``cfg`` at w = 0 (the same sampler on the same model).
 
 The papers' numbers ship as package data in ``paper_results/`` (each CSV's first line names its
-source). Our numbers come from metrics.csv in one feature family: ``classifier`` (our evaluation
+source). Each of our numbers is printed with its 95% interval from metrics.csv's ``_lo`` / ``_hi``
+columns, ``17.15 [16.75, 17.55]``; the papers' numbers have none (50k samples). Our numbers come from metrics.csv in one feature family: ``classifier`` (our evaluation
 classifier's features; the default, always computed) or ``inception`` (Inception-V3, as the
 papers). Every table carries a provenance line: our data set, resolution, sample count and feature
 network against the paper's, since those differ and the absolute numbers are not comparable.
@@ -41,6 +42,8 @@ FAMILY_NAMES = {
 }
 PAPER_METRICS = {"fid": "FID", "sfid": "sFID", "is": "IS", "precision": "Precision", "recall": "Recall"}
 MISSING_MD, MISSING_TEX = "–", "--"  # LaTeX's "--" typesets as the en dash "–"
+BOUNDS = ("lo", "hi")  # metrics.csv's interval columns: <metric>_lo, <metric>_hi
+INTERVALS = "with 95% intervals over redraws of our samples, the reference fixed (config/README.md)"
 
 
 def paper_table(name: str) -> pd.DataFrame:
@@ -57,8 +60,9 @@ def _require_methods(metrics: pd.DataFrame, methods: list[str]) -> None:
                          f"them; add {missing} to guidance.methods in the config and rerun")
 
 
-def _columns(metrics: pd.DataFrame, features: str) -> dict[str, str | None]:
-    """The family's metric columns; an all-empty FID means that family was not evaluated."""
+def _columns(metrics: pd.DataFrame, features: str, bound: str | None = None) -> dict[str, str | None]:
+    """The family's metric columns (``bound``: their interval's ``lo`` or ``hi`` column); an
+    all-empty FID means that family was not evaluated."""
     if features not in FAMILY_COLUMNS:
         raise ValueError(f"features must be one of {sorted(FAMILY_COLUMNS)}, got {features!r}")
     columns = FAMILY_COLUMNS[features]
@@ -68,7 +72,19 @@ def _columns(metrics: pd.DataFrame, features: str) -> dict[str, str | None]:
     if metrics[columns["FID"]].isna().all():
         raise ValueError(f"metrics.csv has no {features!r} FID values"
                          + (": set evaluation.inception: true" if features == "inception" else ""))
-    return columns
+    return {name: _bound_column(metrics, column, bound) for name, column in columns.items()}
+
+
+def _bound_column(metrics: pd.DataFrame, column: str | None, bound: str | None) -> str | None:
+    """``column`` itself, or its interval column ``<column>_<bound>`` (which must exist)."""
+    if column is None or bound is None:
+        return column
+    if bound not in BOUNDS:
+        raise ValueError(f"bound must be one of {BOUNDS} or None, got {bound!r}")
+    if f"{column}_{bound}" not in metrics.columns:
+        raise ValueError(f"metrics.csv has no {column}_{bound} column (the 95% interval of {column}): "
+                         "it predates the intervals; rerun the evaluation (snakemake reruns it)")
+    return f"{column}_{bound}"
 
 
 def _cfg_p_uncond(method: str, p_uncond: float) -> float:
@@ -83,14 +99,18 @@ def _no_duplicates(frame: pd.DataFrame, keys: list[str]) -> None:
         raise ValueError(f"two metrics.csv rows land in the same table cell: {dup[keys].drop_duplicates().to_dict('records')}")
 
 
-def hs_table1(metrics: pd.DataFrame, p_uncond: float, features: str = "classifier") -> pd.DataFrame:
-    """Rows: w (ours and the paper's); columns: (p_uncond, source in ours/paper, metric in FID/IS)."""
+def hs_table1(metrics: pd.DataFrame, p_uncond: float, features: str = "classifier",
+              bound: str | None = None) -> pd.DataFrame:
+    """Rows: w (ours and the paper's); columns: (p_uncond, source in ours/paper, metric in FID/IS).
+    With ``bound`` ("lo" or "hi") the same table of our intervals' bounds (the paper's cells empty)."""
     _require_methods(metrics, ["cfg"])
-    cols = _columns(metrics, features)
+    cols = _columns(metrics, features, bound)
     cfg = metrics[metrics["method"].eq("cfg") | metrics["method"].str.startswith("cfg_p")]
     ours = pd.DataFrame({"w": cfg["scale"], "p_uncond": [_cfg_p_uncond(m, p_uncond) for m in cfg["method"]],
                          "source": "ours", "FID": cfg[cols["FID"]], "IS": cfg[cols["IS"]]})
     paper = paper_table(HS_FILE).rename(columns={"fid": "FID", "is": "IS"}).assign(source="paper")
+    if bound is not None:
+        paper[["FID", "IS"]] = float("nan")
     long = pd.concat([ours, paper], ignore_index=True).astype({"w": float, "p_uncond": float})
     long[["w", "p_uncond"]] = long[["w", "p_uncond"]].round(6)
     _no_duplicates(long, ["w", "p_uncond", "source"])
@@ -101,9 +121,9 @@ def hs_table1(metrics: pd.DataFrame, p_uncond: float, features: str = "classifie
     return table.reindex(columns=full).sort_index()
 
 
-def _dn_ours(metrics: pd.DataFrame, features: str) -> pd.DataFrame:
+def _dn_ours(metrics: pd.DataFrame, features: str, bound: str | None) -> pd.DataFrame:
     """Our D&N rows: cg on the unconditional model; cfg w = 0 and cond_cg s > 0 on the conditional."""
-    cols = _columns(metrics, features) | {"Accuracy": "accuracy_classifier"}
+    cols = _columns(metrics, features, bound) | {"Accuracy": _bound_column(metrics, "accuracy_classifier", bound)}
     method, scale = metrics["method"], metrics["scale"]
     picks = [(method.eq("cg"), False), (method.eq("cfg") & scale.eq(0), True),
              (method.eq("cond_cg") & scale.ne(0), True)]
@@ -116,12 +136,15 @@ def _dn_ours(metrics: pd.DataFrame, features: str) -> pd.DataFrame:
     return out.set_index(["conditional", "scale"])
 
 
-def dn_table4(metrics: pd.DataFrame, features: str = "classifier") -> pd.DataFrame:
+def dn_table4(metrics: pd.DataFrame, features: str = "classifier", bound: str | None = None) -> pd.DataFrame:
     """Rows: (conditional, scale), scale 0 = no guidance, ours and the paper's (1.0, 10.0);
-    columns: (source, metric), ours' FID..Recall and sample accuracy, then the paper's FID..Recall."""
+    columns: (source, metric), ours' FID..Recall and sample accuracy, then the paper's FID..Recall.
+    With ``bound`` ("lo" or "hi") the same table of our intervals' bounds (the paper's cells empty)."""
     _require_methods(metrics, ["cfg", "cg"])
-    ours = _dn_ours(metrics, features)
+    ours = _dn_ours(metrics, features, bound)
     paper = paper_table(DN_FILE).rename(columns=PAPER_METRICS)
+    if bound is not None:
+        paper[list(PAPER_METRICS.values())] = float("nan")
     paper = paper.assign(conditional=paper["conditional"].astype(bool), scale=paper["scale"].astype(float).round(6))
     paper = paper.set_index(["conditional", "scale"])[list(PAPER_METRICS.values())]
     table = pd.concat({"ours": ours, "paper": paper}, axis=1, names=["source", "metric"])
@@ -146,17 +169,28 @@ def _sample_count(metrics: pd.DataFrame) -> str:
     return f"{low}" if low == high else f"{low}–{high}"
 
 
-def _cells(table: pd.DataFrame, missing: str) -> pd.DataFrame:
-    """Every number to two decimals, every gap to the missing mark."""
-    return table.map(lambda v: missing if pd.isna(v) else f"{v:.2f}")
+def _cells(tables: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame], missing: str) -> pd.DataFrame:
+    """Every number to two decimals, followed by its 95% interval where it has one
+    (``17.15 [16.75, 17.55]``), every gap to the missing mark. ``tables``: values, lows, highs."""
+    values, lows, highs = tables
+
+    def cell(v, lo, hi):
+        if pd.isna(v):
+            return missing
+        return f"{v:.2f}" if pd.isna(lo) or pd.isna(hi) else f"{v:.2f} [{lo:.2f}, {hi:.2f}]"
+
+    out = values.astype(object).copy()
+    for column in values.columns:
+        out[column] = [cell(*t) for t in zip(values[column], lows[column], highs[column])]
+    return out
 
 
 def _scale_label(conditional: bool, scale: float) -> tuple[str, str]:
     return ("yes" if conditional else "no", "no guidance" if scale == 0 else f"scale {scale:g}")
 
 
-def _hs_render(table: pd.DataFrame, missing: str, tex: bool) -> pd.DataFrame:
-    out = _cells(table, missing)
+def _hs_render(tables: tuple, missing: str, tex: bool) -> pd.DataFrame:
+    out, table = _cells(tables, missing), tables[0]
     out.index = [f"{w:g}" for w in table.index]
     out.index.name = "$w$" if tex else "w"
     p_name = "$p_{\\mathrm{uncond}}$" if tex else "p_uncond"
@@ -164,8 +198,8 @@ def _hs_render(table: pd.DataFrame, missing: str, tex: bool) -> pd.DataFrame:
     return out
 
 
-def _dn_render(table: pd.DataFrame, missing: str) -> pd.DataFrame:
-    out = _cells(table, missing)
+def _dn_render(tables: tuple, missing: str) -> pd.DataFrame:
+    out, table = _cells(tables, missing), tables[0]
     out.index = pd.MultiIndex.from_tuples([_scale_label(c, s) for c, s in table.index],
                                           names=["conditional", "guidance"])
     return out
@@ -220,19 +254,21 @@ def write_tables(metrics_csv, p_uncond: float, dataset: str, image_size: int, ou
     out_dir, count = Path(out_dir), _sample_count(metrics)
     family = FAMILY_NAMES[features] if features in FAMILY_NAMES else features
     specs = [
-        ("hs_table1", hs_table1(metrics, p_uncond, features), _hs_render, 64,
+        ("hs_table1", tuple(hs_table1(metrics, p_uncond, features, b) for b in (None, *BOUNDS)), _hs_render, 64,
          f"H&S Table 1: FID and IS of classifier-free guidance per guidance strength w and p_uncond "
-         f"(our p_uncond = {p_uncond:g} is method cfg); ours on {family}."),
-        ("dn_table4", dn_table4(metrics, features), lambda t, m, tex: _dn_render(t, m), 256,
+         f"(our p_uncond = {p_uncond:g} is method cfg); ours on {family}, {INTERVALS}."),
+        ("dn_table4", tuple(dn_table4(metrics, features, b) for b in (None, *BOUNDS)),
+         lambda t, m, tex: _dn_render(t, m), 256,
          f"D&N Table 4: classifier guidance on the unconditional and the conditional model "
-         f"(no guidance, or scale s); ours on {family}, sample accuracy by our evaluation classifier."),
+         f"(no guidance, or scale s); ours on {family}, sample accuracy by our evaluation classifier, "
+         f"{INTERVALS}."),
     ]
     written = []
-    for name, table, render, paper_size, caption in specs:
+    for name, tables, render, paper_size, caption in specs:
         provenance = provenance_line(dataset, image_size, count, features, paper_size,
                                      inception_samples=inception_samples)
-        _write(out_dir / f"{name}.md", _markdown(render(table, MISSING_MD, False), caption, provenance))
-        _write(out_dir / f"{name}.tex", _latex(render(table, MISSING_TEX, True), caption, provenance, f"tab:{name}"))
-        _write(out_dir / f"{name}.html", _html(render(table, MISSING_MD, False), caption, provenance))
+        _write(out_dir / f"{name}.md", _markdown(render(tables, MISSING_MD, False), caption, provenance))
+        _write(out_dir / f"{name}.tex", _latex(render(tables, MISSING_TEX, True), caption, provenance, f"tab:{name}"))
+        _write(out_dir / f"{name}.html", _html(render(tables, MISSING_MD, False), caption, provenance))
         written += [out_dir / f"{name}.{ext}" for ext in ("md", "tex", "html")]
     return written
