@@ -1,4 +1,5 @@
-"""The lowest-FID gallery: which scale it picks and what it hands the grid plot."""
+"""The lowest-FID gallery (which scale it picks and what it hands the grid plot) and the 95%
+intervals the trade-off and metric-vs-scale figures draw."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diffguide import stages
+from diffguide import figures, stages
 from diffguide.figures import lowest_fid_scale
 
 
@@ -63,3 +64,62 @@ def test_gallery_says_when_metrics_and_samples_disagree(gallery_inputs, tmp_path
     csv, paths = gallery_inputs
     with pytest.raises(ValueError, match="lowest-FID scale 1 of 'cfg' has no samples"):
         stages.best_scale_gallery(csv, [paths[0], paths[2]], "cfg", "fashion_mnist", str(tmp_path / "g.png"), 2)
+
+
+# --- intervals drawn ------------------------------------------------------------------------------
+
+def interval_frame() -> pd.DataFrame:
+    """Two methods' sweeps; each interval is [value - 1 - i/10, value + 2 + i/10], asymmetric and
+    different per row, so a bar or band from the wrong row or bound shows."""
+    frame = pd.DataFrame({"method": ["cfg", "cfg", "cfg", "cg", "cg"], "scale": [0.0, 1.0, 4.0, 0.0, 5.0],
+                          "sampler": "ddim", "steps": 25})
+    for j, column in enumerate(figures.SCALE_PANELS):
+        frame[column] = np.arange(5) * 2.0 + 10 * j
+        frame[f"{column}_lo"] = frame[column] - 1 - np.arange(5) / 10
+        frame[f"{column}_hi"] = frame[column] + 2 + np.arange(5) / 10
+    return frame
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """The figure a plot function saves, kept open for inspection."""
+    kept = {}
+    monkeypatch.setattr(figures, "save_figure", lambda fig, path, dpi=150: kept.update(fig=fig))
+    return kept
+
+
+def test_tradeoff_draws_each_points_intervals_as_error_bars(captured):
+    frame = interval_frame()
+    figures.plot_tradeoff(frame, "unused.png")
+    ax = captured["fig"].axes[0]
+    containers = {c.get_label(): c for c in ax.containers}
+    assert set(containers) == {figures.method_label("cfg"), figures.method_label("cg")}
+    _, _, (x_bars, y_bars) = containers[figures.method_label("cg")].lines
+    cg = frame[frame.method == "cg"]
+    np.testing.assert_allclose([s[:, 1] for s in y_bars.get_segments()], cg[["fid_classifier_lo", "fid_classifier_hi"]])
+    np.testing.assert_allclose([s[:, 0] for s in x_bars.get_segments()], cg[["is_classifier_lo", "is_classifier_hi"]])
+
+
+def test_metrics_vs_scale_draws_each_methods_interval_as_a_band(captured):
+    frame = interval_frame()
+    figures.plot_metrics_vs_scale(frame, "unused.png")
+    axes = {ax.get_title(): ax for ax in captured["fig"].axes}
+    bands = axes[figures.SCALE_PANELS["recall_classifier"]].collections
+    assert len(bands) == 2  # one per method
+    cfg = frame[frame.method == "cfg"]
+    vertices = bands[0].get_paths()[0].vertices
+    assert vertices[:, 1].min() == pytest.approx(cfg["recall_classifier_lo"].min())
+    assert vertices[:, 1].max() == pytest.approx(cfg["recall_classifier_hi"].max())
+
+
+def test_figures_without_intervals_say_to_rerun_the_evaluation(tmp_path):
+    frame = interval_frame().drop(columns=["fid_classifier_hi"])
+    with pytest.raises(ValueError, match=r"fid_classifier_hi.*rerun the evaluation"):
+        figures.plot_tradeoff(frame, tmp_path / "t.png")
+
+
+def test_both_figures_are_written_as_png_and_pdf(tmp_path):
+    for plot, name in [(figures.plot_tradeoff, "tradeoff"), (figures.plot_metrics_vs_scale, "scale")]:
+        plot(interval_frame(), tmp_path / f"{name}.png")
+        assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (tmp_path / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"

@@ -33,19 +33,45 @@ def save_figure(fig, path: str | Path, dpi: int = 150) -> None:
     plt.close(fig)
 
 
+def interval_columns(rows: pd.DataFrame, column: str) -> tuple[pd.Series, pd.Series]:
+    """The ``_lo`` and ``_hi`` columns of ``column``'s 95% interval in metrics.csv."""
+    missing = [c for c in (f"{column}_lo", f"{column}_hi") if c not in rows.columns]
+    if missing:
+        raise ValueError(f"metrics.csv has no {missing} columns (the 95% interval of {column}): it predates "
+                         "the intervals; rerun the evaluation (snakemake reruns it)")
+    return rows[f"{column}_lo"].astype(float), rows[f"{column}_hi"].astype(float)
+
+
+def interval_errors(rows: pd.DataFrame, column: str) -> np.ndarray:
+    """[2, N] distances from each value down to its interval's low end and up to its high end,
+    the form of matplotlib's ``xerr`` / ``yerr``."""
+    lo, hi = interval_columns(rows, column)
+    value = rows[column].astype(float)
+    return np.stack([(value - lo).to_numpy(), (hi - value).to_numpy()])
+
+
+def _palette(labels) -> dict:
+    labels = list(dict.fromkeys(labels))
+    return dict(zip(labels, sns.color_palette(n_colors=len(labels))))
+
+
 def plot_tradeoff(metrics: pd.DataFrame, path: str | Path, x: str = "is_classifier",
                   y: str = "fid_classifier") -> None:
-    """One curve per guidance method through its scales, each point labelled with its scale."""
+    """One curve per guidance method through its scales, each point labelled with its scale and
+    drawn with its 95% intervals in both metrics (error bars)."""
     frame = metrics.sort_values(["method", "scale"]).assign(guidance=lambda d: d["method"].map(method_label))
     sns.set_theme(style="whitegrid")
+    palette = _palette(frame["guidance"])
     fig, ax = plt.subplots(figsize=(7, 5))
-    sns.lineplot(data=frame, x=x, y=y, hue="guidance", marker="o", sort=False, ax=ax)
+    for label, rows in frame.groupby("guidance", sort=False):
+        ax.errorbar(rows[x], rows[y], xerr=interval_errors(rows, x), yerr=interval_errors(rows, y), marker="o",
+                    color=palette[label], label=label, capsize=2, elinewidth=0.8)
     for row in frame.itertuples():
         ax.annotate(f"{row.scale:g}", (getattr(row, x), getattr(row, y)), textcoords="offset points",
                     xytext=(4, 4), fontsize=8)
     ax.set_xlabel("IS on the evaluation classifier (higher: more class-distinct)")
     ax.set_ylabel("FID on evaluation-classifier features (lower: better)")
-    ax.set_title("Guidance trade-off: each point is one guidance scale")
+    ax.set_title("Guidance trade-off: each point is one guidance scale (bars: 95% intervals)")
     ax.legend(title=None, fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
@@ -67,22 +93,34 @@ def with_conditional_baseline(metrics: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([metrics, baseline], ignore_index=True)
 
 
+def _long_with_intervals(frame: pd.DataFrame, panels: dict[str, str], keys: list[str]) -> pd.DataFrame:
+    """One row per (point, metric): value, lo, hi and the panel's title as ``metric``."""
+    parts = []
+    for column, title in panels.items():
+        lo, hi = interval_columns(frame, column)
+        parts.append(frame[keys].assign(metric=title, value=frame[column], lo=lo, hi=hi))
+    return pd.concat(parts, ignore_index=True)
+
+
 def plot_metrics_vs_scale(metrics: pd.DataFrame, path: str | Path, panels: dict[str, str] = SCALE_PANELS) -> None:
-    """One panel per metric against the guidance scale, one line per method. With several
-    sampling settings (sampling.sweep) the line style tells them apart. The scale axis is
-    symlog: linear in [0, 1], where w and small s live, logarithmic beyond."""
+    """One panel per metric against the guidance scale, one line per method, its 95% interval a
+    band. With several sampling settings (sampling.sweep) the line style tells them apart. The
+    scale axis is symlog: linear in [0, 1], where w and small s live, logarithmic beyond."""
     frame = with_conditional_baseline(metrics)
     frame = frame.assign(guidance=frame["method"].map(method_label))
     if {"sampler", "steps"} <= set(frame.columns):
         frame["sampling"] = frame["sampler"] + " " + frame["steps"].astype(str) + " steps"
     many_samplings = "sampling" in frame and frame["sampling"].nunique() > 1
-    long = frame.melt(id_vars=[c for c in ("guidance", "scale", "sampling") if c in frame],
-                      value_vars=list(panels), var_name="metric", value_name="value")
-    long["metric"] = long["metric"].map(panels)
+    long = _long_with_intervals(frame, panels, [c for c in ("guidance", "scale", "sampling") if c in frame])
     sns.set_theme(style="whitegrid")
-    grid = sns.relplot(data=long, x="scale", y="value", hue="guidance", col="metric", col_wrap=3,
-                       style="sampling" if many_samplings else None, kind="line", marker="o",
+    palette = _palette(long["guidance"])
+    grid = sns.relplot(data=long, x="scale", y="value", hue="guidance", col="metric", col_wrap=3, palette=palette,
+                       style="sampling" if many_samplings else None, kind="line", marker="o", errorbar=None,
                        facet_kws={"sharey": False}, height=2.8, aspect=1.2)
+    bands = ["metric", "guidance"] + (["sampling"] if many_samplings else [])
+    for (title, label, *_), rows in long.sort_values("scale").groupby(bands, sort=False):
+        grid.axes_dict[title].fill_between(rows["scale"], rows["lo"], rows["hi"], color=palette[label], alpha=0.15,
+                                           linewidth=0)
     ticks = [v for v in (0, 0.5, 1, 2, 5, 10, 20, 50) if v <= frame["scale"].max()]
     for ax in grid.axes.flat:
         ax.set_xscale("symlog", linthresh=1)
@@ -90,7 +128,7 @@ def plot_metrics_vs_scale(metrics: pd.DataFrame, path: str | Path, panels: dict[
         ax.set_xlim(left=0)
     grid.set_titles("{col_name}")
     grid.set_axis_labels("guidance scale (w or s)", "")
-    grid.figure.suptitle("Evaluation-classifier metrics against the guidance scale", y=1.02)
+    grid.figure.suptitle("Evaluation-classifier metrics against the guidance scale (bands: 95% intervals)", y=1.02)
     save_figure(grid.figure, path)
 
 
