@@ -24,7 +24,8 @@ def inputs(tmp_path_factory):
     rng = np.random.default_rng(0)
     test_images = rng.integers(0, 256, size=(60, 8, 8, 1), dtype=np.uint8)
     features, _ = metrics.classifier_outputs(classifier, test_images, "cpu")
-    np.savez(root / "reference.npz", features=features, **dict(zip(("mu", "sigma"), metrics.feature_statistics(features))))
+    mu, sigma = metrics.feature_statistics(features)
+    np.savez(root / "reference.npz", features=features, mu=mu, sigma=sigma)
     paths = {}
     for method, scale in [("cfg", 0.0), ("cfg", 1.0)]:
         images = rng.integers(0, 200, size=(30, 8, 8, 1), dtype=np.uint8)

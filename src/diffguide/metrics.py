@@ -79,7 +79,8 @@ class FrechetDistance:
     def __init__(self, features: np.ndarray, reference_mu: np.ndarray, reference_sigma: np.ndarray):
         self.x = np.asarray(features, dtype=np.float64)
         if self.x.ndim != 2 or self.x.shape[1] != len(reference_mu):
-            raise ValueError(f"features of shape {self.x.shape} do not match {len(reference_mu)}-d reference statistics")
+            raise ValueError(f"features of shape {self.x.shape} do not match "
+                             f"{len(reference_mu)}-d reference statistics")
         self.sigma2 = np.asarray(reference_sigma, dtype=np.float64)
         self.mu2 = np.asarray(reference_mu, dtype=np.float64)
         self._gram = self._z = None
