@@ -1,41 +1,54 @@
-"""`python -m diffguide.findings results/<run>/metrics.csv`: do the papers' findings hold here?
+"""`python -m diffguide.findings results/<run>/metrics.csv`: do the papers' findings hold here,
+beyond the noise of a finite sample set?
 
-Checks five findings of Ho & Salimans 2022 (classifier-free guidance, scale w) and Dhariwal &
-Nichol 2021 (classifier guidance, scale s) on one run's metrics.csv and prints a table of the
-sweeps it used, one PASS/FAIL line per finding with the numbers behind it, and a summary. Exit
-code 0 when every finding holds, 1 when one does not, 2 when there is no metrics.csv to read.
+Checks eight findings of Ho & Salimans 2022 (classifier-free guidance, scale w) and Dhariwal &
+Nichol 2021 (classifier guidance, scale s; Table 4) on one run's metrics.csv and prints a table of
+the sweeps it used, then one line per finding: PASS/FAIL, the statistical test, the effect size
+with its 95% interval, and a summary. Exit code 0 when every finding holds, 1 when one does not,
+2 when metrics.csv or its replicates cannot be read.
 
-FID and IS come from the evaluation classifier's features by default (``--features inception``
-reads the Inception columns instead); sample accuracy is always the evaluation classifier's.
+Every effect is a function of several rows of metrics.csv (a slope over a sweep, a difference of
+two rows, the margin of a minimum). Its interval comes from the same function applied to each of
+the B half-sample replicates in metrics_replicates.csv (written beside metrics.csv by the
+evaluation): every row's replicate b was computed on the same half of the sample indices, and
+sample i has the same label and initial noise in every row, whatever the method or scale, so
+the replicates are paired and the shared noise cancels in differences. The interval is
+effect -+ 1.96 SE with SE from Shao & Wu's delete-d jackknife (``diffguide.intervals``), and a
+finding passes only when its interval excludes 0 in the claimed direction. Findings that need
+two effects (4, 8) or two margins (2) pass only when each does: an intersection-union test,
+whose level stays 5% without correction. Minima and maxima over scales are taken within each
+replicate, so the choice of the best scale is part of the noise the interval covers.
+
+FID, IS, precision and recall come from the evaluation classifier's features by default
+(``--features inception`` reads the Inception columns instead); sample accuracy is always the
+evaluation classifier's.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
 
+from .intervals import Z95, jackknife_se
 from .naming import SCALE_SYMBOLS
 
-# Spearman rho >= 0.9 over the 5- and 6-point sweeps of config/config.yaml allows at most one
-# adjacent pair out of order (rho = 0.9 and 0.94; two such pairs give 0.8 and 0.89): "rises with
-# the scale" tolerates one noisy step of 500-sample metrics, not more.
-MIN_RHO = 0.9
-# Spearman over fewer than 3 scales is +-1 by construction, so it says nothing.
+# A slope through fewer than 3 scales is one difference; a "rise with the scale" needs a sweep.
 MIN_SCALES = 3
 # D&N Table 4 guided the conditional model with s = 1 and s = 10; we call s <= 5 moderate, so
-# finding 5 asks whether guidance helps before the scale is pushed to extremes.
+# findings 5 and 7 ask whether guidance helps before the scale is pushed to extremes.
 MODERATE_SCALE = 5.0
 
 # Where each method's scales come from in the config, for the missing-data messages.
 SCALE_KEYS = {"cfg": "guidance.cfg_scales", "cg": "guidance.cg_scales", "cond_cg": "guidance.cond_cg_scales"}
 CHECKED_METHODS = ("cfg", "cg", "cond_cg")
 ACCURACY = "accuracy_classifier"
+REPLICATES_NAME = "metrics_replicates.csv"
 
 
 @dataclass
@@ -43,6 +56,7 @@ class Finding:
     name: str
     passed: bool
     figures: str
+    test: str = ""
 
 
 @dataclass(frozen=True)
@@ -51,18 +65,26 @@ class Columns:
 
     fid: str
     is_: str
+    precision: str
+    recall: str
     accuracy: str = ACCURACY
 
     @classmethod
     def of(cls, features: str) -> "Columns":
-        return cls(fid=f"fid_{features}", is_=f"is_{features}")
+        return cls(fid=f"fid_{features}", is_=f"is_{features}", precision=f"precision_{features}",
+                   recall=f"recall_{features}")
 
     def label(self, column: str) -> str:
-        return {self.fid: "FID", self.is_: "IS", self.accuracy: "accuracy"}[column]
+        return {self.fid: "FID", self.is_: "IS", self.accuracy: "accuracy", self.precision: "precision",
+                self.recall: "recall"}[column]
 
 
 def _fmt(value: float, label: str) -> str:
-    return f"{value:.3f}" if label == "accuracy" else f"{value:.2f}"
+    return f"{value:.2f}" if label in ("FID", "IS") else f"{value:.3f}"
+
+
+def _signed(value: float, label: str) -> str:
+    return f"{value:+.2f}" if label in ("FID", "IS") else f"{value:+.3f}"
 
 
 def _fmt_scales(scales) -> str:
@@ -83,185 +105,374 @@ class MissingData(Exception):
     """A check cannot run: the message names what is missing and the config key that adds it."""
 
 
-def _sweep(df: pd.DataFrame, method: str, column: str, min_scales: int = 1) -> pd.Series:
-    """``column`` of ``method``'s rows indexed by scale (sorted), NaN rows dropped."""
-    key = SCALE_KEYS.get(method, "guidance.methods")
-    if column not in df.columns:
-        raise MissingData(f"metrics.csv has no {column} column: {_fill_hint(column)}")
-    rows = df[df["method"] == method]
-    if rows.empty:
-        raise MissingData(f"no {method} rows in metrics.csv: add {method} to guidance.methods "
-                          f"(and its scales to {key})")
-    values = rows.groupby("scale")[column].mean().sort_index()
-    empty = values[values.isna()]
-    values = values.dropna()
-    if len(values) < min_scales:
-        symbol = SCALE_SYMBOLS.get(method, "scale")
-        have = f"{symbol} = {_fmt_scales(values.index)}" if len(values) else "none"
-        message = f"{method} has {column} at {len(values)} scale(s) ({have}); this check needs at least {min_scales}"
-        if len(empty):
-            message += f": {column} is empty at {symbol} = {_fmt_scales(empty.index)}: {_fill_hint(column)}"
-        if len(values) + len(empty) < min_scales:
-            message += f"{'; also' if len(empty) else ':'} add scales to {key}"
-        raise MissingData(message)
-    return values
+@dataclass(frozen=True)
+class Sweep:
+    """One metric over one method's scales: values [k] and paired half-sample replicates [k, B]."""
+
+    method: str
+    column: str
+    scales: np.ndarray
+    values: np.ndarray
+    replicates: np.ndarray
+    num_samples: int
+
+    def at(self, mask) -> "Sweep":
+        mask = np.asarray(mask)
+        return Sweep(self.method, self.column, self.scales[mask], self.values[mask], self.replicates[mask],
+                     self.num_samples)
+
+    def value(self, scale: float) -> float:
+        return float(self.values[list(self.scales).index(scale)])
 
 
-def _rho(values: pd.Series) -> float:
-    rho = spearmanr(values.index.to_numpy(), values.to_numpy()).statistic
-    return float(rho)
+class Runs:
+    """metrics.csv's rows and their half-sample replicates, looked up by (method, column)."""
+
+    def __init__(self, metrics: pd.DataFrame, replicates: pd.DataFrame):
+        self.metrics = metrics
+        columns = [c for c in replicates.columns if c.startswith("r") and c[1:].isdigit()]
+        self.replicates = {(m, float(s), c): (int(n), row) for m, s, c, n, row in zip(
+            replicates["method"].astype(str), replicates["scale"], replicates["metric"], replicates["num_samples"],
+            replicates[columns].to_numpy(float))}
+
+    def sweep(self, method: str, column: str, min_scales: int = 1) -> Sweep:
+        """``column`` of ``method``'s rows by scale (sorted), NaN rows dropped, with replicates."""
+        key = SCALE_KEYS.get(method, "guidance.methods")
+        df = self.metrics
+        if column not in df.columns:
+            raise MissingData(f"metrics.csv has no {column} column: {_fill_hint(column)}")
+        rows = df[df["method"] == method]
+        if rows.empty:
+            raise MissingData(f"no {method} rows in metrics.csv: add {method} to guidance.methods "
+                              f"(and its scales to {key})")
+        values = rows.groupby("scale")[column].first().sort_index()
+        empty = values[values.isna()]
+        values = values.dropna()
+        if len(values) < min_scales:
+            symbol = SCALE_SYMBOLS.get(method, "scale")
+            have = f"{symbol} = {_fmt_scales(values.index)}" if len(values) else "none"
+            message = (f"{method} has {column} at {len(values)} scale(s) ({have}); "
+                       f"this check needs at least {min_scales}")
+            if len(empty):
+                message += f": {column} is empty at {symbol} = {_fmt_scales(empty.index)}: {_fill_hint(column)}"
+            if len(values) + len(empty) < min_scales:
+                message += f"{'; also' if len(empty) else ':'} add scales to {key}"
+            raise MissingData(message)
+        found = [self.replicates.get((method, float(s), column)) for s in values.index]
+        if any(f is None for f in found):
+            raise MissingData(f"{REPLICATES_NAME} lacks the half-sample replicates of {column} for {method}: "
+                              "rerun the evaluation (snakemake reruns it)")
+        counts = {n for n, _ in found}
+        if len(counts) > 1:
+            raise MissingData(f"{method}'s rows of {column} have different sample counts {sorted(counts)}, so "
+                              "their halves are not paired; evaluate every row with one sampling.num_samples")
+        return Sweep(method, column, values.index.to_numpy(float), values.to_numpy(float),
+                     np.stack([r for _, r in found]), counts.pop())
 
 
-def _rises(df: pd.DataFrame, name: str, method: str, column: str, label: str) -> Finding:
-    """Spearman rho(column, scale) >= MIN_RHO over ``method``'s sweep."""
+@dataclass(frozen=True)
+class Effect:
+    """A statistic of several rows with its 95% paired half-sample interval. It holds when the
+    interval lies wholly on the claimed side of 0 (``direction`` +1: above, -1: below)."""
+
+    name: str
+    value: float
+    lo: float
+    hi: float
+    label: str
+    direction: int = 1
+
+    @property
+    def holds(self) -> bool:
+        return bool(self.lo > 0) if self.direction > 0 else bool(self.hi < 0)
+
+    def describe(self) -> str:
+        side = "> 0" if self.direction > 0 else "< 0"
+        verdict = ("significant" if self.holds else
+                   "interval includes 0: not significant" if self.lo <= 0 <= self.hi else "wrong sign")
+        return (f"{self.name} = {_signed(self.value, self.label)}, 95% CI [{_signed(self.lo, self.label)}, "
+                f"{_signed(self.hi, self.label)}] (needs {side}; {verdict})")
+
+
+def effect(name: str, label: str, statistic: Callable, sweeps: list[Sweep], direction: int = 1) -> Effect:
+    """``statistic`` of the sweeps' values and, row-wise paired, of their replicates. It maps
+    arrays whose first axis is the scale (values [k], replicates [k, B]) to a scalar or [B]."""
+    counts = {s.num_samples for s in sweeps}
+    if len(counts) > 1:
+        raise MissingData(f"the rows compared have different sample counts {sorted(counts)}, so their halves "
+                          "are not paired; evaluate every row with one sampling.num_samples")
+    value = float(statistic(*[s.values for s in sweeps]))
+    se = float(jackknife_se(statistic(*[s.replicates for s in sweeps]), counts.pop()))
+    return Effect(name, value, value - Z95 * se, value + Z95 * se, label, direction)
+
+
+def slope(scales: np.ndarray) -> Callable:
+    """Least-squares slope of a metric on the scale: sum_i c_i y_i, c = (s - mean s) / sum (s - mean s)^2,
+    linear in the metric, so its replicates are the replicates' slopes."""
+    centred = scales - scales.mean()
+    weights = centred / (centred ** 2).sum()
+    return lambda y: np.tensordot(weights, y, axes=(0, 0))
+
+
+SLOPE_TEST = "least-squares slope on the scale, paired half-sample 95% interval"
+
+
+def _slope_effect(sweep: Sweep, label: str, direction: int = 1) -> Effect:
+    symbol = SCALE_SYMBOLS[sweep.method]
+    return effect(f"slope of {label} per unit {symbol}", label, slope(sweep.scales), [sweep], direction)
+
+
+def _trend(runs: Runs, name: str, method: str, column: str, label: str, direction: int = 1) -> Finding:
+    """``column`` rises (direction +1) or falls (-1) with ``method``'s scale: its slope's interval
+    excludes 0 on that side."""
     try:
-        values = _sweep(df, method, column, MIN_SCALES)
+        sweep = runs.sweep(method, column, MIN_SCALES)
     except MissingData as missing:
-        return Finding(name, False, str(missing))
-    rho = _rho(values)
+        return Finding(name, False, str(missing), SLOPE_TEST)
+    result = _slope_effect(sweep, label, direction)
     symbol = SCALE_SYMBOLS[method]
-    passed = not math.isnan(rho) and rho >= MIN_RHO - 1e-9  # rho = 0.9 may come out as 0.8999...9
-    shown = "nan (constant values)" if math.isnan(rho) else f"{rho:.2f}"
-    figures = (f"Spearman rho({label}, {symbol}) = {shown} (need >= {MIN_RHO:g}) over {symbol} = "
-               f"{_fmt_scales(values.index)} ({label} {_fmt(values.iloc[0], label)} -> {_fmt(values.iloc[-1], label)})")
-    return Finding(name, passed, figures)
+    figures = (f"{result.describe()}; {label} {_fmt(sweep.values[0], label)} -> "
+               f"{_fmt(sweep.values[-1], label)} over {symbol} = {_fmt_scales(sweep.scales)}")
+    return Finding(name, result.holds, figures, SLOPE_TEST)
 
 
-def is_rises_with_w(df: pd.DataFrame, cols: Columns) -> Finding:
+def is_rises_with_w(runs: Runs, cols: Columns) -> Finding:
     """Finding 1 (H&S Fig. 4 / Table 1): IS rises with w over the classifier-free sweep."""
-    return _rises(df, "IS rises with w (cfg)", "cfg", cols.is_, "IS")
+    return _trend(runs, "IS rises with w (cfg)", "cfg", cols.is_, "IS")
 
 
-def fid_minimum_interior(df: pd.DataFrame, cols: Columns) -> Finding:
-    """Finding 2 (H&S Fig. 4): FID is lowest at an interior w and rises past it."""
+def fid_minimum_interior(runs: Runs, cols: Columns) -> Finding:
+    """Finding 2 (H&S Fig. 4): FID is lowest at an interior w and rises past it: the lowest
+    interior FID lies below the FID at both ends of the sweep, each margin significant."""
     name = "FID is lowest at an interior w and rises past it (cfg)"
+    test = "margins of the lowest interior FID below both ends, paired half-sample 95% intervals"
     try:
-        fid = _sweep(df, "cfg", cols.fid, MIN_SCALES)
+        fid = runs.sweep("cfg", cols.fid, MIN_SCALES)
     except MissingData as missing:
-        return Finding(name, False, str(missing))
-    best_w = fid.idxmin()
-    interior = fid.index[0] < best_w < fid.index[-1]
-    rises = fid.iloc[-1] > fid.min()
-    where = "interior" if interior else ("the smallest w" if best_w == fid.index[0] else "the largest w")
-    figures = (f"min FID {fid.min():.2f} at w = {best_w:g} ({where} of w = {_fmt_scales(fid.index)}); "
-               f"FID {fid.iloc[0]:.2f} at w = {fid.index[0]:g}, {fid.iloc[-1]:.2f} at w = {fid.index[-1]:g}"
-               f"{' > min' if rises else ' (not above the minimum)'}")
-    return Finding(name, bool(interior and rises), figures)
+        return Finding(name, False, str(missing), test)
+    first, last = fid.scales[0], fid.scales[-1]
+    margins = [effect(f"FID(w = {w:g}) - min interior FID", "FID", lambda y, i=i: y[i] - y[1:-1].min(axis=0), [fid])
+               for i, w in ((0, first), (-1, last))]
+    best = fid.scales[1:-1][np.argmin(fid.values[1:-1])]
+    overall = fid.scales[np.argmin(fid.values)]
+    where = "interior" if first < overall < last else ("the smallest w" if overall == first else "the largest w")
+    figures = f"lowest FID {fid.values.min():.2f} at w = {overall:g} ({where} of w = {_fmt_scales(fid.scales)}); "
+    if overall != best:
+        figures += f"lowest interior FID {fid.value(best):.2f} at w = {best:g}; "
+    figures += "; ".join(m.describe() for m in margins)
+    return Finding(name, all(m.holds for m in margins), figures, test)
 
 
-def accuracy_rises_with_w(df: pd.DataFrame, cols: Columns) -> Finding:
+def accuracy_rises_with_w(runs: Runs, cols: Columns) -> Finding:
     """Finding 3 (H&S's precision/diversity trade-off): sample accuracy rises with w."""
-    return _rises(df, "accuracy rises with w (cfg)", "cfg", cols.accuracy, "accuracy")
+    return _trend(runs, "accuracy rises with w (cfg)", "cfg", cols.accuracy, "accuracy")
 
 
-def cg_unconditional(df: pd.DataFrame, cols: Columns) -> Finding:
+def cg_unconditional(runs: Runs, cols: Columns) -> Finding:
     """Finding 4 (D&N Table 4, Fig. 3): classifier guidance of the unconditional model raises
-    accuracy with s and improves FID at some s > 0 over the unguided s = 0."""
+    accuracy with s, and the best FID at some s > 0 is below the unguided s = 0."""
     name = "cg on the unconditional model raises accuracy with s and improves FID (cg)"
-    accuracy = _rises(df, name, "cg", cols.accuracy, "accuracy")
+    test = f"{SLOPE_TEST}; FID(s = 0) - lowest FID at s > 0, paired half-sample 95% interval"
+    accuracy = _trend(runs, name, "cg", cols.accuracy, "accuracy")
     try:
-        fid = _sweep(df, "cg", cols.fid)
-        if 0.0 not in fid.index:
-            if ((df["method"] == "cg") & (df["scale"] == 0)).any():
+        fid = runs.sweep("cg", cols.fid)
+        if 0.0 not in fid.scales:
+            if ((runs.metrics["method"] == "cg") & (runs.metrics["scale"] == 0)).any():
                 raise MissingData(f"{cols.fid} is empty at cg s = 0 (the unguided baseline): {_fill_hint(cols.fid)}")
             raise MissingData("no cg row at s = 0 (the unguided baseline): add 0 to guidance.cg_scales")
-        guided = fid[fid.index > 0]
-        if guided.empty:
+        if not (fid.scales > 0).any():
             raise MissingData("no cg row at s > 0: add guided scales to guidance.cg_scales")
     except MissingData as missing:
-        return Finding(name, False, f"{accuracy.figures}; {missing}")
-    best_s = guided.idxmin()
-    improves = guided.min() < fid.loc[0.0]
-    figures = (f"{accuracy.figures}; best FID at s > 0 is {guided.min():.2f} at s = {best_s:g} "
-               f"{'<' if improves else '>='} FID {fid.loc[0.0]:.2f} at s = 0"
-               f"{'' if improves else ' (no s > 0 improves FID)'}")
-    return Finding(name, bool(accuracy.passed and improves), figures)
+        return Finding(name, False, f"{accuracy.figures}; {missing}", test)
+    fid = fid.at(np.argsort(fid.scales != 0, kind="stable"))  # s = 0 first
+    gain = effect("FID(s = 0) - lowest FID at s > 0", "FID", lambda y: y[0] - y[1:].min(axis=0), [fid])
+    best = fid.scales[1:][np.argmin(fid.values[1:])]
+    figures = (f"{accuracy.figures}; lowest FID at s > 0 is {fid.values[1:].min():.2f} at s = {best:g} against "
+               f"{fid.value(0.0):.2f} at s = 0: {gain.describe()}")
+    return Finding(name, accuracy.passed and gain.holds, figures, test)
 
 
-def cg_conditional_moderate(df: pd.DataFrame, cols: Columns) -> Finding:
+def _moderate_cond_cg(runs: Runs, column: str) -> Sweep:
+    guided = runs.sweep("cond_cg", column)
+    moderate = guided.at((guided.scales > 0) & (guided.scales <= MODERATE_SCALE))
+    if not len(moderate.scales):
+        raise MissingData(f"no cond_cg row at 0 < s <= {MODERATE_SCALE:g} (have s = "
+                          f"{_fmt_scales(guided.scales)}): add such a scale to guidance.cond_cg_scales")
+    return moderate
+
+
+def _unguided_conditional(runs: Runs, column: str) -> Sweep:
+    base = runs.sweep("cfg", column)
+    if 0.0 not in base.scales:
+        raise MissingData("no cfg row at w = 0 (the unguided conditional model, cond_cg's s = 0 "
+                          "baseline): add 0 to guidance.cfg_scales")
+    return base.at(base.scales == 0)
+
+
+def cg_conditional_moderate(runs: Runs, cols: Columns) -> Finding:
     """Finding 5 (D&N Table 4): classifier guidance at a moderate s raises the conditional
     model's accuracy over the unguided conditional model (cfg at w = 0)."""
     name = f"cg at a moderate s (0 < s <= {MODERATE_SCALE:g}) raises the conditional model's accuracy (cond_cg)"
+    test = "highest moderate-s accuracy - unguided accuracy, paired half-sample 95% interval"
     try:
-        base = _sweep(df, "cfg", cols.accuracy)
-        if 0.0 not in base.index:
-            raise MissingData("no cfg row at w = 0 (the unguided conditional model, cond_cg's s = 0 "
-                              "baseline): add 0 to guidance.cfg_scales")
-        guided = _sweep(df, "cond_cg", cols.accuracy)
-        moderate = guided[(guided.index > 0) & (guided.index <= MODERATE_SCALE)]
-        if moderate.empty:
-            raise MissingData(f"no cond_cg row at 0 < s <= {MODERATE_SCALE:g} (have s = "
-                              f"{_fmt_scales(guided.index)}): add such a scale to guidance.cond_cg_scales")
+        base = _unguided_conditional(runs, cols.accuracy)
+        moderate = _moderate_cond_cg(runs, cols.accuracy)
     except MissingData as missing:
-        return Finding(name, False, str(missing))
-    baseline = float(base.loc[0.0])
-    best_s = moderate.idxmax()
-    passed = moderate.max() > baseline
-    per_scale = ", ".join(f"{a:.3f} at s = {s:g}" for s, a in moderate.items())
-    figures = (f"accuracy {per_scale} vs {baseline:.3f} unguided (cfg w = 0); best s = {best_s:g} "
-               f"({moderate.max() - baseline:+.3f})")
-    return Finding(name, bool(passed), figures)
+        return Finding(name, False, str(missing), test)
+    gain = effect("best moderate-s accuracy - unguided", "accuracy",
+                  lambda guided, unguided: guided.max(axis=0) - unguided[0], [moderate, base])
+    per_scale = ", ".join(f"{a:.3f} at s = {s:g}" for s, a in zip(moderate.scales, moderate.values))
+    best = moderate.scales[np.argmax(moderate.values)]
+    figures = f"accuracy {per_scale} vs {base.values[0]:.3f} unguided (cfg w = 0), best s = {best:g}: {gain.describe()}"
+    return Finding(name, gain.holds, figures, test)
+
+
+def conditional_beats_unconditional(runs: Runs, cols: Columns) -> Finding:
+    """Finding 6 (D&N Table 4: 10.94 vs 26.21): unguided, the conditional model (cfg at w = 0)
+    has a lower FID than the unconditional one (cg at s = 0)."""
+    name = "unguided, the conditional model has a lower FID than the unconditional one (cfg w = 0 vs cg s = 0)"
+    test = "FID(cg s = 0) - FID(cfg w = 0), paired half-sample 95% interval"
+    try:
+        conditional = _unguided_conditional(runs, cols.fid)
+        unconditional = runs.sweep("cg", cols.fid)
+        if 0.0 not in unconditional.scales:
+            raise MissingData("no cg row at s = 0 (the unguided unconditional model): add 0 to guidance.cg_scales")
+        unconditional = unconditional.at(unconditional.scales == 0)
+    except MissingData as missing:
+        return Finding(name, False, str(missing), test)
+    gap = effect("FID(unconditional) - FID(conditional)", "FID", lambda u, c: u[0] - c[0], [unconditional, conditional])
+    figures = (f"FID {conditional.values[0]:.2f} conditional vs {unconditional.values[0]:.2f} unconditional: "
+               f"{gap.describe()}")
+    return Finding(name, gap.holds, figures, test)
+
+
+def _table4_rows(runs: Runs, column: str) -> tuple[Sweep, list[Sweep]]:
+    """D&N Table 4's rows of ours: the moderate cond_cg rows, and every other row (cg at every s,
+    the unguided conditional model cfg w = 0, cond_cg beyond the moderate range)."""
+    moderate = _moderate_cond_cg(runs, column)
+    guided = runs.sweep("cond_cg", column)
+    others = [runs.sweep("cg", column), _unguided_conditional(runs, column),
+              guided.at(guided.scales > MODERATE_SCALE)]
+    return moderate, [o for o in others if len(o.scales)]
+
+
+def cond_cg_lowest_fid(runs: Runs, cols: Columns) -> Finding:
+    """Finding 7 (D&N Table 4: 4.59 at s = 1): classifier guidance of the conditional model at a
+    moderate s gives the lowest FID of all Table 4 rows."""
+    name = f"cg of the conditional model at a moderate s (0 < s <= {MODERATE_SCALE:g}) has the lowest FID of Table 4"
+    test = "lowest FID of the other Table 4 rows - lowest moderate cond_cg FID, paired half-sample 95% interval"
+    try:
+        moderate, others = _table4_rows(runs, cols.fid)
+    except MissingData as missing:
+        return Finding(name, False, str(missing), test)
+
+    def margin(best, *rest):
+        return np.min([r.min(axis=0) for r in rest], axis=0) - best.min(axis=0)
+
+    gap = effect("lowest other FID - lowest moderate cond_cg FID", "FID", margin, [moderate, *others])
+    best = moderate.scales[np.argmin(moderate.values)]
+    runner_up = min(((o.values.min(), o.method, o.scales[np.argmin(o.values)]) for o in others))
+    symbol = SCALE_SYMBOLS[runner_up[1]]
+    figures = (f"lowest moderate cond_cg FID {moderate.values.min():.2f} at s = {best:g}; lowest other row "
+               f"{runner_up[0]:.2f} ({runner_up[1]} {symbol} = {runner_up[2]:g}): {gap.describe()}")
+    return Finding(name, gap.holds, figures, test)
+
+
+def precision_up_recall_down(runs: Runs, cols: Columns) -> Finding:
+    """Finding 8 (D&N Table 4: precision 0.61 -> 0.76, recall 0.63 -> 0.44 at s = 10): as s grows
+    on the unconditional model, precision rises and recall falls."""
+    name = "as s grows (cg), precision rises and recall falls"
+    rises = _trend(runs, name, "cg", cols.precision, "precision")
+    falls = _trend(runs, name, "cg", cols.recall, "recall", direction=-1)
+    return Finding(name, rises.passed and falls.passed, f"{rises.figures}; {falls.figures}",
+                   f"{SLOPE_TEST}, one for each")
 
 
 FINDINGS = (is_rises_with_w, fid_minimum_interior, accuracy_rises_with_w, cg_unconditional,
-            cg_conditional_moderate)
+            cg_conditional_moderate, conditional_beats_unconditional, cond_cg_lowest_fid, precision_up_recall_down)
 
 
-def check(df: pd.DataFrame, features: str = "classifier") -> list[Finding]:
-    cols = Columns.of(features)
-    return [finding(df, cols) for finding in FINDINGS]
+def check(metrics: pd.DataFrame, replicates: pd.DataFrame, features: str = "classifier") -> list[Finding]:
+    runs, cols = Runs(metrics, replicates), Columns.of(features)
+    return [finding(runs, cols) for finding in FINDINGS]
+
+
+def _with_interval(rows: pd.DataFrame, column: str, digits: int) -> list[str]:
+    """``value [lo, hi]`` per row (the value alone where no interval exists)."""
+    if column not in rows:
+        return ["nan"] * len(rows)
+    lo, hi = (rows.get(f"{column}_{b}", pd.Series(np.nan, index=rows.index)) for b in ("lo", "hi"))
+    return [f"{v:.{digits}f}" if pd.isna(a) or pd.isna(b) else f"{v:.{digits}f} [{a:.{digits}f}, {b:.{digits}f}]"
+            for v, a, b in zip(pd.to_numeric(rows[column], errors="coerce"), lo, hi)]
 
 
 def sweep_table(df: pd.DataFrame, features: str = "classifier") -> str:
-    """The rows the checks read (and cfg_p<p> sweeps, marked informational), FID/IS/accuracy."""
+    """The rows the checks read (and cfg_p<p> sweeps, marked informational): FID, IS, precision,
+    recall and accuracy, each with its 95% interval."""
     cols = Columns.of(features)
     methods = df["method"].astype(str)
     extra = sorted(m for m in methods.unique() if m.startswith("cfg_p"))
     order = {m: i for i, m in enumerate((*CHECKED_METHODS, *extra))}
     rows = df[methods.isin(order)].copy()
     rows = rows.assign(_order=rows["method"].map(order)).sort_values(["_order", "scale"])
-    def values(column):
-        return pd.to_numeric(rows[column], errors="coerce").astype(float) if column in rows else float("nan")
-
     table = pd.DataFrame({
         "method": [m + (" (info)" if m in extra else "") for m in rows["method"]],
         "scale": rows["scale"].map(lambda s: f"{s:g}"),
-        f"FID ({features})": values(cols.fid),
-        f"IS ({features})": values(cols.is_),
-        "accuracy": values(cols.accuracy),
+        f"FID ({features})": _with_interval(rows, cols.fid, 2),
+        f"IS ({features})": _with_interval(rows, cols.is_, 2),
+        "precision": _with_interval(rows, cols.precision, 3),
+        "recall": _with_interval(rows, cols.recall, 3),
+        "accuracy": _with_interval(rows, cols.accuracy, 3),
     })
-    return table.to_string(index=False, float_format=lambda v: f"{v:.3f}")
+    return table.to_string(index=False)
+
+
+def _read(path: Path, what: str, required: set[str]) -> pd.DataFrame:
+    """A CSV with ``required`` columns; OSError or ValueError (pandas' EmptyDataError is one) with
+    what to do otherwise."""
+    df = pd.read_csv(path)
+    missing = required - set(df.columns)
+    if missing:
+        raise ValueError(f"no {', '.join(sorted(missing))} column in the {what}")
+    df["method"] = df["method"].astype(str)
+    df["scale"] = pd.to_numeric(df["scale"], errors="coerce")
+    return df
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m diffguide.findings", description=__doc__.split("\n")[0])
     parser.add_argument("metrics_csv", help="results/<run>/metrics.csv of a finished run")
+    parser.add_argument("--replicates", help=f"the half-sample replicates (default: {REPLICATES_NAME} beside "
+                                             "metrics_csv)")
     parser.add_argument("--features", choices=("classifier", "inception"), default="classifier",
-                        help="feature network of the FID and IS columns (default: the evaluation classifier; "
-                             "accuracy is always the evaluation classifier's)")
+                        help="feature network of the FID, IS, precision and recall columns (default: the evaluation "
+                             "classifier; accuracy is always the evaluation classifier's)")
     args = parser.parse_args(argv)
 
     path = Path(args.metrics_csv)
+    reps_path = Path(args.replicates) if args.replicates else path.with_name(REPLICATES_NAME)
     try:
-        df = pd.read_csv(path)
-        missing = {"method", "scale"} - set(df.columns)
-        if missing:
-            raise ValueError(f"no {', '.join(sorted(missing))} column")
-    except (OSError, ValueError, pd.errors.ParserError) as error:
-        # FileNotFoundError is an OSError; pandas' EmptyDataError is a ValueError.
+        df = _read(path, "metrics", {"method", "scale"})
+    except (OSError, ValueError, pd.errors.ParserError) as error:  # FileNotFoundError is an OSError
         print(f"cannot read {path} ({error}): run `make run` first to produce it", file=sys.stderr)
         return 2
-    df["method"] = df["method"].astype(str)
-    df["scale"] = pd.to_numeric(df["scale"], errors="coerce")
+    try:
+        replicates = _read(reps_path, "replicates", {"method", "scale", "metric", "num_samples"})
+    except (OSError, ValueError, pd.errors.ParserError) as error:
+        print(f"cannot read {reps_path} ({error}): the findings judge effects with the half-sample replicates "
+              "that the evaluation writes beside metrics.csv; rerun `make run` (it reruns the evaluation)",
+              file=sys.stderr)
+        return 2
 
-    print(f"Sweeps in {path} (FID and IS from {args.features} features, accuracy from the evaluation classifier):")
+    print(f"Sweeps in {path} (FID, IS, precision and recall from {args.features} features, accuracy from the "
+          "evaluation classifier; 95% intervals in brackets):")
     print(sweep_table(df, args.features))
     print()
-    results = check(df, args.features)
+    results = check(df, replicates, args.features)
     for i, finding in enumerate(results, 1):
-        print(f"{'PASS' if finding.passed else 'FAIL'}  {i}. {finding.name}: {finding.figures}")
+        print(f"{'PASS' if finding.passed else 'FAIL'}  {i}. {finding.name}. Test: {finding.test}. {finding.figures}")
     held = sum(f.passed for f in results)
-    print(f"\n{held}/{len(results)} findings hold")
+    print(f"\n{held}/{len(results)} findings hold (each significant at 95%)")
     return 0 if held == len(results) else 1
 
 
