@@ -126,6 +126,12 @@ def test_precision_and_recall_of_subsets_equal_the_k_nn_definition_on_their_rows
         assert 0 < expected.precision < 1 and 0 < expected.recall < 1  # a case that discriminates
 
 
+def test_halves_too_small_for_k_nn_radii_say_which_keys_to_raise():
+    x = np.random.default_rng(0).normal(size=(7, 4))
+    with pytest.raises(ValueError, match=r"more than k = 3 samples .* \(halves of 7 samples\).*at least 8"):
+        metrics.precision_recall_subsets(x, x, np.array([[0, 1, 2]]))
+
+
 def test_sample_accuracy_counts_requested_classes():
     logits = np.eye(4)[[0, 1, 2, 3, 0]]
     assert metrics.sample_accuracy(logits, np.array([0, 1, 2, 0, 0])) == pytest.approx(0.8)

@@ -187,6 +187,10 @@ def precision_recall_subsets(features: np.ndarray, reference_features: np.ndarra
     The real manifold is fixed, so precision is a mean of per-sample indicators. The generated
     manifold is rebuilt from each subset's own k-NN radii: its samples are distinct, so no radius
     collapses to zero as it would for a resample with repeated points."""
+    if subsets.shape[1] <= k:
+        raise ValueError(f"precision and recall need more than k = {k} samples per subset for their k-NN radii, "
+                         f"got {subsets.shape[1]} (halves of {len(features)} samples): raise sampling.num_samples "
+                         f"and evaluation.inception_samples to at least {2 * k + 2}")
     real = np.asarray(reference_features[:len(features)], dtype=np.float64)
     fake = np.asarray(features, dtype=np.float64)
     d_real_fake = _squared_distances(real, fake)
