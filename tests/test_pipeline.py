@@ -51,8 +51,11 @@ def test_smoke_run_writes_metrics_for_every_method_and_scale(smoke_run):
     metrics = pd.read_csv(smoke_run / "results/smoke/metrics.csv")
     assert sorted(zip(metrics.method, metrics.scale)) == [
         ("cfg", 0.0), ("cfg", 1.0), ("cfg_p0.5", 0.0), ("cfg_p0.5", 1.0), ("cg", 0.0), ("cg", 2.0), ("cond_cg", 2.0)]
-    for column in ("fid_classifier", "kid_classifier", "is_classifier", "accuracy_classifier"):
+    for column in ("fid_classifier", "kid_classifier", "is_classifier", "accuracy_classifier", "precision_classifier",
+                   "recall_classifier", "fid_inception", "sfid_inception", "kid_inception"):
         assert np.isfinite(metrics[column]).all(), column
+        lo, hi = metrics[f"{column}_lo"], metrics[f"{column}_hi"]  # its 95% interval beside it
+        assert ((lo <= metrics[column]) & (metrics[column] <= hi) & (lo < hi)).all(), column
     assert (metrics.num_samples == 20).all()
     assert ((metrics.is_classifier >= 1) & (metrics.is_classifier <= 10)).all()
     assert ((metrics.accuracy_classifier >= 0) & (metrics.accuracy_classifier <= 1)).all()
@@ -95,7 +98,32 @@ def test_findings_check_reads_the_smoke_metrics_and_gives_a_verdict_per_finding(
                             cwd=smoke_run, capture_output=True, text=True)
     assert result.returncode in (0, 1), result.stderr  # the tiny smoke models need not show the findings
     verdicts = re.findall(r"^(PASS|FAIL) ", result.stdout, flags=re.MULTILINE)
-    assert len(verdicts) == 5 and f"{verdicts.count('PASS')}/5 findings hold" in result.stdout
+    assert len(verdicts) == 8 and f"{verdicts.count('PASS')}/8 findings hold" in result.stdout
+    lines = [line for line in result.stdout.splitlines() if re.match(r"(PASS|FAIL) ", line)]
+    for line in lines:  # an effect with its interval, or what the smoke sweeps lack (two scales each)
+        assert "Test: " in line and ("95% CI [" in line or "add scales to guidance." in line), line
+    assert all("95% CI [" in lines[i] for i in (4, 5, 6))  # 5, 6, 7 compare rows the smoke run has
+
+
+def test_a_rerun_of_the_evaluation_writes_byte_identical_metrics(smoke_run, tmp_path):
+    """Every random draw of the evaluation is seeded (KID subsets, half-samples): evaluating the
+    same samples again, in a copy of the finished run, gives the same bytes. Two rows (a cfg and
+    a cg one) are evaluated again, to keep the test short; every row runs the same code."""
+    copy = tmp_path / "copy"
+    shutil.copytree(smoke_run, copy, symlinks=True)
+    metrics = copy / "results/smoke/metrics"
+    rows = sorted(p for name in ("cfg/scale_1", "cg/scale_2") for p in metrics.glob(f"*/{name}.*"))
+    assert [p.name for p in rows] == ["scale_1.csv", "scale_1.replicates.csv", "scale_2.csv", "scale_2.replicates.csv"]
+    for path in rows:
+        path.unlink()
+    # Deleted intermediates alone trigger nothing: gather_metrics is forced, which needs the rows.
+    snakemake(copy, "results/smoke/metrics.csv", "--configfile", SMOKE, "--forcerun", "gather_metrics")
+    for path in rows:
+        assert path.read_bytes() == (smoke_run / path.relative_to(copy)).read_bytes(), path
+    for name in ("metrics.csv", "metrics_by_sampler.csv", "metrics_replicates.csv"):
+        rerun, first = copy / "results/smoke" / name, smoke_run / "results/smoke" / name
+        assert rerun.stat().st_mtime > first.stat().st_mtime, name  # it was written again
+        assert rerun.read_bytes() == first.read_bytes(), name
 
 
 def test_report_gathers_figures_and_tables_with_captions(smoke_run, tmp_path):
