@@ -116,10 +116,3 @@ def test_figures_without_intervals_say_to_rerun_the_evaluation(tmp_path):
     frame = interval_frame().drop(columns=["fid_classifier_hi"])
     with pytest.raises(ValueError, match=r"fid_classifier_hi.*rerun the evaluation"):
         figures.plot_tradeoff(frame, tmp_path / "t.png")
-
-
-def test_both_figures_are_written_as_png_and_pdf(tmp_path):
-    for plot, name in [(figures.plot_tradeoff, "tradeoff"), (figures.plot_metrics_vs_scale, "scale")]:
-        plot(interval_frame(), tmp_path / f"{name}.png")
-        assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert (tmp_path / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
