@@ -216,9 +216,8 @@ def _estimate(values_of, n: int, halves: np.ndarray, **kind) -> Estimate:
 
 
 def feature_estimates(features: np.ndarray, reference_features: np.ndarray, reference_mu: np.ndarray,
-                      reference_sigma: np.ndarray, seed: int, prefix: str = "") -> dict[str, Estimate]:
-    """FID, KID, precision and recall of one sample set's features, each with its half-samples.
-    ``prefix`` selects the FID's name (``sfid`` for spatial features)."""
+                      reference_sigma: np.ndarray, seed: int) -> dict[str, Estimate]:
+    """FID, KID, precision and recall of one sample set's features, each with its half-samples."""
     n = len(features)
     halves = intervals.half_samples(n, seed)
     kid_rng = intervals.generator(seed, n, intervals.KID_SUBSETS)
