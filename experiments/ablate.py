@@ -121,8 +121,39 @@ def embedding_norms(model_path: str, timesteps: int) -> dict:
     return norms
 
 
-def run_trial(name: str, threads: int, quick: bool = False) -> dict:
+def diagnose(name: str, steps: int, threads: int, only: list[str] | None = None) -> dict:
+    """The trial's eps-models trained for only ``steps`` steps (warm-up and EMA as configured),
+    then their eps test loss per band of t and their embedding norms: no sampling, no evaluation
+    classifier, so a machine too slow for the full budget can still compare trials early on."""
     changes, retrained = TRIALS[name]
+    retrained = [network for network in retrained if only is None or network in only]
+    cfg = with_changes(default_config(), changes | {f"training.{n}.steps": steps for n in retrained})
+    shared, trial = ROOT / "shared", ROOT / f"diagnose{steps}" / name
+    trial.mkdir(parents=True, exist_ok=True)
+    splits = {split: shared / f"data/{split}.npz" for split in ("train", "test")}
+    for split, path in splits.items():
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            stages.prepare(cfg, split, str(path))
+    schedule = NoiseSchedule.make(cfg["diffusion"]["schedule"], cfg["diffusion"]["timesteps"])
+    summary = {"trial": name, "changes": changes, "steps": steps, "threads": threads, "train_seconds": {},
+               "loss_by_t": {}, "embedding_norms": {}}
+    for network in retrained:
+        model = trial / f"{network}.pt"
+        begin = time.time()
+        if not model.exists():
+            stages.train_network(cfg, network, str(splits["train"]), str(splits["test"]), str(model),
+                                 str(trial / f"{network}.csv"), threads)
+        summary["train_seconds"][network] = round(time.time() - begin)
+        summary["loss_by_t"][network] = loss_by_t(str(model), str(splits["test"]), schedule, network == "conditional")
+        summary["embedding_norms"][network] = embedding_norms(str(model), schedule.timesteps)
+    (trial / f"summary_{'_'.join(retrained)}.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def run_trial(name: str, threads: int, quick: bool = False, only: list[str] | None = None) -> dict:
+    changes, retrained = TRIALS[name]
+    retrained = [network for network in retrained if only is None or network in only]
     base = with_changes(default_config(), QUICK if quick else {})
     cfg = with_changes(base, changes)
     shared = shared_inputs(base, threads)
@@ -139,7 +170,8 @@ def run_trial(name: str, threads: int, quick: bool = False) -> dict:
                                  str(trial / f"{network}.csv"), threads)
             train_seconds[network] = round(time.time() - begin)
     rows = []
-    jobs = [("cfg", w) for w in CFG_SCALES] + ([("cg", 0.0)] if "unconditional" in retrained else [])
+    jobs = ([("cfg", w) for w in CFG_SCALES] if "conditional" in retrained else []) + \
+        ([("cg", 0.0)] if "unconditional" in retrained else [])
     for method, scale in jobs:
         path = trial / "samples" / f"{method}_{scale:g}.npz"
         if not path.exists():
@@ -148,14 +180,15 @@ def run_trial(name: str, threads: int, quick: bool = False) -> dict:
         stages.evaluate(str(path), shared["reference"], shared["eval_classifier"], str(row_path), "cpu")
         rows.append(pd.read_csv(row_path))
     metrics = pd.concat(rows)
-    metrics.to_csv(trial / "metrics.csv", index=False)
+    metrics.to_csv(trial / ("metrics.csv" if only is None else f"metrics_{'_'.join(only)}.csv"), index=False)
     schedule = NoiseSchedule.make(cfg["diffusion"]["schedule"], cfg["diffusion"]["timesteps"])
     summary = {"trial": name, "changes": changes, "retrained": retrained, "train_seconds": train_seconds,
                "wall_seconds": round(time.time() - started), "threads": threads,
                "loss_by_t": {net: loss_by_t(models[net], shared["test"], schedule, net == "conditional")
                              for net in retrained},
                "embedding_norms": {net: embedding_norms(models[net], schedule.timesteps) for net in retrained}}
-    (trial / "summary.json").write_text(json.dumps(summary, indent=1))
+    suffix = "" if only is None else "_" + "_".join(only)
+    (trial / f"summary{suffix}.json").write_text(json.dumps(summary, indent=1))
     return summary
 
 
@@ -163,14 +196,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("trial", choices=sorted(TRIALS))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--networks", nargs="+", choices=["unconditional", "conditional"],
+                        help="retrain and sample only these of the trial's eps-models (e.g. to split a trial over two processes)")
+    parser.add_argument("--diagnose-steps", type=int,
+                        help="train only this many steps and report test loss by t and embedding norms (no sampling)")
     parser.add_argument("--quick", action="store_true", help="tiny steps and samples, into results/ablations_quick")
     args = parser.parse_args()
     if args.quick:
         global ROOT
         ROOT = REPO / "results/ablations_quick"
     ROOT.mkdir(parents=True, exist_ok=True)
-    setup_logging(str(ROOT / f"{args.trial}.log"))
-    summary = run_trial(args.trial, args.threads, args.quick)
+    setup_logging(str(ROOT / f"{args.trial}{'_' + '_'.join(args.networks) if args.networks else ''}.log"))
+    if args.diagnose_steps:
+        summary = diagnose(args.trial, args.diagnose_steps, args.threads, args.networks)
+    else:
+        summary = run_trial(args.trial, args.threads, args.quick, args.networks)
     print(json.dumps(summary, indent=1))
 
 

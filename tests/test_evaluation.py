@@ -31,7 +31,7 @@ def inputs(tmp_path_factory):
         images = rng.integers(0, 200, size=(30, 8, 8, 1), dtype=np.uint8)
         paths[scale] = root / f"{method}_{scale}.npz"
         np.savez(paths[scale], images=images, labels=np.arange(30) % 10, method=method, scale=scale,
-                 sampler="ddim", steps=4)
+                 sampler="ddim", steps=4, timestep_spacing="linspace")
     return root, paths
 
 
@@ -71,14 +71,16 @@ def test_a_rerun_writes_byte_identical_files(inputs):
 def test_gather_keeps_the_primary_rows_and_their_replicates(inputs, tmp_path):
     root, paths = inputs
     rows, reps = zip(*(run(root, path, f"g{scale}") for scale, path in paths.items()))
-    other = pd.read_csv(rows[0]).assign(sampler="ddpm")  # a second sampling setting's row
+    # a second sampling setting's row: the same sampler and steps, guided-diffusion's ddim4 spacing
+    other = pd.read_csv(rows[0]).assign(timestep_spacing="leading")
     other.to_csv(tmp_path / "ddpm.csv", index=False)
-    pd.read_csv(reps[0]).assign(sampler="ddpm").to_csv(tmp_path / "ddpm.replicates.csv", index=False)
+    pd.read_csv(reps[0]).assign(timestep_spacing="leading").to_csv(tmp_path / "ddpm.replicates.csv", index=False)
     out = {name: tmp_path / f"{name}.csv" for name in ("primary", "by_sampler", "replicates")}
     gather_metrics([*map(str, rows), str(tmp_path / "ddpm.csv")], str(out["primary"]), str(out["by_sampler"]),
-                   {"sampler": "ddim", "steps": 4}, [*map(str, reps), str(tmp_path / "ddpm.replicates.csv")],
+                   {"sampler": "ddim", "steps": 4, "timestep_spacing": "linspace"}, [*map(str, reps), str(tmp_path / "ddpm.replicates.csv")],
                    str(out["replicates"]))
     assert len(pd.read_csv(out["by_sampler"])) == 3
     primary, gathered = pd.read_csv(out["primary"]), pd.read_csv(out["replicates"])
-    assert list(primary["scale"]) == [0.0, 1.0] and set(gathered["sampler"]) == {"ddim"}
+    assert list(primary["scale"]) == [0.0, 1.0] and set(primary["timestep_spacing"]) == {"linspace"}
+    assert set(gathered["timestep_spacing"]) == {"linspace"}
     assert len(gathered) == 2 * (len(CLASSIFIER_METRICS) + len(INCEPTION_COLUMNS))

@@ -24,7 +24,7 @@ from .runtime import pick_device
 
 log = logging.getLogger("diffguide")
 
-ORDER = ["sampler", "steps", "method", "scale"]  # of the gathered rows
+ORDER = ["sampler", "steps", "timestep_spacing", "method", "scale"]  # of the gathered rows
 INCEPTION_METRICS = ("fid", "sfid", "kid", "is", "precision", "recall")
 INCEPTION_COLUMNS = tuple(f"{m}_inception" for m in INCEPTION_METRICS)
 
@@ -79,7 +79,7 @@ def evaluate(samples_path: str, reference_path: str, eval_classifier_path: str, 
     classifier, _ = networks.load_checkpoint(eval_classifier_path, device)
     samples = np.load(samples_path)
     keys = {"method": str(samples["method"]), "scale": float(samples["scale"]), "sampler": str(samples["sampler"]),
-            "steps": int(samples["steps"])}
+            "steps": int(samples["steps"]), "timestep_spacing": str(samples["timestep_spacing"])}
     estimates = classifier_estimates(samples, np.load(reference_path), classifier, device, batch_size, seed)
     weights = "off"
     if inception_reference_path:
@@ -95,17 +95,22 @@ def evaluate(samples_path: str, reference_path: str, eval_classifier_path: str, 
     log.info("%s", json.dumps(row))
 
 
+def _is_setting(frame: pd.DataFrame, setting: dict) -> pd.Series:
+    """Rows of one sampling setting: every key of ``setting`` (sampler, steps, timestep_spacing) equal."""
+    return np.logical_and.reduce([frame[key] == value for key, value in setting.items()])
+
+
 def gather_metrics(rows: list[str], primary_output: str, by_sampler_output: str, primary: dict,
                    replicate_files: list[str] = (), replicates_output: str | None = None) -> pd.DataFrame:
     """Every row into ``by_sampler_output``; the rows of the ``primary`` sampling setting
-    ({sampler, steps}), which the figures, tables and findings read, into ``primary_output``,
-    and their half-sample replicates into ``replicates_output``."""
+    ({sampler, steps, timestep_spacing}), which the figures, tables and findings read, into
+    ``primary_output``, and their half-sample replicates into ``replicates_output``."""
     frame = pd.concat([pd.read_csv(p) for p in rows]).sort_values(ORDER)
-    is_primary = (frame["sampler"] == primary["sampler"]) & (frame["steps"] == primary["steps"])
+    is_primary = _is_setting(frame, primary)
     _write_csv(by_sampler_output, frame)
     _write_csv(primary_output, frame[is_primary])
     if replicates_output:
         reps = pd.concat([pd.read_csv(p) for p in replicate_files])
-        reps = reps[(reps["sampler"] == primary["sampler"]) & (reps["steps"] == primary["steps"])]
+        reps = reps[_is_setting(reps, primary)]
         _write_csv(replicates_output, reps.sort_values(ORDER, kind="stable"))
     return frame

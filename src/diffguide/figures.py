@@ -110,6 +110,8 @@ def plot_metrics_vs_scale(metrics: pd.DataFrame, path: str | Path, panels: dict[
     frame = frame.assign(guidance=frame["method"].map(method_label))
     if {"sampler", "steps"} <= set(frame.columns):
         frame["sampling"] = frame["sampler"] + " " + frame["steps"].astype(str) + " steps"
+        if "timestep_spacing" in frame.columns:
+            frame["sampling"] += ", " + frame["timestep_spacing"].astype(str)
     many_samplings = "sampling" in frame and frame["sampling"].nunique() > 1
     long = _long_with_intervals(frame, panels, [c for c in ("guidance", "scale", "sampling") if c in frame])
     sns.set_theme(style="whitegrid")

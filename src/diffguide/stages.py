@@ -17,10 +17,11 @@ import torch
 
 from . import data, distributed, metrics, networks
 from .atomic import atomic_open
+from .evaluation import INCEPTION_COLUMNS, evaluate, gather_metrics  # noqa: F401 (the evaluation stage's home)
 from .figures import lowest_fid_scale, method_label, plot_tradeoff, sample_grid
 from .guidance import ClassifierFreeGuidance, ClipDenoised, classifier_guided
 from .naming import SCALE_SYMBOLS, base_method, is_conditional
-from .runtime import autocast, pick_device, seed_everything
+from .runtime import autocast, pick_device, resolve_precision, seed_everything
 from .samplers import respaced_timesteps, sample
 from .schedules import NoiseSchedule
 from .training import (TrainSettings, accuracy_by_t, clean_classifier_loss, diffusion_loss, noisy_classifier_loss,
@@ -67,10 +68,9 @@ def _architecture(cfg: dict, network: str, info: data.DatasetInfo) -> tuple[str,
 
 
 def _loss(cfg: dict, network: str, schedule: NoiseSchedule):
-    if network == "unconditional":
-        return diffusion_loss(schedule, p_uncond=None)
-    if is_conditional(network):
-        return diffusion_loss(schedule, p_uncond=cfg["training"][network]["p_uncond"])
+    if network == "unconditional" or is_conditional(network):
+        t = cfg["training"][network]
+        return diffusion_loss(schedule, p_uncond=t.get("p_uncond"), min_snr_gamma=t.get("min_snr_gamma"))
     if network == "noisy_classifier":
         t = cfg["training"]["noisy_classifier"]
         return noisy_classifier_loss(schedule, random_flip=t.get("random_flip", False),
@@ -96,8 +96,10 @@ def train_network(cfg: dict, network: str, train_path: str, test_path: str, outp
              device, distributed.rank() + 1, distributed.world_size())
     t = dict(cfg["training"][network])
     p_uncond = t.pop("p_uncond", None)
-    augment = {key: t.pop(key) for key in ("random_flip", "random_crop") if key in t}  # loss options, as p_uncond
-    settings = TrainSettings(precision=cfg["precision"], **t)
+    # loss options, as p_uncond: they shape the loss, not the loop
+    augment = {key: t.pop(key) for key in ("random_flip", "random_crop", "min_snr_gamma") if key in t}
+    settings = TrainSettings(precision=resolve_precision(cfg["precision"], device), **t)
+    log.info("%s: precision %s (config: %s)", network, settings.precision, cfg["precision"])
     schedule = NoiseSchedule.make(cfg["diffusion"]["schedule"], cfg["diffusion"]["timesteps"])
     images, labels = train_set.to_tensor()
     context = {"network": network, "kind": kind, "arch": arch, "p_uncond": p_uncond, **augment,
@@ -225,77 +227,6 @@ def inception_reference(test_path: str, output: str, num_images: int, weights: s
     out = inception.extract(test_set.images[subset], batch_size, spatial=True)
     _atomic_npz(output, features=out["features"], spatial=out["spatial"], weights=inception.name)
     log.info("Inception reference: %d test images through %s", len(subset), inception.name)
-
-
-def _classifier_metrics(samples, reference, classifier, device, batch_size: int) -> dict:
-    features, logits = metrics.classifier_outputs(classifier, samples["images"], device, batch_size)
-    precision, recall = metrics.precision_recall_equal_sizes(features, reference["features"])
-    return {
-        "fid_classifier": metrics.fid_from_features(features, reference["mu"], reference["sigma"]),
-        "kid_classifier": metrics.kid_from_features(features, reference["features"]),
-        "is_classifier": metrics.inception_score(logits),
-        "accuracy_classifier": metrics.sample_accuracy(logits, samples["labels"]),
-        "precision_classifier": precision, "recall_classifier": recall,
-    }
-
-
-INCEPTION_COLUMNS = ("fid_inception", "sfid_inception", "kid_inception", "is_inception",
-                     "precision_inception", "recall_inception")
-
-
-def _inception_metrics(samples, reference, num_samples: int, weights: str | None, device,
-                       batch_size: int = 100) -> dict:
-    """Inception metrics of the first ``num_samples`` samples (class-balanced: sample i asks for
-    class i mod K). IS needs NVlabs' logits head; without it the column stays empty."""
-    from .inception import load_inception
-
-    inception = load_inception(weights, device=device)
-    if inception.name != str(reference["weights"]):
-        raise ValueError(f"Inception weights changed ({reference['weights']} -> {inception.name}); "
-                         "delete results/<run>/reference/ and rerun")
-    out = inception.extract(samples["images"][:num_samples], batch_size, spatial=True, logits=inception.has_logits)
-    ref, ref_spatial = reference["features"], reference["spatial"]
-    precision, recall = metrics.precision_recall_equal_sizes(out["features"], ref)
-    if not inception.has_logits:
-        log.info("is_inception left empty: %s has no logits head (put NVlabs' inception-2015-12-05.pt "
-                 "at evaluation.inception_weights for Inception IS)", inception.name)
-    return {
-        "fid_inception": metrics.fid_from_features(out["features"], *metrics.feature_statistics(ref)),
-        "sfid_inception": metrics.fid_from_features(out["spatial"], *metrics.feature_statistics(ref_spatial)),
-        "kid_inception": metrics.kid_from_features(out["features"], ref),
-        "is_inception": metrics.inception_score(out["logits"]) if inception.has_logits else float("nan"),
-        "precision_inception": precision, "recall_inception": recall,
-        "inception_weights": inception.name,
-    }
-
-
-def evaluate(samples_path: str, reference_path: str, eval_classifier_path: str, output: str,
-             device_name: str = "auto", batch_size: int = 500, inception_reference_path: str | None = None,
-             inception_samples: int = 0, inception_weights: str | None = None) -> None:
-    """One row of metrics for one (method, scale) sample set. Column names say which network
-    produced each number; Inception columns are empty when the config turns Inception off."""
-    device = pick_device(device_name)
-    classifier, _ = networks.load_checkpoint(eval_classifier_path, device)
-    samples = np.load(samples_path)
-    row = {"method": str(samples["method"]), "scale": float(samples["scale"]), "sampler": str(samples["sampler"]),
-           "steps": int(samples["steps"]), "num_samples": len(samples["labels"])}
-    row |= _classifier_metrics(samples, np.load(reference_path), classifier, device, batch_size)
-    if inception_reference_path:
-        row |= _inception_metrics(samples, np.load(inception_reference_path), inception_samples, inception_weights, device)
-    else:
-        row |= dict.fromkeys(INCEPTION_COLUMNS, float("nan")) | {"inception_weights": "off"}
-    _atomic_text(output, pd.DataFrame([row]).to_csv(index=False))
-    log.info("%s", json.dumps(row))
-
-
-def gather_metrics(rows: list[str], primary_output: str, by_sampler_output: str, primary: dict) -> pd.DataFrame:
-    """Every row into ``by_sampler_output``; the rows of the ``primary`` sampling setting
-    ({sampler, steps}), which the figures, tables and findings read, into ``primary_output``."""
-    frame = pd.concat([pd.read_csv(p) for p in rows]).sort_values(["sampler", "steps", "method", "scale"])
-    is_primary = (frame["sampler"] == primary["sampler"]) & (frame["steps"] == primary["steps"])
-    _atomic_text(by_sampler_output, frame.to_csv(index=False))
-    _atomic_text(primary_output, frame[is_primary].to_csv(index=False))
-    return frame
 
 
 def figures(metrics_csv: str, tradeoff_png: str) -> None:
