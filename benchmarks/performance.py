@@ -376,26 +376,10 @@ def training_rows(cfg: dict, device: torch.device, budget: Budget, peaks: dict, 
 # ----------------------------------------------------------------------------------------------
 # 3. Sampling
 
-class TwoForwardCFG(nn.Module):
-    """Ho & Salimans eq. 6 from two forwards of B images each, instead of ClassifierFreeGuidance's
-    one forward of 2B: the same numbers, to see what batching the null half buys."""
-
-    def __init__(self, model: nn.Module, w: float):
-        super().__init__()
-        self.model, self.w = model, float(w)
-
-    def forward(self, x, t, y):
-        if self.w == 0 or y is None:
-            return self.model(x, t, y)
-        eps_cond = self.model(x, t, y)
-        eps_null = self.model(x, t, torch.full_like(y, NULL_LABEL))
-        return (1 + self.w) * eps_cond - self.w * eps_null
-
-
 def with_two_forwards(guided: nn.Module) -> nn.Module:
-    """``guided`` with every ClassifierFreeGuidance inside it replaced by TwoForwardCFG."""
+    """``guided`` with every ClassifierFreeGuidance inside it switched to two forwards of B."""
     if isinstance(guided, ClassifierFreeGuidance):
-        return TwoForwardCFG(guided.model, guided.w)
+        return ClassifierFreeGuidance(guided.model, guided.w, batched=False)
     guided = copy.copy(guided)
     guided._modules = dict(guided._modules)
     for name, child in guided._modules.items():

@@ -274,3 +274,11 @@ def test_guided_density_contours_concentrate():
             assert abs(density.sum() * cell - 1) < 1e-9
             masses.append((density * (1 - posterior[..., k])).sum() * cell)  # mass assigned to other classes
         assert masses[0] > masses[1] > masses[2], masses
+
+
+def test_cfg_one_batched_forward_equals_two_forwards():
+    _, _, eps_model, _, x, y = setting(3, "cosine", seed=4)
+    t = t_full(x, 400)
+    batched = ClassifierFreeGuidance(eps_model, 2.0)(x, t, y)
+    assert torch.equal(batched, ClassifierFreeGuidance(eps_model, 2.0, batched=False)(x, t, y))
+    assert max_err(batched, eps_model(x, t, y)) > 1e-3  # guidance moved it

@@ -76,21 +76,25 @@ def classifier_log_prob_grad(classifier: nn.Module, x_t: torch.Tensor, t: torch.
 class ClassifierFreeGuidance(nn.Module):
     """Ho & Salimans eq. 6:  eps~(x, y) = (1 + w) eps(x, y) - w eps(x, null).
 
-    Both terms come from ONE forward pass over a batch of 2B (conditional half, null half).
-    With w = 0 the conditional model is returned unchanged and the null half is skipped, and so it
-    is when y is None (there is nothing to guide towards). Rows of y already equal to NULL_LABEL
-    give (1 + w) eps(x, null) - w eps(x, null) = eps(x, null).
+    Both terms come from ONE forward pass over a batch of 2B (conditional half, null half); with
+    ``batched=False`` from two forwards of B (the same numbers; `make bench` times both). With
+    w = 0 the conditional model is returned unchanged and the null half is skipped, and so it is
+    when y is None (there is nothing to guide towards). Rows of y already equal to NULL_LABEL give
+    (1 + w) eps(x, null) - w eps(x, null) = eps(x, null).
     """
 
-    def __init__(self, model: nn.Module, w: float):
+    def __init__(self, model: nn.Module, w: float, batched: bool = True):
         super().__init__()
-        self.model, self.w = model, float(w)
+        self.model, self.w, self.batched = model, float(w), batched
 
     def forward(self, x, t, y):
         if self.w == 0 or y is None:
             return self.model(x, t, y)
         null = torch.full_like(y, NULL_LABEL)
-        eps_cond, eps_null = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
+        if self.batched:
+            eps_cond, eps_null = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
+        else:
+            eps_cond, eps_null = self.model(x, t, y), self.model(x, t, null)
         return (1 + self.w) * eps_cond - self.w * eps_null
 
 
