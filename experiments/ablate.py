@@ -108,6 +108,52 @@ def loss_by_t(model_path: str, test_path: str, schedule: NoiseSchedule, conditio
 
 
 @torch.no_grad()
+def per_image_losses(model_path: str, test_path: str, schedule: NoiseSchedule, label: bool, per_band: int = 500,
+                     bands: int = 5) -> np.ndarray:
+    """[bands, per_band] eps MSE of each test image, on draws (x_0, t, noise) that depend only on
+    the seed, so two models' losses pair image by image (with the label, or the null label)."""
+    model, _ = networks.load_checkpoint(model_path, "cpu")
+    images, labels = data.load_prepared(test_path).to_tensor()
+    g = torch.Generator().manual_seed(1)
+    edges = np.linspace(0, schedule.timesteps, bands + 1).astype(int)
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        pick = torch.randperm(len(labels), generator=g)[:per_band]
+        t = torch.randint(int(lo), int(hi), (per_band,), generator=g)
+        noise = torch.randn(images[pick].shape, generator=g)
+        x_t = schedule.q_sample(images[pick], t, noise).float()
+        eps = model(x_t, t, labels[pick] if label else None)
+        out.append((eps - noise).pow(2).flatten(1).mean(1).numpy())
+    return np.stack(out)
+
+
+def paired_loss_differences(first: np.ndarray, second: np.ndarray) -> list[str]:
+    """Per band: mean of (first - second) over the paired images, with mean +- 1.96 SE."""
+    diff = first - second
+    mean, se = diff.mean(1), diff.std(1, ddof=1) / np.sqrt(diff.shape[1])
+    return [f"{m:+.5f} [{m - 1.96 * e:+.5f}, {m + 1.96 * e:+.5f}]" for m, e in zip(mean, se)]
+
+
+def compare(pairs: list[tuple[str, str]], threads: int) -> None:
+    """Print paired test-loss differences between diagnosed models, e.g.
+    ``diagnose250/baseline/conditional.pt:label`` against ``diagnose250/class_embed_std_0.15/conditional.pt:label``."""
+    torch.set_num_threads(threads)
+    cfg = default_config()
+    schedule = NoiseSchedule.make(cfg["diffusion"]["schedule"], cfg["diffusion"]["timesteps"])
+    test = str(ROOT / "shared/data/test.npz")
+    cache: dict[str, np.ndarray] = {}
+
+    def losses(spec: str) -> np.ndarray:
+        if spec not in cache:
+            path, mode = spec.split(":")
+            cache[spec] = per_image_losses(str(ROOT / path), test, schedule, mode == "label")
+        return cache[spec]
+
+    for first, second in pairs:
+        print(f"{first} - {second}: " + " | ".join(paired_loss_differences(losses(first), losses(second))))
+
+
+@torch.no_grad()
 def embedding_norms(model_path: str, timesteps: int) -> dict:
     """Mean norm of the timestep embedding over t and of the class embedding rows, as the UNet
     adds them (diffusers UNet2DModel: emb = time_embedding(t) + class_embedding(y))."""
@@ -194,7 +240,8 @@ def run_trial(name: str, threads: int, quick: bool = False, only: list[str] | No
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("trial", choices=sorted(TRIALS))
+    parser.add_argument("trial", choices=sorted(TRIALS) + ["compare"])
+    parser.add_argument("pairs", nargs="*", help="compare: FIRST=SECOND model specs, path under results/ablations:label|null")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--networks", nargs="+", choices=["unconditional", "conditional"],
                         help="retrain and sample only these of the trial's eps-models (e.g. to split a trial over two processes)")
@@ -207,6 +254,9 @@ def main() -> None:
         ROOT = REPO / "results/ablations_quick"
     ROOT.mkdir(parents=True, exist_ok=True)
     setup_logging(str(ROOT / f"{args.trial}{'_' + '_'.join(args.networks) if args.networks else ''}.log"))
+    if args.trial == "compare":
+        compare([tuple(pair.split("=")) for pair in args.pairs], args.threads)
+        return
     if args.diagnose_steps:
         summary = diagnose(args.trial, args.diagnose_steps, args.threads, args.networks)
     else:
