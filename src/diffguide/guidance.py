@@ -24,7 +24,8 @@ x0 clipping is a wrapper too (``ClipDenoised``), so where it sits in the chain i
   ``condition_mean`` shift), so our s is Dhariwal & Nichol's s. ``clip_order="guided_x0"`` clips
   after the shift instead, ClipDenoised(ClassifierGuidance(m)): every x0 the sampler sees stays in
   [-1, 1], which tames very large s, but where x0 saturates it absorbs part of the guidance
-  displacement (15-75% of it survives per step at s = 3-10 on the mixtures), so s means less.
+  displacement (on the mixtures a DDIM step keeps a median 60%, 34% and 11% of it at s = 1, 3
+  and 10), so s means less.
 """
 
 from __future__ import annotations
