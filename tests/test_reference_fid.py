@@ -11,6 +11,9 @@ from diffguide.data import prepare_dataset
 from diffguide.inception import load_inception
 from diffguide.metrics import feature_statistics
 
+# Inception on a few hundred images: minutes on an AVX2-only CPU, so `make test-slow` runs it.
+pytestmark = pytest.mark.slow
+
 N = 64
 
 
