@@ -35,7 +35,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .samplers import DDPM_VARIANCES, ddpm_variance
+from .samplers import DDPM_VARIANCES, clip_denoised, ddpm_variance
 from .schedules import NoiseSchedule
 
 NULL_LABEL = -1
@@ -45,19 +45,17 @@ LAST_STEP_VARIANCES = ("guided_diffusion", "posterior")
 
 
 class ClipDenoised(nn.Module):
-    """x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t) clipped to [-1, 1], and the eps that
-    implies (guided-diffusion's ``clip_denoised`` in p_mean_variance, then _predict_eps_from_xstart).
-    Images live in [-1, 1], so a prediction outside cannot be right; clipping it keeps the early,
-    noisy steps from saturating. Computed in x's dtype (autocast may hand back bf16 eps)."""
+    """The model's eps, replaced by the eps of its x0 prediction clipped to [-1, 1]
+    (samplers.clip_denoised). Images live in [-1, 1], so a prediction outside cannot be right;
+    clipping it keeps the early, noisy steps from saturating. Computed in x's dtype (autocast may
+    hand back bf16 eps)."""
 
     def __init__(self, model: nn.Module, schedule: NoiseSchedule):
         super().__init__()
         self.model, self.schedule = model, schedule
 
     def forward(self, x, t, y):
-        eps = self.model(x, t, y).to(x.dtype)
-        x0 = self.schedule.predict_x0(x, t, eps).clamp(-1, 1)
-        return self.schedule.eps_from_x0(x, t, x0)
+        return clip_denoised(self.schedule, x, t, self.model(x, t, y).to(x.dtype))[1]
 
 
 def classifier_log_prob_grad(classifier: nn.Module, x_t: torch.Tensor, t: torch.Tensor,

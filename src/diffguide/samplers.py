@@ -57,6 +57,13 @@ def draw_noise(generators: list[torch.Generator], shape: Sequence[int], like: to
     return noise.to(device=like.device, dtype=like.dtype)
 
 
+def clip_denoised(schedule: NoiseSchedule, x, t, eps):
+    """x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t) clipped to [-1, 1], and the eps it implies
+    (guided-diffusion's ``clip_denoised`` in p_mean_variance, then _predict_eps_from_xstart)."""
+    x0 = schedule.predict_x0(x, t, eps).clamp(-1, 1)
+    return x0, schedule.eps_from_x0(x, t, x0)
+
+
 def ddim_step(schedule: NoiseSchedule, x, eps, t, t_prev, eta: float, noise, clip_x0: bool = True):
     """The seed's generalized step (eq. 1.24; DDIM eq. 12):
 
@@ -70,10 +77,7 @@ def ddim_step(schedule: NoiseSchedule, x, eps, t, t_prev, eta: float, noise, cli
     tests/test_samplers.py checks.
     """
     abar_t, abar_prev = schedule.abar(t, x), schedule.abar(t_prev, x)
-    x0 = schedule.predict_x0(x, t, eps)
-    if clip_x0:
-        x0 = x0.clamp(-1, 1)
-        eps = schedule.eps_from_x0(x, t, x0)
+    x0, eps = clip_denoised(schedule, x, t, eps) if clip_x0 else (schedule.predict_x0(x, t, eps), eps)
     sigma = eta * ((1 - abar_prev) / (1 - abar_t)).sqrt() * (1 - abar_t / abar_prev).sqrt()
     direction = (1 - abar_prev - sigma**2).clamp(min=0).sqrt() * eps
     return abar_prev.sqrt() * x0 + direction + sigma * noise
