@@ -14,6 +14,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from .intervals import BOUNDS, bound_column  # noqa: E402
+
 METHOD_LABELS = {"cfg": "classifier-free, conditional model (w)", "cg": "classifier guidance, unconditional model (s)",
                  "cond_cg": "classifier guidance, conditional model (s)"}
 
@@ -35,11 +37,8 @@ def save_figure(fig, path: str | Path, dpi: int = 150) -> None:
 
 def interval_columns(rows: pd.DataFrame, column: str) -> tuple[pd.Series, pd.Series]:
     """The ``_lo`` and ``_hi`` columns of ``column``'s 95% interval in metrics.csv."""
-    missing = [c for c in (f"{column}_lo", f"{column}_hi") if c not in rows.columns]
-    if missing:
-        raise ValueError(f"metrics.csv has no {missing} columns (the 95% interval of {column}): it predates "
-                         "the intervals; rerun the evaluation (snakemake reruns it)")
-    return rows[f"{column}_lo"].astype(float), rows[f"{column}_hi"].astype(float)
+    lo, hi = (bound_column(rows.columns, column, bound) for bound in BOUNDS)
+    return rows[lo].astype(float), rows[hi].astype(float)
 
 
 def interval_errors(rows: pd.DataFrame, column: str) -> np.ndarray:

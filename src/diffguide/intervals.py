@@ -100,6 +100,9 @@ class Estimate:
         return cls(float("nan"), np.full(replicates, np.nan), n)
 
 
+BOUNDS = ("lo", "hi")  # metrics.csv's interval columns: <metric>_lo, <metric>_hi
+
+
 def row_columns(estimates: dict[str, Estimate]) -> dict[str, float]:
     """``name``, ``name_lo``, ``name_hi`` for each metric, in order: the columns of metrics.csv."""
     row = {}
@@ -107,6 +110,18 @@ def row_columns(estimates: dict[str, Estimate]) -> dict[str, float]:
         lo, hi = estimate.interval()
         row |= {name: float(estimate.value), f"{name}_lo": lo, f"{name}_hi": hi}
     return row
+
+
+def bound_column(columns, column: str, bound: str) -> str:
+    """``<column>_<bound>``, the ``lo`` or ``hi`` end of ``column``'s 95% interval, checked to be
+    among ``columns`` (a metrics.csv written before the intervals lacks it)."""
+    if bound not in BOUNDS:
+        raise ValueError(f"bound must be one of {BOUNDS}, got {bound!r}")
+    name = f"{column}_{bound}"
+    if name not in columns:
+        raise ValueError(f"metrics.csv has no {name} column (the 95% interval of {column}): it predates the "
+                         "intervals; rerun the evaluation (snakemake reruns it)")
+    return name
 
 
 def replicate_rows(estimates: dict[str, Estimate]) -> list[dict]:

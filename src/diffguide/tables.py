@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from diffguide.atomic import atomic_open
+from diffguide.intervals import BOUNDS, bound_column
 
 HS_FILE = "ho_salimans_2022_table1.csv"
 DN_FILE = "dhariwal_nichol_2021_table4.csv"
@@ -42,7 +43,6 @@ FAMILY_NAMES = {
 }
 PAPER_METRICS = {"fid": "FID", "sfid": "sFID", "is": "IS", "precision": "Precision", "recall": "Recall"}
 MISSING_MD, MISSING_TEX = "–", "--"  # LaTeX's "--" typesets as the en dash "–"
-BOUNDS = ("lo", "hi")  # metrics.csv's interval columns: <metric>_lo, <metric>_hi
 INTERVALS = "with 95% intervals over redraws of our samples, the reference fixed (config/README.md)"
 
 
@@ -79,12 +79,7 @@ def _bound_column(metrics: pd.DataFrame, column: str | None, bound: str | None) 
     """``column`` itself, or its interval column ``<column>_<bound>`` (which must exist)."""
     if column is None or bound is None:
         return column
-    if bound not in BOUNDS:
-        raise ValueError(f"bound must be one of {BOUNDS} or None, got {bound!r}")
-    if f"{column}_{bound}" not in metrics.columns:
-        raise ValueError(f"metrics.csv has no {column}_{bound} column (the 95% interval of {column}): "
-                         "it predates the intervals; rerun the evaluation (snakemake reruns it)")
-    return f"{column}_{bound}"
+    return bound_column(metrics.columns, column, bound)
 
 
 def _cfg_p_uncond(method: str, p_uncond: float) -> float:
