@@ -87,34 +87,13 @@ def shared_inputs(cfg: dict, threads: int) -> dict:
 
 
 @torch.no_grad()
-def loss_by_t(model_path: str, test_path: str, schedule: NoiseSchedule, conditional: bool, per_band: int = 1000,
-              bands: int = 5) -> dict:
-    """Mean eps MSE on test images per band of t, with a fixed seed (the same x_0, t and noise for
-    every trial): with the label and, for the conditional model, with the null label too."""
-    model, _ = networks.load_checkpoint(model_path, "cpu")
-    images, labels = data.load_prepared(test_path).to_tensor()
-    g = torch.Generator().manual_seed(0)
-    out = {}
-    edges = np.linspace(0, schedule.timesteps, bands + 1).astype(int)
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        pick = torch.randperm(len(labels), generator=g)[:per_band]
-        x0, y = images[pick], labels[pick]
-        t = torch.randint(int(lo), int(hi), (len(pick),), generator=g)
-        noise = torch.randn(x0.shape, generator=g)
-        x_t = schedule.q_sample(x0, t, noise).float()
-        for name, label in [("label", y if conditional else None)] + ([("null", None)] if conditional else []):
-            out[f"{lo}-{hi - 1} {name}"] = float((model(x_t, t, label) - noise).pow(2).mean())
-    return out
-
-
-@torch.no_grad()
 def per_image_losses(model_path: str, test_path: str, schedule: NoiseSchedule, label: bool, per_band: int = 500,
-                     bands: int = 5) -> np.ndarray:
+                     bands: int = 5, seed: int = 1) -> np.ndarray:
     """[bands, per_band] eps MSE of each test image, on draws (x_0, t, noise) that depend only on
     the seed, so two models' losses pair image by image (with the label, or the null label)."""
     model, _ = networks.load_checkpoint(model_path, "cpu")
     images, labels = data.load_prepared(test_path).to_tensor()
-    g = torch.Generator().manual_seed(1)
+    g = torch.Generator().manual_seed(seed)
     edges = np.linspace(0, schedule.timesteps, bands + 1).astype(int)
     out = []
     for lo, hi in zip(edges[:-1], edges[1:]):
@@ -125,6 +104,19 @@ def per_image_losses(model_path: str, test_path: str, schedule: NoiseSchedule, l
         eps = model(x_t, t, labels[pick] if label else None)
         out.append((eps - noise).pow(2).flatten(1).mean(1).numpy())
     return np.stack(out)
+
+
+def loss_by_t(model_path: str, test_path: str, schedule: NoiseSchedule, conditional: bool, per_band: int = 1000,
+              bands: int = 5) -> dict:
+    """Mean eps MSE on test images per band of t, on the same seeded draws for every trial: with
+    the label and, for the conditional model, with the null label too."""
+    edges = np.linspace(0, schedule.timesteps, bands + 1).astype(int)
+    names = [f"{lo}-{hi - 1}" for lo, hi in zip(edges[:-1], edges[1:])]
+    out = {}
+    for mode, label in [("label", conditional)] + ([("null", False)] if conditional else []):
+        means = per_image_losses(model_path, test_path, schedule, label, per_band, bands, seed=0).mean(1)
+        out |= {f"{name} {mode}": float(m) for name, m in zip(names, means)}
+    return out
 
 
 def paired_loss_differences(first: np.ndarray, second: np.ndarray) -> list[str]:
