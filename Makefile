@@ -29,7 +29,10 @@ data:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
 	fi
 
+# check_config first: for a config file that is not valid YAML, Snakemake says only "not valid
+# JSON or YAML"; check_config names the line (and checks every key, as the Snakefile does).
 run: venv data
+	$(BIN)/python -m diffguide.check_config $(CONFIG)
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
 	@$(BIN)/python -m diffguide.summary $(CONFIG)
 

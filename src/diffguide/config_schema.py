@@ -7,6 +7,8 @@
   stops on the first error and prints the whole sub-schema; this lists every error as one line
   naming the config key, e.g. ``training.conditional.p_uncond: 1.0 is greater than or equal to
   the maximum of 1``.
+- ``config_errors``: the whole check, schema then the cross-key rules of ``config_checks``, as
+  the lines of one stop message (empty when the config is good); fills in defaults in place.
 """
 
 from __future__ import annotations
@@ -66,3 +68,20 @@ def describe_config_errors(config: dict, schema: dict) -> list[str]:
         description = error.schema.get("description", "").strip() if described else ""
         lines.append(f"  {key}: {error.message}" + (f"  [{description}]" if description else ""))
     return lines
+
+
+def config_errors(config: dict, schema_path: str | Path) -> list[str]:
+    """Coerce command-line strings, validate against the schema (filling in its defaults, in
+    place), then apply the rules the schema cannot state. The lines name each wrong key."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    from .config_checks import config_problems
+
+    schema = load_schema(schema_path)
+    config.update(coerce_command_line_values(config, schema))
+    try:
+        validate(config, str(schema_path), set_default=True)
+    except WorkflowError:
+        return describe_config_errors(config, schema)
+    return config_problems(config)

@@ -13,3 +13,8 @@ def is_conditional(network: str) -> bool:
 def base_method(method: str) -> str:
     """cfg_p<p> (classifier-free guidance of the p_uncond = p model) guides as cfg."""
     return "cfg" if method.startswith("cfg_p") else method
+
+
+def scale_tag(value) -> str:
+    """A guidance scale (or p_uncond) as it appears in file names: 1.0 -> '1', 0.5 -> '0.5'."""
+    return f"{float(value):g}"

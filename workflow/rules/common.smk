@@ -2,22 +2,18 @@
 import sys
 from pathlib import Path
 
-from snakemake.exceptions import WorkflowError
-
-from diffguide.naming import base_method
-from diffguide.config_schema import coerce_command_line_values, describe_config_errors, load_schema
+from diffguide.naming import base_method, scale_tag
+from diffguide.config_schema import config_errors
 
 SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
 
 
 def validate_config(config):
-    """Validate against the schema (which also fills in defaults) before any job is scheduled;
-    on failure name every wrong key in one line each and stop."""
-    config.update(coerce_command_line_values(config, load_schema(SCHEMA)))
-    try:
-        validate(config, SCHEMA)
-    except WorkflowError:
-        lines = describe_config_errors(config, load_schema(SCHEMA))
+    """Validate against the schema (which also fills in defaults), then the rules spanning keys
+    or depending on the data set (diffguide.config_checks), before any job is scheduled; on
+    failure name every wrong key in one line each and stop, having created nothing."""
+    lines = config_errors(config, SCHEMA)
+    if lines:
         sys.exit("diffguide: invalid config:\n" + "\n".join(lines)
                  + "\nSee config/README.md for every key, its default and its range.")
 
@@ -39,17 +35,8 @@ def check_inception_weights(config):
 
 check_inception_weights(config)
 
-if config["figures"]["table_features"] == "inception" and not config["evaluation"]["inception"]:
-    sys.exit("diffguide: figures.table_features: inception needs evaluation.inception: true "
-             "(or set figures.table_features: classifier)")
-
 RESULTS = f"results/{config['run']}"
 LOGS = f"{RESULTS}/logs"
-
-
-def scale_tag(value):
-    """A guidance scale (or p_uncond) as it appears in file names: 1.0 -> '1', 0.5 -> '0.5'."""
-    return f"{float(value):g}"
 
 
 # Each extra p_uncond trains conditional_p<p> and gets a classifier-free sweep cfg_p<p>.

@@ -1,0 +1,214 @@
+"""Rules of a config that the JSON schema cannot say: those spanning keys and those that depend on
+the data set. The Snakefile runs them right after the schema (workflow/rules/common.smk), so a
+config that would fail in some job, or quietly do the wrong thing, stops before any job with one
+line per problem: the key, its value, the rule, and a fix. `python -m diffguide.check_config`
+runs the same checks without Snakemake.
+
+Each ``check_*`` function takes the validated config (the schema's defaults filled in) and
+returns its problems as lines; ``config_problems`` collects them all. Kept free of torch so the
+Snakefile parses fast: only a config asking for CUDA imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from .naming import scale_tag
+
+# Native side and test-split size of each data set (diffguide.data's catalogue, repeated here so
+# parse-time checks need no torch; tests/test_config_checks.py checks the two agree).
+NATIVE_SIZE = {"fashion_mnist": 28, "mnist": 28, "cifar10": 32, "digits": 8}
+NUM_CLASSES = {"fashion_mnist": 10, "mnist": 10, "cifar10": 10, "digits": 10}
+TEST_SPLIT_SIZE = {"fashion_mnist": 10_000, "mnist": 10_000, "cifar10": 10_000, "digits": 360}
+# Precision and recall take the k = 3 nearest neighbours inside each half-sample of the
+# intervals (diffguide.metrics), so a sample set needs halves of at least k + 1 = 4.
+MIN_EVALUATED_SAMPLES = 8
+SCALE_LISTS = ("cfg_scales", "cg_scales", "cond_cg_scales")
+UNET_LIKE = ("unet", "noisy_classifier")
+
+
+def problem(key: str, value, rule: str, fix: str) -> str:
+    """One line of the stop message: key, value, the rule it breaks, and what to do."""
+    return f"  {key}: {value!r}: {rule}; {fix}"
+
+
+def check_run_name(cfg: dict) -> list[str]:
+    """results/<run>/ must be one folder inside results/: '.', '..' or a hidden name are not."""
+    run = cfg["run"]
+    if run.startswith(".") or Path(run).name != run:
+        return [problem("run", run, "must be a single folder name inside results/ (not '.', '..', "
+                        "nor starting with a dot)", "use letters, digits, '_', '-' and '.', e.g. run: my_run")]
+    return []
+
+
+def check_unique_scales(cfg: dict) -> list[str]:
+    """Each scale names a sample file (scale_<v:g>.npz), so two values with one name (1 and 1.0,
+    or 0.1 and 0.10000001) would be sampled, evaluated and tabulated twice as one."""
+    lines = []
+    lists = {f"guidance.{name}": cfg["guidance"][name] for name in SCALE_LISTS}
+    lists["training.conditional.p_uncond_sweep"] = cfg["training"]["conditional"]["p_uncond_sweep"]
+    for key, values in lists.items():
+        tags = [scale_tag(v) for v in values]
+        repeated = sorted({t for t in tags if tags.count(t) > 1}, key=float)
+        if repeated:
+            lines.append(problem(key, values, f"lists {', '.join(repeated)} more than once (1 and 1.0 are "
+                                 "one scale)", "keep each value once"))
+    p_uncond = scale_tag(cfg["training"]["conditional"]["p_uncond"])
+    if p_uncond in [scale_tag(p) for p in lists["training.conditional.p_uncond_sweep"]]:
+        lines.append(problem("training.conditional.p_uncond_sweep", lists["training.conditional.p_uncond_sweep"],
+                             f"repeats training.conditional.p_uncond ({p_uncond}), whose model is already "
+                             "trained and swept as cfg", f"drop {p_uncond} from the sweep"))
+    return lines
+
+
+def check_network_shapes(cfg: dict) -> list[str]:
+    """GroupNorm needs norm_groups to divide every width; attention levels must exist; the UNet's
+    skip connections need an image side that halves exactly at every level."""
+    lines = []
+    for name in UNET_LIKE:
+        net, key = cfg["networks"][name], f"networks.{name}"
+        levels = len(net["widths"])
+        missing = [level for level in net["attention_levels"] if level >= levels]
+        if missing:
+            lines.append(problem(f"{key}.attention_levels", net["attention_levels"],
+                                 f"levels {missing} do not exist: widths {net['widths']} give levels 0 to {levels - 1}",
+                                 f"use levels below {levels}, or add widths"))
+        undivided = [w for w in net["widths"] if w % net["norm_groups"]]
+        if undivided:
+            lines.append(problem(f"{key}.norm_groups", net["norm_groups"],
+                                 f"GroupNorm needs it to divide every width, and {undivided} are not multiples",
+                                 "choose a common divisor of the widths (e.g. 8 for widths of 16, 32, 64)"))
+    size, halvings = cfg["dataset"]["image_size"], len(cfg["networks"]["unet"]["widths"]) - 1
+    if size % 2**halvings:
+        lines.append(problem("dataset.image_size", size,
+                             f"the UNet halves it {halvings} times (networks.unet.widths has {halvings + 1} levels), "
+                             f"so it must be a multiple of {2**halvings}",
+                             f"use {size - size % 2**halvings or 2**halvings} or {size + 2**halvings - size % 2**halvings}, "
+                             "or fewer levels"))
+    return lines
+
+
+def check_padding(cfg: dict) -> list[str]:
+    """fit: pad centres the native image with equal margins, so it can only grow it by an even number."""
+    ds = cfg["dataset"]
+    native = NATIVE_SIZE[ds["name"]]
+    margin = ds["image_size"] - native
+    if ds["fit"] == "pad" and (margin < 0 or margin % 2):
+        return [problem("dataset.image_size", ds["image_size"],
+                        f"fit: pad cannot centre {ds['name']}'s {native}x{native} images in it (the margin "
+                        "must be even and non-negative)",
+                        f"use an image_size of {native} + an even number, or dataset.fit: resize")]
+    return []
+
+
+def sampling_settings(cfg: dict) -> list[tuple[str, dict]]:
+    """(key, setting) of the primary sampling setting and of each sampling.sweep entry."""
+    return [("sampling", cfg["sampling"])] + [(f"sampling.sweep[{i}]", s) for i, s in enumerate(cfg["sampling"]["sweep"])]
+
+
+def check_sampling(cfg: dict) -> list[str]:
+    """K respaced steps are K of the T timesteps; the mean shift (D&N Algorithm 1) needs the
+    ancestral sampler's Sigma, which DDIM does not have."""
+    lines, timesteps = [], cfg["diffusion"]["timesteps"]
+    classifier_guided = {"cg", "cond_cg"} & set(cfg["guidance"]["methods"])
+    for key, setting in sampling_settings(cfg):
+        if setting["steps"] > timesteps:
+            lines.append(problem(f"{key}.steps", setting["steps"], f"cannot exceed diffusion.timesteps ({timesteps})",
+                                 f"use at most {timesteps} steps"))
+        if classifier_guided and cfg["guidance"]["cg_form"] == "mean" and setting["sampler"] != "ddpm":
+            lines.append(problem("guidance.cg_form", "mean", f"the mean shift needs the ddpm sampler, but {key}.sampler "
+                                 f"is {setting['sampler']}", f"set {key}.sampler: ddpm, or guidance.cg_form: score"))
+    return lines
+
+
+def check_sample_counts(cfg: dict) -> list[str]:
+    """Enough samples for every metric's half-samples, every class, and every figure."""
+    lines, n = [], cfg["sampling"]["num_samples"]
+    classes, ev = NUM_CLASSES[cfg["dataset"]["name"]], cfg["evaluation"]
+    need = max(MIN_EVALUATED_SAMPLES, classes)
+    if n < need:
+        # The counts below are bounded by num_samples: one line for the cause, not its echoes.
+        return [problem("sampling.num_samples", n, f"needs at least {need}: one per class ({classes}) and "
+                        f"{MIN_EVALUATED_SAMPLES} for precision / recall on half-samples", f"use {need} or more")]
+    per_class = n // classes
+    if cfg["figures"]["grid_per_class"] > max(per_class, 1):
+        lines.append(problem("figures.grid_per_class", cfg["figures"]["grid_per_class"],
+                             f"the grids show that many samples per class, but {n} samples over {classes} classes "
+                             f"give {per_class}", f"use at most {per_class}, or raise sampling.num_samples"))
+    if ev["inception"]:
+        lines += _inception_counts(cfg, n)
+    return lines
+
+
+def _inception_counts(cfg: dict, n: int) -> list[str]:
+    ev, lines = cfg["evaluation"], []
+    if not MIN_EVALUATED_SAMPLES <= ev["inception_samples"] <= n:
+        lines.append(problem("evaluation.inception_samples", ev["inception_samples"],
+                             f"must lie in [{MIN_EVALUATED_SAMPLES}, sampling.num_samples = {n}] (the first ones of "
+                             "each set are fed to Inception)", f"use a value from {MIN_EVALUATED_SAMPLES} to {n}"))
+    available = TEST_SPLIT_SIZE[cfg["dataset"]["name"]]
+    if not MIN_EVALUATED_SAMPLES <= ev["inception_reference"] <= available:
+        lines.append(problem("evaluation.inception_reference", ev["inception_reference"],
+                             f"must lie in [{MIN_EVALUATED_SAMPLES}, {available}], the size of "
+                             f"{cfg['dataset']['name']}'s test split", f"use at most {available}"))
+    return lines
+
+
+def check_training(cfg: dict) -> list[str]:
+    """A warm-up as long as training never reaches the peak learning rate the config names."""
+    lines = []
+    for name, block in cfg["training"].items():
+        if block["warmup_steps"] >= block["steps"]:
+            lines.append(problem(f"training.{name}.warmup_steps", block["warmup_steps"],
+                                 f"must be below training.{name}.steps ({block['steps']}), or the learning rate "
+                                 "never reaches lr", "shorten the warm-up or train longer"))
+    return lines
+
+
+def check_figures(cfg: dict) -> list[str]:
+    if cfg["figures"]["table_features"] == "inception" and not cfg["evaluation"]["inception"]:
+        return [problem("figures.table_features", "inception", "needs evaluation.inception: true",
+                        "set evaluation.inception: true, or figures.table_features: classifier")]
+    return []
+
+
+def check_data_source(cfg: dict) -> list[str]:
+    """A configured source_dir is the data set's source (no fallback), so it must exist."""
+    source = cfg["dataset"]["source_dir"]
+    if source is not None and not Path(source).is_dir():
+        return [problem("dataset.source_dir", source, "is not a directory",
+                        "point it at the folder holding the raw files, or set it to null to use the default sources")]
+    return []
+
+
+def cluster_submission(argv: list[str] | None = None) -> bool:
+    """Whether this Snakemake submits jobs elsewhere (an executor or a profile), where the jobs'
+    machines, not this one, must have the GPU."""
+    argv = sys.argv if argv is None else argv
+    flags = ("--executor", "-e", "--profile", "--workflow-profile")
+    return any(arg.split("=")[0] in flags for arg in argv) or bool(os.environ.get("SNAKEMAKE_PROFILE"))
+
+
+def check_device(cfg: dict, cuda_available=None) -> list[str]:
+    """device: cuda on a machine without CUDA, for a run whose jobs run on this machine."""
+    if not cfg["device"].startswith("cuda") or cluster_submission():
+        return []
+    if cuda_available is None:
+        import torch
+
+        cuda_available = torch.cuda.is_available()
+    if not cuda_available:
+        return [problem("device", cfg["device"], "asks for CUDA, which this machine does not have",
+                        "set device: auto (CUDA when present, else the CPU) or device: cpu")]
+    return []
+
+
+CHECKS = (check_run_name, check_unique_scales, check_network_shapes, check_padding, check_sampling,
+          check_sample_counts, check_training, check_figures, check_data_source, check_device)
+
+
+def config_problems(cfg: dict) -> list[str]:
+    """Every cross-key and data-set problem of a schema-valid config, one line each."""
+    return [line for check in CHECKS for line in check(cfg)]

@@ -1,0 +1,139 @@
+"""Every cross-key or data-set rule of a config stops at parse time with one line naming the key.
+
+Each case is the smoke config changed in one place, as issue 12 found them: values the schema
+accepts that failed only after jobs had run, or did the wrong thing quietly.
+"""
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from diffguide import config_checks, data
+from diffguide.check_config import main as check_config_main
+from diffguide.config_schema import config_errors
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+SMOKE = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+
+
+def changed(dotted: str, value) -> dict:
+    cfg = copy.deepcopy(SMOKE)
+    *path, last = dotted.split(".")
+    node = cfg
+    for key in path:
+        node = node.setdefault(key, {})
+    node[last] = value
+    return cfg
+
+
+# (changed key, value, key the stop line must name, a phrase of its rule)
+BAD = [
+    ("guidance.cfg_scales", [0, 1, 1.0], "guidance.cfg_scales", "more than once"),
+    ("guidance.cg_scales", [0.1, 0.10000001], "guidance.cg_scales", "more than once"),
+    ("training.conditional.p_uncond_sweep", [0.2], "training.conditional.p_uncond_sweep", "repeats"),
+    ("run", ".", "run", "single folder name"),
+    ("run", "..", "run", "single folder name"),
+    ("run", ".hidden", "run", "single folder name"),
+    ("networks.unet.attention_levels", [5], "networks.unet.attention_levels", "do not exist"),
+    ("networks.noisy_classifier.attention_levels", [2], "networks.noisy_classifier.attention_levels", "do not exist"),
+    ("networks.unet.norm_groups", 6, "networks.unet.norm_groups", "divide every width"),
+    ("networks.noisy_classifier.norm_groups", 5, "networks.noisy_classifier.norm_groups", "divide every width"),
+    ("networks.unet.widths", [16, 32, 32, 32, 32, 32], "dataset.image_size", "multiple of 32"),
+    ("sampling.steps", 101, "sampling.steps", "cannot exceed diffusion.timesteps"),
+    ("sampling.sweep", [{"sampler": "ddpm", "steps": 500}], "sampling.sweep[0].steps", "cannot exceed"),
+    ("guidance.cg_form", "mean", "guidance.cg_form", "needs the ddpm sampler"),
+    ("sampling.num_samples", 5, "sampling.num_samples", "at least 10"),
+    ("figures.grid_per_class", 3, "figures.grid_per_class", "give 2"),
+    ("evaluation.inception_samples", 30, "evaluation.inception_samples", "sampling.num_samples = 20"),
+    ("evaluation.inception_reference", 400, "evaluation.inception_reference", "test split"),
+    ("training.eval_classifier.warmup_steps", 40, "training.eval_classifier.warmup_steps", "never reaches lr"),
+    ("dataset.source_dir", "/nonexistent/raw", "dataset.source_dir", "not a directory"),
+    ("figures.table_features", "inception", None, None),  # fine: smoke has inception on
+]
+
+
+@pytest.mark.parametrize("key,value,named,rule", [case for case in BAD if case[2]])
+def test_each_bad_value_is_one_line_naming_key_value_rule_and_fix(key, value, named, rule):
+    lines = config_errors(changed(key, value), SCHEMA)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"  {named}: "), lines
+    assert rule in lines[0] and "; " in lines[0], lines  # the rule, then the fix after '; '
+
+
+def test_the_shipped_configs_pass_every_check():
+    for name in ("config.yaml", "smoke.yaml"):
+        assert config_errors(yaml.safe_load((REPO / "config" / name).read_text()), SCHEMA) == [], name
+    assert config_errors(changed("figures.table_features", "inception"), SCHEMA) == []
+
+
+def test_padding_that_cannot_centre_is_stopped_for_the_data_set_in_the_config():
+    cfg = changed("dataset.name", "fashion_mnist")
+    cfg["dataset"] |= {"fit": "pad", "image_size": 31}
+    cfg["networks"]["unet"] |= {"widths": [16], "attention_levels": [0]}  # no halving rule in the way
+    (line,) = config_errors(cfg, SCHEMA)
+    assert line.startswith("  dataset.image_size: 31: fit: pad cannot centre fashion_mnist's 28x28"), line
+    cfg["dataset"]["image_size"] = 30
+    assert config_errors(cfg, SCHEMA) == []
+
+
+def test_cuda_without_a_gpu_stops_locally_but_not_when_a_cluster_runs_the_jobs(monkeypatch):
+    cfg = config_checks_config(device="cuda")
+    monkeypatch.setattr(sys, "argv", ["snakemake", "--cores", "1"])
+    (line,) = config_checks.check_device(cfg, cuda_available=False)
+    assert line.startswith("  device: 'cuda': asks for CUDA") and "device: auto" in line
+    assert config_checks.check_device(cfg, cuda_available=True) == []
+    monkeypatch.setattr(sys, "argv", ["snakemake", "--profile", "workflow/profiles/slurm"])
+    assert config_checks.check_device(cfg, cuda_available=False) == []
+
+
+def config_checks_config(**top):
+    cfg = copy.deepcopy(SMOKE) | top
+    assert config_errors(cfg, SCHEMA) == [] or top.get("device")
+    return cfg
+
+
+def test_parse_time_tables_agree_with_the_data_catalogue():
+    for name, info in data.DATASETS.items():
+        assert config_checks.NATIVE_SIZE[name] == info.native_size, name
+        assert config_checks.NUM_CLASSES[name] == info.num_classes, name
+    digits_test = data.prepare_dataset("digits", "test", image_size=8)
+    assert config_checks.TEST_SPLIT_SIZE["digits"] == len(digits_test.labels)
+
+
+def run_snakemake(tmp_path, cfg: dict, *extra: str) -> subprocess.CompletedProcess:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(path),
+                           "-d", str(REPO), *extra], capture_output=True, text=True, cwd=REPO,
+                          env=os.environ | {"PYTHONWARNINGS": "ignore"})
+
+
+def test_snakemake_stops_at_parse_time_and_creates_nothing(tmp_path):
+    cfg = changed("guidance.cfg_scales", [0, 1, 1.0]) | {"run": "config_checks_probe"}
+    cfg["networks"]["unet"]["attention_levels"] = [5]
+    result = run_snakemake(tmp_path, cfg)
+    assert result.returncode != 0
+    assert "diffguide: invalid config:\n  guidance.cfg_scales: [0, 1, 1.0]" in result.stderr, result.stderr
+    assert "  networks.unet.attention_levels: [5]" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (REPO / "results/config_checks_probe").exists()
+
+
+def test_check_config_names_the_line_of_malformed_yaml(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run: x\nsampling:\n  steps: [4\n")
+    assert check_config_main([str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: not valid YAML at line 4" in err, err
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(SMOKE))
+    assert check_config_main([str(good)]) == 0
+    good.write_text(yaml.safe_dump(changed("sampling.steps", 101)))
+    assert check_config_main([str(good)]) == 1
+    assert "  sampling.steps: 101: cannot exceed diffusion.timesteps (100)" in capsys.readouterr().err
