@@ -6,6 +6,7 @@ Synthetic IDX files stand in for real ones wherever an error path is exercised.
 
 import gzip
 import hashlib
+import zlib
 
 import numpy as np
 import pytest
@@ -58,10 +59,43 @@ def synthetic(n=20, size=28, seed=0):
     return images, labels
 
 
-def trust_fashion(monkeypatch, written):
-    """Make the synthetic Fashion-MNIST files the 'known' ones so they pass verification."""
+def trust(monkeypatch, written, dataset="fashion_mnist"):
+    """Make the synthetic files the 'known' ones of `dataset` so they pass verification."""
     digests = {stem: hashlib.sha256(raw).hexdigest() for stem, (raw, _) in written.items()}
-    monkeypatch.setitem(data.IDX_CHECKSUMS, "fashion_mnist", ("sha256", "decompressed", digests))
+    monkeypatch.setitem(data.IDX_SHA256, dataset, digests)
+
+
+def trust_fashion(monkeypatch, written):
+    trust(monkeypatch, written, "fashion_mnist")
+
+
+def fashion_test_split(directory, unpack=False):
+    """Debian's real Fashion-MNIST t10k files in `directory`: symlinked .gz, or unpacked."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for stem in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        original = data.DEBIAN_FASHION_MNIST_DIR / f"{stem}.gz"
+        if unpack:
+            (directory / stem).write_bytes(gzip.decompress(original.read_bytes()))
+        else:
+            (directory / f"{stem}.gz").symlink_to(original)
+    return directory
+
+
+@pytest.fixture
+def no_download(monkeypatch):
+    """Fail the test if any torchvision IDX download is attempted."""
+    def forbidden(**kwargs):
+        raise AssertionError(f"torchvision download attempted: {kwargs}")
+
+    for name in ("FashionMNIST", "MNIST"):
+        monkeypatch.setattr(torchvision.datasets, name, forbidden)
+
+
+def assert_source_dir_fix(message, source_dir):
+    """An explicit source_dir failure names the directory and both fixes, and lists no fallback."""
+    assert f"from dataset.source_dir {source_dir}:" in message
+    assert f"in {source_dir}, or set dataset.source_dir: null" in message
+    assert "every source failed" not in message
 
 
 @pytest.fixture
@@ -158,8 +192,9 @@ def test_wrong_content_in_source_dir_reports_checksum(tmp_path, no_debian, gz):
     message = str(err.value)
     assert "checksum mismatch" in message
     assert str(tmp_path / ("t10k-images-idx3-ubyte" + (".gz" if gz else ""))) in message
-    assert data.IDX_CHECKSUMS["fashion_mnist"][2]["t10k-images-idx3-ubyte"] in message
+    assert data.IDX_SHA256["fashion_mnist"]["t10k-images-idx3-ubyte"] in message
     assert hashlib.sha256(idx_bytes(images)).hexdigest() in message
+    assert_source_dir_fix(message, tmp_path)
 
 
 def test_corrupt_debian_dir_falls_through_to_error(monkeypatch, tmp_path):
@@ -171,11 +206,11 @@ def test_corrupt_debian_dir_falls_through_to_error(monkeypatch, tmp_path):
         prepare_dataset("fashion_mnist", "test", 32, download=False)
 
 
-def test_every_source_failing_names_each_source_and_the_fixes(tmp_path, no_debian):
+def test_every_source_failing_names_each_source_and_the_fixes(no_debian):
     with pytest.raises(DataSourceError) as err:
-        prepare_dataset("fashion_mnist", "test", 32, source_dir=str(tmp_path), download=False)
+        prepare_dataset("fashion_mnist", "test", 32, download=False)
     message = str(err.value)
-    assert f"source_dir {tmp_path}: no t10k-images-idx3-ubyte(.gz)" in message
+    assert "source_dir: not set" in message
     assert f"Debian package dataset-fashion-mnist ({no_debian}): no t10k-images" in message
     assert "torchvision download: disabled (download=False)" in message
     assert "dataset.source_dir" in message
@@ -218,40 +253,181 @@ def test_torchvision_source_is_converted(monkeypatch, tmp_path, no_debian):
     assert prepared.labels.dtype == np.int64 and "torchvision download" in prepared.source
 
 
-def test_cifar10_failure_has_no_debian_source(tmp_path):
+def test_cifar10_failure_has_no_debian_source():
     with pytest.raises(DataSourceError) as err:
-        prepare_dataset("cifar10", "test", 32, source_dir=str(tmp_path), download=False)
+        prepare_dataset("cifar10", "test", 32, download=False)
     message = str(err.value)
-    assert f"source_dir {tmp_path}:" in message and "Debian" not in message
+    assert "source_dir: not set" in message and "Debian" not in message
     assert "cifar-10-batches-py" in message and "disabled (download=False)" in message
 
 
 # --------------------------------------------------------------------------- mnist
 
 
-def test_mnist_gz_with_wrong_md5_is_rejected(tmp_path):
+@pytest.mark.parametrize("gz", [True, False])
+def test_mnist_unknown_content_is_rejected_packed_or_not(tmp_path, no_download, gz):
+    """An unpacked MNIST file used to pass unchecked; now its content has a known sha256."""
     images, labels = synthetic()
-    write_test_split(tmp_path / "MNIST" / "raw", images, labels)
-    with pytest.raises(DataSourceError, match=r"expected md5 of gz content 9fb629c4189551a2d022fa330f9573f3"):
-        prepare_dataset("mnist", "test", 32, source_dir=str(tmp_path), download=False)
+    write_test_split(tmp_path / "MNIST" / "raw", images, labels, gz=gz)
+    with pytest.raises(DataSourceError) as err:
+        prepare_dataset("mnist", "test", 32, source_dir=str(tmp_path), download=True)
+    message = str(err.value)
+    path = tmp_path / "MNIST" / "raw" / ("t10k-images-idx3-ubyte" + (".gz" if gz else ""))
+    assert f"checksum mismatch for {path}" in message
+    assert "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7" in message
+    assert "not MNIST's original t10k-images-idx3-ubyte" in message
+    assert_source_dir_fix(message, tmp_path)
 
 
-def test_mnist_uncompressed_is_checked_structurally(tmp_path):
+def test_mnist_trusted_unpacked_files_load(monkeypatch, tmp_path):
     images, labels = synthetic()
-    write_test_split(tmp_path, images, labels, gz=False)
+    trust(monkeypatch, write_test_split(tmp_path, images, labels, gz=False), "mnist")
     prepared = prepare_dataset("mnist", "test", 28, source_dir=str(tmp_path), download=False)
     np.testing.assert_array_equal(prepared.images[..., 0], images)
-    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(labels)[:-1])  # one byte short
-    with pytest.raises(DataSourceError, match=r"IDX dimensions \(20,\) need 20 bytes, found 19"):
-        prepare_dataset("mnist", "test", 28, source_dir=str(tmp_path), download=False)
+    np.testing.assert_array_equal(prepared.labels, labels)
 
 
-def test_idx_magic_number_is_checked(tmp_path):
+@pytest.mark.parametrize("unpack", [False, True])
+def test_fashion_mnist_files_given_as_mnist_are_named(tmp_path, no_download, unpack):
+    fashion_test_split(tmp_path, unpack=unpack)
+    with pytest.raises(DataSourceError) as err:
+        prepare_dataset("mnist", "test", 32, source_dir=str(tmp_path), download=True)
+    message = str(err.value)
+    path = tmp_path / ("t10k-images-idx3-ubyte" + ("" if unpack else ".gz"))
+    assert (f"{path} is Fashion-MNIST's t10k-images-idx3-ubyte, not MNIST's: "
+            "these are Fashion-MNIST's files, set dataset.name: fashion_mnist") in message
+    assert_source_dir_fix(message, tmp_path)
+
+
+def test_file_of_another_split_is_named(tmp_path):
+    fashion_test_split(tmp_path)
+    labels = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    labels.unlink()
+    labels.symlink_to(data.DEBIAN_FASHION_MNIST_DIR / "train-labels-idx1-ubyte.gz")
+    with pytest.raises(DataSourceError) as err:
+        prepare_dataset("fashion_mnist", "test", 32, source_dir=str(tmp_path), download=False)
+    assert (f"{labels} holds Fashion-MNIST's train-labels-idx1-ubyte, not t10k-labels-idx1-ubyte: "
+            "the files are misnamed") in str(err.value)
+
+
+def test_truncated_idx_names_the_file(monkeypatch, tmp_path):
     images, labels = synthetic()
-    write_test_split(tmp_path, images, labels, gz=False)
-    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(images))  # images where labels belong
-    with pytest.raises(DataSourceError, match="IDX magic number 2051, expected 2049"):
+    trust(monkeypatch, write_test_split(tmp_path, images, labels, gz=False), "mnist")
+    path = tmp_path / "t10k-labels-idx1-ubyte"
+    path.write_bytes(idx_bytes(labels)[:-1])  # one byte short
+    with pytest.raises(DataSourceError) as err:
         prepare_dataset("mnist", "test", 28, source_dir=str(tmp_path), download=False)
+    assert f"{path}: IDX dimensions (20,) need 20 bytes, found 19 (truncated" in str(err.value)
+    assert_source_dir_fix(str(err.value), tmp_path)
+
+
+def test_idx_magic_number_is_checked(monkeypatch, tmp_path):
+    images, labels = synthetic()
+    trust(monkeypatch, write_test_split(tmp_path, images, labels, gz=False), "mnist")
+    path = tmp_path / "t10k-labels-idx1-ubyte"
+    path.write_bytes(idx_bytes(images))  # images where labels belong
+    with pytest.raises(DataSourceError) as err:
+        prepare_dataset("mnist", "test", 28, source_dir=str(tmp_path), download=False)
+    assert f"{path}: IDX magic number 2051, expected 2049" in str(err.value)
+    assert "misnamed" in str(err.value)
+
+
+# --------------------------------------------------------------------------- broken sources
+
+
+def _truncated(gz: bytes) -> bytes:
+    return gz[: len(gz) // 2]
+
+
+def _unknown_method(gz: bytes) -> bytes:
+    return gz[:2] + b"\x09" + gz[3:]  # compression method 9 does not exist
+
+
+def _invalid_deflate(gz: bytes) -> bytes:
+    return gz[:10] + b"\x07" + bytes(20)  # deflate block type 3 is reserved
+
+
+@pytest.mark.parametrize("damage, cause", [
+    (_truncated, EOFError), (_unknown_method, gzip.BadGzipFile), (_invalid_deflate, zlib.error),
+])
+def test_corrupt_gz_names_the_file(monkeypatch, tmp_path, no_download, damage, cause):
+    images, labels = synthetic()
+    trust_fashion(monkeypatch, write_test_split(tmp_path, images, labels))
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(DataSourceError) as err:
+        prepare_dataset("fashion_mnist", "test", 32, source_dir=str(tmp_path), download=True)
+    message = str(err.value)
+    assert f"{path} is a truncated or corrupt gzip file" in message
+    assert "replace it with a fresh copy" in message
+    assert_source_dir_fix(message, tmp_path)
+    assert isinstance(err.value.__cause__.__cause__, cause)
+
+
+def test_truncated_gz_in_debian_dir_names_the_file(monkeypatch, tmp_path, no_download):
+    debian = tmp_path / "debian"
+    images, labels = synthetic()
+    write_test_split(debian, images, labels)
+    path = debian / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(_truncated(path.read_bytes()))
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", debian)
+    with pytest.raises(DataSourceError) as err:
+        prepare_dataset("fashion_mnist", "test", 32, download=False)
+    assert f"{path} is a truncated or corrupt gzip file" in str(err.value)
+    assert "apt-get install dataset-fashion-mnist" in str(err.value)
+
+
+@pytest.mark.parametrize("setup", ["absent", "empty", "truncated", "other_data"])
+def test_broken_source_dir_never_falls_back_to_debian(tmp_path, no_download, setup):
+    """The real Debian copy is present and download=True, yet a set source_dir that fails is an error."""
+    assert (data.DEBIAN_FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file()
+    source = tmp_path / "src"
+    if setup != "absent":
+        source.mkdir()
+    if setup == "truncated":
+        original = (data.DEBIAN_FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz").read_bytes()
+        fashion_test_split(tmp_path / "real")
+        (source / "t10k-images-idx3-ubyte.gz").symlink_to(tmp_path / "real" / "t10k-images-idx3-ubyte.gz")
+        (source / "t10k-labels-idx1-ubyte.gz").write_bytes(original[:1000])
+    if setup == "other_data":
+        write_test_split(source, *synthetic())
+    expected = {
+        "absent": f"directory {source} does not exist",
+        "empty": f"no t10k-images-idx3-ubyte(.gz) in {source} or {source / 'FashionMNIST' / 'raw'}",
+        "truncated": f"{source / 't10k-labels-idx1-ubyte.gz'} is a truncated or corrupt gzip file",
+        "other_data": f"checksum mismatch for {source / 't10k-images-idx3-ubyte.gz'}",
+    }[setup]
+    with pytest.raises(DataSourceError) as err:
+        prepare_dataset("fashion_mnist", "test", 32, source_dir=str(source), download=True)
+    message = str(err.value)
+    assert expected in message
+    assert_source_dir_fix(message, source)
+    assert "Debian package dataset-fashion-mnist or torchvision's download" in message
+
+
+def test_explicit_source_dir_with_real_fashion_mnist_loads(tmp_path, no_download):
+    fashion_test_split(tmp_path / "FashionMNIST" / "raw", unpack=True)
+    prepared = prepare_dataset("fashion_mnist", "test", 28, source_dir=str(tmp_path), download=True)
+    assert prepared.images.shape == (10000, 28, 28, 1)
+    assert prepared.source == f"source_dir: IDX files in {tmp_path / 'FashionMNIST' / 'raw'}"
+
+
+@pytest.mark.parametrize("present, reason", [
+    (["data_batch_2", "test_batch"], "data_batch_1 is missing"),
+    (["data_batch_1"], "data_batch_1 is corrupt or truncated: its md5 is not CIFAR-10's c99cafc1"),
+])
+def test_cifar10_source_dir_names_the_bad_file(tmp_path, present, reason):
+    """torchvision alone says 'Dataset not found or corrupted'; the error names the file."""
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in present:
+        (folder / name).write_bytes(b"not a CIFAR batch")
+    with pytest.raises(DataSourceError) as err:
+        prepare_dataset("cifar10", "test", 32, source_dir=str(tmp_path), download=False)
+    message = str(err.value)
+    assert f"{folder}/{reason}" in message
+    assert "put torchvision's cifar-10-batches-py folder in" in message
+    assert_source_dir_fix(message, tmp_path)
 
 
 # --------------------------------------------------------------------------- argument checks

@@ -2,9 +2,10 @@
 
 Every image set is turned into one `PreparedData` (uint8 NHWC images, int64
 labels) so the rest of the pipeline never cares where the pixels came from.
-Sources are tried in a fixed order and the first that works wins; a source that
+An explicitly configured `source_dir` is the only source tried; without one,
+sources are tried in a fixed order and the first that works wins. A source that
 is missing or fails its checksum is reported, never silently replaced by a
-different data set.
+different data set; every error names the file and the fix.
 """
 
 from __future__ import annotations
@@ -81,25 +82,31 @@ _IDX_STEMS = {
 _IDX_IMAGES_MAGIC = 2051
 _IDX_LABELS_MAGIC = 2049
 
-# Known digests per data set: (hash algorithm, what is hashed, digest per file stem).
-# Fashion-MNIST: sha256 of the *decompressed* bytes, because Debian recompressed the
-# .gz files (their md5 differs from torchvision's, the content does not).
-# MNIST: only torchvision's md5 of the original .gz files is known; an
-# uncompressed MNIST file can only be checked structurally.
-IDX_CHECKSUMS: dict[str, tuple[str, str, dict[str, str]]] = {
-    "fashion_mnist": ("sha256", "decompressed", {
+# sha256 of each IDX file's *decompressed* content, per data set. Hashing the content
+# rather than the file accepts any compression: Debian recompressed Fashion-MNIST (its .gz
+# md5s differ from torchvision's, the content does not) and an unpacked file checks the same.
+# It also identifies a data set, so another data set's files are named as such.
+# Fashion-MNIST: Debian's dataset-fashion-mnist, whose content matches zalandoresearch's files.
+# MNIST: the content of the original .gz files (those with torchvision's md5s f68b3c2d..,
+# d53e105e.., 9fb629c4.., ec29112d..). Not computed here (no MNIST on this machine): taken
+# from public code, where independent projects agree on all four, among them one that
+# gunzips torchvision's mirror (ossci-datasets) and checks them, one for Kaggle's unpacked
+# copy, and javachaos/java-neural-network (core/.../Constants.java, train images).
+IDX_SHA256: dict[str, dict[str, str]] = {
+    "fashion_mnist": {
         "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
         "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
         "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
         "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-    }),
-    "mnist": ("md5", "gz", {
-        "train-images-idx3-ubyte": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-        "train-labels-idx1-ubyte": "d53e105ee54ea40749a09fcbcd1e9432",
-        "t10k-images-idx3-ubyte": "9fb629c4189551a2d022fa330f9573f3",
-        "t10k-labels-idx1-ubyte": "ec29112dd5afa0611ce80d1b7f02629c",
-    }),
+    },
+    "mnist": {
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
 }
+_DISPLAY_NAMES = {"fashion_mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar10": "CIFAR-10"}
 
 _DIGITS_TEST_SIZE = 0.2
 _DIGITS_SEED = 0
@@ -194,9 +201,14 @@ def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
 def _load_first_source(
     info: DatasetInfo, split: str, source_dir: str | None, cache_dir: str | None, download: bool
 ) -> _Loaded:
-    """Try each source in order; collect every failure so the final error explains them all."""
+    """Try each source in order; collect every failure so the final error explains them all.
+
+    An explicitly set source_dir is the only source tried: falling back would train on
+    other pixels (another copy, or another data set) than the ones the config names."""
+    if source_dir is not None:
+        return _load_configured_dir(info, split, Path(source_dir))
     failures = []
-    for label, load in _sources(info, split, source_dir, cache_dir, download):
+    for label, load in _sources(info, split, cache_dir, download):
         try:
             return load()
         except _SOURCE_FAILURES as exc:
@@ -207,16 +219,28 @@ def _load_first_source(
     )
 
 
+def _load_configured_dir(info: DatasetInfo, split: str, source_dir: Path) -> _Loaded:
+    """Load from dataset.source_dir or stop with the reason, the file and the fix."""
+    try:
+        if not source_dir.is_dir():
+            raise _SourceUnavailable(f"directory {source_dir} does not exist")
+        if info.name == "cifar10":
+            return _load_torchvision(info, split, str(source_dir), False)
+        return _load_idx_source(info, split, source_dir)
+    except _SOURCE_FAILURES as exc:
+        raise DataSourceError(
+            f"could not load {info.name} ({split}) from dataset.source_dir {source_dir}: {exc}\n"
+            f"To fix: put {_expected_files(info)} in {source_dir}, or set dataset.source_dir: null "
+            f"to use {_fallback_names(info)} instead (an explicit source_dir never falls back)"
+        ) from exc
+
+
 def _sources(
-    info: DatasetInfo, split: str, source_dir: str | None, cache_dir: str | None, download: bool
+    info: DatasetInfo, split: str, cache_dir: str | None, download: bool
 ) -> list[tuple[str, Callable[[], _Loaded]]]:
-    """The ordered (label, loader) list for one data set; unusable ones raise when called."""
-    if source_dir is None:
-        sources = [("source_dir", _unavailable("not set (dataset.source_dir in the config)"))]
-    elif info.name == "cifar10":
-        sources = [(f"source_dir {source_dir}", lambda: _load_torchvision(info, split, source_dir, False))]
-    else:
-        sources = [(f"source_dir {source_dir}", lambda: _load_idx_source(info, split, Path(source_dir)))]
+    """The ordered (label, loader) fallback list when no source_dir is set; unusable ones
+    raise when called, so the final error still lists them."""
+    sources = [("source_dir", _unavailable("not set (dataset.source_dir in the config)"))]
     if info.name == "fashion_mnist":
         debian = DEBIAN_FASHION_MNIST_DIR
         sources.append((f"Debian package dataset-fashion-mnist ({debian})",
@@ -236,12 +260,20 @@ def _unavailable(reason: str) -> Callable[[], _Loaded]:
     return load
 
 
+def _expected_files(info: DatasetInfo) -> str:
+    if info.name == "cifar10":
+        return "torchvision's cifar-10-batches-py folder"
+    return (f"the four original {_DISPLAY_NAMES[info.name]} IDX files (.gz or unpacked, "
+            f"directly or under {_TORCHVISION_CLASS[info.name]}/raw/)")
+
+
+def _fallback_names(info: DatasetInfo) -> str:
+    debian = "the Debian package dataset-fashion-mnist or " if info.name == "fashion_mnist" else ""
+    return debian + "torchvision's download (dataset.download: true)"
+
+
 def _how_to_fix(info: DatasetInfo) -> str:
-    hints = [
-        "set dataset.source_dir in the config to a directory holding the files "
-        + ("(the folder that contains torchvision's cifar-10-batches-py)" if info.name == "cifar10" else
-           f"(the four IDX files, directly or under {_TORCHVISION_CLASS[info.name]}/raw/)"),
-    ]
+    hints = [f"set dataset.source_dir in the config to a directory holding {_expected_files(info)}"]
     if info.name == "fashion_mnist":
         hints.append("install the Debian package: apt-get install dataset-fashion-mnist")
     hints.append("connect to the internet and allow the torchvision download (download=True)")
@@ -253,6 +285,8 @@ def _load_torchvision(info: DatasetInfo, split: str, root: str, download: bool) 
     import torchvision.datasets
 
     dataset_class = getattr(torchvision.datasets, _TORCHVISION_CLASS[info.name])
+    if info.name == "cifar10" and not download:
+        _check_cifar_files(dataset_class, Path(root))
     dataset = dataset_class(root=root, train=split == "train", download=download)
     images = np.asarray(dataset.data, dtype=np.uint8)
     if images.ndim == 3:
@@ -260,6 +294,20 @@ def _load_torchvision(info: DatasetInfo, split: str, root: str, download: bool) 
     labels = np.asarray(dataset.targets, dtype=np.int64)
     how = "torchvision download" if download else "torchvision files"
     return images, labels, f"{how} ({dataset_class.__name__}) in {root}"
+
+
+def _check_cifar_files(dataset_class, root: Path) -> None:
+    """The md5 checks torchvision's CIFAR10 makes, but naming the file: torchvision only
+    says 'Dataset not found or corrupted'."""
+    from torchvision.datasets.utils import check_integrity
+
+    meta = dataset_class.meta
+    for name, md5 in [*dataset_class.train_list, *dataset_class.test_list, (meta["filename"], meta["md5"])]:
+        path = root / dataset_class.base_folder / name
+        if not path.is_file():
+            raise _SourceUnavailable(f"{path} is missing")
+        if not check_integrity(str(path), md5):
+            raise _SourceUnavailable(f"{path} is corrupt or truncated: its md5 is not CIFAR-10's {md5}")
 
 
 def _load_digits(split: str) -> _Loaded:
@@ -285,8 +333,6 @@ def _load_digits(split: str) -> _Loaded:
 
 def _load_idx_source(info: DatasetInfo, split: str, source_dir: Path) -> _Loaded:
     """IDX files directly in `source_dir` or in torchvision's `<dir>/<Class>/raw/` layout."""
-    if not source_dir.is_dir():
-        raise _SourceUnavailable(f"directory {source_dir} does not exist")
     candidates = [source_dir, source_dir / _TORCHVISION_CLASS[info.name] / "raw"]
     image_stem = _IDX_STEMS[split][0]
     for directory in candidates:
@@ -301,21 +347,22 @@ def _load_idx_dir(info: DatasetInfo, split: str, directory: Path, origin: str) -
     """Read and verify one split's image and label IDX files from `directory`."""
     if not directory.is_dir():
         raise _SourceUnavailable(f"directory {directory} does not exist")
-    image_stem, label_stem = _IDX_STEMS[split]
-    images = _read_idx(info.name, _require_idx_file(directory, image_stem), _IDX_IMAGES_MAGIC)
-    labels = _read_idx(info.name, _require_idx_file(directory, label_stem), _IDX_LABELS_MAGIC)
+    image_path, label_path = (_require_idx_file(directory, stem) for stem in _IDX_STEMS[split])
+    images = _read_idx(info.name, image_path, _IDX_IMAGES_MAGIC)
+    labels = _read_idx(info.name, label_path, _IDX_LABELS_MAGIC)
     if images.shape[1:] != (info.native_size, info.native_size):
-        raise _SourceUnavailable(f"{image_stem}: images are {images.shape[1:]}, "
+        raise _SourceUnavailable(f"{image_path}: images are {images.shape[1:]}, "
                                  f"expected {info.native_size}x{info.native_size}")
     if len(images) != len(labels):
-        raise _SourceUnavailable(f"{len(images)} images but {len(labels)} labels in {directory}")
+        raise _SourceUnavailable(f"{image_path} has {len(images)} images but {label_path} "
+                                 f"has {len(labels)} labels")
     if labels.max(initial=0) >= info.num_classes:
-        raise _SourceUnavailable(f"{label_stem}: label {labels.max()} >= {info.num_classes} classes")
+        raise _SourceUnavailable(f"{label_path}: label {labels.max()} >= {info.num_classes} classes")
     return images[..., None], labels.astype(np.int64), f"{origin}: IDX files in {directory}"
 
 
 def _find_idx_file(directory: Path, stem: str) -> Path | None:
-    """Prefer the .gz file: for MNIST only the .gz has a known checksum."""
+    """Either form is verified by its content; the .gz (the file as published) comes first."""
     for name in (f"{stem}.gz", stem):
         if (directory / name).is_file():
             return directory / name
@@ -330,37 +377,69 @@ def _require_idx_file(directory: Path, stem: str) -> Path:
 
 
 def _read_idx(dataset: str, path: Path, magic: int) -> np.ndarray:
-    """Decompress (if gzip), verify the checksum, then parse one IDX file."""
+    """Decompress (if gzip), parse, then verify the content's checksum. Parsing first gives
+    the specific reason for a truncated or misplaced file; the checksum then proves whose
+    file it is."""
     blob = path.read_bytes()
-    is_gz = blob[:2] == b"\x1f\x8b"
-    content = gzip.decompress(blob) if is_gz else blob
-    _verify_idx(dataset, path, blob if is_gz else None, content)
-    return _parse_idx(content, path, magic)
+    content = _gunzip(path, blob) if blob[:2] == b"\x1f\x8b" else blob
+    array = _parse_idx(content, path, magic)
+    _verify_idx(dataset, path, content)
+    return array
 
 
-def _verify_idx(dataset: str, path: Path, gz_blob: bytes | None, content: bytes) -> None:
-    """Compare against `IDX_CHECKSUMS`; an uncompressed MNIST file has no known hash,
-    so for it only the structure (checked by `_parse_idx`) is verified."""
-    algorithm, hashed, digests = IDX_CHECKSUMS[dataset]
-    if hashed == "gz" and gz_blob is None:
-        return
-    data = gz_blob if hashed == "gz" else content
-    stem = path.name.removesuffix(".gz")
-    got = hashlib.new(algorithm, data).hexdigest()
-    if got != digests[stem]:
+def _gunzip(path: Path, blob: bytes) -> bytes:
+    """gzip's own errors (BadGzipFile, EOFError, zlib.error) do not name the file."""
+    try:
+        return gzip.decompress(blob)
+    except (OSError, EOFError, zlib.error) as exc:
         raise _SourceUnavailable(
-            f"checksum mismatch for {path}: expected {algorithm} of {hashed} content "
-            f"{digests[stem]}, got {got}"
-        )
+            f"{path} is a truncated or corrupt gzip file ({exc}); replace it with a fresh copy"
+        ) from exc
+
+
+def _verify_idx(dataset: str, path: Path, content: bytes) -> None:
+    """Match the content's sha256 with `IDX_SHA256` for this data set and file name. A known
+    file of another data set (or split) is named as such: that, not corruption, is the fix."""
+    stem = path.name.removesuffix(".gz")
+    expected = IDX_SHA256[dataset].get(stem)
+    got = hashlib.sha256(content).hexdigest()
+    if got == expected:
+        return
+    owner = _identify_idx(got)
+    if owner is not None:
+        raise _SourceUnavailable(_misplaced_message(path, dataset, stem, *owner))
+    raise _SourceUnavailable(
+        f"checksum mismatch for {path}: expected sha256 of decompressed content {expected}, "
+        f"got {got}; it is not {_DISPLAY_NAMES[dataset]}'s original {stem} (corrupt or modified)"
+    )
+
+
+def _identify_idx(digest: str) -> tuple[str, str] | None:
+    """(data set, file stem) whose known content has this sha256, if any."""
+    for name, digests in IDX_SHA256.items():
+        for stem, known in digests.items():
+            if known == digest:
+                return name, stem
+    return None
+
+
+def _misplaced_message(path: Path, dataset: str, stem: str, owner: str, owner_stem: str) -> str:
+    if owner != dataset:
+        return (f"{path} is {_DISPLAY_NAMES[owner]}'s {owner_stem}, not {_DISPLAY_NAMES[dataset]}'s: "
+                f"these are {_DISPLAY_NAMES[owner]}'s files, set dataset.name: {owner}")
+    return f"{path} holds {_DISPLAY_NAMES[dataset]}'s {owner_stem}, not {stem}: the files are misnamed"
 
 
 def _parse_idx(content: bytes, path: Path, magic: int) -> np.ndarray:
     """Parse an unsigned-byte IDX file, checking the magic number and the payload length."""
     if len(content) < 4:
-        raise _SourceUnavailable(f"{path} is too short to be an IDX file")
+        raise _SourceUnavailable(f"{path} is too short to be an IDX file (truncated?)")
     found = int.from_bytes(content[:4], "big")
     if found != magic:
-        raise _SourceUnavailable(f"{path}: IDX magic number {found}, expected {magic}")
+        raise _SourceUnavailable(
+            f"{path}: IDX magic number {found}, expected {magic} (2051 = images, 2049 = labels); "
+            "the file is not this IDX file or is misnamed"
+        )
     ndim = content[3]
     header = 4 + 4 * ndim
     if len(content) < header:
@@ -368,7 +447,8 @@ def _parse_idx(content: bytes, path: Path, magic: int) -> np.ndarray:
     dims = tuple(int(d) for d in np.frombuffer(content, ">u4", count=ndim, offset=4))
     if len(content) - header != int(np.prod(dims)):
         raise _SourceUnavailable(
-            f"{path}: IDX dimensions {dims} need {int(np.prod(dims))} bytes, found {len(content) - header}"
+            f"{path}: IDX dimensions {dims} need {int(np.prod(dims))} bytes, found "
+            f"{len(content) - header} (truncated or padded file)"
         )
     return np.frombuffer(content, np.uint8, offset=header).reshape(dims).copy()  # writable
 
