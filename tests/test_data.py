@@ -14,6 +14,8 @@ import torch
 import torchvision.datasets
 
 from diffguide import data
+from diffguide.atomic import write_digest
+from diffguide.integrity import CorruptArtifactError, file_sha256
 from diffguide.data import (
     DATASETS,
     DataSourceError,
@@ -31,6 +33,11 @@ FASHION_STEMS = {
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def adopt_digest(path):
+    """Record the checksum of a file written outside save_prepared, as if save_prepared had."""
+    write_digest(path, file_sha256(path))
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -463,6 +470,13 @@ def test_load_truncated_file_names_it_and_the_fix(tmp_path):
     path = tmp_path / "prepared.npz"
     save_prepared(tiny_prepared(), path)
     path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CorruptArtifactError, match=r"prepared\.npz does not match its checksum.*rm .*prepared\.npz "
+                                                   r"&& snakemake --cores all"):
+        load_prepared(path)
+    (tmp_path / "prepared.npz.sha256").unlink()
+    with pytest.raises(CorruptArtifactError, match=r"prepared\.npz has no checksum file prepared\.npz\.sha256"):
+        load_prepared(path)
+    adopt_digest(path)  # a checksum of the truncated bytes: the parser still names the file and the fix
     with pytest.raises(ValueError, match=r"prepared\.npz.*delete it and rerun the pipeline"):
         load_prepared(path)
 
@@ -472,9 +486,11 @@ def test_load_rejects_invalid_content(tmp_path):
     good = tiny_prepared()
     np.savez(path, images=good.images, labels=good.labels + 10, dataset=np.array("digits"),
              split=np.array("train"), source=np.array("x"), class_names=np.array(good.class_names))
+    adopt_digest(path)
     with pytest.raises(ValueError, match=r"bad_labels\.npz.*labels must lie in \[0, 10\)"):
         load_prepared(path)
     np.savez(path, images=good.images)
+    adopt_digest(path)
     with pytest.raises(ValueError, match=r"bad_labels\.npz.*missing keys"):
         load_prepared(path)
 
@@ -496,7 +512,9 @@ def test_save_is_atomic(monkeypatch, tmp_path):
     with pytest.raises(OSError, match="disk full"):
         save_prepared(tiny_prepared(n=6), path)
     assert path.read_bytes() == before  # old file untouched
-    assert [p.name for p in tmp_path.iterdir()] == ["prepared.npz"]  # no temp file left
+    # no temp file left, and the checksum is still the old file's
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prepared.npz", "prepared.npz.sha256"]
+    assert load_prepared(path).labels.shape == (3,)
     with pytest.raises(OSError):
         save_prepared(tiny_prepared(), tmp_path / "new.npz")
     assert not (tmp_path / "new.npz").exists()

@@ -9,6 +9,7 @@ import torch
 from diffguide import metrics, networks
 from diffguide.evaluation import INCEPTION_COLUMNS, evaluate, gather_metrics
 from diffguide.intervals import REPLICATES
+from diffguide.integrity import record
 
 CLASSIFIER_METRICS = ["fid_classifier", "kid_classifier", "is_classifier", "accuracy_classifier",
                       "precision_classifier", "recall_classifier"]
@@ -26,12 +27,14 @@ def inputs(tmp_path_factory):
     features, _ = metrics.classifier_outputs(classifier, test_images, "cpu")
     mu, sigma = metrics.feature_statistics(features)
     np.savez(root / "reference.npz", features=features, mu=mu, sigma=sigma)
+    record(root / "reference.npz")
     paths = {}
     for method, scale in [("cfg", 0.0), ("cfg", 1.0)]:
         images = rng.integers(0, 200, size=(30, 8, 8, 1), dtype=np.uint8)
         paths[scale] = root / f"{method}_{scale}.npz"
         np.savez(paths[scale], images=images, labels=np.arange(30) % 10, method=method, scale=scale,
                  sampler="ddim", steps=4, timestep_spacing="linspace")
+        record(paths[scale])
     return root, paths
 
 
@@ -74,7 +77,9 @@ def test_gather_keeps_the_primary_rows_and_their_replicates(inputs, tmp_path):
     # a second sampling setting's row: the same sampler and steps, guided-diffusion's ddim4 spacing
     other = pd.read_csv(rows[0]).assign(timestep_spacing="leading")
     other.to_csv(tmp_path / "ddpm.csv", index=False)
+    record(tmp_path / "ddpm.csv")
     pd.read_csv(reps[0]).assign(timestep_spacing="leading").to_csv(tmp_path / "ddpm.replicates.csv", index=False)
+    record(tmp_path / "ddpm.replicates.csv")
     out = {name: tmp_path / f"{name}.csv" for name in ("primary", "by_sampler", "replicates")}
     gather_metrics([*map(str, rows), str(tmp_path / "ddpm.csv")], str(out["primary"]), str(out["by_sampler"]),
                    {"sampler": "ddim", "steps": 4, "timestep_spacing": "linspace"}, [*map(str, reps), str(tmp_path / "ddpm.replicates.csv")],

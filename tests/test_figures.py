@@ -9,6 +9,7 @@ import pytest
 
 from diffguide import figures, stages
 from diffguide.figures import lowest_fid_scale
+from diffguide.integrity import record
 
 
 def metrics_frame() -> pd.DataFrame:
@@ -32,13 +33,14 @@ def write_samples(path, scale: float, value: int, per_class: int = 3) -> str:
     labels = np.arange(10 * per_class) % 10
     images = np.full((len(labels), 8, 8, 1), value, dtype=np.uint8)
     np.savez(path, images=images, labels=labels, scale=scale)
-    return str(path)
+    return str(record(path))
 
 
 @pytest.fixture
 def gallery_inputs(tmp_path):
     csv = tmp_path / "metrics.csv"
     metrics_frame().to_csv(csv, index=False)
+    record(csv)
     paths = [write_samples(tmp_path / "w0.npz", 0.0, 10), write_samples(tmp_path / "w1.npz", 1.0, 200),
              write_samples(tmp_path / "w4.npz", 4.0, 90)]
     return str(csv), paths

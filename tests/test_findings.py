@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from diffguide import findings
+from diffguide.integrity import record
 
 CFG_W = [0, 0.5, 1, 2, 4]
 CG_S = [0, 1, 2, 5, 10]
@@ -76,7 +77,9 @@ def replicates(df, noise=None, shared=None, seed=0):
 def run(tmp_path, capsys, data, *args, noise=None, shared=None):
     df = frame(data)
     df.to_csv(tmp_path / "metrics.csv", index=False)
+    record(tmp_path / "metrics.csv")
     replicates(df, noise, shared).to_csv(tmp_path / "metrics_replicates.csv", index=False)
+    record(tmp_path / "metrics_replicates.csv")
     code = findings.main([str(tmp_path / "metrics.csv"), *args])
     return code, capsys.readouterr()
 
@@ -296,9 +299,11 @@ def test_extra_cfg_sweeps_are_shown_not_checked(tmp_path, capsys):
 def test_rows_of_different_sample_counts_are_not_paired(tmp_path, capsys):
     df = frame(sweeps())
     df.to_csv(tmp_path / "metrics.csv", index=False)
+    record(tmp_path / "metrics.csv")
     reps = replicates(df)
     reps.loc[(reps["method"] == "cg") & (reps["scale"] == 0), "num_samples"] = 400
     reps.to_csv(tmp_path / "metrics_replicates.csv", index=False)
+    record(tmp_path / "metrics_replicates.csv")
     assert findings.main([str(tmp_path / "metrics.csv")]) == 1
     out = capsys.readouterr().out
     assert "different sample counts [400, 500]" in line(out, 6) and verdicts(out)[6] == "FAIL"
@@ -309,13 +314,21 @@ def test_missing_or_unreadable_csv_exits_2(tmp_path, capsys):
     assert "make run" in capsys.readouterr().err
     empty = tmp_path / "empty.csv"
     empty.write_text("")
+    assert findings.main([str(empty)]) == 2  # no checksum: not a file the pipeline wrote
+    assert f"{empty} has no checksum file empty.csv.sha256" in capsys.readouterr().err
+    record(empty)
     assert findings.main([str(empty)]) == 2
     assert "make run" in capsys.readouterr().err
+    empty.write_text("method,scale\n")  # changed after its checksum was written
+    assert findings.main([str(empty)]) == 2
+    assert f"{empty} does not match its checksum" in capsys.readouterr().err
     wrong = tmp_path / "wrong.csv"
     wrong.write_text("a,b\n1,2\n")
+    record(wrong)
     assert findings.main([str(wrong)]) == 2
     assert "no method, scale column" in capsys.readouterr().err
     frame(sweeps()).to_csv(tmp_path / "metrics.csv", index=False)  # without its replicates beside it
+    record(tmp_path / "metrics.csv")
     assert findings.main([str(tmp_path / "metrics.csv")]) == 2
     assert "metrics_replicates.csv" in capsys.readouterr().err
 
@@ -323,7 +336,9 @@ def test_missing_or_unreadable_csv_exits_2(tmp_path, capsys):
 def test_replicates_can_be_named_explicitly(tmp_path, capsys):
     df = frame(sweeps())
     df.to_csv(tmp_path / "metrics.csv", index=False)
+    record(tmp_path / "metrics.csv")
     replicates(df).to_csv(tmp_path / "elsewhere.csv", index=False)
+    record(tmp_path / "elsewhere.csv")
     assert findings.main([str(tmp_path / "metrics.csv"), "--replicates", str(tmp_path / "elsewhere.csv")]) == 0
 
 

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from diffguide.tables import DN_FILE, HS_FILE, dn_table4, hs_table1, paper_table, provenance_line, write_tables
+from diffguide.integrity import record
 
 COLUMNS = ["method", "scale", "num_samples", "fid_classifier", "kid_classifier", "is_classifier",
            "accuracy_classifier", "precision_classifier", "recall_classifier", "fid_inception",
@@ -147,6 +148,7 @@ def test_dn_table4_inception_family_has_sfid():
 def test_write_tables_markdown_and_latex(tmp_path):
     csv = tmp_path / "metrics.csv"
     metrics_frame().to_csv(csv, index=False)
+    record(csv)
     written = write_tables(csv, 0.2, "fashion_mnist", 32, tmp_path / "tables")
     assert sorted(p.name for p in written) == ["dn_table4.html", "dn_table4.md", "dn_table4.tex",
                                                "hs_table1.html", "hs_table1.md", "hs_table1.tex"]
@@ -179,6 +181,7 @@ def test_markdown_keeps_two_decimals_in_gapless_columns(tmp_path):
     print 1.80, not 1.8 (tabulate reparses number-like strings unless told not to)."""
     csv = tmp_path / "metrics.csv"
     metrics_frame([r for r in RUNS if r != ("cfg", 0.25)]).to_csv(csv, index=False)
+    record(csv)
     write_tables(csv, 0.2, "fashion_mnist", 32, tmp_path)
     rows = {line.split("|")[1].strip(): line for line in (tmp_path / "hs_table1.md").read_text().splitlines()
             if line.startswith("|")}
@@ -191,6 +194,7 @@ def test_markdown_keeps_two_decimals_in_gapless_columns(tmp_path):
 def test_missing_method_names_the_config_key(tmp_path, dropped):
     csv = tmp_path / "metrics.csv"
     metrics_frame([r for r in RUNS if r[0] != dropped]).to_csv(csv, index=False)
+    record(csv)
     with pytest.raises(ValueError, match=r"guidance\.methods") as error:
         write_tables(csv, 0.2, "fashion_mnist", 32, tmp_path / "tables")
     assert f"'{dropped}'" in str(error.value)
@@ -207,6 +211,7 @@ def test_inception_family_without_inception_values_says_so():
 def test_metrics_without_intervals_say_to_rerun_the_evaluation(tmp_path):
     csv = tmp_path / "metrics.csv"
     metrics_frame().drop(columns=["is_classifier_lo"]).to_csv(csv, index=False)
+    record(csv)
     with pytest.raises(ValueError, match=r"no is_classifier_lo column .* rerun the evaluation"):
         write_tables(csv, 0.2, "fashion_mnist", 32, tmp_path / "tables")
 

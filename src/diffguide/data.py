@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from . import integrity
 from .atomic import atomic_open
 
 __all__ = [
@@ -493,9 +494,9 @@ _NPZ_KEYS = ("images", "labels", "dataset", "split", "source", "class_names")
 
 def save_prepared(data: PreparedData, path) -> None:
     """Write `data` as .npz atomically: a crash never leaves a half-written file that
-    snakemake would mistake for a finished output."""
+    snakemake would mistake for a finished output. Its checksum goes beside it (<path>.sha256)."""
     _check_prepared(data)
-    with atomic_open(path) as handle:
+    with atomic_open(path, checksum=True) as handle:
         np.savez(
             handle, images=data.images, labels=data.labels, dataset=np.array(data.dataset),
             split=np.array(data.split), source=np.array(data.source),
@@ -504,12 +505,14 @@ def save_prepared(data: PreparedData, path) -> None:
 
 
 def load_prepared(path) -> PreparedData:
-    """Read and validate a file written by `save_prepared`; errors name the file and the fix."""
+    """Read and validate a file written by `save_prepared`; errors name the file and the fix.
+    A file that does not match its checksum raises integrity.CorruptArtifactError."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"prepared data file {path} does not exist; rerun the pipeline (snakemake regenerates it)"
         )
+    integrity.verify(path)
     try:
         data = _read_npz(path)
         _check_prepared(data)

@@ -17,7 +17,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from . import metrics, networks
+from . import integrity, metrics, networks
 from .atomic import atomic_open
 from .intervals import Estimate, replicate_rows, row_columns
 from .runtime import pick_device
@@ -30,7 +30,7 @@ INCEPTION_COLUMNS = tuple(f"{m}_inception" for m in INCEPTION_METRICS)
 
 
 def _write_csv(path: str, frame: pd.DataFrame) -> None:
-    with atomic_open(path) as handle:
+    with atomic_open(path, checksum=True) as handle:
         handle.write(frame.to_csv(index=False).encode())
 
 
@@ -77,13 +77,13 @@ def evaluate(samples_path: str, reference_path: str, eval_classifier_path: str, 
     produced each number; Inception columns are empty when the config turns Inception off."""
     device = pick_device(device_name)
     classifier, _ = networks.load_checkpoint(eval_classifier_path, device)
-    samples = np.load(samples_path)
+    samples = integrity.load_npz(samples_path)
     keys = {"method": str(samples["method"]), "scale": float(samples["scale"]), "sampler": str(samples["sampler"]),
             "steps": int(samples["steps"]), "timestep_spacing": str(samples["timestep_spacing"])}
-    estimates = classifier_estimates(samples, np.load(reference_path), classifier, device, batch_size, seed)
+    estimates = classifier_estimates(samples, integrity.load_npz(reference_path), classifier, device, batch_size, seed)
     weights = "off"
     if inception_reference_path:
-        inception, weights = inception_estimates(samples, np.load(inception_reference_path), inception_samples,
+        inception, weights = inception_estimates(samples, integrity.load_npz(inception_reference_path), inception_samples,
                                                  inception_weights, device, seed)
         estimates |= inception
     else:
@@ -105,12 +105,12 @@ def gather_metrics(rows: list[str], primary_output: str, by_sampler_output: str,
     """Every row into ``by_sampler_output``; the rows of the ``primary`` sampling setting
     ({sampler, steps, timestep_spacing}), which the figures, tables and findings read, into
     ``primary_output``, and their half-sample replicates into ``replicates_output``."""
-    frame = pd.concat([pd.read_csv(p) for p in rows]).sort_values(ORDER)
+    frame = pd.concat([integrity.read_csv(p) for p in rows]).sort_values(ORDER)
     is_primary = _is_setting(frame, primary)
     _write_csv(by_sampler_output, frame)
     _write_csv(primary_output, frame[is_primary])
     if replicates_output:
-        reps = pd.concat([pd.read_csv(p) for p in replicate_files])
+        reps = pd.concat([integrity.read_csv(p) for p in replicate_files])
         reps = reps[_is_setting(reps, primary)]
         _write_csv(replicates_output, reps.sort_values(ORDER, kind="stable"))
     return frame

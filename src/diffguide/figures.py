@@ -171,6 +171,20 @@ def sample_grid(images_by_scale: list[np.ndarray], labels: np.ndarray, scales: l
 DIFFUSION_NETWORKS = ("unconditional", "conditional")
 
 
+def read_training_log(csv_path: str | Path) -> pd.DataFrame:
+    """A training job's CSV log (step, loss, ...), or a ValueError naming it and the way back."""
+    try:
+        log = pd.read_csv(csv_path)
+    except (FileNotFoundError, pd.errors.EmptyDataError) as err:
+        model = Path(csv_path).parent.parent / "models" / f"{Path(csv_path).stem.removeprefix('train_')}.pt"
+        raise ValueError(f"training log {csv_path} is missing or empty ({type(err).__name__}) although its model "
+                         f"is finished; retrain to rewrite both: rm {model} && snakemake --cores all --configfile "
+                         "<the config file of this run>") from err
+    if log.empty or "loss" not in log:
+        raise ValueError(f"training log {csv_path} has no loss rows; it is not a finished training job's log")
+    return log
+
+
 def plot_training_curves(csv_paths: dict[str, str | Path], path: str | Path) -> None:
     """One panel per network: training loss against step, from the CSV logs of the training loop.
     The eps-models' MSE falls over orders of magnitude and is plotted on a log axis; the
@@ -178,7 +192,7 @@ def plot_training_curves(csv_paths: dict[str, str | Path], path: str | Path) -> 
     sns.set_theme(style="whitegrid")
     fig, axes = plt.subplots(1, len(csv_paths), squeeze=False, figsize=(3.6 * len(csv_paths), 3.2))
     for ax, (name, csv_path) in zip(axes[0], csv_paths.items()):
-        log = pd.read_csv(csv_path)
+        log = read_training_log(csv_path)
         sns.lineplot(data=log, x="step", y="loss", ax=ax, marker="." if len(log) < 30 else None)
         diffusion = name.startswith(DIFFUSION_NETWORKS)  # conditional_p<p> too
         if diffusion and (log["loss"] > 0).all():

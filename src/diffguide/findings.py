@@ -35,6 +35,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from .integrity import CorruptArtifactError, read_csv
 from .intervals import Z95, jackknife_se
 from .naming import SCALE_SYMBOLS
 
@@ -429,8 +430,8 @@ def sweep_table(df: pd.DataFrame, features: str = "classifier") -> str:
 
 def _read(path: Path, what: str, required: set[str]) -> pd.DataFrame:
     """A CSV with ``required`` columns; OSError or ValueError (pandas' EmptyDataError is one) with
-    what to do otherwise."""
-    df = pd.read_csv(path)
+    what to do otherwise. The file must match its checksum (CorruptArtifactError otherwise)."""
+    df = read_csv(path)
     missing = required - set(df.columns)
     if missing:
         raise ValueError(f"no {', '.join(sorted(missing))} column in the {what}")
@@ -453,11 +454,17 @@ def main(argv: list[str] | None = None) -> int:
     reps_path = Path(args.replicates) if args.replicates else path.with_name(REPLICATES_NAME)
     try:
         df = _read(path, "metrics", {"method", "scale"})
+    except CorruptArtifactError as error:
+        print(error, file=sys.stderr)
+        return 2
     except (OSError, ValueError, pd.errors.ParserError) as error:  # FileNotFoundError is an OSError
         print(f"cannot read {path} ({error}): run `make run` first to produce it", file=sys.stderr)
         return 2
     try:
         replicates = _read(reps_path, "replicates", {"method", "scale", "metric", "num_samples"})
+    except CorruptArtifactError as error:
+        print(error, file=sys.stderr)
+        return 2
     except (OSError, ValueError, pd.errors.ParserError) as error:
         print(f"cannot read {reps_path} ({error}): the findings judge effects with the half-sample replicates "
               "that the evaluation writes beside metrics.csv; rerun `make run` (it reruns the evaluation)",

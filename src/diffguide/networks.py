@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .atomic import atomic_open
+from .integrity import verify
 from .guidance import NULL_LABEL
 
 
@@ -188,14 +189,15 @@ def count_parameters(model: nn.Module) -> int:
 def save_checkpoint(path, kind: str, arch: dict, model: nn.Module, extra: dict | None = None) -> None:
     """Write {kind, arch, state_dict, extra} atomically: a temp file in the same folder, then rename,
     so an interrupted job never leaves a truncated artifact behind."""
-    with atomic_open(path) as handle:
+    with atomic_open(path, checksum=True) as handle:
         torch.save({"kind": kind, "arch": arch, "state_dict": model.state_dict(), "extra": extra or {}}, handle)
 
 
 def load_checkpoint(path, device="cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a network from its checkpoint, in eval mode, with gradients disabled."""
+    """Rebuild a network from its checkpoint (verified against its checksum), in eval mode, with
+    gradients disabled."""
     try:
-        payload = torch.load(path, map_location=device, weights_only=True)
+        payload = torch.load(verify(path), map_location=device, weights_only=True)
     except Exception as err:  # a truncated or foreign file: say which and what to do
         reason = (str(err).splitlines() or [type(err).__name__])[0]
         raise ValueError(f"cannot read checkpoint {path} ({reason}). Delete it and rerun snakemake to retrain.") from err

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import data, distributed, metrics, networks
+from . import data, distributed, integrity, metrics, networks
 from .atomic import atomic_open
 from .evaluation import INCEPTION_COLUMNS, evaluate, gather_metrics  # noqa: F401 (the evaluation stage's home)
 from .figures import lowest_fid_scale, method_label, plot_tradeoff, sample_grid
@@ -33,7 +33,8 @@ GUIDANCE_METHODS = ("cfg", "cg", "cond_cg")
 
 
 def _atomic_npz(path, **arrays) -> None:
-    with atomic_open(path) as handle:
+    """Samples and features: read by later rules, so written with their checksum."""
+    with atomic_open(path, checksum=True) as handle:
         np.savez_compressed(handle, **arrays)
 
 
@@ -230,11 +231,11 @@ def inception_reference(test_path: str, output: str, num_images: int, weights: s
 
 
 def figures(metrics_csv: str, tradeoff_png: str) -> None:
-    plot_tradeoff(pd.read_csv(metrics_csv), tradeoff_png)
+    plot_tradeoff(integrity.read_csv(metrics_csv), tradeoff_png)
 
 
 def grid(sample_paths: list[str], method: str, dataset_name: str, output: str, per_class: int) -> None:
-    sets = [np.load(p) for p in sample_paths]
+    sets = [integrity.load_npz(p) for p in sample_paths]
     scales = [float(s["scale"]) for s in sets]
     order = np.argsort(scales)
     title = {"cfg": "classifier-free guidance of the conditional model, columns: w",
@@ -251,12 +252,12 @@ def best_scale_gallery(metrics_csv: str, sample_paths: list[str], method: str, d
     """``per_class`` samples of every class at the scale where ``method``'s FID (on ``features``)
     is lowest: enough samples to judge whether the classes are recognisable there, where the
     fixed-noise grid shows only a few per scale."""
-    scale, fid = lowest_fid_scale(pd.read_csv(metrics_csv), method, f"fid_{features}")
-    by_scale = {float(np.load(p)["scale"]): p for p in sample_paths}
+    scale, fid = lowest_fid_scale(integrity.read_csv(metrics_csv), method, f"fid_{features}")
+    by_scale = {float(integrity.load_npz(p)["scale"]): p for p in sample_paths}
     if scale not in by_scale:
         raise ValueError(f"metrics.csv's lowest-FID scale {scale:g} of {method!r} has no samples among "
                          f"{sorted(by_scale)}; rerun snakemake so the metrics and samples agree")
-    samples = np.load(by_scale[scale])
+    samples = integrity.load_npz(by_scale[scale])
     class_names = list(data.DATASETS[dataset_name].class_names)
     fewest = int(np.bincount(samples["labels"], minlength=len(class_names)).min())
     if fewest == 0:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from .integrity import read_csv
+
 
 def main(config_path: str) -> int:
     run = yaml.safe_load(Path(config_path).read_text()).get("run", "default")
@@ -26,7 +28,7 @@ def main(config_path: str) -> int:
     print("  next:    `make findings` checks the papers' findings on it, `make report` writes "
           f"{root / 'report.html'}")
     with pd.option_context("display.width", 120, "display.max_columns", 20):
-        print("\n" + pd.read_csv(metrics).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        print("\n" + read_csv(metrics).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from diffguide.atomic import atomic_open
+from diffguide.integrity import read_csv
 from diffguide.intervals import BOUNDS, bound_column
 
 HS_FILE = "ho_salimans_2022_table1.csv"
@@ -245,7 +246,7 @@ def _write(path: Path, text: str) -> None:
 def write_tables(metrics_csv, p_uncond: float, dataset: str, image_size: int, out_dir,
                  features: str = "classifier", inception_samples: int | None = None) -> list[Path]:
     """hs_table1.{md,tex,html} and dn_table4.{md,tex,html} in out_dir, each written atomically."""
-    metrics = pd.read_csv(metrics_csv)
+    metrics = read_csv(metrics_csv)
     out_dir, count = Path(out_dir), _sample_count(metrics)
     family = FAMILY_NAMES[features] if features in FAMILY_NAMES else features
     specs = [

@@ -1,4 +1,5 @@
 # Config validation, output root, the guidance sweeps and the resources every rule declares.
+import os
 import sys
 from pathlib import Path
 
@@ -37,6 +38,27 @@ check_inception_weights(config)
 
 RESULTS = f"results/{config['run']}"
 LOGS = f"{RESULTS}/logs"
+
+# Commands that only clean up or unlock must work on a damaged run, so they skip the check.
+CLEANUP_FLAGS = ("--unlock", "--delete-all-output", "--delete-temp-output", "--cleanup-metadata", "--cleanup-shadow")
+
+
+def check_artifacts(results):
+    """Every finished artifact of this run against its checksum (diffguide.integrity), before
+    Snakemake plans a job: a job that found a corrupt input itself would come too late, after
+    Snakemake had deleted that job's previous outputs. Only the main process checks: a job
+    re-parsing this file on a cluster must not see another job's artifact mid-write."""
+    if not workflow.is_main_process or any(arg in CLEANUP_FLAGS for arg in sys.argv):
+        return
+    from diffguide.integrity import check_run
+
+    config_path = (workflow.overwrite_configfiles or ["config/config.yaml"])[-1]
+    lines = check_run(results, configfile=os.path.relpath(config_path))
+    if lines:
+        sys.exit(f"diffguide: artifacts of run '{config['run']}' are damaged:\n" + "\n".join(lines))
+
+
+check_artifacts(RESULTS)
 
 
 # Each extra p_uncond trains conditional_p<p> and gets a classifier-free sweep cfg_p<p>.

@@ -88,11 +88,15 @@ rule best_scale_gallery:
 
 
 rule training_curves:
-    """Training loss against step, one panel per network, from the training jobs' CSV logs."""
+    """Training loss against step, one panel per network, from the training jobs' CSV logs. Its
+    inputs are the models, not the logs: a log is complete only once its model is (a failed or
+    killed training job leaves a partial log behind), and a retrained model redraws the curves."""
     input:
-        **{network: f"{LOGS}/train_{network}.csv" for network in NETWORK_ARCH},
+        **{network: f"{RESULTS}/models/{network}.pt" for network in NETWORK_ARCH},
     output:
         **figure_outputs("training_curves", "training_curves"),
+    params:
+        logs={network: f"{LOGS}/train_{network}.csv" for network in NETWORK_ARCH},
     log:
         f"{LOGS}/training_curves.log",
     threads: 1

@@ -1,0 +1,101 @@
+"""Artifacts carry their checksum; a damaged one is named with the command that remakes it."""
+
+import os
+import stat
+import subprocess
+
+import numpy as np
+import pytest
+
+from diffguide import integrity
+from diffguide.atomic import atomic_open
+
+
+def write(path, payload: bytes, checksum=True):
+    with atomic_open(path, checksum=checksum) as handle:
+        handle.write(payload)
+    return path
+
+
+def test_checksum_is_sha256sum_compatible_and_verifies(tmp_path):
+    path = write(tmp_path / "models" / "m.pt", b"weights")
+    assert integrity.verify(path) == path
+    result = subprocess.run(["sha256sum", "-c", "m.pt.sha256"], cwd=path.parent, capture_output=True, text=True)
+    assert result.returncode == 0 and "m.pt: OK" in result.stdout
+
+
+def test_truncated_or_edited_artifact_names_itself_and_the_command(tmp_path):
+    path = write(tmp_path / "train.npz", b"0123456789" * 100)
+    with open(path, "r+b") as handle:  # truncate and keep the mtime, as in issue 12
+        mtime = os.stat(path).st_mtime_ns
+        handle.truncate(500)
+    os.utime(path, ns=(mtime, mtime))
+    with pytest.raises(integrity.CorruptArtifactError,
+                       match=rf"{path} does not match its checksum.*rm {path} && snakemake --cores all --configfile x.yaml"):
+        integrity.verify(path, configfile="x.yaml")
+
+
+def test_missing_checksum_is_reported_and_a_missing_file_is_not_damage(tmp_path):
+    path = write(tmp_path / "a.csv", b"x\n", checksum=False)
+    with pytest.raises(integrity.CorruptArtifactError, match="has no checksum file a.csv.sha256"):
+        integrity.verify(path)
+    with pytest.raises(FileNotFoundError):
+        integrity.verify(tmp_path / "absent.csv")
+
+
+def test_rewriting_an_artifact_rewrites_its_checksum(tmp_path):
+    path = write(tmp_path / "s.npz", b"first")
+    write(path, b"second, longer")
+    assert integrity.verify(path).read_bytes() == b"second, longer"
+
+
+def test_a_failed_write_keeps_the_old_artifact_and_its_checksum(tmp_path):
+    path = write(tmp_path / "s.npz", b"first")
+    with pytest.raises(RuntimeError):
+        with atomic_open(path, checksum=True) as handle:
+            handle.write(b"half")
+            raise RuntimeError("killed")
+    assert integrity.verify(path).read_bytes() == b"first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.npz", "s.npz.sha256"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_artifacts_get_the_mode_the_umask_gives_a_new_file(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        path = write(tmp_path / "metrics.csv", b"x\n")
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+    finally:
+        os.umask(old)
+    for made in (path, integrity.digest_path(path)):
+        assert stat.S_IMODE(made.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o666 & ~umask
+
+
+def test_check_run_lists_every_damaged_artifact_and_one_command(tmp_path):
+    root = tmp_path / "results" / "r"
+    good = write(root / "models" / "conditional.pt", b"good")
+    bad = write(root / "data" / "test.npz", b"data")
+    bad.write_bytes(b"dat")
+    unchecked = write(root / "samples" / "ddim4-linspace" / "cfg" / "scale_1.npz", b"s", checksum=False)
+    write(root / "figures" / "x.png", b"png", checksum=False)  # not an artifact a rule reads
+    lines = integrity.check_run(root, configfile="config/smoke.yaml")
+    assert lines[0] == f"  {bad} does not match its checksum: it was changed or truncated after it was written"
+    assert lines[1].startswith(f"  {unchecked} has no checksum file")
+    assert lines[2].endswith(f"rm {bad} {unchecked} && snakemake --cores all --configfile config/smoke.yaml")
+    assert str(good) not in "\n".join(lines)
+    assert integrity.adopt(root) == [unchecked]
+    bad.unlink()
+    assert integrity.check_run(root) == []
+
+
+def test_load_npz_and_read_csv_verify_first(tmp_path):
+    path = tmp_path / "f.npz"
+    with atomic_open(path, checksum=True) as handle:
+        np.savez(handle, x=np.arange(3))
+    np.testing.assert_array_equal(integrity.load_npz(path)["x"], np.arange(3))
+    csv = write(tmp_path / "m.csv", b"a,b\n1,2\n")
+    assert integrity.read_csv(csv)["b"].tolist() == [2]
+    csv.write_bytes(b"a,b\n1,3\n")
+    with pytest.raises(integrity.CorruptArtifactError):
+        integrity.read_csv(csv)
