@@ -142,9 +142,10 @@ def test_a_truncated_checkpoint_stops_with_the_file_named_and_the_fix(tmp_path):
 
 def test_a_nan_loss_names_the_network_step_and_the_kept_checkpoint(tmp_path):
     with pytest.raises(FloatingPointError, match=r"toy: the loss became nan at step 6\. The final model was not "
-                                                 r"written; the last good checkpoint .*c\.ckpt \(step 4\) is kept"):
+                                                 r"written\. Kept .*c\.ckpt from step 4, .* resumes from step 4"):
         run(tmp_path, loss_fn=nan_at_call(diffusion_loss(SCHEDULE, 0.2), 7))
     assert torch.load(tmp_path / "c.ckpt", weights_only=True)["step"] == 4
+    assert not (tmp_path / "c.ckpt.prev").exists()
 
 
 # The whole job, as workflow/scripts/train.py runs it.
@@ -186,12 +187,13 @@ def test_a_killed_job_reruns_to_the_same_model_and_deletes_its_checkpoint(tmp_pa
     resumed = networks.load_checkpoint(train_job(tmp_path, "conditional"))[0]
     assert_same_weights(resumed, straight)
     assert not (tmp_path / "checkpoints" / "conditional.ckpt").exists()
+    assert not (tmp_path / "checkpoints" / "conditional.ckpt.prev").exists()  # the fallback goes too
 
 
 def test_a_nan_job_writes_no_model_and_keeps_its_checkpoint(tmp_path, monkeypatch):
     real_loss = stages._loss
     monkeypatch.setattr(stages, "_loss", lambda *args: nan_at_call(real_loss(*args), 5))
-    expected = r"noisy_classifier: the loss became nan at step 4.*\(step 3\) is kept"
+    expected = r"noisy_classifier: the loss became nan at step 4\..*Kept .*noisy_classifier\.ckpt from step 3"
     with pytest.raises(FloatingPointError, match=expected):
         train_job(tmp_path, "noisy_classifier")
     assert not (tmp_path / "model.pt").exists()

@@ -2,7 +2,8 @@
 
 The loop: AdamW with linear warm-up and constant or cosine decay (torch's LambdaLR), an EMA of the weights (torch.optim.swa_utils.AveragedModel),
 bf16 autocast with fp32 master weights, gradient clipping, a tqdm bar with loss and images/s,
-a CSV log (step, loss, lr, images/s), and a stop with a clear message on a NaN / inf loss.
+a CSV log (step, loss, lr, images/s), and a stop with a clear message on a NaN / inf loss
+or non-finite weights, which keeps the last checkpoint from before the divergence (Checkpointer).
 
 Long runs are killed (SLURM time limits, pre-emption, a closed laptop), so the loop writes an
 atomic checkpoint every ``checkpoint_every`` steps with everything the next step depends on:
@@ -21,6 +22,7 @@ on any rank stops them all. Without torchrun nothing of this happens.
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import hashlib
@@ -29,6 +31,7 @@ import logging
 import math
 import os
 import random
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +47,7 @@ from torch.optim.swa_utils import AveragedModel
 from . import distributed
 from .atomic import atomic_open
 from .guidance import NULL_LABEL
-from .runtime import autocast, progress_bar, seed_everything
+from .runtime import autocast, progress_bar, resolve_precision, seed_everything
 from .schedules import NoiseSchedule
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -201,15 +204,67 @@ def set_rng_states(states: dict) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+SPIKE_FACTOR = 10.0  # a loss this many times the median before a checkpoint shows divergence
+SPIKE_WINDOW = 100  # the per-step losses that median is taken over
+
+
+class LossTrail:
+    """Whether the losses since the newest checkpoint show divergence. The loss of step k is the
+    first one computed on the weights of checkpoint k (written after step k - 1), so the losses
+    from there on are the evidence about that checkpoint: its trail is clean while every one is
+    finite and at most SPIKE_FACTOR times the median of the last SPIKE_WINDOW losses before it.
+    Batch noise of a healthy run stays within a few times its median, while a diverging run's
+    loss grows by orders of magnitude before it overflows. A false alarm only means an older
+    checkpoint is kept, and only once the run has diverged anyway. The median (not the mean or
+    the max) so that one odd batch does not move the bar, and spikes never enter the window, so
+    a long run of huge finite losses cannot make itself the norm and a later diverged checkpoint
+    look sound. A climb slower than 10x within the window is not caught. A median <= 0 (a loss
+    that is not a positive error) turns the spike test off, leaving only finiteness."""
+
+    def __init__(self, recent=()):
+        self.recent = collections.deque(recent, maxlen=SPIKE_WINDOW)
+        self.restart()
+
+    def restart(self) -> None:
+        """A checkpoint was just written or resumed: judge the losses from here on."""
+        median = statistics.median(self.recent) if self.recent else 0.0
+        self.limit = SPIKE_FACTOR * median if median > 0 else math.inf
+        self.clean, self.seen = True, 0
+
+    def add(self, loss: float) -> None:
+        normal = math.isfinite(loss) and loss <= self.limit
+        self.clean, self.seen = self.clean and normal, self.seen + 1
+        if normal:
+            self.recent.append(loss)
+
+    @property
+    def sound(self) -> bool:
+        """The newest checkpoint's own loss and every one after it were clean (none seen: unknown,
+        so not sound: its weights may be what made the very next loss non-finite)."""
+        return self.seen > 0 and self.clean
+
+
 class Checkpointer:
     """Periodic training checkpoints at ``path`` (None: none). Written atomically (a temp file in
     the same folder, fsync, os.replace), so a kill mid-write leaves the previous one intact and an
     unreadable file can only come from outside (a broken disk, another torch version): it stops
-    the run with the file named rather than silently throwing away hours of training."""
+    the run with the file named rather than silently throwing away hours of training.
+
+    A checkpoint with finite weights can still be on its way to a NaN (weights of 1e6 written
+    just before the loss overflows). So the newest checkpoint is judged by its LossTrail, and
+    the previous one is kept as ``<path>.prev`` while the newest is unproven: writing checkpoint
+    k moves the current one there only when its trail was clean, so ``.prev`` always holds the
+    last checkpoint proven sound. On divergence ``settle`` makes the newest sound checkpoint the
+    resume point (``path``) and deletes the others; afterwards ``path`` is the resume point or no
+    checkpoint file is left. Checkpoints with non-finite weights are never written (train
+    checks first)."""
 
     def __init__(self, path: str | Path | None, fingerprint: str, name: str, logger: logging.Logger):
         self.path, self.fingerprint, self.name, self.logger = (Path(path) if path else None), fingerprint, name, logger
+        self.prev_path = self.path.with_name(self.path.name + ".prev") if self.path else None
         self.saved_step: int | None = None
+        self.saved_in: Path | None = None  # the file of saved_step: path, or prev_path when resumed from it
+        self.trail = LossTrail()
 
     def resume(self, parts: dict) -> tuple[int, list]:
         """Load the state into ``parts`` (name -> object with load_state_dict) and the RNGs when the
@@ -221,22 +276,28 @@ class Checkpointer:
             part.load_state_dict(state[key])
         set_rng_states(state["rng_ranks"][distributed.rank()] if "rng_ranks" in state else state["rng"])
         self.saved_step = state["step"]
-        self.logger.info("resuming %s from step %d (%s)", self.name, state["step"], self.path)
+        self.trail = LossTrail(state.get("recent_losses", ()))
+        self.logger.info("resuming %s from step %d (%s)", self.name, state["step"], self.saved_in)
         return state["step"], state["log_rows"]
 
     def _read(self) -> dict | None:
-        if self.path is None or not self.path.exists():
+        if self.path is None:
+            return None
+        # Only a .prev: killed after moving a sound checkpoint there and before the next was complete.
+        source = self.path if self.path.exists() else self.prev_path
+        if not source.exists():
             return None
         try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            state = torch.load(source, map_location="cpu", weights_only=True)
         except Exception as err:
             reason = (str(err).splitlines() or [type(err).__name__])[0]
-            raise ValueError(f"{self.name}: cannot read the training checkpoint {self.path} ({reason}). "
+            raise ValueError(f"{self.name}: cannot read the training checkpoint {source} ({reason}). "
                              f"Delete it to train {self.name} from step 0, then rerun.") from err
         if state.get("fingerprint") != self.fingerprint:
             self.logger.warning("%s: checkpoint %s was written with other settings; starting afresh "
-                                "(it will be overwritten)", self.name, self.path)
+                                "(it will be overwritten)", self.name, source)
             return None
+        self.saved_in = source
         return state
 
     def save(self, step: int, parts: dict, log_rows: list) -> None:
@@ -251,21 +312,85 @@ class Checkpointer:
             torch.distributed.all_gather_object(gathered, rng)
             state["rng_ranks"] = gathered
         if distributed.is_main():
+            if self.saved_in == self.path and self.trail.sound:  # proven sound: keep it as the fallback
+                os.replace(self.path, self.prev_path)
             self._write(state | {key: part.state_dict() for key, part in parts.items()}
-                        | {"step": step, "log_rows": list(log_rows), "fingerprint": self.fingerprint})
+                        | {"step": step, "log_rows": list(log_rows), "fingerprint": self.fingerprint,
+                           "recent_losses": list(self.trail.recent)})
         distributed.barrier()
-        self.saved_step = step
+        self.saved_step, self.saved_in = step, self.path
+        self.trail.restart()
 
     def _write(self, state: dict) -> None:
         with atomic_open(self.path) as handle:
             torch.save(state, handle)
 
-    def non_finite_message(self, loss: float, step: int) -> str:
-        kept = (f"the last good checkpoint {self.path} (step {self.saved_step}) is kept"
-                if self.saved_step is not None else "no checkpoint had been written yet")
-        return (f"{self.name}: the loss became {loss} at step {step}. The final model was not written; {kept}. "
-                "A rerun with the same settings resumes there and would likely meet it again, so lower "
-                f"training.{self.name}.lr or use precision: fp32 (either starts afresh), then rerun.")
+    def settle(self) -> int | None:
+        """On divergence, on every rank: leave the newest sound checkpoint at ``path`` and no other
+        checkpoint file; return its step (None: a rerun starts from step 0). Rank 0 moves the
+        files and tells the others, so every rank's message names the same step."""
+        kept = self._keep_sound() if distributed.is_main() else None
+        if distributed.active():
+            box = [kept]
+            torch.distributed.broadcast_object_list(box, src=0)
+            kept = box[0]
+        return kept
+
+    def _keep_sound(self) -> int | None:
+        if self.path is None:
+            return None
+        keep = None
+        if self.saved_step is not None and self.trail.sound:
+            keep = (self.saved_in, self.saved_step)
+        elif self.saved_in == self.path:  # the newest is unsound; .prev was proven sound when moved there
+            keep = self._prev_of_these_settings()
+        for file in (self.path, self.prev_path):
+            if keep is None or file != keep[0]:
+                file.unlink(missing_ok=True)
+        if keep is None:
+            return None
+        os.replace(keep[0], self.path)  # a no-op when it is there already
+        return keep[1]
+
+    def _prev_of_these_settings(self) -> tuple[Path, int] | None:
+        """(.prev, its step) when it exists and was written with these settings (a .prev left by
+        other settings is stale). mmap: only the step and fingerprint are read from disk."""
+        if not self.prev_path.exists():
+            return None
+        try:
+            state = torch.load(self.prev_path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:
+            return None  # unreadable: not a resume point
+        return (self.prev_path, state["step"]) if state.get("fingerprint") == self.fingerprint else None
+
+    def finish(self) -> None:
+        """The run ended well: ``path`` holds the final state; the fallback is no longer needed."""
+        if self.prev_path is not None and distributed.is_main():
+            self.prev_path.unlink(missing_ok=True)
+
+
+def divergence_message(name: str, what: str, settings: TrainSettings, precision: str, kept: int | None,
+                       path: Path | None) -> str:
+    """What happened, where a rerun starts, and the settings that can prevent it. A rerun with the
+    same settings repeats the same steps (resume is bitwise exact), so it helps only when the
+    cause lay outside them (the data, the code); any change to lr, grad_clip or precision changes
+    the fingerprint, so that rerun starts from step 0. fp32 is offered only to a bf16 run."""
+    if kept is not None:
+        where = (f"Kept {path} from step {kept}, the newest checkpoint whose weights were finite and whose losses "
+                 f"stayed finite and within {SPIKE_FACTOR:g}x of their recent median until then. A rerun with the "
+                 f"same settings resumes from step {kept} and repeats the same steps, so it diverges again unless "
+                 "the cause lay outside the training settings; a rerun with any change below starts from step 0.")
+    elif path is None:
+        where = "This run writes no checkpoints, so a rerun starts from step 0."
+    else:
+        where = (f"No checkpoint from before the divergence remains at {path} (later ones were deleted), "
+                 "so a rerun starts from step 0.")
+    fixes = [f"lower training.{name}.lr (now {settings.lr:g})",
+             f"set a smaller training.{name}.grad_clip (the gradient-norm clip, now {settings.grad_clip:g})"]
+    if precision == "bf16":
+        fixes.append("set precision: fp32 (this run trained in bf16)")
+    fix = f"To prevent it, {', '.join(fixes[:-1])} or {fixes[-1]}, then rerun."
+    return f"{name}: {what}. The final model was not written. {where} {fix}"
 
 
 class CsvLog:
@@ -299,21 +424,43 @@ class CsvLog:
         self.handle.close()
 
 
-def _all_finite(loss: torch.Tensor) -> bool:
-    """Whether the loss is finite on this rank and, under torchrun, on every rank (one all_reduce),
-    so all ranks stop together instead of the others hanging in the next gradient all-reduce."""
-    finite = torch.isfinite(loss.detach()).float().reshape(1)
-    if distributed.active():
-        torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-    return bool(finite.item())
-
-
 def _mean_over_ranks(loss: torch.Tensor) -> float:
+    """The loss of the global batch, non-finite when it is on any rank. One all_reduce a step, and
+    every rank gets the same number, so all take the same decisions (stop, or whether a checkpoint
+    is sound) instead of the others hanging in the next gradient all-reduce."""
     value = loss.detach().float().reshape(1).clone()
     if distributed.active():
         torch.distributed.all_reduce(value)
         value /= distributed.world_size()
     return value.item()
+
+
+def _state_tensors(parts: dict) -> list[torch.Tensor]:
+    """Every floating tensor a checkpoint would hold: weights, EMA, optimizer moments."""
+    found, todo = [], [part.state_dict() for part in parts.values()]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, torch.Tensor):
+            found += [item] if item.is_floating_point() else []
+        elif isinstance(item, dict):
+            todo.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            todo.extend(item)
+    return found
+
+
+def _all_finite(tensors: list[torch.Tensor], device: torch.device) -> bool:
+    """Whether every tensor is finite on every rank (one all_reduce): a finite loss can still give
+    NaN gradients (an overflow in the backward pass), and so NaN weights that must not be saved."""
+    finite = torch.stack([torch.isfinite(t).all().to(device) for t in tensors]).all().float().reshape(1)
+    if distributed.active():
+        torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+    return bool(finite.item())
+
+
+def _diverged(checkpoints: Checkpointer, what: str, settings: TrainSettings, precision: str) -> FloatingPointError:
+    kept = checkpoints.settle()
+    return FloatingPointError(divergence_message(checkpoints.name, what, settings, precision, kept, checkpoints.path))
 
 
 def _optimizer_step(model, loss, optimizer, scheduler, ema, grad_clip: float) -> None:
@@ -347,6 +494,7 @@ def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch
     parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler} | ({"ema": ema} if ema else {})
     fingerprint = settings_fingerprint(settings, {**(context or {}), "images": list(images.shape)})
     checkpoints = Checkpointer(checkpoint_path, fingerprint, name, logger)
+    precision = resolve_precision(settings.precision, device)  # what the message may offer instead
     first, rows = checkpoints.resume(parts)
     net = model  # what the loss calls: the DDP wrapper under torchrun (it averages the gradients)
     if ranks > 1:
@@ -361,19 +509,23 @@ def train(model: nn.Module, loss_fn: LossFn, images: torch.Tensor, labels: torch
             x0, y = images[index].to(device), labels[index].to(device)
             with autocast(device, settings.precision):
                 loss = loss_fn(net, x0, y)
-            if not _all_finite(loss):
-                value = loss.item() if not torch.isfinite(loss) else float("nan")
-                raise FloatingPointError(checkpoints.non_finite_message(value, step))
+            value = _mean_over_ranks(loss)  # the loss of the global batch
+            if not math.isfinite(value):  # judged before trail.add: the trail ends before the NaN
+                raise _diverged(checkpoints, f"the loss became {value} at step {step}", settings, precision)
+            checkpoints.trail.add(value)
             _optimizer_step(model, loss, optimizer, scheduler, ema, settings.grad_clip)
             if step % settings.log_every == 0 or step == settings.steps - 1:
-                value = _mean_over_ranks(loss)  # the loss of the global batch
                 speed = (step + 1 - first) * settings.batch_size * ranks / (time.perf_counter() - start)
                 csv_log.add([step, f"{value:.6f}", f"{lr:.3e}", f"{speed:.1f}"])
                 bar.set_postfix(loss=f"{value:.4f}", img_s=f"{speed:.0f}")
                 if main:
                     logger.info("%s step %d loss %.5f lr %.2e %.0f img/s", name, step, value, lr, speed)
             if (step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps:
+                if not _all_finite(_state_tensors(parts), device):  # never save non-finite weights
+                    what = f"the weights became non-finite in step {step} (its loss was finite)"
+                    raise _diverged(checkpoints, what, settings, precision)
                 checkpoints.save(step + 1, parts, csv_log.rows)
+    checkpoints.finish()
     kept = ema.module if ema is not None else model
     return kept.eval()
 
