@@ -54,6 +54,21 @@ BAD = [
     ("evaluation.inception_reference", 400, "evaluation.inception_reference", "test split"),
     ("training.eval_classifier.warmup_steps", 40, "training.eval_classifier.warmup_steps", "never reaches lr"),
     ("dataset.source_dir", "/nonexistent/raw", "dataset.source_dir", "not a directory"),
+    ("sampling.timestep_spacing", "leading", None, None),  # 4 divides T = 100
+    ("sampling.sweep", [{"sampler": "ddim", "steps": 3, "timestep_spacing": "leading"}], "sampling.sweep[0].steps",
+     "starts at t = 66 instead of 99"),
+    ("sampling.steps", 1, "sampling.steps", "samples only at t = 0"),
+    ("guidance.methods", ["cfg", "cond_cg"], "guidance.methods", "need both cfg and cg"),
+    ("training.conditional.p_uncond", 0, "training.conditional.p_uncond", "untrained null class"),
+    ("training.conditional.p_uncond_sweep", [0.00005], "training.conditional.p_uncond_sweep", "do not match"),
+    ("diffusion.schedule", "linear", None, None),  # T = 100 is fine
+    ("diffusion.timesteps", 3, "diffusion.timesteps", "minimum of 4"),
+    ("sampling.eta", 1.5, "sampling.eta", "maximum of 1"),
+    ("seed", 2**40, "seed", "maximum of 4294967295"),
+    ("training.eval_classifier.batch_size", 1, "training.eval_classifier.batch_size", "BatchNorm"),
+    ("sampling.num_samples", 400, "sampling.num_samples", "test split has 360"),
+    ("evaluation.inception_reference", 9, "evaluation.inception_reference", "at least evaluation.inception_samples"),
+    ("resources.gpu", 2, "resources.gpu", "device is cpu"),
     ("figures.table_features", "inception", None, None),  # fine: smoke has inception on
 ]
 
@@ -63,13 +78,16 @@ def test_each_bad_value_is_one_line_naming_key_value_rule_and_fix(key, value, na
     lines = config_errors(changed(key, value), SCHEMA)
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"  {named}: "), lines
-    assert rule in lines[0] and "; " in lines[0], lines  # the rule, then the fix after '; '
+    # the rule, then the fix after '; ' (the schema's own errors: the key's description in [...])
+    assert rule in lines[0] and ("; " in lines[0] or "  [" in lines[0]), lines
 
 
 def test_the_shipped_configs_pass_every_check():
     for name in ("config.yaml", "smoke.yaml"):
         assert config_errors(yaml.safe_load((REPO / "config" / name).read_text()), SCHEMA) == [], name
-    assert config_errors(changed("figures.table_features", "inception"), SCHEMA) == []
+    for key, value, named, _ in BAD:
+        if named is None:  # the listed values that are fine
+            assert config_errors(changed(key, value), SCHEMA) == [], key
 
 
 def test_padding_that_cannot_centre_is_stopped_for_the_data_set_in_the_config():
@@ -82,14 +100,24 @@ def test_padding_that_cannot_centre_is_stopped_for_the_data_set_in_the_config():
     assert config_errors(cfg, SCHEMA) == []
 
 
+def test_the_linear_schedule_needs_more_than_20_timesteps():
+    cfg = changed("diffusion.schedule", "linear")
+    cfg["diffusion"]["timesteps"] = 20
+    cfg["sampling"]["steps"] = 4
+    (line,) = config_errors(cfg, SCHEMA)
+    assert line.startswith("  diffusion.timesteps: 20: the linear schedule needs more than 20")
+
+
 def test_cuda_without_a_gpu_stops_locally_but_not_when_a_cluster_runs_the_jobs(monkeypatch):
     cfg = config_checks_config(device="cuda")
     monkeypatch.setattr(sys, "argv", ["snakemake", "--cores", "1"])
-    (line,) = config_checks.check_device(cfg, cuda_available=False)
-    assert line.startswith("  device: 'cuda': asks for CUDA") and "device: auto" in line
-    assert config_checks.check_device(cfg, cuda_available=True) == []
+    (line,) = config_checks.check_device(cfg, cuda_devices=0)
+    assert line.startswith("  device: 'cuda': asks for a GPU this machine lacks (it has no CUDA)") and "auto" in line
+    assert config_checks.check_device(cfg, cuda_devices=1) == []
+    (line,) = config_checks.check_device(config_checks_config(device="cuda:1"), cuda_devices=1)
+    assert line.startswith("  device: 'cuda:1': asks for a GPU this machine lacks (it has 1 CUDA device(s))")
     monkeypatch.setattr(sys, "argv", ["snakemake", "--profile", "workflow/profiles/slurm"])
-    assert config_checks.check_device(cfg, cuda_available=False) == []
+    assert config_checks.check_device(cfg, cuda_devices=0) == []
 
 
 def config_checks_config(**top):

@@ -31,7 +31,7 @@ def test_truncated_or_edited_artifact_names_itself_and_the_command(tmp_path):
         handle.truncate(500)
     os.utime(path, ns=(mtime, mtime))
     with pytest.raises(integrity.CorruptArtifactError,
-                       match=rf"{path} does not match its checksum.*rm {path} && snakemake --cores all --configfile x.yaml"):
+                       match=rf"{path} does not match its checksum.*snakemake --cores all --configfile x.yaml --forcerun {path}$"):
         integrity.verify(path, configfile="x.yaml")
 
 
@@ -82,11 +82,19 @@ def test_check_run_lists_every_damaged_artifact_and_one_command(tmp_path):
     lines = integrity.check_run(root, configfile="config/smoke.yaml")
     assert lines[0] == f"  {bad} does not match its checksum: it was changed or truncated after it was written"
     assert lines[1].startswith(f"  {unchecked} has no checksum file")
-    assert lines[2].endswith(f"rm {bad} {unchecked} && snakemake --cores all --configfile config/smoke.yaml")
+    assert lines[2].endswith(f"snakemake --cores all --configfile config/smoke.yaml --forcerun {bad} {unchecked}")
     assert str(good) not in "\n".join(lines)
+    assert integrity.check_run(root, remade=(str(bad), f"{unchecked.parent}/./{unchecked.name}")) == []  # being remade: not checked
     assert integrity.adopt(root) == [unchecked]
     bad.unlink()
     assert integrity.check_run(root) == []
+
+
+def test_forced_targets_are_read_from_snakemakes_command_line():
+    argv = ["snakemake", "--cores", "all", "--forcerun", "a.npz", "b.pt", "--configfile", "c.yaml", "-R", "d", "-n"]
+    assert integrity.forced_targets(argv) == ("a.npz", "b.pt", "d")
+    assert integrity.forced_targets(["snakemake", "--forcerun=x.csv", "y"]) == ("x.csv",)
+    assert integrity.forced_targets(["snakemake", "--cores", "2"]) == ()
 
 
 def test_load_npz_and_read_csv_verify_first(tmp_path):

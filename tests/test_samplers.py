@@ -250,6 +250,19 @@ def test_timestep_spacings_match_diffusers(steps):
         assert len(ours) == steps and min(ours) >= 0 and max(ours) < T
 
 
+def test_trailing_spacing_never_yields_timestep_minus_1():
+    """diffusers' float arange gives T = 100, K = 29 thirty values, the last -1 (0/0 in the final
+    step); ours keeps its first K, so it agrees with diffusers wherever diffusers is valid."""
+    from diffusers import DDIMScheduler
+
+    for timesteps, steps in [(100, 29), (100, 31), (1000, 61), (1000, 103)]:
+        ours = respaced_timesteps(timesteps, steps, "trailing")
+        assert len(ours) == steps and min(ours) >= 0 and ours[0] == timesteps - 1
+        scheduler = DDIMScheduler(num_train_timesteps=timesteps, timestep_spacing="trailing")
+        scheduler.set_timesteps(steps)
+        assert scheduler.timesteps.tolist()[:steps] == ours
+
+
 def test_leading_spacing_is_guided_diffusions_ddim_stride():
     assert respaced_timesteps(T, 25, "leading") == list(range(0, 1000, 40))[::-1]
     with pytest.raises(ValueError, match="spacing"):

@@ -108,15 +108,32 @@ def sampling_settings(cfg: dict) -> list[tuple[str, dict]]:
     return [("sampling", cfg["sampling"])] + [(f"sampling.sweep[{i}]", s) for i, s in enumerate(cfg["sampling"]["sweep"])]
 
 
+def spacing_problem(key: str, steps: int, spacing: str, timesteps: int) -> str | None:
+    """Sampling must start from pure noise at t = T - 1. linspace and leading start at t = 0 with
+    one step, and leading's stride T // K starts below T - 1 unless K divides T (guided-diffusion
+    refuses such a ddimK; diffusers quietly starts lower)."""
+    if steps > timesteps:
+        return problem(f"{key}.steps", steps, f"cannot exceed diffusion.timesteps ({timesteps})",
+                       f"use at most {timesteps} steps")
+    if spacing in ("linspace", "leading") and steps < 2:
+        return problem(f"{key}.steps", steps, f"with {spacing} spacing one step samples only at t = 0, not from noise",
+                       "use 2 or more steps, or timestep_spacing: trailing")
+    if spacing == "leading" and timesteps % steps:
+        first = (steps - 1) * (timesteps // steps)
+        return problem(f"{key}.steps", steps, f"leading spacing needs it to divide diffusion.timesteps ({timesteps}), "
+                       f"or sampling starts at t = {first} instead of {timesteps - 1}",
+                       "choose a divisor of T, or timestep_spacing: linspace")
+    return None
+
+
 def check_sampling(cfg: dict) -> list[str]:
-    """K respaced steps are K of the T timesteps; the mean shift (D&N Algorithm 1) needs the
-    ancestral sampler's Sigma, which DDIM does not have."""
+    """K respaced steps are K of the T timesteps, starting from noise; the mean shift (D&N
+    Algorithm 1) needs the ancestral sampler's Sigma, which DDIM does not have."""
     lines, timesteps = [], cfg["diffusion"]["timesteps"]
     classifier_guided = {"cg", "cond_cg"} & set(cfg["guidance"]["methods"])
     for key, setting in sampling_settings(cfg):
-        if setting["steps"] > timesteps:
-            lines.append(problem(f"{key}.steps", setting["steps"], f"cannot exceed diffusion.timesteps ({timesteps})",
-                                 f"use at most {timesteps} steps"))
+        spacing = spacing_problem(key, setting["steps"], setting.get("timestep_spacing", "linspace"), timesteps)
+        lines += [spacing] if spacing else []
         if classifier_guided and cfg["guidance"]["cg_form"] == "mean" and setting["sampler"] != "ddpm":
             lines.append(problem("guidance.cg_form", "mean", f"the mean shift needs the ddpm sampler, but {key}.sampler "
                                  f"is {setting['sampler']}", f"set {key}.sampler: ddpm, or guidance.cg_form: score"))
@@ -132,6 +149,11 @@ def check_sample_counts(cfg: dict) -> list[str]:
         # The counts below are bounded by num_samples: one line for the cause, not its echoes.
         return [problem("sampling.num_samples", n, f"needs at least {need}: one per class ({classes}) and "
                         f"{MIN_EVALUATED_SAMPLES} for precision / recall on half-samples", f"use {need} or more")]
+    available = TEST_SPLIT_SIZE[cfg["dataset"]["name"]]
+    if n > available:
+        lines.append(problem("sampling.num_samples", n, f"precision / recall compare the samples with as many test "
+                             f"images, and {cfg['dataset']['name']}'s test split has {available}",
+                             f"use at most {available}"))
     per_class = n // classes
     if cfg["figures"]["grid_per_class"] > max(per_class, 1):
         lines.append(problem("figures.grid_per_class", cfg["figures"]["grid_per_class"],
@@ -149,7 +171,11 @@ def _inception_counts(cfg: dict, n: int) -> list[str]:
                              f"must lie in [{MIN_EVALUATED_SAMPLES}, sampling.num_samples = {n}] (the first ones of "
                              "each set are fed to Inception)", f"use a value from {MIN_EVALUATED_SAMPLES} to {n}"))
     available = TEST_SPLIT_SIZE[cfg["dataset"]["name"]]
-    if not MIN_EVALUATED_SAMPLES <= ev["inception_reference"] <= available:
+    if ev["inception_reference"] < min(ev["inception_samples"], n):
+        lines.append(problem("evaluation.inception_reference", ev["inception_reference"],
+                             f"precision / recall compare as many real images as samples, so it needs at least "
+                             f"evaluation.inception_samples ({ev['inception_samples']})", "raise it"))
+    elif not MIN_EVALUATED_SAMPLES <= ev["inception_reference"] <= available:
         lines.append(problem("evaluation.inception_reference", ev["inception_reference"],
                              f"must lie in [{MIN_EVALUATED_SAMPLES}, {available}], the size of "
                              f"{cfg['dataset']['name']}'s test split", f"use at most {available}"))
@@ -157,8 +183,16 @@ def _inception_counts(cfg: dict, n: int) -> list[str]:
 
 
 def check_training(cfg: dict) -> list[str]:
-    """A warm-up as long as training never reaches the peak learning rate the config names."""
-    lines = []
+    """A warm-up as long as training never reaches the peak learning rate the config names;
+    BatchNorm (the evaluation classifier) needs two images per batch; DDPM's linear schedule
+    scales beta_T = 0.02 * 1000 / T, which reaches 1 (abar = 0: no signal) at T = 20."""
+    lines, diffusion = [], cfg["diffusion"]
+    if diffusion["schedule"] == "linear" and diffusion["timesteps"] <= 20:
+        lines.append(problem("diffusion.timesteps", diffusion["timesteps"], "the linear schedule needs more than 20 (its "
+                             "beta_T = 0.02 * 1000 / T reaches 1)", "use 21 or more, or schedule: cosine"))
+    if cfg["training"]["eval_classifier"]["batch_size"] < 2:
+        lines.append(problem("training.eval_classifier.batch_size", 1, "BatchNorm needs at least 2 images per batch",
+                             "use 2 or more"))
     for name, block in cfg["training"].items():
         if block["warmup_steps"] >= block["steps"]:
             lines.append(problem(f"training.{name}.warmup_steps", block["warmup_steps"],
@@ -168,10 +202,33 @@ def check_training(cfg: dict) -> list[str]:
 
 
 def check_figures(cfg: dict) -> list[str]:
+    """The tables are part of every run: H&S Table 1 needs cfg, D&N Table 4 cg and cfg's w = 0."""
+    lines, methods = [], cfg["guidance"]["methods"]
     if cfg["figures"]["table_features"] == "inception" and not cfg["evaluation"]["inception"]:
-        return [problem("figures.table_features", "inception", "needs evaluation.inception: true",
-                        "set evaluation.inception: true, or figures.table_features: classifier")]
-    return []
+        lines.append(problem("figures.table_features", "inception", "needs evaluation.inception: true",
+                             "set evaluation.inception: true, or figures.table_features: classifier"))
+    if not {"cfg", "cg"} <= set(methods):
+        lines.append(problem("guidance.methods", methods, "the tables (H&S Table 1, D&N Table 4) need both cfg and cg",
+                             "add the missing ones"))
+    return lines
+
+
+def check_guidance(cfg: dict) -> list[str]:
+    """Classifier-free guidance extrapolates from the null-label prediction, which a model trained
+    with p_uncond = 0 never learned (H&S Algorithm 1)."""
+    lines, g = [], cfg["guidance"]
+    guided = any(w > 0 for w in g["cfg_scales"]) or ("cond_cg" in g["methods"] and g["cond_cg_w"] > 0)
+    p_values = {"training.conditional.p_uncond": cfg["training"]["conditional"]["p_uncond"]}
+    p_values |= {"training.conditional.p_uncond_sweep": p for p in cfg["training"]["conditional"]["p_uncond_sweep"]}
+    for key, p in p_values.items():
+        if guided and p == 0:
+            lines.append(problem(key, p, "a model trained without dropping its label has an untrained null class, so "
+                                 "guidance with w > 0 steers towards noise", "use a p_uncond above 0 (H&S: 0.1 to 0.2)"))
+    for p in cfg["training"]["conditional"]["p_uncond_sweep"]:
+        if "e" in scale_tag(p):
+            lines.append(problem("training.conditional.p_uncond_sweep", p, f"names its model conditional_p{scale_tag(p)}, "
+                                 "which the rules' file patterns do not match", "use a value of at least 0.0001"))
+    return lines
 
 
 def check_data_source(cfg: dict) -> list[str]:
@@ -191,22 +248,30 @@ def cluster_submission(argv: list[str] | None = None) -> bool:
     return any(arg.split("=")[0] in flags for arg in argv) or bool(os.environ.get("SNAKEMAKE_PROFILE"))
 
 
-def check_device(cfg: dict, cuda_available=None) -> list[str]:
-    """device: cuda on a machine without CUDA, for a run whose jobs run on this machine."""
-    if not cfg["device"].startswith("cuda") or cluster_submission():
+def check_device(cfg: dict, cuda_devices: int | None = None) -> list[str]:
+    """device: cuda (or cuda:N) that this machine lacks, for a run whose jobs run here; several
+    training processes (resources.gpu > 1) on the CPU, which would silently multiply the global
+    batch and so train another model."""
+    device, gpus = cfg["device"], cfg["resources"]["gpu"]
+    if device == "cpu" and gpus > 1:
+        return [problem("resources.gpu", gpus, "trains one process per GPU, but device is cpu",
+                        "set resources.gpu: 0 or 1 on the CPU, or device: auto / cuda on GPUs")]
+    if not device.startswith("cuda") or cluster_submission():
         return []
-    if cuda_available is None:
+    if cuda_devices is None:
         import torch
 
-        cuda_available = torch.cuda.is_available()
-    if not cuda_available:
-        return [problem("device", cfg["device"], "asks for CUDA, which this machine does not have",
-                        "set device: auto (CUDA when present, else the CPU) or device: cpu")]
+        cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.partition(":")[2] or 0)
+    if index >= cuda_devices:
+        have = f"has {cuda_devices} CUDA device(s)" if cuda_devices else "has no CUDA"
+        return [problem("device", device, f"asks for a GPU this machine lacks (it {have})",
+                        "set device: auto (CUDA when present, else the CPU), cpu, or an existing cuda:N")]
     return []
 
 
 CHECKS = (check_run_name, check_unique_scales, check_network_shapes, check_padding, check_sampling,
-          check_sample_counts, check_training, check_figures, check_data_source, check_device)
+          check_sample_counts, check_training, check_figures, check_guidance, check_data_source, check_device)
 
 
 def config_problems(cfg: dict) -> list[str]:

@@ -178,8 +178,8 @@ def read_training_log(csv_path: str | Path) -> pd.DataFrame:
     except (FileNotFoundError, pd.errors.EmptyDataError) as err:
         model = Path(csv_path).parent.parent / "models" / f"{Path(csv_path).stem.removeprefix('train_')}.pt"
         raise ValueError(f"training log {csv_path} is missing or empty ({type(err).__name__}) although its model "
-                         f"is finished; retrain to rewrite both: rm {model} && snakemake --cores all --configfile "
-                         "<the config file of this run>") from err
+                         "is finished; retrain to rewrite both: snakemake --cores all --configfile <the config file of "
+                         f"this run> --forcerun {model}") from err
     if log.empty or "loss" not in log:
         raise ValueError(f"training log {csv_path} has no loss rows; it is not a finished training job's log")
     return log

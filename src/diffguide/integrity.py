@@ -8,7 +8,7 @@ known in advance, which a trained model has not; the mtime rerun trigger misses 
 with its mtime kept; and a corrupt input found by the job that reads it is found too late, after
 Snakemake has already deleted that job's previous outputs. Checking every artifact at parse
 time stops before any job instead, naming the file and the command that remakes it and
-everything made from it.
+everything made from it (Snakemake's --forcerun).
 
     python -m diffguide.integrity check results/<run>   # what the Snakefile does
     python -m diffguide.integrity adopt results/<run>   # record checksums of trusted older files
@@ -17,6 +17,7 @@ everything made from it.
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -57,11 +58,13 @@ def recorded_sha256(path: str | Path) -> str | None:
     return sidecar.read_text().split(" ", 1)[0].strip() or None
 
 
-def restore_command(path: str | Path, configfile: str | None = None) -> str:
-    """Remove the file and rerun: Snakemake remakes it and, because it is new, every artifact made
-    from it, so nothing stale survives and nothing else is lost."""
+def restore_command(paths: str | Path, configfile: str | None = None) -> str:
+    """Snakemake's --forcerun remakes the damaged files and every artifact made from them, so
+    nothing stale survives and nothing else is lost. (Removing the file instead is not enough:
+    Snakemake does not remake a missing intermediate file whose consumers look up to date, and
+    the run would end without it.) The Snakefile's own check skips the files being forced."""
     config = configfile or "<the config file of this run>"
-    return f"rm {path} && snakemake --cores all --configfile {config}"
+    return f"snakemake --cores all --configfile {config} --forcerun {paths}"
 
 
 def problem(path: str | Path) -> str | None:
@@ -108,9 +111,12 @@ def run_artifacts(root: str | Path) -> list[Path]:
     return sorted(found)
 
 
-def check_run(root: str | Path, configfile: str | None = None) -> list[str]:
-    """One line per artifact of the run at ``root`` that fails its checksum, then the command."""
-    bad = [(path, reason) for path in run_artifacts(root) if (reason := problem(path))]
+def check_run(root: str | Path, configfile: str | None = None, remade: tuple[str, ...] = ()) -> list[str]:
+    """One line per artifact of the run at ``root`` that fails its checksum, then the command;
+    files in ``remade`` (those this Snakemake run is forced to remake) are not checked."""
+    skipped = {os.path.normpath(path) for path in remade}
+    bad = [(path, reason) for path in run_artifacts(root)
+           if os.path.normpath(path) not in skipped and (reason := problem(path))]
     if not bad:
         return []
     lines = [f"  {path} {reason}" for path, reason in bad]
@@ -133,6 +139,21 @@ def adopt(root: str | Path) -> list[Path]:
     for path in adopted:
         record(path)
     return adopted
+
+
+def forced_targets(argv: list[str]) -> tuple[str, ...]:
+    """The targets after Snakemake's --forcerun / -R in a command line."""
+    targets, forcing = [], False
+    for arg in argv:
+        flag, _, value = arg.partition("=")
+        if flag in ("--forcerun", "-R"):
+            forcing = not value  # --forcerun=x takes one target; --forcerun x y takes all that follow
+            targets += [value] if value else []
+        elif arg.startswith("-"):
+            forcing = False
+        elif forcing:
+            targets.append(arg)
+    return tuple(targets)
 
 
 def main(argv: list[str]) -> int:

@@ -31,7 +31,10 @@ def respaced_timesteps(timesteps: int, steps: int, spacing: str = "linspace") ->
     - ``leading``: 0, T//K, 2 T//K, ... (K values). This is guided-diffusion's ``ddimK`` spacing
       (e.g. "ddim25" = range(0, 1000, 40)) whenever K divides T; when it does not, guided-diffusion
       picks the stride whose range has K elements (ceil(T / stride) = K), diffusers keeps T//K.
-    - ``trailing``: round(arange(T, 0, -T/K)) - 1, which starts at T-1 (Lin et al. 2023, Table 2).
+    - ``trailing``: round(T - i T/K) - 1 for i < K, which starts at T-1 (Lin et al. 2023, Table 2).
+      diffusers writes it round(arange(T, 0, -T/K)) - 1, whose float steps can leave a (K+1)-th
+      value near 0 and so a timestep of -1 (T = 100, K = 29: 0/0 in the last step); taking i < K
+      gives diffusers' values without that one.
     """
     if not 1 <= steps <= timesteps:
         raise ValueError(f"sampling steps must be in [1, {timesteps}], got {steps}")
@@ -40,7 +43,7 @@ def respaced_timesteps(timesteps: int, steps: int, spacing: str = "linspace") ->
     elif spacing == "leading":
         chosen = np.arange(steps) * (timesteps // steps)
     elif spacing == "trailing":
-        chosen = np.round(np.arange(timesteps, 0, -timesteps / steps)) - 1
+        chosen = np.round(timesteps - np.arange(steps) * (timesteps / steps)) - 1
     else:
         raise ValueError(f"unknown timestep spacing {spacing!r}; choose one of {TIMESTEP_SPACINGS}")
     return sorted({int(v) for v in chosen}, reverse=True)

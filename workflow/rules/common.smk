@@ -50,10 +50,10 @@ def check_artifacts(results):
     re-parsing this file on a cluster must not see another job's artifact mid-write."""
     if not workflow.is_main_process or any(arg in CLEANUP_FLAGS for arg in sys.argv):
         return
-    from diffguide.integrity import check_run
+    from diffguide.integrity import check_run, forced_targets
 
     config_path = (workflow.overwrite_configfiles or ["config/config.yaml"])[-1]
-    lines = check_run(results, configfile=os.path.relpath(config_path))
+    lines = check_run(results, configfile=os.path.relpath(config_path), remade=forced_targets(sys.argv))
     if lines:
         sys.exit(f"diffguide: artifacts of run '{config['run']}' are damaged:\n" + "\n".join(lines))
 
