@@ -10,7 +10,7 @@ RUN ?= $(shell sed -n 's/^run: *//p' $(CONFIG))
 FEATURES ?= classifier
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: run test test-slow data venv bench bench-metrics clean-results findings report
+.PHONY: run test test-slow test-reliability data venv bench bench-metrics clean-results findings report
 
 venv: $(STAMP)
 
@@ -53,6 +53,11 @@ test: venv data
 # 2-core AVX2 CPU). CI runs them after `make test`.
 test-slow: venv data
 	$(BIN)/python -m pytest -m slow
+
+# Bad configs, damaged artifacts and kill -9 in each stage, replayed on whole Snakemake runs of
+# a reduced smoke config (tests/test_reliability.py; several minutes). CI runs it after make test.
+test-reliability: venv
+	$(BIN)/python -m pytest -m reliability tests/test_reliability.py
 
 # Training and sampling speed of $(CONFIG)'s networks beside this machine's matmul peak, fp32 and
 # bf16, as Markdown (not part of `make test`; about 4 minutes). BENCH_ARGS=--quick: a short check;
