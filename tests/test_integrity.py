@@ -87,6 +87,7 @@ def test_check_run_lists_every_damaged_artifact_and_one_command(tmp_path):
     assert integrity.check_run(root, remade=(str(bad), f"{unchecked.parent}/./{unchecked.name}")) == []  # being remade: not checked
     assert integrity.adopt(root) == [unchecked]
     bad.unlink()
+    integrity.digest_path(bad).unlink()  # removed on purpose, with its checksum
     assert integrity.check_run(root) == []
 
 
@@ -107,3 +108,16 @@ def test_load_npz_and_read_csv_verify_first(tmp_path):
     csv.write_bytes(b"a,b\n1,3\n")
     with pytest.raises(integrity.CorruptArtifactError):
         integrity.read_csv(csv)
+
+
+def test_a_finished_artifact_that_went_missing_is_named_as_possibly_stale(tmp_path):
+    root = tmp_path / "results" / "r"
+    gone = write(root / "samples" / "ddim4-linspace" / "cfg" / "scale_1.npz", b"s")
+    kept = write(root / "metrics.csv", b"made from it\n")
+    gone.unlink()
+    lines = integrity.check_run(root, configfile="c.yaml")
+    assert lines[0].startswith(f"  {gone} is missing, though it was finished once (its scale_1.npz.sha256 remains)")
+    assert lines[1].endswith(f"--forcerun {gone}") and str(kept) not in lines[1]
+    assert integrity.check_run(root, remade=(str(gone),)) == []
+    kept.unlink()  # nothing made later is left (a killed first run, --delete-all-output): a plain rerun remakes it
+    assert integrity.check_run(root) == []

@@ -20,7 +20,7 @@ SMOKE = "config/smoke.yaml"
 
 
 def copy_workflow(dest: Path) -> Path:
-    for name in ("Snakefile", "workflow", "config"):
+    for name in ("Snakefile", "workflow", "config", "profiles"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
     return dest

@@ -5,9 +5,9 @@ uninterrupted one.
 
 - every bad config of tests/test_config_checks.py, run through Snakemake: it stops at parse time,
   one line naming the key, nothing created under results/;
-- a prepared data file truncated after a complete run (mtime changed, or kept): the run stops
-  before any job with every finished artifact untouched, and the command it prints ends in a
-  complete run equal to the uninterrupted one;
+- a prepared data file truncated after a complete run (mtime changed, or kept), or a finished
+  sample file gone: the run stops before any job with every finished artifact untouched, and the
+  command it prints ends in a complete run equal to the uninterrupted one;
 - kill -9 during training (after a checkpoint), during sampling and during evaluation, each
   followed by a rerun: the final artifacts equal the uninterrupted run's byte for byte.
 """
@@ -50,7 +50,7 @@ def reliability_config() -> dict:
 
 
 def make_workdir(dest: Path, cfg: dict | None = None) -> Path:
-    for name in ("Snakefile", "workflow", "config"):
+    for name in ("Snakefile", "workflow", "config", "profiles"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
     (dest / CONFIG).write_text(yaml.safe_dump(cfg or reliability_config()))
@@ -136,15 +136,49 @@ def test_a_truncated_data_file_stops_before_any_job_and_its_fix_ends_in_an_equal
         return
     command = re.search(r"^  (snakemake .*)$", stop.stderr, flags=re.MULTILINE).group(1)
     assert command == f"snakemake --cores all --configfile {CONFIG} --forcerun {relative}"
+    replay(workdir, command)
+    assert_complete_and_equal(workdir, reference)
+
+
+def replay(workdir: Path, command: str) -> None:
     env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}"}
     fix = subprocess.run(["bash", "-c", command], cwd=workdir, env=env, capture_output=True, text=True)
     assert fix.returncode == 0, fix.stderr[-3000:]
+
+
+def test_a_finished_sample_that_went_missing_stops_the_run_and_its_fix_ends_in_an_equal_run(uninterrupted, tmp_path):
+    """Snakemake itself would call this run complete (it does not remake a missing intermediate
+    file whose consumers exist), although the metrics may come from a version of the samples
+    that is gone: e.g. a rerun killed after Snakemake deleted the old samples."""
+    source, reference = uninterrupted
+    workdir = clone_run(source, tmp_path / "run")
+    relative = f"results/{RUN}/samples/ddim4-linspace/cfg/scale_1.npz"
+    (workdir / relative).unlink()
+    stop = snakemake(workdir, check=False)
+    assert stop.returncode != 0
+    assert f"  {relative} is missing, though it was finished once" in stop.stderr, stop.stderr[-2000:]
+    command = re.search(r"^  (snakemake .*)$", stop.stderr, flags=re.MULTILINE).group(1)
+    assert command == f"snakemake --cores all --configfile {CONFIG} --forcerun {relative}"
+    replay(workdir, command)
     assert_complete_and_equal(workdir, reference)
+
+
+def advised_rerun(workdir: Path) -> list[str]:
+    """The command a user is told to run after a kill: plain Snakemake, after `--unlock` when the
+    killed run left its lock, or the command diffguide prints when the kill left a finished
+    artifact missing while something made from it exists (a dry run shows which)."""
+    command = ["snakemake", "--cores", "2", "--configfile", CONFIG]
+    if any((workdir / ".snakemake" / "locks").glob("*")):  # a real run would stop with "cannot be locked"
+        snakemake(workdir, "--unlock")
+    probe = snakemake(workdir, "-n", check=False)
+    printed = re.search(r"^  snakemake --cores all --configfile \S+ (--forcerun .*)$", probe.stderr, flags=re.MULTILINE)
+    assert probe.returncode == 0 or printed, probe.stderr[-3000:]
+    return command + (printed.group(1).split() if printed else [])
 
 
 def start(workdir: Path) -> subprocess.Popen:
     env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}"}
-    return subprocess.Popen(["snakemake", "--cores", "2", "--configfile", CONFIG], cwd=workdir, env=env,
+    return subprocess.Popen(advised_rerun(workdir), cwd=workdir, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
@@ -160,36 +194,26 @@ def kill_when(process: subprocess.Popen, ready, timeout: float = 600) -> None:
 
 
 def rerun(workdir: Path) -> subprocess.CompletedProcess:
-    """What a user does after a kill: rerun; if Snakemake says the directory is locked (the
-    killed run could not remove its lock), unlock as it advises, then rerun."""
-    result = snakemake(workdir, check=False)
-    if result.returncode != 0 and "cannot be locked" in result.stderr:
-        snakemake(workdir, "--unlock")
-        result = snakemake(workdir, check=False)
-    return result
+    env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}"}
+    return subprocess.run(advised_rerun(workdir), cwd=workdir, env=env, capture_output=True, text=True)
+
+
+def resumed_training(root: Path) -> bool:
+    log = root / "logs/train_unconditional.log"
+    return log.exists() and "resuming unconditional from step" in log.read_text()
 
 
 def test_kill_9_in_training_sampling_and_evaluation_each_resumes_to_an_equal_run(uninterrupted, tmp_path):
+    """Four plain runs of one workdir: killed in training after a checkpoint; killed in sampling
+    once that rerun has resumed the training; killed in evaluation; then to the end."""
     _, reference = uninterrupted
     workdir = make_workdir(tmp_path)
     root = workdir / "results" / RUN
     checkpoint = root / "checkpoints" / "unconditional.ckpt"
-    moments = {
-        "training, after a checkpoint": lambda: checkpoint.exists(),
-        "sampling": lambda: any(root.glob("logs/sample_*.log")),
-        "evaluation": lambda: any(root.glob("logs/evaluate_*.log")),
-    }
-    for stage, ready in moments.items():
-        kill_when(start(workdir), ready)
-        if stage.startswith("training"):
-            assert not (root / "models/unconditional.pt").exists(), "killed too late to test a resume"
-            resumed = rerun(workdir)
-            assert resumed.returncode == 0, resumed.stderr[-3000:]
-            assert "resuming unconditional from step" in (root / "logs/train_unconditional.log").read_text()
-            # start again from nothing downstream of training for the next two kills
-            for path in [*root.glob("samples/**/*.npz*"), *root.glob("metrics/**/*"), *root.glob("logs/sample_*"),
-                         *root.glob("logs/evaluate_*")]:
-                path.unlink() if path.is_file() else None
+    kill_when(start(workdir), lambda: checkpoint.exists())
+    assert not (root / "models/unconditional.pt").exists(), "killed too late to test a resume"
+    kill_when(start(workdir), lambda: resumed_training(root) and any(root.glob("logs/sample_*.log")))
+    kill_when(start(workdir), lambda: any(root.glob("logs/evaluate_*.log")))
     final = rerun(workdir)
     assert final.returncode == 0, final.stderr[-3000:]
     assert_complete_and_equal(workdir, reference)

@@ -81,12 +81,13 @@ def check_network_shapes(cfg: dict) -> list[str]:
                                  f"GroupNorm needs it to divide every width, and {undivided} are not multiples",
                                  "choose a common divisor of the widths (e.g. 8 for widths of 16, 32, 64)"))
     size, halvings = cfg["dataset"]["image_size"], len(cfg["networks"]["unet"]["widths"]) - 1
-    if size % 2**halvings:
+    multiple = 2**halvings
+    if size % multiple:
+        below = size - size % multiple
+        sizes = " or ".join(str(s) for s in (below, below + multiple) if s > 0)
         lines.append(problem("dataset.image_size", size,
                              f"the UNet halves it {halvings} times (networks.unet.widths has {halvings + 1} levels), "
-                             f"so it must be a multiple of {2**halvings}",
-                             f"use {size - size % 2**halvings or 2**halvings} or {size + 2**halvings - size % 2**halvings}, "
-                             "or fewer levels"))
+                             f"so it must be a multiple of {multiple}", f"use {sizes}, or fewer levels"))
     return lines
 
 

@@ -26,6 +26,12 @@ from pathlib import Path
 # tables (read by no rule) do not.
 ARTIFACT_PATTERNS = ("data/*.npz", "models/*.pt", "samples/**/*.npz", "reference/*.npz", "metrics/**/*.csv",
                      "metrics*.csv")
+# What may be made from each kind of artifact (the rules' inputs, coarsely): the artifacts that
+# would be stale if it changed.
+METRICS = ("metrics/**/*.csv", "metrics*.csv")
+MADE_FROM = {"data/*.npz": ("models/*.pt", "reference/*.npz", "samples/**/*.npz", *METRICS),
+             "models/*.pt": ("samples/**/*.npz", *METRICS), "samples/**/*.npz": METRICS,
+             "reference/*.npz": METRICS, "metrics/**/*.csv": ("metrics*.csv",), "metrics*.csv": ()}
 SUFFIX = ".sha256"
 
 
@@ -111,12 +117,32 @@ def run_artifacts(root: str | Path) -> list[Path]:
     return sorted(found)
 
 
+def stale_gaps(root: str | Path) -> list[Path]:
+    """Artifacts missing although their checksum remains (finished once, then deleted: by hand, or
+    by Snakemake before rerunning their job, which was then killed) while something that may be
+    made from them exists (MADE_FROM). Snakemake does not remake a missing intermediate file whose
+    consumers exist, so it would call the run complete although those consumers may come from the
+    version that is gone. With no such consumer left (a first run killed, --delete-all-output), a
+    plain rerun remakes the file anyway, and nothing is reported."""
+    root = Path(root)
+    gaps = []
+    for pattern, consumers in MADE_FROM.items():
+        missing = [d.with_name(d.name.removesuffix(SUFFIX)) for d in root.glob(pattern + SUFFIX)]
+        missing = [artifact for artifact in missing if not artifact.exists()]
+        if missing and any(p.is_file() for consumer in consumers for p in root.glob(consumer)):
+            gaps += missing
+    return sorted(gaps)
+
+
 def check_run(root: str | Path, configfile: str | None = None, remade: tuple[str, ...] = ()) -> list[str]:
     """One line per artifact of the run at ``root`` that fails its checksum, then the command;
     files in ``remade`` (those this Snakemake run is forced to remake) are not checked."""
     skipped = {os.path.normpath(path) for path in remade}
     bad = [(path, reason) for path in run_artifacts(root)
            if os.path.normpath(path) not in skipped and (reason := problem(path))]
+    bad += [(path, f"is missing, though it was finished once (its {path.name}{SUFFIX} remains), so what was made "
+                   f"from it may be stale (if you removed it on purpose, remove {path.name}{SUFFIX} too)")
+            for path in stale_gaps(root) if os.path.normpath(path) not in skipped]
     if not bad:
         return []
     lines = [f"  {path} {reason}" for path, reason in bad]
