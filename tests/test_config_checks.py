@@ -68,7 +68,6 @@ BAD = [
     ("training.eval_classifier.batch_size", 1, "training.eval_classifier.batch_size", "BatchNorm"),
     ("sampling.num_samples", 400, "sampling.num_samples", "test split has 360"),
     ("evaluation.inception_reference", 9, "evaluation.inception_reference", "at least evaluation.inception_samples"),
-    ("resources.gpu", 2, "resources.gpu", "device is cpu"),
     ("figures.table_features", "inception", None, None),  # fine: smoke has inception on
 ]
 

@@ -112,13 +112,14 @@ def test_a_rerun_of_the_evaluation_writes_byte_identical_metrics(smoke_run, tmp_
     copy = tmp_path / "copy"
     shutil.copytree(smoke_run, copy, symlinks=True)
     metrics = copy / "results/smoke/metrics"
-    rows = sorted(p for name in ("cfg/scale_1", "cg/scale_2") for p in metrics.glob(f"*/{name}.*"))
+    rows = sorted(p for name in ("cfg/scale_1", "cg/scale_2") for p in metrics.glob(f"*/{name}.*csv"))
     assert [p.name for p in rows] == ["scale_1.csv", "scale_1.replicates.csv", "scale_2.csv", "scale_2.replicates.csv"]
+    # Forcing the rows reruns their evaluations and the gathering (deleting them would trigger
+    # nothing: Snakemake does not remake a missing intermediate whose consumers exist).
+    forced = [str(p.relative_to(copy)) for p in rows]
+    snakemake(copy, "results/smoke/metrics.csv", "--configfile", SMOKE, "--forcerun", *forced)
     for path in rows:
-        path.unlink()
-    # Deleted intermediates alone trigger nothing: gather_metrics is forced, which needs the rows.
-    snakemake(copy, "results/smoke/metrics.csv", "--configfile", SMOKE, "--forcerun", "gather_metrics")
-    for path in rows:
+        assert path.stat().st_mtime > (smoke_run / path.relative_to(copy)).stat().st_mtime, path  # written again
         assert path.read_bytes() == (smoke_run / path.relative_to(copy)).read_bytes(), path
     for name in ("metrics.csv", "metrics_by_sampler.csv", "metrics_replicates.csv"):
         rerun, first = copy / "results/smoke" / name, smoke_run / "results/smoke" / name
@@ -221,7 +222,7 @@ def test_slurm_profile_dry_run_resolves_resources(tmp_path):
     (workdir / "gpu.yaml").write_text(gpu_config)
     result = snakemake(workdir, "--profile", "workflow/profiles/slurm", "--configfile", "gpu.yaml", "--dry-run")
     out = result.stdout
-    assert "Using profile workflow/profiles/slurm" in out + result.stderr
+    assert re.search(r"Using profiles? workflow/profiles/slurm", out + result.stderr)
     blocks = {m.group(1): m.group(2) for m in re.finditer(
         r"^rule (\w+):\n((?:    .*\n)+)", out, flags=re.MULTILINE)}
     train = blocks["train_network"]
