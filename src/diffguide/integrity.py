@@ -29,7 +29,7 @@ ARTIFACT_PATTERNS = ("data/*.npz", "models/*.pt", "samples/**/*.npz", "reference
 # What may be made from each kind of artifact (the rules' inputs, coarsely): the artifacts that
 # would be stale if it changed.
 METRICS = ("metrics/**/*.csv", "metrics*.csv")
-MADE_FROM = {"data/*.npz": ("models/*.pt", "reference/*.npz", "samples/**/*.npz", *METRICS),
+CONSUMERS = {"data/*.npz": ("models/*.pt", "reference/*.npz", "samples/**/*.npz", *METRICS),
              "models/*.pt": ("samples/**/*.npz", *METRICS), "samples/**/*.npz": METRICS,
              "reference/*.npz": METRICS, "metrics/**/*.csv": ("metrics*.csv",), "metrics*.csv": ()}
 SUFFIX = ".sha256"
@@ -120,13 +120,13 @@ def run_artifacts(root: str | Path) -> list[Path]:
 def stale_gaps(root: str | Path) -> list[Path]:
     """Artifacts missing although their checksum remains (finished once, then deleted: by hand, or
     by Snakemake before rerunning their job, which was then killed) while something that may be
-    made from them exists (MADE_FROM). Snakemake does not remake a missing intermediate file whose
+    made from them exists (CONSUMERS). Snakemake does not remake a missing intermediate file whose
     consumers exist, so it would call the run complete although those consumers may come from the
     version that is gone. With no such consumer left (a first run killed, --delete-all-output), a
     plain rerun remakes the file anyway, and nothing is reported."""
     root = Path(root)
     gaps = []
-    for pattern, consumers in MADE_FROM.items():
+    for pattern, consumers in CONSUMERS.items():
         missing = [d.with_name(d.name.removesuffix(SUFFIX)) for d in root.glob(pattern + SUFFIX)]
         missing = [artifact for artifact in missing if not artifact.exists()]
         if missing and any(p.is_file() for consumer in consumers for p in root.glob(consumer)):
