@@ -49,8 +49,8 @@ report: venv
 test: venv data
 	$(BIN)/python -m pytest
 
-# The tests marked slow: Inception-v3 features and FID on the real splits (about 5 minutes on a
-# 2-core AVX2 CPU). CI runs them after `make test`.
+# The tests marked slow: Inception-v3 features and FID on the real splits, and the training rule
+# under torchrun (about 6 minutes on a 2-core AVX2 CPU). CI runs them after `make test`.
 test-slow: venv data
 	$(BIN)/python -m pytest -m slow
 

@@ -89,6 +89,7 @@ def test_single_process_is_not_distributed(monkeypatch):
     assert distributed.init(torch.device("cpu")) == torch.device("cpu")
 
 
+@pytest.mark.slow  # ~45 s of Snakemake and two torchrun processes; make test-slow (CI) runs it
 def test_snakemake_rule_launches_torchrun_when_the_config_asks_for_two_gpus(tmp_path):
     """resources.gpu: 2 makes train_network start torchrun with 2 ranks (gloo here: device cpu);
     the model lands where the rest of the pipeline reads it."""
