@@ -477,7 +477,8 @@ def test_load_truncated_file_names_it_and_the_fix(tmp_path):
     with pytest.raises(CorruptArtifactError, match=r"prepared\.npz has no checksum file prepared\.npz\.sha256"):
         load_prepared(path)
     adopt_digest(path)  # a checksum of the truncated bytes: the parser still names the file and the fix
-    with pytest.raises(ValueError, match=r"prepared\.npz.*delete it and rerun the pipeline"):
+    with pytest.raises(ValueError, match=r"prepared\.npz is corrupt or invalid.*run: snakemake --cores all "
+                                         r"--configfile .* --forcerun .*prepared\.npz$"):
         load_prepared(path)
 
 
@@ -496,7 +497,8 @@ def test_load_rejects_invalid_content(tmp_path):
 
 
 def test_load_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"absent\.npz.*rerun the pipeline"):
+    with pytest.raises(FileNotFoundError, match=r"absent\.npz does not exist; to make it, run: snakemake .*"
+                                                 r"--forcerun .*absent\.npz$"):
         load_prepared(tmp_path / "absent.npz")
 
 

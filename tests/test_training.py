@@ -8,6 +8,7 @@ from diffguide import networks
 from diffguide.guidance import NULL_LABEL
 from diffguide.schedules import NoiseSchedule
 from diffguide.training import TrainSettings, clean_classifier_loss, diffusion_loss, train
+from diffguide.integrity import CorruptArtifactError, record
 
 
 def tiny_unet(num_classes=3):
@@ -80,7 +81,10 @@ def test_checkpoint_roundtrip_rebuilds_the_same_function(tmp_path):
 def test_corrupt_checkpoint_is_named_with_a_fix(tmp_path):
     path = tmp_path / "broken.pt"
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match=r"broken\.pt.*Delete it and rerun snakemake"):
+    with pytest.raises(CorruptArtifactError, match=r"broken\.pt has no checksum file.*--forcerun .*broken\.pt$"):
+        networks.load_checkpoint(path)
+    record(path)  # its checksum matches, but torch cannot read it: a foreign file
+    with pytest.raises(ValueError, match=r"broken\.pt.*run: snakemake --cores all --configfile .* --forcerun .*broken\.pt$"):
         networks.load_checkpoint(path)
 
 

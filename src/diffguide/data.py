@@ -510,7 +510,7 @@ def load_prepared(path) -> PreparedData:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
-            f"prepared data file {path} does not exist; rerun the pipeline (snakemake regenerates it)"
+            f"prepared data file {path} does not exist; to make it, run: {integrity.restore_command(path)}"
         )
     integrity.verify(path)
     try:
@@ -518,8 +518,8 @@ def load_prepared(path) -> PreparedData:
         _check_prepared(data)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise ValueError(
-            f"prepared data file {path} is corrupt or invalid ({exc}); delete it and rerun "
-            "the pipeline (snakemake regenerates it)"
+            f"prepared data file {path} is corrupt or invalid ({exc}); to remake it and what was made "
+            f"from it, run: {integrity.restore_command(path)}"
         ) from exc
     return data
 

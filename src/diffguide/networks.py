@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .atomic import atomic_open
-from .integrity import verify
+from .integrity import restore_command, verify
 from .guidance import NULL_LABEL
 
 
@@ -195,12 +195,14 @@ def save_checkpoint(path, kind: str, arch: dict, model: nn.Module, extra: dict |
 
 def load_checkpoint(path, device="cpu") -> tuple[nn.Module, dict]:
     """Rebuild a network from its checkpoint (verified against its checksum), in eval mode, with
-    gradients disabled."""
+    gradients disabled. A damaged file raises integrity.CorruptArtifactError with its own fix."""
+    verify(path)
     try:
-        payload = torch.load(verify(path), map_location=device, weights_only=True)
-    except Exception as err:  # a truncated or foreign file: say which and what to do
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # a foreign file (another torch, not a diffguide model): say which and what to do
         reason = (str(err).splitlines() or [type(err).__name__])[0]
-        raise ValueError(f"cannot read checkpoint {path} ({reason}). Delete it and rerun snakemake to retrain.") from err
+        raise ValueError(f"cannot read checkpoint {path} ({reason}). To retrain it and what was made from it, "
+                         f"run: {restore_command(path)}") from err
     if payload["kind"] == "noisy_classifier" and "pool" not in payload["arch"]:
         # An arch saved without the key: its weights say which head it has (mean-pooled
         # classifiers predate attention pooling, and have no positional embedding).
