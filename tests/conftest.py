@@ -1,3 +1,5 @@
+import socket
+
 import pytest
 import torch
 
@@ -10,3 +12,11 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port nobody listens on, for a torch.distributed rendezvous on this machine."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

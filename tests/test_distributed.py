@@ -3,7 +3,6 @@ end with the same weights, which differ from the initial ones; a NaN on one rank
 instead of hanging. Single-process training is covered by test_training.py and test_resume.py."""
 
 import os
-import socket
 
 import pytest
 import torch
@@ -58,15 +57,9 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
     distributed.teardown()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
-def test_two_ranks_train_identical_weights(tmp_path):
-    mp.spawn(worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+def test_two_ranks_train_identical_weights(tmp_path, free_port):
+    mp.spawn(worker, args=(2, free_port, str(tmp_path)), nprocs=2, join=True)
     initial = torch.load(tmp_path / "initial0.pt")
     final = [torch.load(tmp_path / f"final{r}.pt") for r in range(2)]
     for part in ("model", "ema"):

@@ -8,7 +8,6 @@ checkpoint_every=2 the checkpoint of step k holds the weights after steps 0..k-1
 
 import logging
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -201,15 +200,9 @@ def ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     distributed.teardown()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
-def test_under_two_ranks_both_stop_and_name_the_same_kept_checkpoint(tmp_path):
-    mp.spawn(ddp_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+def test_under_two_ranks_both_stop_and_name_the_same_kept_checkpoint(tmp_path, free_port):
+    mp.spawn(ddp_worker, args=(2, free_port, str(tmp_path)), nprocs=2, join=True)
     messages = [(tmp_path / f"message{r}").read_text() for r in range(2)]
     assert messages[0] == messages[1] and "resumes from step 4" in messages[0]
     assert checkpoint_state(tmp_path)["step"] == 4 and not (tmp_path / "c.ckpt.prev").exists()

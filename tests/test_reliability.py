@@ -28,6 +28,7 @@ import yaml
 
 from diffguide import integrity
 from test_config_checks import BAD, changed
+from test_pipeline import copy_workflow
 
 pytestmark = pytest.mark.reliability
 
@@ -50,17 +51,19 @@ def reliability_config() -> dict:
 
 
 def make_workdir(dest: Path, cfg: dict | None = None) -> Path:
-    for name in ("Snakefile", "workflow", "config", "profiles"):
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+    copy_workflow(dest)
     (dest / CONFIG).write_text(yaml.safe_dump(cfg or reliability_config()))
     return dest
 
 
+def environment() -> dict[str, str]:
+    """This environment with the venv's bin first: the commands diffguide prints say `snakemake`."""
+    return os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}"}
+
+
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}"}
     result = subprocess.run(["snakemake", "--cores", "2", "--configfile", CONFIG, *args], cwd=workdir,
-                            capture_output=True, text=True, env=env)
+                            capture_output=True, text=True, env=environment())
     if check and result.returncode != 0:
         pytest.fail(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
     return result
@@ -141,8 +144,7 @@ def test_a_truncated_data_file_stops_before_any_job_and_its_fix_ends_in_an_equal
 
 
 def replay(workdir: Path, command: str) -> None:
-    env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}"}
-    fix = subprocess.run(["bash", "-c", command], cwd=workdir, env=env, capture_output=True, text=True)
+    fix = subprocess.run(["bash", "-c", command], cwd=workdir, env=environment(), capture_output=True, text=True)
     assert fix.returncode == 0, fix.stderr[-3000:]
 
 
@@ -177,8 +179,7 @@ def advised_rerun(workdir: Path) -> list[str]:
 
 
 def start(workdir: Path) -> subprocess.Popen:
-    env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}"}
-    return subprocess.Popen(advised_rerun(workdir), cwd=workdir, env=env,
+    return subprocess.Popen(advised_rerun(workdir), cwd=workdir, env=environment(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
@@ -194,8 +195,7 @@ def kill_when(process: subprocess.Popen, ready, timeout: float = 600) -> None:
 
 
 def rerun(workdir: Path) -> subprocess.CompletedProcess:
-    env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}"}
-    return subprocess.run(advised_rerun(workdir), cwd=workdir, env=env, capture_output=True, text=True)
+    return subprocess.run(advised_rerun(workdir), cwd=workdir, env=environment(), capture_output=True, text=True)
 
 
 def resumed_training(root: Path) -> bool:

@@ -10,6 +10,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from .integrity import digest_line, digest_path, file_sha256
+
 
 def umask_mode(mode: int = 0o666) -> int:
     """``mode`` less the process umask: what open() gives a new file. mkstemp makes its temp
@@ -33,7 +35,7 @@ def atomic_open(path, checksum: bool = False):
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp_name, umask_mode())
-        digest = _sha256(tmp_name) if checksum else None
+        digest = file_sha256(tmp_name) if checksum else None
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -44,13 +46,5 @@ def atomic_open(path, checksum: bool = False):
 
 def write_digest(path: str | Path, hexdigest: str) -> None:
     """``<path>.sha256`` in sha256sum's format, itself written atomically."""
-    from .integrity import digest_line, digest_path
-
     with atomic_open(digest_path(path)) as handle:
         handle.write(digest_line(hexdigest, path).encode())
-
-
-def _sha256(path: str) -> str:
-    from .integrity import file_sha256
-
-    return file_sha256(path)

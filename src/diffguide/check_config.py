@@ -13,9 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .config_schema import config_errors
-
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+from .config_schema import SCHEMA_PATH, config_errors
 
 
 def read_config(path: Path) -> dict:
@@ -48,7 +46,7 @@ def main(argv: list[str]) -> int:
     except ValueError as err:
         print(f"diffguide: {err}", file=sys.stderr)
         return 2
-    lines = config_errors(config, SCHEMA)
+    lines = config_errors(config, SCHEMA_PATH)
     if lines:
         print(f"diffguide: invalid config {path}:\n" + "\n".join(lines), file=sys.stderr)
         return 1

@@ -18,6 +18,8 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft202012Validator
 
+# The schema in the checkout this package is installed from (editable install; issue 15 covers wheels).
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 SCALAR_TYPES = {"number": (int, float), "integer": (int,), "boolean": (bool,), "null": (type(None),)}
 
 

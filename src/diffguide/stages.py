@@ -253,11 +253,11 @@ def best_scale_gallery(metrics_csv: str, sample_paths: list[str], method: str, d
     is lowest: enough samples to judge whether the classes are recognisable there, where the
     fixed-noise grid shows only a few per scale."""
     scale, fid = lowest_fid_scale(integrity.read_csv(metrics_csv), method, f"fid_{features}")
-    by_scale = {float(integrity.load_npz(p)["scale"]): p for p in sample_paths}
+    by_scale = {float(s["scale"]): s for s in map(integrity.load_npz, sample_paths)}
     if scale not in by_scale:
         raise ValueError(f"metrics.csv's lowest-FID scale {scale:g} of {method!r} has no samples among "
                          f"{sorted(by_scale)}; rerun snakemake so the metrics and samples agree")
-    samples = integrity.load_npz(by_scale[scale])
+    samples = by_scale[scale]
     class_names = list(data.DATASETS[dataset_name].class_names)
     fewest = int(np.bincount(samples["labels"], minlength=len(class_names)).min())
     if fewest == 0:

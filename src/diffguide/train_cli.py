@@ -25,10 +25,10 @@ from pathlib import Path
 
 import yaml
 
+from .config_schema import SCHEMA_PATH
 from .runtime import setup_logging
 from .stages import train_network
 
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 NETWORK = r"^(unconditional|conditional|conditional_p[0-9.]+|noisy_classifier|eval_classifier)$"
 
 
@@ -47,7 +47,7 @@ def _load_config(args) -> dict:
     cfg = yaml.safe_load(Path(args.config).read_text())
     from snakemake.utils import validate  # fills in the schema's defaults, as the Snakefile does
 
-    validate(cfg, str(SCHEMA), set_default=True)
+    validate(cfg, str(SCHEMA_PATH), set_default=True)
     return cfg
 
 

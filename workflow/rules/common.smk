@@ -48,12 +48,9 @@ def check_artifacts(results):
     Snakemake plans a job: a job that found a corrupt input itself would come too late, after
     Snakemake had deleted that job's previous outputs. Only the main process checks: a job
     re-parsing this file on a cluster must not see another job's artifact mid-write."""
-    if not workflow.is_main_process:
+    if not workflow.is_main_process or any(arg in CLEANUP_FLAGS for arg in sys.argv):
         return
     from diffguide.integrity import check_run, forced_targets
-
-    if any(arg in CLEANUP_FLAGS for arg in sys.argv):
-        return
 
     config_path = (workflow.overwrite_configfiles or ["config/config.yaml"])[-1]
     lines = check_run(results, configfile=os.path.relpath(config_path), remade=forced_targets(sys.argv))
