@@ -10,8 +10,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from diffguide import distributed, networks
+from diffguide.losses import diffusion_loss
 from diffguide.schedules import NoiseSchedule
-from diffguide.training import TrainSettings, diffusion_loss, train
+from diffguide.training import TrainSettings, train
 
 SCHEDULE = NoiseSchedule.make("cosine", 100)
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from diffguide import networks
-from diffguide.training import augment_images
+from diffguide.losses import augment_images
 
 ARCH = dict(channels=1, widths=[8, 16], num_classes=3, attention_levels=[], norm_groups=4, head_dim=4)
 

@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from diffguide import data, networks, stages
+from diffguide.checkpointing import settings_fingerprint
+from diffguide.losses import diffusion_loss
 from diffguide.schedules import NoiseSchedule
-from diffguide.training import TrainSettings, diffusion_loss, settings_fingerprint, train
+from diffguide.training import TrainSettings, train
 
 SCHEDULE = NoiseSchedule.make("cosine", 100)
 

@@ -6,8 +6,9 @@ import torch
 
 from diffguide import networks
 from diffguide.guidance import NULL_LABEL
+from diffguide.losses import clean_classifier_loss, diffusion_loss
 from diffguide.schedules import NoiseSchedule
-from diffguide.training import TrainSettings, clean_classifier_loss, diffusion_loss, train
+from diffguide.training import TrainSettings, train
 from diffguide.integrity import CorruptArtifactError, record
 
 
@@ -117,7 +118,7 @@ def test_learning_rate_warms_up_then_decays_to_zero_with_cosine():
 
 
 def test_t_bands_split_all_timesteps_into_equal_quarters():
-    from diffguide.training import t_bands
+    from diffguide.metrics import t_bands
 
     assert t_bands(1000) == [(0, 250), (250, 500), (500, 750), (750, 1000)]
     bands = t_bands(10)
@@ -134,7 +135,7 @@ class SignOfMean(torch.nn.Module):
 
 
 def test_accuracy_by_t_falls_to_chance_as_the_noise_grows_and_repeats():
-    from diffguide.training import accuracy_by_t
+    from diffguide.metrics import accuracy_by_t
 
     labels = torch.arange(400) % 2
     images = (2.0 * labels - 1.0)[:, None, None, None].expand(400, 1, 4, 4).contiguous()
@@ -146,7 +147,7 @@ def test_accuracy_by_t_falls_to_chance_as_the_noise_grows_and_repeats():
 
 
 def test_accuracy_by_t_runs_the_noisy_classifier_network():
-    from diffguide.training import accuracy_by_t
+    from diffguide.metrics import accuracy_by_t
 
     torch.manual_seed(0)
     arch = dict(image_size=8, channels=1, widths=[8, 16], num_classes=3, attention_levels=[], norm_groups=4)
@@ -173,7 +174,7 @@ def test_plot_training_curves_writes_a_png(tmp_path):
 def test_min_snr_weights_are_hang_et_al_and_gamma_large_is_the_simple_loss():
     """w_t = min(SNR_t, gamma) / SNR_t: 1 where SNR < gamma (noisy steps), gamma / SNR above; with
     gamma beyond every SNR the weighted loss equals DDPM's simple loss on the same draws."""
-    from diffguide.training import min_snr_weights
+    from diffguide.losses import min_snr_weights
 
     schedule = NoiseSchedule.make("cosine", 1000)
     t = torch.tensor([0, 100, 500, 900, 999])

@@ -2,8 +2,8 @@
 
 Which network produced a number is part of its name: ``fid_classifier`` is the Frechet distance
 between the evaluation classifier's penultimate features of samples and of the test split, not
-Inception FID. Every metric here takes ``subsets`` ([B, m] sample indices) and returns B values,
-so the value on all n samples (``all_samples(n)``) and on the half-samples of
+Inception FID. Every sample metric here takes ``subsets`` ([B, m] sample indices) and returns
+B values, so the value on all n samples (``all_samples(n)``) and on the half-samples of
 ``diffguide.intervals`` come from one code path. The reference side is always held fixed.
 
 - FID: Heusel et al. 2017, ||mu_1 - mu_2||^2 + tr S_1 + tr S_2 - 2 tr (S_1 S_2)^{1/2}, equal to
@@ -13,6 +13,9 @@ so the value on all n samples (``all_samples(n)``) and on the half-samples of
 - IS: Salimans et al. 2016, exp(E_x KL(p(y | x) || p(y))) over the whole set (one split).
 - Precision / recall: Kynkaenniemi et al. 2019, k = 3, against as many reference features as
   samples (``diffguide.precision_recall`` defines them and is tested against prdc).
+
+One metric measures a classifier rather than samples: ``accuracy_by_t``, the noisy classifier's
+test accuracy on x_t per band of t (guidance leans on it at large t).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from torch import nn
 from . import intervals
 from .intervals import Estimate
 from .precision_recall import manifold_radii
+from .runtime import autocast
+from .schedules import NoiseSchedule
 
 
 @torch.no_grad()
@@ -248,3 +253,35 @@ def logit_estimates(logits: np.ndarray, labels: np.ndarray | None, seed: int) ->
         correct = (np.argmax(logits, axis=1) == np.asarray(labels)).astype(np.float64)
         out["accuracy"] = _estimate(lambda s: _indicator(s, n) @ correct / s.shape[1], n, halves, proportion=True)
     return out
+
+
+def t_bands(timesteps: int, bands: int = 4) -> list[tuple[int, int]]:
+    """[lo, hi) bands splitting {0..T-1} into equal parts: [0,250), [250,500), ... for T = 1000."""
+    edges = [round(i * timesteps / bands) for i in range(bands + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+@torch.no_grad()
+def accuracy_by_t(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, schedule: NoiseSchedule,
+                  device: torch.device, *, bands: int = 4, per_band: int = 2000, seed: int = 0,
+                  batch_size: int = 500, precision: str = "fp32") -> dict[str, float]:
+    """Accuracy of p_phi(y | x_t, t) on x_t = q_sample(x_0, t), t uniform within each band, keyed
+    "lo-hi" (inclusive). Guidance leans on the classifier at large t, where the mean accuracy over
+    all t hides how close to chance it is. Up to ``per_band`` images per band; the subset, t and
+    noise come from a CPU generator seeded by ``seed``, so the numbers repeat on any device."""
+    classifier.eval()
+    generator = torch.Generator().manual_seed(seed)
+    n = min(per_band, len(images))
+    result = {}
+    for lo, hi in t_bands(schedule.timesteps, bands):
+        pick = torch.randperm(len(images), generator=generator)[:n]
+        t = torch.randint(lo, hi, (n,), generator=generator)
+        noise = torch.randn((n, *images.shape[1:]), generator=generator)
+        correct = 0
+        for s in range(0, n, batch_size):
+            x0, t_b = images[pick[s:s + batch_size]].to(device), t[s:s + batch_size].to(device)
+            with autocast(device, precision):
+                logits = classifier(schedule.q_sample(x0, t_b, noise[s:s + batch_size].to(device)), t_b)
+            correct += (logits.argmax(1).cpu() == labels[pick[s:s + batch_size]]).sum().item()
+        result[f"{lo}-{hi - 1}"] = correct / n
+    return result

@@ -24,8 +24,9 @@ from .naming import SCALE_SYMBOLS, base_method, is_conditional
 from .runtime import autocast, pick_device, resolve_precision, seed_everything
 from .samplers import respaced_timesteps, sample
 from .schedules import NoiseSchedule
-from .training import (TrainSettings, accuracy_by_t, clean_classifier_loss, diffusion_loss, noisy_classifier_loss,
-                       train)
+from .losses import clean_classifier_loss, diffusion_loss, noisy_classifier_loss
+from .metrics import accuracy_by_t
+from .training import TrainSettings, train
 
 log = logging.getLogger("diffguide")
 

@@ -1,0 +1,94 @@
+"""The three losses the training loop is used with, and the classifier augmentation one of them
+draws: DDPM's eps loss with label dropping for classifier-free guidance (optionally Min-SNR
+weighted), the noisy classifier's cross-entropy on x_t (D&N sec. 4.3) and the evaluation
+classifier's cross-entropy on clean images. Each is a ``LossFn``: ``loss(model, x0, y)``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .guidance import NULL_LABEL
+from .schedules import NoiseSchedule
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def min_snr_weights(schedule: NoiseSchedule, t: torch.Tensor, gamma: float, like: torch.Tensor) -> torch.Tensor:
+    """Hang et al. 2023 (Min-SNR-gamma), eq. for eps-prediction: w_t = min(SNR_t, gamma) / SNR_t,
+    SNR_t = abar_t / (1 - abar_t). Low-noise steps (SNR > gamma), whose eps is hard to predict and
+    matters little for samples, stop dominating the gradient; high-noise steps keep weight 1."""
+    abar = schedule.alphas_cumprod.to(t.device)[t]  # float64: 1 - abar_0 ~ 4e-5 is lost in float32
+    snr = abar / (1 - abar)
+    return (snr.clamp(max=gamma) / snr).to(device=like.device, dtype=torch.float32)
+
+
+def diffusion_loss(schedule: NoiseSchedule, p_uncond: float | None, min_snr_gamma: float | None = None) -> LossFn:
+    """DDPM's simple loss ||eps - eps_theta(x_t, t, y)||^2 with t ~ U{0..T-1}. For a conditional
+    model (p_uncond not None) each label is replaced by the null class with probability p_uncond
+    (Ho & Salimans Algorithm 1; seed eqs. 2.1-2.2); an unconditional model gets y = None. With
+    ``min_snr_gamma`` each image's loss is weighted by min_snr_weights."""
+
+    def loss(model, x0, y):
+        t = torch.randint(0, schedule.timesteps, (len(x0),), device=x0.device)
+        noise = torch.randn_like(x0)
+        x_t = schedule.q_sample(x0, t, noise)
+        if p_uncond is None:
+            y_in = None
+        else:
+            drop = torch.rand(len(y), device=y.device) < p_uncond
+            y_in = torch.where(drop, torch.full_like(y, NULL_LABEL), y)
+        if min_snr_gamma is None:
+            return F.mse_loss(model(x_t, t, y_in).float(), noise)
+        per_image = (model(x_t, t, y_in).float() - noise).pow(2).flatten(1).mean(1)
+        return (min_snr_weights(schedule, t, min_snr_gamma, x0) * per_image).mean()
+
+    return loss
+
+
+def augment_images(x0: torch.Tensor, random_flip: bool = False, random_crop: int = 0,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """guided-diffusion's classifier augmentation, drawn per image: a horizontal flip with
+    probability 1/2, and a shift by up to ``random_crop`` pixels each way (reflection-pad by
+    ``random_crop``, then crop back to the original size). Both off: ``x0`` itself is returned."""
+    if random_flip:
+        flip = torch.rand(len(x0), generator=generator, device=x0.device) < 0.5
+        x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
+    if random_crop > 0:
+        b, _, h, w = x0.shape
+        p = random_crop
+        mode = "reflect" if p < min(h, w) else "replicate"  # reflection needs a pad below the side
+        padded = F.pad(x0, (p, p, p, p), mode=mode)
+        dy, dx = (torch.randint(0, 2 * p + 1, (b,), generator=generator, device=x0.device) for _ in range(2))
+        rows = (dy[:, None] + torch.arange(h, device=x0.device))[:, :, None]  # [B, H, 1]
+        cols = (dx[:, None] + torch.arange(w, device=x0.device))[:, None, :]  # [B, 1, W]
+        x0 = padded[torch.arange(b, device=x0.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+    return x0
+
+
+def noisy_classifier_loss(schedule: NoiseSchedule, random_flip: bool = False, random_crop: int = 0) -> LossFn:
+    """Cross-entropy of p_phi(y | x_t, t) on x_t = q_sample(x_0, t), t ~ U{0..T-1} (D&N sec. 4.3),
+    with x_0 optionally augmented first (``augment_images``; off by default, since a flip changes
+    the class of some digits)."""
+
+    def loss(model, x0, y):
+        x0 = augment_images(x0, random_flip, random_crop)
+        t = torch.randint(0, schedule.timesteps, (len(x0),), device=x0.device)
+        x_t = schedule.q_sample(x0, t, torch.randn_like(x0))
+        return F.cross_entropy(model(x_t, t).float(), y)
+
+    return loss
+
+
+def clean_classifier_loss() -> LossFn:
+    """Cross-entropy on clean images. No flip augmentation: a flip changes the class of some
+    digits, and the evaluation classifier should judge samples by the data as it is."""
+
+    def loss(model, x0, y):
+        return F.cross_entropy(model(x0).float(), y)
+
+    return loss
