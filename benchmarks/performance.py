@@ -505,11 +505,9 @@ def sampling_rows(cfg: dict, paths: dict, device: torch.device, budget: Budget, 
 
 
 def runtime_symbol(method: str) -> str:
-    try:
-        from diffguide.naming import SCALE_SYMBOLS
-        return SCALE_SYMBOLS.get(method, "scale")
-    except ImportError:
-        return "scale"
+    from diffguide.registry import method_symbol
+
+    return method_symbol(method)
 
 
 # ----------------------------------------------------------------------------------------------

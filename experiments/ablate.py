@@ -27,6 +27,7 @@ import torch
 import yaml
 
 from diffguide import data, networks, stages
+from diffguide.config_schema import SCHEMA_PATH
 from diffguide.runtime import setup_logging
 from diffguide.schedules import NoiseSchedule
 
@@ -53,7 +54,7 @@ def default_config() -> dict:
     from snakemake.utils import validate  # fills in the schema's defaults, as the Snakefile does
 
     cfg = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    validate(cfg, str(REPO / "workflow/schemas/config.schema.yaml"))
+    validate(cfg, str(SCHEMA_PATH))
     cfg["training"]["conditional"].pop("p_uncond_sweep")  # names other models (common.smk drops it too)
     return cfg
 

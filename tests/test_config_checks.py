@@ -15,10 +15,10 @@ import yaml
 
 from diffguide import config_checks, data
 from diffguide.check_config import main as check_config_main
-from diffguide.config_schema import config_errors
+from diffguide.config_schema import SCHEMA_PATH, config_errors
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+SCHEMA = SCHEMA_PATH
 SMOKE = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
 
 

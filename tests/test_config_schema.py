@@ -1,9 +1,9 @@
 import yaml
 from pathlib import Path
 
-from diffguide.config_schema import coerce_command_line_values, describe_config_errors, load_schema
+from diffguide.config_schema import SCHEMA_PATH, coerce_command_line_values, describe_config_errors, load_schema
 
-SCHEMA = load_schema(Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml")
+SCHEMA = load_schema(SCHEMA_PATH)
 
 
 def test_command_line_strings_become_numbers_where_the_schema_wants_numbers():

@@ -19,6 +19,7 @@ import pytest
 import torch
 import yaml
 
+from diffguide.config_schema import SCHEMA_PATH
 from diffguide.gaussian_mixture import MixtureClassifier, MixtureEpsModel, random_mixture
 from diffguide.guidance import classifier_guided
 from diffguide.samplers import ddim_step, ddpm_step, draw_noise, respaced_timesteps, sample, sample_generators
@@ -32,7 +33,7 @@ TOL = 1e-8
 SCALES = [0.0, 1.0, 3.0, 10.0]
 GD_SPACING = {"linspace": str(STEPS), "leading": f"ddim{STEPS}"}  # guided-diffusion's names
 GD_VARIANCE = {"beta_tilde": "fixedsmall", "beta": "fixedlarge"}
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
+SCHEMA = SCHEMA_PATH
 
 
 def pipeline_defaults() -> dict:

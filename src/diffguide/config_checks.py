@@ -6,16 +6,18 @@ runs the same checks without Snakemake.
 
 Each ``check_*`` function takes the validated config (the schema's defaults filled in) and
 returns its problems as lines; ``config_problems`` collects them all. Kept free of torch so the
-Snakefile parses fast: only a config asking for CUDA imports it.
+Snakefile parses fast: a config asking for CUDA counts the GPUs in a subprocess.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
-from .naming import scale_tag
+from .inception_weights import InceptionUnavailableError, inception_weights_path
+from .registry import REGISTRY, parse_method, scale_tag
 
 # Native side and test-split size of each data set (diffguide.data's catalogue, repeated here so
 # parse-time checks need no torch; tests/test_config_checks.py checks the two agree).
@@ -25,7 +27,6 @@ TEST_SPLIT_SIZE = {"fashion_mnist": 10_000, "mnist": 10_000, "cifar10": 10_000, 
 # Precision and recall take the k = 3 nearest neighbours inside each half-sample of the
 # intervals (diffguide.metrics), so a sample set needs halves of at least k + 1 = 4.
 MIN_EVALUATED_SAMPLES = 8
-SCALE_LISTS = ("cfg_scales", "cg_scales", "cond_cg_scales")
 UNET_LIKE = ("unet", "noisy_classifier")
 
 
@@ -43,11 +44,37 @@ def check_run_name(cfg: dict) -> list[str]:
     return []
 
 
+def scale_lists(cfg: dict) -> dict[str, list]:
+    """guidance.<method>_scales -> its values, for every *_scales key of the guidance block."""
+    return {f"guidance.{key}": values for key, values in cfg["guidance"].items() if key.endswith("_scales")}
+
+
+def check_methods(cfg: dict) -> list[str]:
+    """Every method of guidance.methods is registered (diffguide.registry) and has its scales;
+    every scales list belongs to a registered method (a typo would otherwise be ignored)."""
+    lines, methods = [], cfg["guidance"]["methods"]
+    for name in methods:
+        if name not in REGISTRY.methods:
+            lines.append(problem("guidance.methods", name, "is not a registered guidance method",
+                                 f"use one of {', '.join(REGISTRY.methods)}, or name the module that registers it "
+                                 "in plugins"))
+        elif parse_method(name).method.scales_key.removeprefix("guidance.") not in cfg["guidance"]:
+            key = parse_method(name).method.scales_key
+            lines.append(problem(key, None, f"is missing: {name} is in guidance.methods", f"add {key}: [0, 1, 2]"))
+    for key in scale_lists(cfg):
+        owner = key.removeprefix("guidance.").removesuffix("_scales")
+        if owner not in REGISTRY.methods:
+            lines.append(problem(key, cfg["guidance"][key.removeprefix("guidance.")],
+                                 f"names no registered guidance method ({owner!r})",
+                                 f"fix the name (methods: {', '.join(REGISTRY.methods)}) or remove the key"))
+    return lines
+
+
 def check_unique_scales(cfg: dict) -> list[str]:
     """Each scale names a sample file (scale_<v:g>.npz), so two values with one name (1 and 1.0,
     or 0.1 and 0.10000001) would be sampled, evaluated and tabulated twice as one."""
     lines = []
-    lists = {f"guidance.{name}": cfg["guidance"][name] for name in SCALE_LISTS}
+    lists = {key: values for key, values in scale_lists(cfg).items()}
     lists["training.conditional.p_uncond_sweep"] = cfg["training"]["conditional"]["p_uncond_sweep"]
     for key, values in lists.items():
         tags = [scale_tag(v) for v in values]
@@ -131,7 +158,8 @@ def check_sampling(cfg: dict) -> list[str]:
     """K respaced steps are K of the T timesteps, starting from noise; the mean shift (D&N
     Algorithm 1) needs the ancestral sampler's Sigma, which DDIM does not have."""
     lines, timesteps = [], cfg["diffusion"]["timesteps"]
-    classifier_guided = {"cg", "cond_cg"} & set(cfg["guidance"]["methods"])
+    classifier_guided = any("cg_form" in parse_method(m).method.options
+                            for m in cfg["guidance"]["methods"] if m in REGISTRY.methods)
     for key, setting in sampling_settings(cfg):
         spacing = spacing_problem(key, setting["steps"], setting.get("timestep_spacing", "linspace"), timesteps)
         lines += [spacing] if spacing else []
@@ -214,6 +242,17 @@ def check_figures(cfg: dict) -> list[str]:
     return lines
 
 
+def check_inception_weights(cfg: dict) -> list[str]:
+    """With Inception metrics on, stop now, not after training, when no weights are available."""
+    if not cfg["evaluation"]["inception"]:
+        return []
+    try:
+        inception_weights_path(cfg["evaluation"]["inception_weights"])
+    except InceptionUnavailableError as err:
+        return [f"  evaluation.inception_weights: {cfg['evaluation']['inception_weights']!r}: {err}"]
+    return []
+
+
 def check_guidance(cfg: dict) -> list[str]:
     """Classifier-free guidance extrapolates from the null-label prediction, which a model trained
     with p_uncond = 0 never learned (H&S Algorithm 1)."""
@@ -249,6 +288,13 @@ def cluster_submission(argv: list[str] | None = None) -> bool:
     return any(arg.split("=")[0] in flags for arg in argv) or bool(os.environ.get("SNAKEMAKE_PROFILE"))
 
 
+def count_cuda_devices() -> int:
+    """torch's CUDA device count, asked in a subprocess: the Snakefile's process stays torch-free."""
+    probe = "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    return int(result.stdout.strip() or 0) if result.returncode == 0 else 0
+
+
 def check_device(cfg: dict, cuda_devices: int | None = None) -> list[str]:
     """device: cuda (or cuda:N) that this machine lacks, for a run whose jobs run here. (Several
     training processes on the CPU, resources.gpu > 1 with device: cpu, are allowed: gloo DDP,
@@ -257,9 +303,7 @@ def check_device(cfg: dict, cuda_devices: int | None = None) -> list[str]:
     if not device.startswith("cuda") or cluster_submission():
         return []
     if cuda_devices is None:
-        import torch
-
-        cuda_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        cuda_devices = count_cuda_devices()
     index = int(device.partition(":")[2] or 0)
     if index >= cuda_devices:
         have = f"has {cuda_devices} CUDA device(s)" if cuda_devices else "has no CUDA"
@@ -268,8 +312,9 @@ def check_device(cfg: dict, cuda_devices: int | None = None) -> list[str]:
     return []
 
 
-CHECKS = (check_run_name, check_unique_scales, check_network_shapes, check_padding, check_sampling,
-          check_sample_counts, check_training, check_figures, check_guidance, check_data_source, check_device)
+CHECKS = (check_run_name, check_methods, check_unique_scales, check_network_shapes, check_padding, check_sampling,
+          check_sample_counts, check_training, check_figures, check_guidance, check_data_source, check_device,
+          check_inception_weights)
 
 
 def config_problems(cfg: dict) -> list[str]:

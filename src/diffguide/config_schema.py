@@ -1,4 +1,4 @@
-"""Helpers around the config schema (workflow/schemas/config.schema.yaml).
+"""Helpers around the config schema (config.schema.yaml, shipped inside this package).
 
 - ``coerce_command_line_values``: Snakemake's ``--config key={...}`` reads nested values as
   strings ('3' instead of 3); the schema says which keys are numbers or booleans, so convert
@@ -18,8 +18,8 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft202012Validator
 
-# The schema in the checkout this package is installed from (editable install; issue 15 covers wheels).
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# Package data, so an installed package (editable or wheel) and the Snakefile read the same file.
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 SCALAR_TYPES = {"number": (int, float), "integer": (int,), "boolean": (bool,), "null": (type(None),)}
 
 
@@ -79,7 +79,12 @@ def config_errors(config: dict, schema_path: str | Path) -> list[str]:
     from snakemake.utils import validate
 
     from .config_checks import config_problems
+    from .registry import load_plugins
 
+    try:  # before the checks: a plugin's methods are valid guidance.methods
+        load_plugins(config.get("plugins", []))
+    except ImportError as err:
+        return [f"  plugins: {config.get('plugins')!r}: {err}; put the module on PYTHONPATH, or remove it from plugins"]
     schema = load_schema(schema_path)
     config.update(coerce_command_line_values(config, schema))
     try:

@@ -15,17 +15,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from .intervals import BOUNDS, bound_column  # noqa: E402
-
-METHOD_LABELS = {"cfg": "classifier-free, conditional model (w)", "cg": "classifier guidance, unconditional model (s)",
-                 "cond_cg": "classifier guidance, conditional model (s)"}
-
-
-def method_label(method: str) -> str:
-    """Legend text; cfg_p<p> is classifier-free guidance of the model trained with p_uncond = p."""
-    if method.startswith("cfg_p"):
-        return f"classifier-free, conditional model p_uncond={method.removeprefix('cfg_p')} (w)"
-    return METHOD_LABELS.get(method, method)
-
+from .registry import method_label, parse_network  # noqa: E402
 
 def save_figure(fig, path: str | Path, dpi: int = 150) -> None:
     """``path`` (PNG) and the same name with .pdf: a raster for the README and the report, a
@@ -168,9 +158,6 @@ def sample_grid(images_by_scale: list[np.ndarray], labels: np.ndarray, scales: l
     save_figure(fig, path, dpi=120)
 
 
-DIFFUSION_NETWORKS = ("unconditional", "conditional")
-
-
 def read_training_log(csv_path: str | Path) -> pd.DataFrame:
     """A training job's CSV log (step, loss, ...), or a ValueError naming it and the way back."""
     try:
@@ -194,7 +181,7 @@ def plot_training_curves(csv_paths: dict[str, str | Path], path: str | Path) -> 
     for ax, (name, csv_path) in zip(axes[0], csv_paths.items()):
         log = read_training_log(csv_path)
         sns.lineplot(data=log, x="step", y="loss", ax=ax, marker="." if len(log) < 30 else None)
-        diffusion = name.startswith(DIFFUSION_NETWORKS)  # conditional_p<p> too
+        diffusion = parse_network(name).network.loss == "diffusion"  # conditional_p<p> too
         if diffusion and (log["loss"] > 0).all():
             ax.set_yscale("log")
         ax.set_title(name.replace("_", " "))

@@ -37,7 +37,7 @@ import pandas as pd
 
 from .integrity import CorruptArtifactError, read_csv
 from .intervals import Z95, jackknife_se
-from .naming import SCALE_SYMBOLS
+from .registry import REGISTRY, method_symbol, parse_method
 
 # A slope through fewer than 3 scales is one difference; a "rise with the scale" needs a sweep.
 MIN_SCALES = 3
@@ -45,11 +45,21 @@ MIN_SCALES = 3
 # findings 5 and 7 ask whether guidance helps before the scale is pushed to extremes.
 MODERATE_SCALE = 5.0
 
-# Where each method's scales come from in the config, for the missing-data messages.
-SCALE_KEYS = {"cfg": "guidance.cfg_scales", "cg": "guidance.cg_scales", "cond_cg": "guidance.cond_cg_scales"}
-CHECKED_METHODS = ("cfg", "cg", "cond_cg")
 ACCURACY = "accuracy_classifier"
 REPLICATES_NAME = "metrics_replicates.csv"
+
+
+def is_registered(method: str) -> bool:
+    try:
+        parse_method(method)
+    except ValueError:
+        return False
+    return True
+
+
+def scales_key(method: str) -> str:
+    """Where a method's scales come from in the config, for the missing-data messages."""
+    return parse_method(method).method.scales_key if is_registered(method) else "guidance.methods"
 
 
 @dataclass
@@ -138,7 +148,7 @@ class Runs:
 
     def sweep(self, method: str, column: str, min_scales: int = 1) -> Sweep:
         """``column`` of ``method``'s rows by scale (sorted), NaN rows dropped, with replicates."""
-        key = SCALE_KEYS.get(method, "guidance.methods")
+        key = scales_key(method)
         df = self.metrics
         if column not in df.columns:
             raise MissingData(f"metrics.csv has no {column} column: {_fill_hint(column)}")
@@ -150,7 +160,7 @@ class Runs:
         empty = values[values.isna()]
         values = values.dropna()
         if len(values) < min_scales:
-            symbol = SCALE_SYMBOLS.get(method, "scale")
+            symbol = method_symbol(method)
             have = f"{symbol} = {_fmt_scales(values.index)}" if len(values) else "none"
             message = (f"{method} has {column} at {len(values)} scale(s) ({have}); "
                        f"this check needs at least {min_scales}")
@@ -219,7 +229,7 @@ SLOPE_TEST = "least-squares slope on the scale, paired half-sample 95% interval"
 
 
 def _slope_effect(sweep: Sweep, label: str, direction: int = 1) -> Effect:
-    symbol = SCALE_SYMBOLS[sweep.method]
+    symbol = method_symbol(sweep.method)
     return effect(f"slope of {label} per unit {symbol}", label, slope(sweep.scales), [sweep], direction)
 
 
@@ -231,7 +241,7 @@ def _trend(runs: Runs, name: str, method: str, column: str, label: str, directio
     except MissingData as missing:
         return Finding(name, False, str(missing), SLOPE_TEST)
     result = _slope_effect(sweep, label, direction)
-    symbol = SCALE_SYMBOLS[method]
+    symbol = method_symbol(method)
     figures = (f"{result.describe()}; {label} {_fmt(sweep.values[0], label)} -> "
                f"{_fmt(sweep.values[-1], label)} over {symbol} = {_fmt_scales(sweep.scales)}")
     return Finding(name, result.holds, figures, SLOPE_TEST)
@@ -373,7 +383,7 @@ def cond_cg_lowest_fid(runs: Runs, cols: Columns) -> Finding:
     gap = effect("lowest other FID - lowest moderate cond_cg FID", "FID", margin, [moderate, *others])
     best = moderate.scales[np.argmin(moderate.values)]
     runner_up = min(((o.values.min(), o.method, o.scales[np.argmin(o.values)]) for o in others))
-    symbol = SCALE_SYMBOLS[runner_up[1]]
+    symbol = method_symbol(runner_up[1])
     figures = (f"lowest moderate cond_cg FID {moderate.values.min():.2f} at s = {best:g}; lowest other row "
                f"{runner_up[0]:.2f} ({runner_up[1]} {symbol} = {runner_up[2]:g}): {gap.describe()}")
     return Finding(name, gap.holds, figures, test)
@@ -412,8 +422,8 @@ def sweep_table(df: pd.DataFrame, features: str = "classifier") -> str:
     recall and accuracy, each with its 95% interval."""
     cols = Columns.of(features)
     methods = df["method"].astype(str)
-    extra = sorted(m for m in methods.unique() if m.startswith("cfg_p"))
-    order = {m: i for i, m in enumerate((*CHECKED_METHODS, *extra))}
+    extra = sorted(m for m in methods.unique() if m not in REGISTRY.methods and is_registered(m))
+    order = {m: i for i, m in enumerate((*REGISTRY.methods, *extra))}
     rows = df[methods.isin(order)].copy()
     rows = rows.assign(_order=rows["method"].map(order)).sort_values(["_order", "scale"])
     table = pd.DataFrame({

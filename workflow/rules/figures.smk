@@ -92,11 +92,11 @@ rule training_curves:
     inputs are the models, not the logs: a log is complete only once its model is (a failed or
     killed training job leaves a partial log behind), and a retrained model redraws the curves."""
     input:
-        **{network: f"{RESULTS}/models/{network}.pt" for network in NETWORK_ARCH},
+        **{network: f"{RESULTS}/models/{network}.pt" for network in NETWORKS},
     output:
         **figure_outputs("training_curves", "training_curves"),
     params:
-        logs={network: f"{LOGS}/train_{network}.csv" for network in NETWORK_ARCH},
+        logs={network: f"{LOGS}/train_{network}.csv" for network in NETWORKS},
     log:
         f"{LOGS}/training_curves.log",
     threads: 1

@@ -5,11 +5,7 @@ rule sample:
     output:
         f"{RESULTS}/samples/{{sampling}}/{{method}}/scale_{{scale}}.npz",
     params:
-        # Only this job's sampling setting: adding one to sampling.sweep reruns nothing cached.
-        cfg=lambda wc: {**config_subset("seed", "precision", "dataset", "diffusion"),
-                        "sampling": {k: v for k, v in config["sampling"].items() if k != "sweep"}
-                        | sampling_setting(wc.sampling),
-                        "guidance": sampling_guidance(wc.method)},
+        cfg=sampling_config,
     log:
         f"{LOGS}/sample_{{sampling}}_{{method}}_{{scale}}.log",
     benchmark:

@@ -15,13 +15,11 @@ rule train_network:
         csv=f"{LOGS}/train_{{network}}.csv",
     benchmark:
         f"{RESULTS}/benchmarks/train_{{network}}.tsv"
-    wildcard_constraints:
-        network=r"unconditional|conditional|conditional_p[0-9.]+|noisy_classifier|eval_classifier",
     # Training jobs are the long ones and every sample waits for one: run every one before any
     # sampling or evaluation job, the eps-models first. Left to itself, the scheduler on 2 cores
     # filled a freed core with sampling jobs while the 20-minute noisy classifier, which all
     # classifier-guided samples wait for, had not started (~8 min of idle tail in the default run).
-    priority: lambda wc: 20 if NETWORK_ARCH[wc.network] == "unet" else 10
+    priority: training_priority
     threads: RES["threads"]
     resources:
         gpu=RES["gpu"],

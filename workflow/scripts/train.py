@@ -1,14 +1,15 @@
 from pathlib import Path
 
+from diffguide.registry import parse_network
 from diffguide.runtime import setup_logging
 from diffguide.stages import train_network
 from diffguide.train_cli import launch
+from diffguide.training_keys import RUN_ONLY_TRAINING_KEYS
 
 network = snakemake.wildcards.network
-# checkpoint_every is left out of params (no rerun when it changes): read it from the config.
-block = "conditional" if network.startswith("conditional_p") else network
-training = {**snakemake.params.cfg["training"][network],
-            "checkpoint_every": snakemake.config["training"][block]["checkpoint_every"]}
+# The run-only keys are left out of params (no rerun when they change): read them from the config.
+block = snakemake.config["training"][parse_network(network).network.name]
+training = {**snakemake.params.cfg["training"][network], **{key: block[key] for key in RUN_ONLY_TRAINING_KEYS}}
 cfg = {**snakemake.params.cfg, "device": snakemake.config["device"], "training": {network: training}}
 processes = snakemake.resources.gpu
 if processes > 1:  # one DDP process per GPU, under torchrun; same paths as the in-process route

@@ -1,0 +1,281 @@
+"""The registry: the one place that knows every guidance method and every network.
+
+Everything that needs a method's or a network's facts reads them here: the Snakefile (wildcard
+patterns, which models a sampling job needs, the guidance keys it depends on), the sampling stage
+(how to build the guided eps-model), the figures and tables (labels, symbols, titles), the
+findings and the config checks. No other module takes a name apart by hand.
+
+Names with a parameter. The conditional eps-model can be trained at several label-drop
+probabilities: ``conditional_p0.5`` is the conditional model trained with p_uncond = 0.5, and
+``cfg_p0.5`` is classifier-free guidance of that model. ``parse_method`` / ``parse_network`` read
+such names and ``method_name`` / ``network_name`` write them; nothing else does.
+
+Adding a guidance method is one module (its eps-model wrapper, citing its equation in
+docs/equations.md, and a ``build(models, scale, schedule, options) -> Guided`` function) plus one
+``Method`` row registered here (or from a plugin module named in the config's ``plugins``).
+
+This module imports no torch: the Snakefile imports it at parse time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+# How a p_uncond variant is written in names: <base>_p<p>, p as naming.scale_tag writes it.
+_VARIANT = re.compile(r"^(?P<base>[a-z][a-z0-9_]*?)_p(?P<p>[0-9][0-9.]*)$")
+_VARIANT_PATTERN = r"_p[0-9.]+"
+
+
+def scale_tag(value) -> str:
+    """A guidance scale (or p_uncond) as it appears in file names: 1.0 -> '1', 0.5 -> '0.5'."""
+    return f"{float(value):g}"
+
+
+@dataclass(frozen=True)
+class Network:
+    """One trained network of the pipeline.
+
+    ``name`` is its file stem (results/<run>/models/<name>.pt) and its training block
+    (training.<name>); ``arch_key`` the block of ``networks`` that shapes it; ``kind`` what
+    networks.build_network builds; ``loss`` which training loss it learns with."""
+
+    name: str
+    kind: str
+    arch_key: str
+    loss: str
+    role: str
+    takes_labels: bool = False
+    p_uncond_variants: bool = False  # conditional_p<p>: trained again at each training.conditional.p_uncond_sweep
+
+
+@dataclass(frozen=True)
+class Method:
+    """One guidance method.
+
+    - ``symbol``: the paper's name of its scale (H&S's w, D&N's s); ``label``: legend text;
+      ``title``: what a grid of its samples shows; ``caption``: one sentence for the report.
+    - ``eps_model``: the network whose eps it guides; ``needs_classifier``: it also needs the
+      noisy classifier, except at scale 0 (the unguided model, which samples without it).
+    - ``options``: the guidance.* keys (besides its scales) its sampling jobs depend on.
+    - ``builder``: ``"module:function"`` building the guided eps-model, imported only when a
+      job samples (so this table stays torch-free).
+    - ``p_uncond_variants``: cfg_p<p> guides the model trained at p_uncond = p.
+    """
+
+    name: str
+    symbol: str
+    label: str
+    title: str
+    caption: str
+    eps_model: str
+    needs_classifier: bool
+    builder: str
+    options: tuple[str, ...] = ()
+    p_uncond_variants: bool = False
+
+    @property
+    def scales_key(self) -> str:
+        """The config key listing its scales, e.g. guidance.cfg_scales."""
+        return f"guidance.{self.name}_scales"
+
+    def build(self) -> Callable:
+        module, function = self.builder.split(":")
+        return getattr(importlib.import_module(module), function)
+
+
+@dataclass(frozen=True)
+class MethodName:
+    """A parsed method name: its registry row and, for a p_uncond variant, its p."""
+
+    method: Method
+    p_uncond: float | None = None
+
+    @property
+    def name(self) -> str:
+        return method_name(self.method.name, self.p_uncond)
+
+    @property
+    def eps_model(self) -> str:
+        """The network file this method's eps comes from: conditional_p0.5 for cfg_p0.5."""
+        return network_name(self.method.eps_model, self.p_uncond)
+
+    def models(self, scale: float) -> dict[str, str]:
+        """role -> network name of the models a sampling job at ``scale`` loads."""
+        models = {"eps_model": self.eps_model}
+        if self.method.needs_classifier and float(scale) != 0:
+            models["classifier"] = "noisy_classifier"
+        return models
+
+    @property
+    def label(self) -> str:
+        if self.p_uncond is None:
+            return self.method.label
+        stem, symbol = self.method.label.removesuffix(f" ({self.method.symbol})"), self.method.symbol
+        return f"{stem} p_uncond={scale_tag(self.p_uncond)} ({symbol})"
+
+    @property
+    def title(self) -> str:
+        if self.p_uncond is None:
+            return self.method.title
+        return f"{self.method.title} (p_uncond = {scale_tag(self.p_uncond)})"
+
+
+@dataclass(frozen=True)
+class NetworkName:
+    network: Network
+    p_uncond: float | None = None
+
+    @property
+    def name(self) -> str:
+        return network_name(self.network.name, self.p_uncond)
+
+
+@dataclass
+class Registry:
+    networks: dict[str, Network] = field(default_factory=dict)
+    methods: dict[str, Method] = field(default_factory=dict)
+
+
+REGISTRY = Registry()
+
+
+def register_network(network: Network) -> Network:
+    REGISTRY.networks[network.name] = network
+    return network
+
+
+def register_method(method: Method) -> Method:
+    """Add (or replace) a guidance method; a plugin module calls this at import."""
+    if method.eps_model not in REGISTRY.networks:
+        raise ValueError(f"method {method.name!r}: eps_model {method.eps_model!r} is not a registered network")
+    REGISTRY.methods[method.name] = method
+    return method
+
+
+def unregister_method(name: str) -> None:
+    REGISTRY.methods.pop(name, None)
+
+
+def load_plugins(modules) -> None:
+    """Import the config's ``plugins`` (module names), each registering its methods."""
+    for module in modules or ():
+        importlib.import_module(module)
+
+
+def _parse(name: str, table: dict, what: str):
+    """(row, p_uncond) for ``name``, a row's name or <row>_p<p> of a row with variants."""
+    if name in table:
+        return table[name], None
+    match = _VARIANT.match(name)
+    row = table.get(match["base"]) if match else None
+    if row is None or not row.p_uncond_variants:
+        variants = [f"{n}_p<p>" for n, r in table.items() if r.p_uncond_variants]
+        raise ValueError(f"unknown {what} {name!r}; known: {', '.join([*table, *variants])}")
+    try:
+        return row, float(match["p"])
+    except ValueError:
+        raise ValueError(f"{what} {name!r}: {match['p']!r} is not a number") from None
+
+
+def parse_method(name: str) -> MethodName:
+    return MethodName(*_parse(name, REGISTRY.methods, "guidance method"))
+
+
+def parse_network(name: str) -> NetworkName:
+    return NetworkName(*_parse(name, REGISTRY.networks, "network"))
+
+
+def method_label(name: str) -> str:
+    """Legend text of a method name; the name itself for one no registered method has (a row
+    of a plugin's method read without the plugin)."""
+    try:
+        return parse_method(name).label
+    except ValueError:
+        return name
+
+
+def method_symbol(name: str) -> str:
+    """The paper's symbol of a method's scale (w, s), or "scale" for an unknown method."""
+    try:
+        return parse_method(name).method.symbol
+    except ValueError:
+        return "scale"
+
+
+def method_name(base: str, p_uncond: float | None = None) -> str:
+    return base if p_uncond is None else f"{base}_p{scale_tag(p_uncond)}"
+
+
+def network_name(base: str, p_uncond: float | None = None) -> str:
+    return base if p_uncond is None else f"{base}_p{scale_tag(p_uncond)}"
+
+
+def _pattern(table: dict) -> str:
+    names = [re.escape(n) for n in table] + [re.escape(n) + _VARIANT_PATTERN for n, r in table.items()
+                                             if r.p_uncond_variants]
+    return "|".join(sorted(names, key=len, reverse=True))
+
+
+def method_pattern() -> str:
+    """The regex of every method name, for Snakemake's wildcard constraints."""
+    return _pattern(REGISTRY.methods)
+
+
+def network_pattern() -> str:
+    return _pattern(REGISTRY.networks)
+
+
+def run_methods(guidance: dict, p_uncond_sweep) -> list[str]:
+    """The sweeps a run samples: guidance.methods, then each method with p_uncond variants once
+    more per training.conditional.p_uncond_sweep value (cfg_p<p>)."""
+    methods = list(guidance["methods"])
+    variants = [m for m in methods if REGISTRY.methods[m].p_uncond_variants]
+    return methods + [method_name(m, p) for p in p_uncond_sweep for m in variants]
+
+
+def run_networks(p_uncond_sweep) -> list[str]:
+    """The networks a run trains: every registered base network, and conditional_p<p> per sweep value."""
+    variants = [n for n, row in REGISTRY.networks.items() if row.p_uncond_variants]
+    return list(REGISTRY.networks) + [network_name(n, p) for p in p_uncond_sweep for n in variants]
+
+
+# The networks. The rule graph reads as the papers' method: the eps-models (H&S Algorithm 1), the
+# noisy classifier (D&N section 4), and the evaluation classifier, which only measures.
+for _network in (
+    Network("unconditional", "eps_unet", "unet", "diffusion",
+            "eps-model without labels, the model classifier guidance steers (D&N section 4)"),
+    Network("conditional", "eps_unet", "unet", "diffusion",
+            "eps-model with labels dropped to the null class with probability p_uncond (H&S Algorithm 1)",
+            takes_labels=True, p_uncond_variants=True),
+    Network("noisy_classifier", "noisy_classifier", "noisy_classifier", "noisy_classifier",
+            "classifier p_phi(y | x_t, t) of noised images, whose gradient guides (D&N section 4)", takes_labels=True),
+    Network("eval_classifier", "eval_classifier", "eval_classifier", "clean_classifier",
+            "classifier of clean images whose features and predictions measure the samples", takes_labels=True),
+):
+    register_network(_network)
+
+# The guidance methods.
+for _method in (
+    Method("cfg", "w", "classifier-free, conditional model (w)",
+           "classifier-free guidance of the conditional model, columns: w",
+           "Classifier-free guidance (H&S eq. 6): eps~ = (1 + w) eps(x, y) - w eps(x, null) on the conditional "
+           "model; w = 0 is the conditional model itself.",
+           eps_model="conditional", needs_classifier=False, builder="diffguide.guidance:build_classifier_free",
+           p_uncond_variants=True),
+    Method("cg", "s", "classifier guidance, unconditional model (s)",
+           "classifier guidance of the unconditional model, columns: s",
+           "Classifier guidance (D&N Algorithms 1 and 2) of the unconditional model by the noisy classifier's "
+           "gradient at scale s; s = 0 is the unguided model.",
+           eps_model="unconditional", needs_classifier=True, builder="diffguide.guidance:build_classifier_guided",
+           options=("cg_form", "cg_clip_order")),
+    Method("cond_cg", "s", "classifier guidance, conditional model (s)",
+           "classifier guidance of the conditional model, columns: s",
+           "Classifier guidance at scale s of the conditional model, itself guided at w = guidance.cond_cg_w "
+           "(D&N Table 4's conditional rows when w = 0).",
+           eps_model="conditional", needs_classifier=True, builder="diffguide.guidance:build_classifier_guided",
+           options=("cg_form", "cg_clip_order", "cond_cg_w")),
+):
+    register_method(_method)
