@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple, Sequence
 
 import torch
 
@@ -84,10 +85,76 @@ class NoiseSchedule:
         return (x_t - abar.sqrt() * x0) / (1 - abar).sqrt()
 
     def posterior(self, x_t, x0, t, t_prev):
-        """q(x_{t_prev} | x_t, x_0) = N(mean, var) for any t_prev < t (DDPM eq. 6-7, with the
+        """q(x_{t_prev} | x_t, x_0) = N(mean, var) for any t_prev < t (DDPM eqs. 6-7, with the
         respaced beta_t = 1 - abar_t / abar_{t_prev} so it also holds between skipped steps)."""
-        abar_t, abar_prev = self.abar(t, x_t), self.abar(t_prev, x_t)
-        beta = 1 - abar_t / abar_prev
-        mean = (abar_prev.sqrt() * beta / (1 - abar_t)) * x0 + ((1 - beta).sqrt() * (1 - abar_prev) / (1 - abar_t)) * x_t
-        var = beta * (1 - abar_prev) / (1 - abar_t)
-        return mean, var
+        c = step_coefficients(self.abar(t, x_t), self.abar(t_prev, x_t))
+        return c["mean_x0"] * x0 + c["mean_xt"] * x_t, c["beta_tilde"]
+
+    def steps(self, timesteps: Sequence[int], like: torch.Tensor) -> tuple["Step", ...]:
+        """The coefficients of every step t -> t' of a sampling run over the descending ``timesteps``
+        (t' the next timestep, -1 after the last), computed once, in ``like``'s dtype and device."""
+        timesteps = [int(t) for t in timesteps]
+        descending = all(a > b for a, b in zip(timesteps, timesteps[1:]))
+        if not timesteps or not descending or not 0 <= timesteps[-1] <= timesteps[0] < self.timesteps:
+            raise ValueError(f"sampling timesteps must descend within [0, {self.timesteps}), got {timesteps}")
+        t_prev = timesteps[1:] + [-1]
+        table = self._abar_from_minus_one.to(like.device)
+        abar = table[torch.tensor(timesteps, device=like.device) + 1].to(like.dtype)
+        abar_prev = table[torch.tensor(t_prev, device=like.device) + 1].to(like.dtype)
+        c = step_coefficients(abar, abar_prev)
+        return tuple(Step(t, tp, *(c[name][k] for name in Step._fields[2:])) for k, (t, tp) in
+                     enumerate(zip(timesteps, t_prev)))
+
+
+def step_coefficients(abar: torch.Tensor, abar_prev: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The coefficients of a step t -> t' from abar_t and abar_{t'}, elementwise (DDPM eqs. 6-7 with
+    the respaced beta_t = 1 - abar_t / abar_{t'}; t' = -1 has abar_{t'} = 1): the one place they are
+    computed, for the sampling table (NoiseSchedule.steps) and NoiseSchedule.posterior alike."""
+    beta = 1 - abar / abar_prev
+    return {
+        "abar": abar, "abar_prev": abar_prev,
+        "sqrt_abar": abar.sqrt(), "sqrt_one_minus_abar": (1 - abar).sqrt(),
+        "beta": beta,
+        "beta_tilde": beta * (1 - abar_prev) / (1 - abar),
+        "mean_x0": abar_prev.sqrt() * beta / (1 - abar),
+        "mean_xt": (1 - beta).sqrt() * (1 - abar_prev) / (1 - abar),
+    }
+
+
+class Step(NamedTuple):
+    """One step t -> t' of a sampling run. Tensors are 0-dim, in the run's dtype (NoiseSchedule.steps).
+
+    | field               | symbol                                         | source          |
+    |---------------------|------------------------------------------------|-----------------|
+    | t, t_prev           | t, t' (the next respaced timestep; -1 at last) |                 |
+    | abar, abar_prev     | abar_t, abar_{t'} (abar_{-1} = 1)              | DDPM eq. 4      |
+    | sqrt_abar           | sqrt(abar_t)                                   |                 |
+    | sqrt_one_minus_abar | sqrt(1 - abar_t)                               |                 |
+    | beta                | beta_t = 1 - abar_t / abar_{t'} (respaced)     | N&D 2021 sec. 4 |
+    | beta_tilde          | beta~_t = beta_t (1 - abar_{t'}) / (1 - abar_t) | DDPM eq. 7     |
+    | mean_x0, mean_xt    | mu~_t = mean_x0 x_0 + mean_xt x_t              | DDPM eq. 7      |
+    """
+
+    t: int
+    t_prev: int
+    abar: torch.Tensor
+    abar_prev: torch.Tensor
+    sqrt_abar: torch.Tensor
+    sqrt_one_minus_abar: torch.Tensor
+    beta: torch.Tensor
+    beta_tilde: torch.Tensor
+    mean_x0: torch.Tensor
+    mean_xt: torch.Tensor
+
+    @property
+    def is_last(self) -> bool:
+        return self.t_prev < 0
+
+    def predict_x0(self, x_t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)  (DDPM eq. 4 solved for x_0; DDIM eq. 12's
+        "predicted x_0")."""
+        return (x_t - self.sqrt_one_minus_abar * eps) / self.sqrt_abar
+
+    def posterior_mean(self, x0: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+        """mu~_t(x_t, x_0), the mean of q(x_{t'} | x_t, x_0)  (DDPM eq. 7)."""
+        return self.mean_x0 * x0 + self.mean_xt * x_t
