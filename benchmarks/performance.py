@@ -49,13 +49,15 @@ from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 from diffguide import data, networks, runtime, stages, training
+from diffguide.config_schema import SCHEMA_PATH
 from diffguide.guidance import NULL_LABEL, ClassifierFreeGuidance
 from diffguide.runtime import autocast, pick_device
-from diffguide.samplers import sample
+from diffguide.samplers import SAMPLERS, respaced_timesteps
 from diffguide.schedules import NoiseSchedule
+from diffguide.seeding import PerSampleNoise
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = SCHEMA_PATH
 PRECISIONS = ("fp32", "bf16")
 TRAINED = ("unconditional", "conditional", "noisy_classifier", "eval_classifier")
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
@@ -394,19 +396,18 @@ def first_guided_scale(cfg: dict, method: str) -> float:
     return float(scales[0]) if scales else 1.0
 
 
-def sample_kwargs(cfg: dict, steps: int) -> dict:
-    """The sampler settings stages.generate passes, for ``steps`` steps (where ``sample`` takes them)."""
+def sample_kwargs(cfg: dict) -> dict:
+    """The sampler's own settings stages.generate passes (those its signature takes)."""
     s = cfg["sampling"]
-    wanted = {"sampler": s["sampler"], "steps": steps, "eta": s.get("eta"), "spacing": s.get("timestep_spacing"),
-              "variance": s.get("variance")}
-    accepted = inspect.signature(sample).parameters
+    wanted = {"eta": s.get("eta"), "variance": s.get("variance")}
+    accepted = inspect.signature(SAMPLERS[s["sampler"]]).parameters
     return {k: v for k, v in wanted.items() if k in accepted and v is not None}
 
 
 class SamplingRun:
-    """``sample`` as stages.generate calls it, for B images and k sampler steps; the guided model is
-    built by stages.guided_model from a config whose sampling.steps is k, so wrappers that need
-    the timestep sequence (the mean-shift form) get the one the sampler walks."""
+    """The sampler as stages.generate calls it, for B images and k sampler steps (the respaced
+    sequence of k steps); the guided model and hook (guidance.Guided) are built by
+    stages.guided_model from a config whose sampling.steps is k."""
 
     def __init__(self, cfg: dict, method: str, scale: float, paths: dict, device: torch.device, precision: str,
                  two_forwards: bool = False):
@@ -421,7 +422,7 @@ class SamplingRun:
             cfg["sampling"]["steps"] = steps
             guided, schedule, arch = stages.guided_model(cfg, self.method, self.scale, self.paths, self.device)
             if self.two_forwards:
-                guided = with_two_forwards(guided)
+                guided = guided._replace(model=with_two_forwards(guided.model))
             self.models[steps] = (guided, schedule, arch, cfg)
         return self.models[steps]
 
@@ -430,17 +431,21 @@ class SamplingRun:
         guided, schedule, arch, cfg = self.model(steps)
         shape = (arch["channels"], arch["image_size"], arch["image_size"])
         labels = torch.arange(batch) % self.num_classes
+        timesteps = respaced_timesteps(schedule.timesteps, steps, cfg["sampling"].get("timestep_spacing", "linspace"))
+        noise = PerSampleNoise(cfg["seed"], range(batch))
         with autocast(self.device, self.precision):
-            sample(guided, schedule, labels, list(range(batch)), shape, seed=cfg["seed"], device=self.device,
-                   progress=False, **sample_kwargs(cfg, steps))
+            SAMPLERS[cfg["sampling"]["sampler"]](guided.model, noise.initial(shape, device=self.device), timesteps,
+                                                 schedule=schedule, labels=labels, noise=noise, cond_fn=guided.cond_fn,
+                                                 progress=False, **sample_kwargs(cfg))
 
     def flops_per_image_step(self) -> float:
-        """FLOPs of one guided-model call per image (fp32; bf16 runs the same operations)."""
+        """FLOPs of one guided-model call per image (fp32; bf16 runs the same operations); the mean
+        form's hook (a classifier gradient) is not counted."""
         guided, schedule, arch, _ = self.model(self.cfg["sampling"]["steps"])
         x = torch.randn(2, arch["channels"], arch["image_size"], arch["image_size"], device=self.device)
         t = torch.full((2,), schedule.timesteps // 2, device=self.device, dtype=torch.long)
         y = torch.arange(2, device=self.device) % self.num_classes
-        return count_flops(lambda: guided(x, t, y)) / 2
+        return count_flops(lambda: guided.model(x, t, y)) / 2
 
 
 def save_untrained(cfg: dict, folder: Path) -> dict:
@@ -464,7 +469,7 @@ def check_two_forwards(cfg: dict, paths: dict, device: torch.device) -> float:
     t = torch.tensor([999, 600, 300, 10], device=device).clamp(max=one[1].timesteps - 1)
     y = torch.tensor([0, 3, NULL_LABEL, 9], device=device)
     with torch.no_grad():
-        return (one[0](x, t, y) - two[0](x, t, y)).abs().max().item()
+        return (one[0].model(x, t, y) - two[0].model(x, t, y)).abs().max().item()
 
 
 SAMPLING_CASES = (  # (row label, method, two forwards)

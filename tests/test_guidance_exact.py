@@ -1,10 +1,10 @@
 """Guidance identities proved on an exact model (a Gaussian mixture, one component per class).
 
 With the true eps and the true classifier, classifier guidance and classifier-free guidance are
-exact shifts along grad log p_t(y | x_t) (seed eqs. 1.20-1.23, H&S eq. 6):
+exact shifts along grad log p_t(y | x_t) (D&N eqs. 12-14, H&S eq. 6):
 - CG with s = 1 on the unconditional eps is the conditional eps;
 - CFG with strength w is CG with s = 1 + w; CG with s on top of CFG(w) is CFG(w + s);
-- the mean-shift wrapper moves the ancestral mean by exactly s * Sigma * grad (seed eq. 1.12).
+- the mean-shift hook moves the ancestral mean by exactly s * Sigma * grad (D&N Alg. 1).
 The 2-D figure (H&S Figure 2) is drawn and its guided samples concentrate as w grows.
 """
 
@@ -22,8 +22,9 @@ from diffguide.gaussian_mixture import (
 from diffguide.guidance import (
     NULL_LABEL,
     ClassifierFreeGuidance,
+    ClassifierCondFn,
     ClassifierGuidance,
-    ClassifierMeanGuidance,
+    classifier_guided,
     classifier_log_prob_grad,
 )
 from diffguide.mixture_figure import draw_mixture_figure, guided_density, plotting_grid
@@ -136,7 +137,7 @@ def test_mixture_rejects_bad_inputs():
 @pytest.mark.parametrize("kind", ["linear", "cosine"])
 @pytest.mark.parametrize("dim", [2, 5])
 def test_classifier_guidance_s1_is_the_exact_conditional(dim, kind):
-    """Seed eqs. 1.20-1.22: eps(x_t) - sqrt(1 - abar_t) grad log p_t(y | x_t) = eps(x_t | y), with
+    """D&N eqs. 12-14: eps(x_t) - sqrt(1 - abar_t) grad log p_t(y | x_t) = eps(x_t | y), with
     the gradient through autograd of the classifier and eps in closed form."""
     _, schedule, eps_model, classifier, x, y = setting(dim, kind)
     guided = ClassifierGuidance(eps_model, classifier, 1.0, schedule)
@@ -185,36 +186,49 @@ def test_cfg_without_labels_is_the_unconditional_model():
 @pytest.mark.parametrize("variance,v", [("beta_tilde", 0.0), ("beta", 0.0), ("interpolated", 0.4)])
 @pytest.mark.parametrize("dim", [2, 5])
 def test_mean_guidance_shifts_the_ancestral_mean_by_s_sigma_grad(dim, variance, v, grad_at):
-    """An ancestral step with the wrapped eps has mean mu + s * Sigma * g (seed eq. 1.12), with mu
-    and Sigma computed directly (unguided ddpm_step with zero noise, ddpm_variance) and g the
-    closed-form gradient at (x_t, t) or at (mu, t')."""
+    """An ancestral step with the mean form's model and hook has mean mu + s * Sigma * g (D&N
+    Alg. 1), with mu and Sigma computed directly (unguided ddpm_step without noise, ddpm_variance) and
+    g the closed-form gradient at (x_t, t) or at (mu, t')."""
     _, schedule, eps_model, classifier, x, y = setting(dim, "cosine", seed=3)
     steps, s = 50, 2.5
     ts = respaced_timesteps(schedule.timesteps, steps)
-    # The last step's own Sigma here; guided-diffusion's convention there is checked against its
-    # algorithm in tests/test_guided_diffusion_parity.py.
-    guided = ClassifierMeanGuidance(eps_model, classifier, s, schedule, ts, variance, v, grad_at=grad_at,
-                                    last_step_variance="posterior")
+    # Each step's own Sigma here; guided-diffusion's convention at the last step is checked against
+    # its algorithm in tests/test_guided_diffusion_parity.py.
+    model, cond_fn = classifier_guided(eps_model, classifier, s, schedule, form="mean", clip_x0=False, grad_at=grad_at)
     worst = 0.0
     for t_now, t_next in [(ts[0], ts[1]), (ts[10], ts[11]), (ts[-2], ts[-1]), (ts[-1], -1)]:
         t, tp = t_full(x, t_now), t_full(x, t_next)
-        zero = torch.zeros_like(x)
-        mu = ddpm_step(schedule, x, eps_model(x, t, None), t, tp, zero, variance, v, clip_x0=False)
-        sigma2 = ddpm_variance(schedule, x, t, tp, variance, v)
+        step = schedule.steps([t_now] if t_next < 0 else [t_now, t_next], like=x)[0]
+        sigma2 = ddpm_variance(step, variance, v)
+        mu = ddpm_step(x, eps_model(x, t, None), step=step, sigma2=sigma2, noise=None)
         g = classifier.log_prob_grad(x, t, y) if grad_at == "x_t" else classifier.log_prob_grad(mu, tp.clamp(min=0), y)
-        step = ddpm_step(schedule, x, guided(x, t, y), t, tp, zero, variance, v, clip_x0=False)
-        worst = max(worst, max_err(step, mu + s * sigma2 * g))
+        guided = ddpm_step(x, model(x, t, y), step=step, sigma2=sigma2, noise=None, cond_fn=cond_fn, labels=y)
+        worst = max(worst, max_err(guided, mu + s * sigma2 * g))
     assert worst < 1e-9, f"mean shift vs mu + s Sigma g: max abs err {worst:.1e}"
 
 
-def test_mean_guidance_needs_the_sampler_timesteps():
+def test_mean_guidance_needs_no_sampler_settings():
+    """The hook reads no timestep sequence: it is s * grad log p(y | x_t) at any t (the sampler brings
+    Sigma). At scale 0 there is no hook, and the model is the unconditional eps."""
     _, schedule, eps_model, classifier, x, y = setting(2, "cosine")
-    ts = respaced_timesteps(schedule.timesteps, 50)
-    guided = ClassifierMeanGuidance(eps_model, classifier, 1.0, schedule, ts)
-    with pytest.raises(ValueError):
-        guided(x, t_full(x, 998), y)  # not in the 50-step sequence
-    assert torch.equal(ClassifierMeanGuidance(eps_model, classifier, 0.0, schedule, ts)(x, t_full(x, 999), y),
-                       eps_model(x, t_full(x, 999), None))
+    model, cond_fn = classifier_guided(eps_model, classifier, 1.5, schedule, form="mean", clip_x0=False)
+    t = t_full(x, 998)  # in no 50-step sequence
+    got = cond_fn(x, t, y, mean=x, t_prev=t_full(x, 997))
+    assert max_err(got, 1.5 * classifier.log_prob_grad(x, t, y)) < 1e-9
+    model, cond_fn = classifier_guided(eps_model, classifier, 0.0, schedule, form="mean", clip_x0=False)
+    assert cond_fn is None
+    assert torch.equal(model(x, t_full(x, 999), y), eps_model(x, t_full(x, 999), None))
+
+
+def test_mean_guidance_refuses_the_guided_x0_clip_order():
+    """Clipping the x0 that the shifted mean implies is not a shift by Sigma * cond_fn (it moves the
+    mean even where Sigma = 0), so the mean form has no guided_x0 order: refused, naming the keys."""
+    _, schedule, eps_model, classifier, _, _ = setting(2, "cosine")
+    with pytest.raises(ValueError, match="guidance.cg_clip_order: guided_x0") as error:
+        classifier_guided(eps_model, classifier, 1.0, schedule, form="mean", clip_order="guided_x0")
+    assert "guidance.cg_form" in str(error.value) and "unguided_x0" in str(error.value)
+    with pytest.raises(ValueError, match="grad_at"):
+        ClassifierCondFn(classifier, 1.0, grad_at="x_0")
 
 
 # --------------------------------------------------------------------------- H&S Figure 2

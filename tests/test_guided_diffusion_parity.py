@@ -8,12 +8,11 @@ a whole 10-step chain agree to 1e-8, with x0 clipping on and off, s in {0, 1, 3,
   (fixedsmall) and beta (fixedlarge), including guided-diffusion's last-step variance;
 for both timestep spacings (linspace = guided-diffusion's "K", leading = its "ddimK"). The
 mixture's means spread beyond [-1, 1], so clipping changes most predictions; a control shows the
-other clip order (``cg_clip_order: guided_x0``) is far from the reference, so the test can fail.
+other clip order (``cg_clip_order: guided_x0``) of the score form is far from the reference, so the
+test can fail (the mean form refuses that order).
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,8 +21,16 @@ import yaml
 from diffguide.config_schema import SCHEMA_PATH
 from diffguide.gaussian_mixture import MixtureClassifier, MixtureEpsModel, random_mixture
 from diffguide.guidance import classifier_guided
-from diffguide.samplers import ddim_step, ddpm_step, draw_noise, respaced_timesteps, sample, sample_generators
+from diffguide.samplers import (
+    SAMPLERS,
+    ddim_step,
+    ddpm_step,
+    ddpm_variance,
+    last_step_shift_variance,
+    respaced_timesteps,
+)
 from diffguide.schedules import NoiseSchedule
+from diffguide.seeding import PerSampleNoise
 
 from guided_diffusion_reference import GuidedDiffusionReference, space_timesteps
 
@@ -70,51 +77,54 @@ def cond_fn_of(classifier, scale):
     return lambda x, t, y: scale * classifier.log_prob_grad(x, t, y)
 
 
-def ours(eps, classifier, scale, schedule, form, clip, spacing, variance="beta_tilde", clip_order=None):
+def ours(eps, classifier, scale, schedule, form, clip, clip_order=None):
+    """guidance.Guided: the eps-model and (mean form) the cond_fn hook, as the pipeline builds them."""
     return classifier_guided(eps, classifier, scale, schedule, form=form, clip_x0=clip,
-                             clip_order=clip_order or pipeline_defaults()["clip_order"],
-                             timesteps=respaced_timesteps(T, STEPS, spacing), variance=variance)
+                             clip_order=clip_order or pipeline_defaults()["clip_order"])
 
 
 def one_step_errors(mixture_setting, form, clip, scale, spacing, eta=0.0, variance="beta_tilde", clip_order=None):
     """Max |ours - reference| of one step from the same x and noise, at every step of the sequence."""
     schedule, eps, classifier, x, y = mixture_setting
     ref, ref_model = reference_for(schedule, spacing, variance), unconditional(eps)
-    guided = ours(eps, classifier, scale, schedule, form, clip, spacing, variance, clip_order)
+    guided = ours(eps, classifier, scale, schedule, form, clip, clip_order)
     cond_fn = cond_fn_of(classifier, scale) if scale else None
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(5), dtype=F64)
-    ts = respaced_timesteps(T, STEPS, spacing)
+    steps = schedule.steps(respaced_timesteps(T, STEPS, spacing), like=x)
     worst = 0.0
-    for k, t_now in enumerate(ts):
+    for k, step in enumerate(steps):
         i = torch.full((BATCH,), STEPS - 1 - k, dtype=torch.long)  # guided-diffusion's respaced index
-        t, tp = torch.full((BATCH,), t_now), torch.full((BATCH,), ts[k + 1] if k + 1 < STEPS else -1)
+        t = torch.full((BATCH,), step.t)
         assert torch.equal(ref.original_t(i), t)
         if form == "score":
             expected = ref.ddim_sample(ref_model, x, i, y, noise, clip, cond_fn, eta)
-            got = ddim_step(schedule, x, guided(x, t, y), t, tp, eta, noise, clip_x0=False)
+            got = ddim_step(x, guided.model(x, t, y), step=step, eta=eta, noise=noise)
         else:
             expected = ref.p_sample(ref_model, x, i, y, noise, clip, cond_fn)
-            got = ddpm_step(schedule, x, guided(x, t, y), t, tp, noise, variance, clip_x0=False)
+            got = ddpm_step(x, guided.model(x, t, y), step=step, sigma2=ddpm_variance(step, variance),
+                            noise=None if step.is_last else noise, cond_fn=guided.cond_fn, labels=y,
+                            shift_sigma2=last_step_shift_variance(steps, variance) if step.is_last else None)
         worst = max(worst, (got - expected).abs().max().item())
     return worst
 
 
 def chain_error(mixture_setting, form, clip, scale, spacing, eta=0.0, variance="beta_tilde"):
-    """Max |ours - reference| after a 10-step chain: ours is diffguide.samplers.sample, the
-    reference gets the same initial noise and per-step draws (sample i's generator)."""
+    """Max |ours - reference| after a 10-step chain: ours is diffguide.samplers.SAMPLERS[sampler] as
+    stages.generate calls it, the reference gets the same initial noise and per-step draws (sample
+    i's generator)."""
     schedule, eps, classifier, _, y = mixture_setting
     ref, ref_model = reference_for(schedule, spacing, variance), unconditional(eps)
     cond_fn = cond_fn_of(classifier, scale) if scale else None
-    guided = ours(eps, classifier, scale, schedule, form, clip, spacing, variance)
-    sampler = "ddim" if form == "score" else "ddpm"
-    got = sample(guided, schedule, y, range(BATCH), (DIM,), seed=3, sampler=sampler, steps=STEPS, spacing=spacing,
-                 eta=eta, variance=variance, dtype=F64, progress=False)
-    generators = sample_generators(3, range(BATCH))
-    anchor = torch.empty(0, dtype=F64)
-    x = draw_noise(generators, (DIM,), anchor)
+    guided = ours(eps, classifier, scale, schedule, form, clip)
+    sampler, options = ("ddim", {"eta": eta}) if form == "score" else ("ddpm", {"variance": variance})
+    noise = PerSampleNoise(3, range(BATCH))
+    got = SAMPLERS[sampler](guided.model, noise.initial((DIM,), dtype=F64), respaced_timesteps(T, STEPS, spacing),
+                            schedule=schedule, labels=y, noise=noise, cond_fn=guided.cond_fn, progress=False, **options)
+    ref_noise = PerSampleNoise(3, range(BATCH))
+    x = ref_noise.initial((DIM,), dtype=F64)
     for index in range(STEPS - 1, -1, -1):
         i = torch.full((BATCH,), index, dtype=torch.long)
-        noise = draw_noise(generators, (DIM,), anchor) if index > 0 else torch.zeros_like(x)
+        noise = ref_noise(x) if index > 0 else torch.zeros_like(x)
         if form == "score":
             x = ref.ddim_sample(ref_model, x, i, y, noise, clip, cond_fn, eta)
         else:
@@ -146,7 +156,12 @@ def test_the_pipeline_defaults_are_the_reference_order():
 
 @pytest.mark.parametrize("form", ["score", "mean"])
 def test_the_other_clip_order_is_not_the_reference(mixture_setting, form):
-    """Control: clipping the guided x0 (the former order) moves steps by far more than TOL at
-    s = 10, so the parity above is not vacuous; without clipping the two orders coincide."""
-    assert one_step_errors(mixture_setting, form, True, 10.0, "linspace", clip_order="guided_x0") > 1e-2
+    """Control: clipping the guided x0 (the former order) moves the score form's steps by far more
+    than TOL at s = 10, so the parity above is not vacuous; the mean form has no such order (it is
+    refused, naming the config keys); without clipping the two orders coincide."""
+    if form == "score":
+        assert one_step_errors(mixture_setting, form, True, 10.0, "linspace", clip_order="guided_x0") > 1e-2
+    else:
+        with pytest.raises(ValueError, match="guidance.cg_clip_order"):
+            one_step_errors(mixture_setting, form, True, 10.0, "linspace", clip_order="guided_x0")
     assert one_step_errors(mixture_setting, form, False, 10.0, "linspace", clip_order="guided_x0") < TOL

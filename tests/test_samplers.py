@@ -4,16 +4,30 @@
 - the exact law of the discretised chain (affine for a Gaussian target) converges to the target;
 - ancestral (DDPM) and DDIM sampling of the exact conditional model of a 2-D Gaussian mixture
   reproduce the class component within a tolerance derived from the sample count;
-- the batch size never changes a sample; the same seed reproduces samples bit for bit.
+- the batch size never changes a sample; the same seed reproduces samples bit for bit;
+- deterministic DDIM equals DDIM eq. 12 computed independently in float64, its last step lands on
+  t' = -1 (the x0 prediction), and the cond_fn hook moves the ancestral mean by Sigma * cond_fn.
 """
+
+import math
 
 import pytest
 import torch
 
 from diffguide.gaussian_mixture import MixtureClassifier, MixtureEpsModel, three_class_mixture
-from diffguide.guidance import ClassifierFreeGuidance, ClassifierGuidance, ClassifierMeanGuidance, ClipDenoised
-from diffguide.samplers import ddim_step, ddpm_step, ddpm_variance, respaced_timesteps, sample
+from diffguide.guidance import ClassifierFreeGuidance, ClassifierGuidance, ClipDenoised, classifier_guided
+from diffguide.samplers import (
+    SAMPLERS,
+    clip_denoised,
+    ddim_step,
+    ddpm_step,
+    ddpm_variance,
+    respaced_timesteps,
+    sample_ddim,
+    sample_ddpm,
+)
 from diffguide.schedules import NoiseSchedule
+from diffguide.seeding import PerSampleNoise
 
 T = 1000
 F64 = torch.float64
@@ -22,6 +36,19 @@ F64 = torch.float64
 
 def schedule_of(kind):
     return NoiseSchedule.make(kind, T)
+
+
+def sample(model, schedule, labels, indices, shape, *, seed, sampler="ddim", steps=50, dtype=torch.float32,
+           cond_fn=None, **options):
+    """Sample as stages.generate does: x_T and the step noise from PerSampleNoise(seed, indices)."""
+    noise = PerSampleNoise(seed, indices)
+    return SAMPLERS[sampler](model, noise.initial(shape, dtype=dtype), respaced_timesteps(schedule.timesteps, steps),
+                             schedule=schedule, labels=labels, noise=noise, cond_fn=cond_fn, progress=False, **options)
+
+
+def step_of(schedule, t_now, t_prev, like):
+    """The coefficients of the step t_now -> t_prev (t_prev = -1: the last step)."""
+    return schedule.steps([t_now] if t_prev < 0 else [t_now, t_prev], like=like)[0]
 
 
 def inputs(seed, batch=16, dim=3, x_scale=1.0):
@@ -58,8 +85,9 @@ def test_ddim_step_matches_diffusers(kind, clip, eta):
     for t_now, t_prev in STEP_PAIRS:
         x, eps = inputs(t_now, x_scale=2.0)
         noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(7 + t_now), dtype=F64)
-        t, tp = torch.full((len(x),), t_now), torch.full((len(x),), t_prev)
-        ours = ddim_step(schedule, x, eps, t, tp, eta, noise, clip_x0=clip)
+        t = torch.full((len(x),), t_now)
+        eps_in = clip_denoised(schedule, x, t, eps)[1] if clip else eps  # what ClipDenoised hands the step
+        ours = ddim_step(x, eps_in, step=step_of(schedule, t_now, t_prev, x), eta=eta, noise=noise)
         theirs = ref.step(eps, t_now, x, eta=eta, use_clipped_model_output=True,
                           variance_noise=noise if eta > 0 else None).prev_sample
         worst = max(worst, (ours - theirs).abs().max().item())
@@ -88,8 +116,10 @@ def test_ddpm_step_matches_diffusers(kind, clip, variance, v, variance_type):
         ref.set_timesteps(timesteps=[t_now] if t_prev < 0 else [t_now, t_prev])
         x, eps = inputs(t_now, x_scale=2.0)
         noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(11 + t_now), dtype=F64)
-        t, tp = torch.full((len(x),), t_now), torch.full((len(x),), t_prev)
-        ours = ddpm_step(schedule, x, eps, t, tp, noise, variance, v, clip_x0=clip)
+        t, step = torch.full((len(x),), t_now), step_of(schedule, t_now, t_prev, x)
+        eps_in = clip_denoised(schedule, x, t, eps)[1] if clip else eps  # what ClipDenoised hands the step
+        ours = ddpm_step(x, eps_in, step=step, sigma2=ddpm_variance(step, variance, v),
+                         noise=None if step.is_last else noise)
         output = torch.cat([eps, torch.full_like(eps, 2 * v - 1)], 1) if variance_type == "learned_range" else eps
         theirs = ref.step(output, t_now, x, generator=torch.Generator().manual_seed(11 + t_now)).prev_sample
         worst = max(worst, (ours - theirs).abs().max().item())
@@ -108,16 +138,13 @@ def chain_law(model, schedule, dim, num_classes, sampler, steps, variance="beta_
     labels = torch.arange(num_classes).repeat_interleave(dim + 1)
     mean = torch.zeros(num_classes, dim, dtype=F64)
     cov = torch.eye(dim, dtype=F64).repeat(num_classes, 1, 1)
-    ts = respaced_timesteps(schedule.timesteps, steps)
-    for i, t_now in enumerate(ts):
-        t = torch.full((len(points),), t_now)
-        tp = torch.full_like(t, ts[i + 1] if i + 1 < len(ts) else -1)
-        eps, zero = model(points, t, labels), torch.zeros_like(points)
+    for step in schedule.steps(respaced_timesteps(schedule.timesteps, steps), like=points):
+        eps = model(points, torch.full((len(points),), step.t), labels)
         if sampler == "ddpm":
-            out = ddpm_step(schedule, points, eps, t, tp, zero, variance, clip_x0=False)
-            noise_var = ddpm_variance(schedule, points, t, tp, variance)[0, 0].item() if tp[0] >= 0 else 0.0
+            out = ddpm_step(points, eps, step=step, sigma2=ddpm_variance(step, variance), noise=None)
+            noise_var = ddpm_variance(step, variance).item() if not step.is_last else 0.0
         else:
-            out = ddim_step(schedule, points, eps, t, tp, 0.0, zero, clip_x0=False)
+            out = ddim_step(points, eps, step=step, eta=0.0)
             noise_var = 0.0
         out = out.reshape(num_classes, dim + 1, dim)
         shift, a = out[:, 0], (out[:, 1:] - out[:, :1]).transpose(1, 2)  # a[y][:, i] = A_y e_i
@@ -161,7 +188,7 @@ def test_sampling_the_exact_conditional_model_recovers_the_component(sampler, st
     model = MixtureEpsModel(mixture, schedule)
     n = 4000
     samples = sample(model, schedule, torch.full((n,), y), range(n), (2,), seed=3, sampler=sampler,
-                     steps=steps, eta=0.0, dtype=F64, progress=False)
+                     steps=steps, dtype=F64)
     law_mean, law_cov = chain_law(model, schedule, 2, mixture.num_classes, sampler, steps)
     se_mean, se_cov = standard_errors(mixture.covs[y], n)
     bias_mean, bias_cov = (law_mean[y] - mixture.means[y]).abs(), (law_cov[y] - mixture.covs[y]).abs()
@@ -186,7 +213,7 @@ def test_batch_size_never_changes_a_sample(sampler, eta):
     model, schedule = guided_model()
     labels = torch.arange(8) % 3
     model = ClipDenoised(model, schedule)
-    kwargs = dict(seed=5, sampler=sampler, steps=20, eta=eta, dtype=F64, progress=False)
+    kwargs = dict(seed=5, sampler=sampler, steps=20, dtype=F64, **({"eta": eta} if sampler == "ddim" else {}))
     whole = sample(model, schedule, labels, range(8), (2,), **kwargs)
     halves = torch.cat([sample(model, schedule, labels[:4], range(4), (2,), **kwargs),
                         sample(model, schedule, labels[4:], range(4, 8), (2,), **kwargs)])
@@ -195,10 +222,10 @@ def test_batch_size_never_changes_a_sample(sampler, eta):
 
 def test_mean_guidance_batch_size_invariant():
     mixture, schedule = three_class_mixture(), schedule_of("cosine")
-    model = ClassifierMeanGuidance(MixtureEpsModel(mixture, schedule), MixtureClassifier(mixture, schedule),
-                                   2.0, schedule, respaced_timesteps(T, 25), variance="beta")
+    model, cond_fn = classifier_guided(MixtureEpsModel(mixture, schedule), MixtureClassifier(mixture, schedule),
+                                       2.0, schedule, form="mean", clip_x0=False)
     labels = torch.arange(8) % 3
-    kwargs = dict(seed=1, sampler="ddpm", steps=25, variance="beta", dtype=F64, progress=False)
+    kwargs = dict(seed=1, sampler="ddpm", steps=25, variance="beta", dtype=F64, cond_fn=cond_fn)
     whole = sample(model, schedule, labels, range(8), (2,), **kwargs)
     halves = torch.cat([sample(model, schedule, labels[:4], range(4), (2,), **kwargs),
                         sample(model, schedule, labels[4:], range(4, 8), (2,), **kwargs)])
@@ -208,7 +235,7 @@ def test_mean_guidance_batch_size_invariant():
 def test_same_seed_reproduces_and_different_seeds_differ():
     model, schedule = guided_model()
     labels = torch.arange(6) % 3
-    kwargs = dict(sampler="ddpm", steps=15, dtype=F64, progress=False)
+    kwargs = dict(sampler="ddpm", steps=15, dtype=F64)
     first = sample(model, schedule, labels, range(6), (2,), seed=9, **kwargs)
     again = sample(model, schedule, labels, range(6), (2,), seed=9, **kwargs)
     other = sample(model, schedule, labels, range(6), (2,), seed=10, **kwargs)
@@ -221,11 +248,137 @@ def test_float32_sampling_matches_float64():
     mixture, schedule = three_class_mixture(), schedule_of("cosine")
     model = MixtureEpsModel(mixture, schedule)
     labels = torch.arange(6) % 3
-    kwargs = dict(seed=2, sampler="ddim", steps=50, progress=False)
+    kwargs = dict(seed=2, sampler="ddim", steps=50)
     x32 = sample(model, schedule, labels, range(6), (2,), dtype=torch.float32, **kwargs)
     x64 = sample(model, schedule, labels, range(6), (2,), dtype=F64, **kwargs)
     assert x32.dtype == torch.float32
     assert (x32.double() - x64).abs().max() < 1e-4
+
+
+# --------------------------------------------------------------------------- closed forms
+
+
+def cosine_abar(t, timesteps=T, offset=0.008):
+    """Nichol & Dhariwal eq. 17 in closed form: abar_t = f(t + 1) / f(0), f(u) = cos^2(((u / T + s) /
+    (1 + s)) pi / 2), so abar_{-1} = 1. Equal to the schedule's cumulative product except at t = T - 1,
+    where the schedule clips beta at 0.999."""
+    f = lambda u: math.cos((u / timesteps + offset) / (1 + offset) * math.pi / 2) ** 2  # noqa: E731
+    return f(t + 1) / f(0)
+
+
+def no_noise(x):
+    raise AssertionError("a deterministic step drew noise")
+
+
+def test_deterministic_ddim_is_eq_12_in_closed_form():
+    """DDIM with eta = 0 from a given x_T equals a float64 loop of DDIM eq. 12 (sigma_t = 0),
+    x_{t'} = sqrt(abar_{t'}) (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t) + sqrt(1 - abar_{t'}) eps,
+    with abar from the cosine closed form rather than the schedule's tables, down to t' = -1; it
+    draws no noise."""
+    mixture, schedule = three_class_mixture(), schedule_of("cosine")
+    model = MixtureEpsModel(mixture, schedule)
+    timesteps = list(range(990, -1, -45))  # any descending sequence (t = 999 has the clipped beta)
+    labels = torch.arange(9) % 3
+    x = torch.randn(9, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    got = sample_ddim(model, x, timesteps, schedule=schedule, labels=labels, noise=no_noise, progress=False)
+    for t_now, t_next in zip(timesteps, timesteps[1:] + [-1]):
+        a, a_next = cosine_abar(t_now), cosine_abar(t_next)
+        eps = model(x, torch.full((len(x),), t_now), labels)
+        x = math.sqrt(a_next) * (x - math.sqrt(1 - a) * eps) / math.sqrt(a) + math.sqrt(1 - a_next) * eps
+    assert (got - x).abs().max() < 1e-12, (got - x).abs().max()  # measured 3e-15
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_the_last_step_goes_to_t_minus_1(kind, sampler):
+    """The last step goes to t' = -1, where abar = 1, so both samplers return the x0 prediction of
+    their last model call (at t = 0), x0_hat = (x - sqrt(1 - abar_0) eps) / sqrt(abar_0), adding no
+    noise. A last step to t' = 0 would return sqrt(abar_0) x0_hat + sqrt(1 - abar_0) eps = x, which
+    the test tells apart: the model's eps is the exact one plus 1, so x0_hat - x is about
+    sqrt(1 - abar_0) = 1e-2 (linear), 6e-3 (cosine)."""
+    mixture, schedule = three_class_mixture(), schedule_of(kind)
+    exact = MixtureEpsModel(mixture, schedule)
+    calls = []
+
+    def model(x, t, y):
+        calls.append((x, t, exact(x, t, y) + 1.0))
+        return calls[-1][2]
+
+    labels = torch.arange(6) % 3
+    got = sample(model, schedule, labels, range(6), (2,), seed=8, sampler=sampler, steps=10, dtype=F64)
+    x, t, eps = calls[-1]
+    assert (t == 0).all()
+    abar0 = schedule.alphas_cumprod[0]
+    x0_hat = (x - (1 - abar0).sqrt() * eps) / abar0.sqrt()
+    to_zero = abar0.sqrt() * x0_hat + (1 - abar0).sqrt() * eps
+    assert (got - x0_hat).abs().max() < 1e-12
+    assert (got - to_zero).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("variance", ["beta_tilde", "beta"])
+def test_cond_fn_shifts_the_ancestral_mean_by_sigma_times_cond_fn(variance):
+    """guided-diffusion's condition_mean: the ancestral step's mean becomes mu + Sigma * cond_fn, and
+    nothing else changes. (1) One step with and without the hook differs by exactly Sigma * cond_fn.
+    (2) A two-step chain (t = 700 -> 300 -> -1) equals an independent float64 computation from the
+    cosine closed form: x0_hat (DDPM eq. 4), the posterior mean (DDPM eq. 7), + Sigma * cond_fn, +
+    sqrt(Sigma) z; the last step adds no noise and sizes its shift by guided-diffusion's Sigma
+    (beta~ of the step before for Sigma = beta, 0 for beta~). The hook gets x_t, t, y, the unguided
+    mean and t', all of which the test's cond_fn mixes, so a wrong argument fails."""
+    mixture, schedule = three_class_mixture(), schedule_of("cosine")
+    model = MixtureEpsModel(mixture, schedule)
+    labels = torch.arange(5) % 3
+    x_T = torch.randn(5, 2, generator=torch.Generator().manual_seed(1), dtype=F64)
+    z = torch.randn(5, 2, generator=torch.Generator().manual_seed(2), dtype=F64)
+
+    def cond_fn(x, t, y, *, mean, t_prev):
+        return torch.sin(x + 0.5 * mean) * (t + 1)[:, None] / 1000 + (y + t_prev)[:, None] / 10
+
+    def noise(x):
+        return z
+
+    # (1) one (last) step with its own Sigma: the shift alone is Sigma * cond_fn
+    kwargs = dict(schedule=schedule, labels=labels, noise=no_noise, progress=False, variance="beta",
+                  last_step_variance="posterior")
+    plain = sample_ddpm(model, x_T, [500], **kwargs)
+    hooked = sample_ddpm(model, x_T, [500], cond_fn=cond_fn, **kwargs)
+    t500, t_end = torch.full((5,), 500), torch.full((5,), -1)
+    sigma = 1 - cosine_abar(500)  # beta of the step 500 -> -1
+    expected = sigma * cond_fn(x_T, t500, labels, mean=plain, t_prev=t_end)
+    assert (hooked - plain - expected).abs().max() < 1e-14  # measured 3e-16
+
+    # (2) a two-step chain against the closed form
+    got = sample_ddpm(model, x_T, [700, 300], schedule=schedule, labels=labels, noise=noise, cond_fn=cond_fn,
+                      progress=False, variance=variance)
+    x, sigmas = x_T, []
+    for t_now, t_next in [(700, 300), (300, -1)]:
+        a, a_next = cosine_abar(t_now), cosine_abar(t_next)
+        beta = 1 - a / a_next
+        beta_tilde = beta * (1 - a_next) / (1 - a)
+        sigmas.append(beta if variance == "beta" else beta_tilde)
+        tt, tp = torch.full((5,), t_now), torch.full((5,), t_next)
+        x0_hat = (x - math.sqrt(1 - a) * model(x, tt, labels)) / math.sqrt(a)
+        mean = math.sqrt(a_next) * beta / (1 - a) * x0_hat + math.sqrt(1 - beta) * (1 - a_next) / (1 - a) * x
+        if t_next >= 0:
+            x = mean + sigmas[-1] * cond_fn(x, tt, labels, mean=mean, t_prev=tp) + math.sqrt(sigmas[-1]) * z
+        else:  # guided-diffusion's last-step Sigma: beta~ of the step before (fixedlarge), 0 (fixedsmall)
+            shift = beta_tilde_before if variance == "beta" else 0.0
+            x = mean + shift * cond_fn(x, tt, labels, mean=mean, t_prev=tp)
+        beta_tilde_before = beta_tilde
+    assert (got - x).abs().max() < 1e-12, (got - x).abs().max()  # measured 2e-14
+
+
+def test_ddim_refuses_a_mean_shift():
+    mixture, schedule = three_class_mixture(), schedule_of("cosine")
+    with pytest.raises(ValueError, match="ancestral"):
+        sample_ddim(MixtureEpsModel(mixture, schedule), torch.zeros(2, 2, dtype=F64), [500, 0], schedule=schedule,
+                    noise=no_noise, cond_fn=lambda x, t, y, **_: x, progress=False)
+
+
+def test_steps_must_descend_within_the_schedule():
+    schedule = schedule_of("cosine")
+    for bad in ([], [10, 10], [0, 10], [T, 0], [5, -1]):
+        with pytest.raises(ValueError, match="descend"):
+            schedule.steps(bad, like=torch.zeros(1))
 
 
 def test_respaced_timesteps_endpoints():

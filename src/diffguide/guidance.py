@@ -1,47 +1,62 @@
-"""Guidance as eps-model wrappers: each takes a model with the contract ``eps = model(x_t, t, y)``
-and returns one, so the samplers never know which guidance is active (as k-diffusion's wrappers).
+"""Guidance as eps-model wrappers and a mean-shift hook. Each wrapper takes a model with the contract
+``eps = model(x_t, t, y)`` and returns one, so the samplers never know which guidance is active (as
+k-diffusion's wrappers); guidance that moves the ancestral mean instead is guided-diffusion's
+``cond_fn``, a hook the ancestral step calls where its mean and variance exist. Every method is
+built as the same pair, ``Guided(model, cond_fn)``, which the samplers take as their ``model`` and
+``cond_fn`` arguments.
 
 Conventions:
 - ``w`` is Ho & Salimans' guidance strength: w = 0 is the plain conditional model. diffusers'
   and Imagen's ``guidance_scale`` equals 1 + w.
 - ``s`` is Dhariwal & Nichol's classifier scale. Scaling the gradient by s is sampling from
-  p(y | x)^s / Z (seed eq. 1.13): a sharper classifier distribution, normalised only approximately
+  p(y | x)^s / Z (D&N sec. 4.3): a sharper classifier distribution, normalised only approximately
   because Z depends on x.
 - ``NULL_LABEL`` (-1) asks a conditional model for its unconditional output eps(x, null).
 
-Two forms of classifier guidance live here, both as eps-model wrappers:
-- ``ClassifierGuidance``: the score shift (D&N Algorithm 2, seed eqs. 1.20-1.23), valid for
-  any sampler (DDIM with any eta, ancestral DDPM).
-- ``ClassifierMeanGuidance``: the mean shift of an ancestral step (D&N Algorithm 1, seed eqs.
-  1.10/1.12), rewritten as the eps shift that moves the DDPM mean by exactly s * Sigma * g.
+Two forms of classifier guidance live here:
+- ``ClassifierGuidance``: the score shift (D&N Alg. 2, D&N eqs. 13-14), an eps-model
+  wrapper valid for any sampler (DDIM with any eta, ancestral DDPM); guided-diffusion's
+  ``condition_score``.
+- ``ClassifierCondFn``: the mean shift of an ancestral step (D&N Alg. 1, D&N eqs. 7-10),
+  the hook ``cond_fn`` of samplers.sample_ddpm, which adds Sigma * cond_fn to the mean
+  (guided-diffusion's ``condition_mean``).
 
 x0 clipping is a wrapper too (``ClipDenoised``), so where it sits in the chain is explicit:
 - classifier-free guidance clips the *guided* prediction: ClipDenoised(ClassifierFreeGuidance(m)),
   as diffusers' pipelines do (the scheduler clips what the guided eps implies);
 - classifier guidance, by default (``clip_order="unguided_x0"``), clips the *unguided* x0 and then
-  shifts eps (or the mean) with nothing clipped again: ClassifierGuidance(ClipDenoised(m)). This is
-  guided-diffusion's order (``p_mean_variance`` clips, then ``condition_score`` /
-  ``condition_mean`` shift), so our s is Dhariwal & Nichol's s. ``clip_order="guided_x0"`` clips
-  after the shift instead, ClipDenoised(ClassifierGuidance(m)): every x0 the sampler sees stays in
-  [-1, 1], which tames very large s, but where x0 saturates it absorbs part of the guidance
-  displacement (on the mixtures a DDIM step keeps a median 60%, 34% and 11% of it at s = 1, 3
-  and 10), so s means less.
+  shifts eps (or the mean) with nothing clipped again: ClassifierGuidance(ClipDenoised(m)), or
+  ClipDenoised(m) with the cond_fn hook. This is guided-diffusion's order (``p_mean_variance``
+  clips, then ``condition_score`` / ``condition_mean`` shift), so our s is Dhariwal & Nichol's s.
+  ``clip_order="guided_x0"`` clips after the score shift instead, ClipDenoised(ClassifierGuidance(m)):
+  every x0 the sampler sees stays in [-1, 1], which tames very large s, but where x0 saturates it
+  absorbs part of the guidance displacement (on the mixtures a DDIM step keeps a median 60%, 34%
+  and 11% of it at s = 1, 3 and 10), so s means less. The mean shift has no such order: it is added
+  to the mean after x0 is clipped, and clipping the x0 the shifted mean implies is not a shift by
+  Sigma * cond_fn (it moves the mean even where Sigma = 0), so ``classifier_guided`` refuses it.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
 
-from .samplers import DDPM_VARIANCES, clip_denoised, ddpm_variance
+from .samplers import clip_denoised
 from .schedules import NoiseSchedule
 
 NULL_LABEL = -1
 CLIP_ORDERS = ("unguided_x0", "guided_x0")
 CG_FORMS = ("score", "mean")
-LAST_STEP_VARIANCES = ("guided_diffusion", "posterior")
+
+
+class Guided(NamedTuple):
+    """What every guidance method builds: the eps-model the sampler calls, and the mean-shift hook
+    of ancestral steps (None unless the method shifts the mean: classifier guidance's mean form)."""
+
+    model: nn.Module
+    cond_fn: Callable[..., torch.Tensor] | None = None
 
 
 class ClipDenoised(nn.Module):
@@ -98,7 +113,7 @@ class ClassifierFreeGuidance(nn.Module):
 
 
 class ClassifierGuidance(nn.Module):
-    """Dhariwal & Nichol Algorithm 2, the score shift of seed eqs. 1.20-1.23:
+    """The score shift of D&N Alg. 2 (D&N eqs. 13-14):
 
         eps_hat(x_t) = eps(x_t) - s * sqrt(1 - abar_t) * grad_{x_t} log p_phi(y | x_t).
 
@@ -107,7 +122,7 @@ class ClassifierGuidance(nn.Module):
     It is evaluated under no-grad: only the classifier is differentiated. Valid for any DDIM eta.
 
     With the exact eps and classifier, s = 1 on the unconditional model is the exact conditional
-    eps (seed eq. 1.20), and s on top of ClassifierFreeGuidance(model, w) with condition_model=True
+    eps (D&N eqs. 12-14), and s on top of ClassifierFreeGuidance(model, w) with condition_model=True
     is classifier-free guidance at w + s (both are shifts along grad log p(y | x_t)).
     """
 
@@ -126,126 +141,70 @@ class ClassifierGuidance(nn.Module):
         return eps - self.scale * (1 - self.schedule.abar(t, x)).sqrt() * grad
 
 
-class ClassifierMeanGuidance(nn.Module):
-    """Dhariwal & Nichol Algorithm 1, the mean shift of seed eqs. 1.10 / 1.12, for ancestral steps:
+class WithoutLabels(nn.Module):
+    """eps(x_t, t, None): the model asked for its unconditional prediction whatever y is (the mean
+    form's model when classifier guidance guides an unconditional model: y is for the classifier)."""
 
-        x_{t'} ~ N(mu + s * Sigma * g, Sigma),   g = grad log p_phi(y | x_t)  at (x_t, t),
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
 
-    with mu, Sigma the DDPM step's mean and variance between t and the next respaced timestep t'.
+    def forward(self, x, t, y):
+        return self.model(x, t, None)
 
-    Why a wrapper, not a sampler hook: the ancestral mean is affine in eps,
-    mu(eps) = (x_t - beta_t / sqrt(1 - abar_t) * eps) / sqrt(alpha_t) (respaced beta_t =
-    1 - abar_t / abar_t', alpha_t = 1 - beta_t), so the mean shift is exactly the eps shift
 
-        eps_hat = eps - s * Sigma * g * sqrt(alpha_t) * sqrt(1 - abar_t) / beta_t,
+class ClassifierCondFn:
+    """The mean shift of D&N Alg. 1 (D&N eqs. 7-10), as guided-diffusion's
+    ``cond_fn``: the ancestral step (samplers.ddpm_step) moves its mean by Sigma times this,
 
-    and the samplers stay guidance-agnostic. The price: the wrapper must know the sampler's
-    ``timesteps`` (the respaced sequence), ``variance`` and ``v`` to find t' and Sigma. Wrapped
-    around ClipDenoised(model) it is guided-diffusion's p_sample + condition_mean exactly: the
-    posterior mean of the clipped x0, plus s Sigma g, clipped no further (the sampler does not
-    clip). Compared with the score form, the factor on g is s*Sigma*sqrt(alpha)*sqrt(1-abar)/beta
-    instead of s*sqrt(1-abar): equal for Sigma = beta up to sqrt(alpha_t) = 1 - O(beta_t).
-    Meant for sampler="ddpm"; under DDIM the same eps shift has no mean-shift reading.
+        x_{t'} ~ N(mu + Sigma * cond_fn,  Sigma),   cond_fn = s * grad log p_phi(y | x_t)  at (x_t, t),
 
-    The last step (t' = -1) adds no noise, so its Sigma only sizes the shift there.
-    ``last_step_variance="guided_diffusion"`` (default) takes guided-diffusion's value: for
-    Sigma = beta the posterior variance beta~ of the step before (its "fixedlarge" table starts
-    with posterior_variance[1]), for the interpolated variance beta~ of that step in place of the
-    zero beta~ of the last one (its posterior_log_variance_clipped), and 0 for Sigma = beta~.
-    ``"posterior"`` takes the last step's own beta / beta~ / interpolation, which for beta~ and the
-    interpolation is 0 (no shift) and for beta is 1 - abar_{t0}, tiny.
+    as guided-diffusion's ``condition_mean`` (mean + variance * cond_fn). The sampler supplies mu and
+    Sigma where they already exist, so the hook needs none of the sampler's settings. Compared with the
+    score form, the shift of the mean is s * Sigma * g instead of s * (beta_t / sqrt(alpha_t)) * g:
+    equal for Sigma = beta up to sqrt(alpha_t) = 1 - O(beta_t).
 
     ``grad_at="x_t"`` (default) takes g at (x_t, t) as Algorithm 1 and guided-diffusion's
-    condition_mean do. ``grad_at="mean"`` takes it where the seed's Taylor expansion (eqs.
-    1.5-1.11) puts it: at the unguided mean mu, for the noise level of x_{t'}, i.e.
+    condition_mean do. ``grad_at="mean"`` takes it where the Taylor expansion of D&N eqs. 5-6
+    puts it: at the unguided mean mu, for the noise level of x_{t'}, i.e.
     g = grad log p_phi(y | x_{t'})|_{x_{t'} = mu} with classifier timestep max(t', 0).
     """
 
     GRAD_AT = ("x_t", "mean")
 
-    def __init__(self, model: nn.Module, classifier: nn.Module, scale: float, schedule: NoiseSchedule,
-                 timesteps: Sequence[int], variance: str = "beta_tilde", v: float = 0.0,
-                 condition_model: bool = False, grad_at: str = "x_t", last_step_variance: str = "guided_diffusion"):
-        super().__init__()
-        if variance not in DDPM_VARIANCES:
-            raise ValueError(f"unknown DDPM variance {variance!r}; choose one of {DDPM_VARIANCES}")
+    def __init__(self, classifier: nn.Module, scale: float, grad_at: str = "x_t"):
         if grad_at not in self.GRAD_AT:
             raise ValueError(f"grad_at must be one of {self.GRAD_AT}, got {grad_at!r}")
-        if last_step_variance not in LAST_STEP_VARIANCES:
-            raise ValueError(f"last_step_variance must be one of {LAST_STEP_VARIANCES}, got {last_step_variance!r}")
-        self.model, self.classifier, self.scale = model, classifier, float(scale)
-        self.schedule, self.condition_model = schedule, condition_model
-        self.variance, self.v, self.grad_at = variance, float(v), grad_at
-        self.last_step_variance = last_step_variance
-        self.timesteps = sorted(timesteps, reverse=True)
-        self.prev = previous_timestep_table(self.timesteps, schedule.timesteps)
+        self.classifier, self.scale, self.grad_at = classifier, float(scale), grad_at
 
-    def forward(self, x, t, y):
-        with torch.no_grad():
-            eps = self.model(x, t, y if self.condition_model else None)
-        if self.scale == 0:
-            return eps
-        t_prev = self.prev.to(t.device)[t.long()]
-        if (t_prev < -1).any():
-            raise ValueError("a timestep is not in the respaced sequence this wrapper was built for")
-        sigma2 = self.step_variance(x, t, t_prev)
-        abar_t, abar_prev = self.schedule.abar(t, x), self.schedule.abar(t_prev, x)
-        alpha = abar_t / abar_prev
-        beta = 1 - alpha
+    def __call__(self, x, t, y, *, mean, t_prev):
         if self.grad_at == "x_t":
-            grad = classifier_log_prob_grad(self.classifier, x, t, y)
-        else:
-            mean = (x - beta / (1 - abar_t).sqrt() * eps) / alpha.sqrt()
-            grad = classifier_log_prob_grad(self.classifier, mean, t_prev.clamp(min=0), y)
-        shift = self.scale * sigma2 * grad  # the mean shift s * Sigma * g (seed eq. 1.12)
-        return eps - shift * alpha.sqrt() * (1 - abar_t).sqrt() / beta
-
-    def step_variance(self, x, t, t_prev):
-        """Sigma of the step t -> t', with guided-diffusion's last-step convention when chosen."""
-        sigma2 = ddpm_variance(self.schedule, x, t, t_prev, self.variance, self.v)
-        is_last = t_prev < 0
-        if self.last_step_variance == "posterior" or not is_last.any() or len(self.timesteps) < 2:
-            return sigma2
-        # guided-diffusion's first entries: beta~ of the step t1 -> t0 (t1 the timestep before t0).
-        t0 = torch.full_like(t, self.timesteps[-1])
-        t1 = torch.full_like(t, self.timesteps[-2])
-        beta_tilde_1 = ddpm_variance(self.schedule, x, t1, t0, "beta_tilde")
-        beta_0 = ddpm_variance(self.schedule, x, t0, torch.full_like(t, -1), "beta")
-        last = {"beta": beta_tilde_1, "beta_tilde": torch.zeros_like(beta_0),
-                "interpolated": beta_tilde_1 ** (1 - self.v) * beta_0 ** self.v}[self.variance]
-        mask = is_last.reshape(-1, *([1] * (x.dim() - 1)))
-        return torch.where(mask, last, sigma2)
+            return self.scale * classifier_log_prob_grad(self.classifier, x, t, y)
+        return self.scale * classifier_log_prob_grad(self.classifier, mean, t_prev.clamp(min=0), y)
 
 
 def classifier_guided(model: nn.Module, classifier: nn.Module | None, scale: float, schedule: NoiseSchedule, *,
                       form: str = "score", clip_x0: bool = True, clip_order: str = "unguided_x0",
-                      condition_model: bool = False, timesteps: Sequence[int] | None = None,
-                      variance: str = "beta_tilde", v: float = 0.0) -> nn.Module:
+                      condition_model: bool = False, grad_at: str = "x_t") -> Guided:
     """Classifier guidance of ``model`` at scale s as the pipeline samples it: the score shift
-    (``form="score"``, any sampler) or the mean shift (``form="mean"``, ancestral; needs the
-    sampler's ``timesteps``, ``variance`` and ``v``), with x0 clipping (``clip_x0``) placed by
-    ``clip_order`` (see the module docstring). At scale 0 the wrappers return the unguided eps
-    (given y only when ``condition_model``) and never call the classifier, which may be None."""
+    (``form="score"``, any sampler: an eps wrapper, cond_fn None) or the mean shift (``form="mean"``,
+    ancestral sampling only: the model, x0-clipped, and a ClassifierCondFn), with x0 clipping
+    (``clip_x0``) placed by ``clip_order`` (see the module docstring). The eps is the unguided
+    model's (given y only when ``condition_model``). At scale 0 the result is that unguided model
+    with no hook and the classifier, which may be None, is never called."""
     if form not in CG_FORMS:
         raise ValueError(f"unknown classifier-guidance form {form!r}; choose one of {CG_FORMS}")
     if clip_order not in CLIP_ORDERS:
         raise ValueError(f"unknown clip order {clip_order!r}; choose one of {CLIP_ORDERS}")
+    if form == "mean" and clip_x0 and clip_order == "guided_x0":
+        raise ValueError("guidance.cg_form: mean with guidance.cg_clip_order: guided_x0 has no mean-shift reading: the "
+                         "mean shift is added after the unguided x0 is clipped, and nothing is clipped after it "
+                         "(guided-diffusion's condition_mean); set guidance.cg_clip_order: unguided_x0, or "
+                         "guidance.cg_form: score (or sampling.clip_x0: false)")
     clip = (lambda m: ClipDenoised(m, schedule)) if clip_x0 else (lambda m: m)
+    if form == "mean":
+        inner = clip(model if condition_model else WithoutLabels(model))
+        return Guided(inner, ClassifierCondFn(classifier, scale, grad_at) if scale != 0 else None)
     inner = clip(model) if clip_order == "unguided_x0" else model
-    if form == "score":
-        guided = ClassifierGuidance(inner, classifier, scale, schedule, condition_model=condition_model)
-    else:
-        if timesteps is None:
-            raise ValueError("the mean shift needs the sampler's respaced timesteps")
-        guided = ClassifierMeanGuidance(inner, classifier, scale, schedule, timesteps, variance, v,
-                                        condition_model=condition_model)
-    return guided if clip_order == "unguided_x0" else clip(guided)
-
-
-def previous_timestep_table(timesteps: Sequence[int], total: int) -> torch.Tensor:
-    """table[t] = the timestep after t in a descending respaced sequence (-1 after the last);
-    -2 marks timesteps that are not in the sequence."""
-    table = torch.full((total,), -2, dtype=torch.long)
-    for now, nxt in zip(timesteps, list(timesteps[1:]) + [-1]):
-        table[now] = nxt
-    return table
+    guided = ClassifierGuidance(inner, classifier, scale, schedule, condition_model=condition_model)
+    return Guided(guided if clip_order == "unguided_x0" else clip(guided))

@@ -28,8 +28,9 @@ import torch  # noqa: E402
 from .figures import save_figure  # noqa: E402
 from .gaussian_mixture import GaussianMixture, MixtureEpsModel, three_class_mixture  # noqa: E402
 from .guidance import ClassifierFreeGuidance  # noqa: E402
-from .samplers import sample  # noqa: E402
+from .samplers import SAMPLERS, respaced_timesteps  # noqa: E402
 from .schedules import NoiseSchedule  # noqa: E402
+from .seeding import PerSampleNoise  # noqa: E402
 
 EXTENT = (-3.2, 3.2, -2.8, 3.2)  # x_min, x_max, y_min, y_max of the plotting grid
 
@@ -58,8 +59,10 @@ def guided_samples(mixture: GaussianMixture, schedule: NoiseSchedule, w: float, 
     has the same noise at every w (seeded by index), so panels differ by guidance only."""
     labels = torch.arange(mixture.num_classes).repeat_interleave(per_class)
     model = ClassifierFreeGuidance(MixtureEpsModel(mixture, schedule), w)
-    x = sample(model, schedule, labels, range(len(labels)), (mixture.dim,), seed=seed, sampler=sampler,
-               steps=steps, dtype=torch.float64, progress=False)
+    noise = PerSampleNoise(seed, range(len(labels)))
+    x = SAMPLERS[sampler](model, noise.initial((mixture.dim,), dtype=torch.float64),
+                          respaced_timesteps(schedule.timesteps, steps), schedule=schedule, labels=labels,
+                          noise=noise, progress=False)
     return x.numpy(), labels.numpy()
 
 

@@ -1,26 +1,44 @@
-"""Samplers: one loop over a respaced timestep subsequence, one step function per kind.
+"""Samplers: one loop over a respaced timestep sequence, one step function per kind.
 
-Every sampler takes an eps-model with the contract ``eps = model(x_t, t, y)`` and never knows
-which guidance (if any) the model wraps. Noise is drawn from one generator per sample index,
-seeded from (seed, index), so the batch size never changes an image and sweeps over guidance
-scales share their initial noise.
+Every sampler has the same leading signature, as k-diffusion's (k_diffusion/sampling.py):
+
+    sample_<kind>(model, x, timesteps, *, schedule, labels=None, noise, cond_fn=None, progress=True, ...)
+
+- ``model``: an eps-model, ``eps = model(x_t, t, y)``; guidance that changes eps (classifier-free,
+  the score form of classifier guidance) and x0 clipping are wrappers of it (diffguide.guidance),
+  so the sampler takes eps as it is and never clips;
+- ``x``: the initial noise x_T, drawn by the caller; ``timesteps``: the descending respaced sequence
+  (``respaced_timesteps``), whose last step goes to t' = -1 (abar = 1, the clean data);
+- ``noise``: a callable ``noise(x)`` returning a standard normal draw shaped like x (EDM's
+  ``randn_like``, k-diffusion's ``noise_sampler``); seeding lives with the caller
+  (diffguide.seeding.PerSampleNoise);
+- ``cond_fn``: guided-diffusion's hook for guidance that shifts the ancestral mean (D&N Alg. 1):
+  mu <- mu + Sigma * cond_fn(x_t, t, y, mean=mu, t_prev=t'). Only ancestral steps have that mean;
+  DDIM refuses it.
+
+Equation labels are those of docs/equations.md.
+
+The step coefficients are computed once per run by the schedule (NoiseSchedule.steps) and each step
+function reads its row (schedules.Step) with keyword-only arguments.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
 
 from .runtime import progress_bar
-from .schedules import NoiseSchedule
+from .schedules import NoiseSchedule, Step
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+Noise = Callable[[torch.Tensor], torch.Tensor]
+CondFn = Callable[..., torch.Tensor]
 
-SAMPLERS = ("ddim", "ddpm")
 DDPM_VARIANCES = ("beta", "beta_tilde", "interpolated")
 TIMESTEP_SPACINGS = ("linspace", "leading", "trailing")
+LAST_STEP_VARIANCES = ("guided_diffusion", "posterior")
 
 
 def respaced_timesteps(timesteps: int, steps: int, spacing: str = "linspace") -> list[int]:
@@ -49,17 +67,6 @@ def respaced_timesteps(timesteps: int, steps: int, spacing: str = "linspace") ->
     return sorted({int(v) for v in chosen}, reverse=True)
 
 
-def sample_generators(seed: int, indices: Sequence[int]) -> list[torch.Generator]:
-    """One CPU generator per sample index: the noise of sample i depends on (seed, i) only."""
-    return [torch.Generator().manual_seed(int(seed) * 1_000_003 + int(i)) for i in indices]
-
-
-def draw_noise(generators: list[torch.Generator], shape: Sequence[int], like: torch.Tensor) -> torch.Tensor:
-    """A standard normal draw of ``shape`` per generator, stacked and moved to ``like``'s device."""
-    noise = torch.stack([torch.randn(tuple(shape), generator=g, dtype=torch.float64) for g in generators])
-    return noise.to(device=like.device, dtype=like.dtype)
-
-
 def clip_denoised(schedule: NoiseSchedule, x, t, eps):
     """x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t) clipped to [-1, 1], and the eps it implies
     (guided-diffusion's ``clip_denoised`` in p_mean_variance, then _predict_eps_from_xstart)."""
@@ -67,82 +74,130 @@ def clip_denoised(schedule: NoiseSchedule, x, t, eps):
     return x0, schedule.eps_from_x0(x, t, x0)
 
 
-def ddim_step(schedule: NoiseSchedule, x, eps, t, t_prev, eta: float, noise, clip_x0: bool = True):
-    """The seed's generalized step (eq. 1.24; DDIM eq. 12):
+def _batch_timestep(step: Step, x: torch.Tensor) -> torch.Tensor:
+    return torch.full((len(x),), step.t, device=x.device, dtype=torch.long)
 
-        x_{t'} = sqrt(abar_{t'}) x0_hat + sqrt(1 - abar_{t'} - sigma_t^2) eps + sigma_t z,
-        sigma_t = eta * sqrt((1 - abar_{t'}) / (1 - abar_t)) * sqrt(1 - abar_t / abar_{t'}).
 
-    eta = 0 is DDIM (deterministic); eta = 1 gives DDPM's posterior variance beta~_t.
-    When x0_hat is clipped to [-1, 1], eps is recomputed from it so the two stay consistent
-    (as guided-diffusion's ddim_sample). Equals diffusers' DDIMScheduler.step with
-    use_clipped_model_output=True and set_alpha_to_one=True (t' = -1 is abar = 1), which
-    tests/test_samplers.py checks.
+def ddim_step(x, eps, *, step: Step, eta: float = 0.0, noise: torch.Tensor | None = None):
+    """One step t -> t' of DDIM (DDIM eq. 12, the generalized step with a free sigma_t):
+
+        x_{t'} = sqrt(abar_{t'}) x0_hat + sqrt(1 - abar_{t'} - sigma_t^2) eps + sigma_t z,       (eq. 12)
+        sigma_t = eta * sqrt((1 - abar_{t'}) / (1 - abar_t)) * sqrt(1 - abar_t / abar_{t'}),   (eq. 16)
+
+    with x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t). eta = 0 is DDIM (deterministic, no
+    ``noise`` needed); eta = 1 gives DDPM's posterior variance beta~_t. At the last step (t' = -1,
+    abar = 1) sigma is 0 and the result is x0_hat. eps is taken as it is: x0 clipping is the model's
+    wrapper (guidance.ClipDenoised, which also recomputes eps from the clipped x0, as guided-diffusion's
+    ddim_sample). With it, this equals diffusers' DDIMScheduler.step with clip_sample,
+    use_clipped_model_output=True and set_alpha_to_one=True, which tests/test_samplers.py checks.
     """
-    abar_t, abar_prev = schedule.abar(t, x), schedule.abar(t_prev, x)
-    x0, eps = clip_denoised(schedule, x, t, eps) if clip_x0 else (schedule.predict_x0(x, t, eps), eps)
-    sigma = eta * ((1 - abar_prev) / (1 - abar_t)).sqrt() * (1 - abar_t / abar_prev).sqrt()
-    direction = (1 - abar_prev - sigma**2).clamp(min=0).sqrt() * eps
-    return abar_prev.sqrt() * x0 + direction + sigma * noise
+    x0 = step.predict_x0(x, eps)
+    sigma = eta * ((1 - step.abar_prev) / (1 - step.abar)).sqrt() * step.beta.sqrt()   # eq. 16
+    direction = (1 - step.abar_prev - sigma**2).clamp(min=0).sqrt() * eps                # eq. 12, 2nd term
+    x_prev = step.abar_prev.sqrt() * x0 + direction
+    return x_prev if noise is None else x_prev + sigma * noise
 
 
-def ddpm_variance(schedule: NoiseSchedule, x, t, t_prev, variance: str, v: float = 0.0):
-    """Sigma_t of an ancestral step between t and t_prev (respaced beta_t = 1 - abar_t / abar_t'):
-    'beta' is beta_t, 'beta_tilde' the posterior variance beta~_t, 'interpolated' Ho & Salimans'
-    (beta~_t)^(1-v) (beta_t)^v (Nichol & Dhariwal's eq. 15 with a fixed v). In diffusers'
-    DDPMScheduler these are fixed_large, fixed_small and learned_range with a variance output of
-    2v - 1."""
-    abar_t, abar_prev = schedule.abar(t, x), schedule.abar(t_prev, x)
-    beta = 1 - abar_t / abar_prev
-    beta_tilde = beta * (1 - abar_prev) / (1 - abar_t)
+def ddpm_variance(step: Step, variance: str = "beta_tilde", v: float = 0.0) -> torch.Tensor:
+    """Sigma_t of an ancestral step (respaced beta_t = 1 - abar_t / abar_t'): 'beta' is beta_t,
+    'beta_tilde' the posterior variance beta~_t (DDPM sec. 3.2: sigma_t^2 = beta_t or beta~_t),
+    'interpolated' Ho & Salimans' (beta~_t)^(1-v) (beta_t)^v (Nichol & Dhariwal's eq. 15 with a fixed
+    v). In diffusers' DDPMScheduler these are fixed_large, fixed_small and learned_range with a
+    variance output of 2v - 1."""
     if variance == "beta":
-        return beta
+        return step.beta
     if variance == "beta_tilde":
-        return beta_tilde
+        return step.beta_tilde
     if variance == "interpolated":
-        return beta_tilde.clamp(min=1e-20) ** (1 - v) * beta**v
+        return step.beta_tilde.clamp(min=1e-20) ** (1 - v) * step.beta**v
     raise ValueError(f"unknown DDPM variance {variance!r}; choose one of {DDPM_VARIANCES}")
 
 
-def ddpm_step(schedule: NoiseSchedule, x, eps, t, t_prev, noise, variance: str = "beta_tilde",
-              v: float = 0.0, clip_x0: bool = True):
-    """Ancestral step x_{t'} ~ N(mu(x_t, x0_hat), Sigma_t) (DDPM Algorithm 2), with mu the
-    posterior mean of q(x_{t'} | x_t, x0_hat). The last step (t' = -1) returns the mean."""
-    x0 = schedule.predict_x0(x, t, eps)
-    if clip_x0:
-        x0 = x0.clamp(-1, 1)
-    mean, _ = schedule.posterior(x, x0, t, t_prev)
-    sigma2 = ddpm_variance(schedule, x, t, t_prev, variance, v)
-    is_last = (t_prev < 0).to(x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
-    return mean + (1 - is_last) * sigma2.sqrt() * noise
+def last_step_shift_variance(steps: tuple[Step, ...], variance: str = "beta_tilde", v: float = 0.0,
+                             convention: str = "guided_diffusion") -> torch.Tensor:
+    """The Sigma that sizes the mean shift (cond_fn) at the last step, which adds no noise.
 
-
-def sample(model: EpsModel, schedule: NoiseSchedule, labels, indices: Sequence[int], image_shape,
-           *, seed: int, sampler: str = "ddim", steps: int = 50, spacing: str = "linspace", eta: float = 0.0,
-           variance: str = "beta_tilde", v: float = 0.0, device="cpu", dtype=torch.float32,
-           progress: bool = True) -> torch.Tensor:
-    """Draw one batch of samples x_0 for the given sample indices.
-
-    ``labels`` is a LongTensor (or None for an unconditional model); ``indices`` are the global
-    sample numbers that seed each sample's noise. The steps take the model's eps as it is: x0
-    clipping is a wrapper of the model (guidance.ClipDenoised), placed before or after guidance
-    as each method's reference places it, so the sampler never re-clips a guided prediction.
+    ``"guided_diffusion"`` takes guided-diffusion's value (the ``variance`` p_mean_variance hands to
+    condition_mean): for Sigma = beta the posterior variance beta~ of the step before (its
+    "fixedlarge" table starts with posterior_variance[1]), for the interpolated variance beta~ of
+    that step in place of the zero beta~ of the last one (its posterior_log_variance_clipped), and 0
+    for Sigma = beta~. ``"posterior"`` takes the last step's own Sigma, which for beta~ and the
+    interpolation is 0 (no shift) and for beta is 1 - abar_{t0}, tiny.
     """
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {SAMPLERS}")
-    generators = sample_generators(seed, indices)
-    anchor = torch.empty(0, device=device, dtype=dtype)
-    x = draw_noise(generators, image_shape, anchor)
-    y = None if labels is None else labels.to(device)
-    ts = respaced_timesteps(schedule.timesteps, steps, spacing)
-    for i, t_now in enumerate(progress_bar(ts, desc=f"{sampler} x{len(indices)}", disable=not progress, leave=False)):
-        t_prev = ts[i + 1] if i + 1 < len(ts) else -1
-        t = torch.full((len(indices),), t_now, device=device, dtype=torch.long)
-        tp = torch.full_like(t, t_prev)
-        eps = model(x, t, y).to(dtype)
-        noise = draw_noise(generators, image_shape, anchor) if t_prev >= 0 else torch.zeros_like(x)
-        if sampler == "ddim":
-            x = ddim_step(schedule, x, eps, t, tp, eta, noise, clip_x0=False)
-        else:
-            x = ddpm_step(schedule, x, eps, t, tp, noise, variance, v, clip_x0=False)
+    if convention not in LAST_STEP_VARIANCES:
+        raise ValueError(f"last_step_variance must be one of {LAST_STEP_VARIANCES}, got {convention!r}")
+    last = steps[-1]
+    if convention == "posterior" or len(steps) < 2:
+        return ddpm_variance(last, variance, v)
+    beta_tilde_before = steps[-2].beta_tilde  # guided-diffusion's posterior_variance[1]
+    return {"beta": beta_tilde_before, "beta_tilde": torch.zeros_like(last.beta),
+            "interpolated": beta_tilde_before ** (1 - v) * last.beta**v}[variance]
+
+
+def ddpm_step(x, eps, *, step: Step, sigma2: torch.Tensor, noise: torch.Tensor | None,
+              cond_fn: CondFn | None = None, labels: torch.Tensor | None = None,
+              shift_sigma2: torch.Tensor | None = None):
+    """One ancestral step t -> t' (DDPM Alg. 2, line 4, with x_0 predicted):
+
+        x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)              (DDPM eq. 4 solved for x_0)
+        mu = mu~_t(x_t, x0_hat)                                           (DDPM eq. 7, respaced)
+        mu <- mu + Sigma' * cond_fn(x_t, t, y, mean=mu, t_prev=t')        (D&N Alg. 1; condition_mean)   
+        x_{t'} = mu + sqrt(Sigma_t) z                                     (no z at the last step: x_0 = mu)
+
+    ``sigma2`` is Sigma_t (``ddpm_variance``); ``shift_sigma2`` the Sigma' that sizes the mean shift,
+    Sigma_t unless given (the last step's convention: ``last_step_shift_variance``). ``noise`` is z,
+    None at the last step. x0_hat is not clipped here (ClipDenoised wraps the model), and nothing is
+    clipped after the shift, as in guided-diffusion's p_sample.
+    """
+    mean = step.posterior_mean(step.predict_x0(x, eps), x)
+    if cond_fn is not None:
+        t = _batch_timestep(step, x)
+        t_prev = torch.full_like(t, step.t_prev)
+        shift = sigma2 if shift_sigma2 is None else shift_sigma2
+        mean = mean + shift * cond_fn(x, t, labels, mean=mean, t_prev=t_prev)
+    return mean if noise is None else mean + sigma2.sqrt() * noise
+
+
+@torch.no_grad()
+def sample_ddim(model: EpsModel, x: torch.Tensor, timesteps, *, schedule: NoiseSchedule, labels=None, noise: Noise,
+                cond_fn: CondFn | None = None, progress: bool = True, eta: float = 0.0) -> torch.Tensor:
+    """DDIM sampling (DDIM eq. 12 at every step of ``timesteps``), from x = x_T to x_0.
+
+    ``eta`` = 0 is deterministic and draws no noise; eta > 0 draws ``noise(x)`` at every step but
+    the last. ``cond_fn`` must be None: a mean shift needs an ancestral step's mean and variance
+    (use the score form of classifier guidance, an eps wrapper, under DDIM)."""
+    if cond_fn is not None:
+        raise ValueError("cond_fn shifts the mean of an ancestral step (D&N Alg. 1); DDIM has no such mean: use "
+                         "sample_ddpm, or the score form (guidance.ClassifierGuidance) under DDIM")
+    y = None if labels is None else labels.to(x.device)
+    steps = schedule.steps(timesteps, like=x)
+    for step in progress_bar(steps, desc=f"ddim x{len(x)}", disable=not progress, leave=False):
+        eps = model(x, _batch_timestep(step, x), y).to(x.dtype)
+        z = noise(x) if eta > 0 and not step.is_last else None
+        x = ddim_step(x, eps, step=step, eta=eta, noise=z)
     return x
+
+
+@torch.no_grad()
+def sample_ddpm(model: EpsModel, x: torch.Tensor, timesteps, *, schedule: NoiseSchedule, labels=None, noise: Noise,
+                cond_fn: CondFn | None = None, progress: bool = True, variance: str = "beta_tilde", v: float = 0.0,
+                last_step_variance: str = "guided_diffusion") -> torch.Tensor:
+    """Ancestral sampling (DDPM Alg. 2 over the respaced ``timesteps``), from x = x_T to x_0,
+    with Sigma_t = ``variance`` (``ddpm_variance``) and an optional mean shift ``cond_fn`` (see
+    ``ddpm_step``; its Sigma at the last step follows ``last_step_variance``, see
+    ``last_step_shift_variance``). Draws ``noise(x)`` at every step but the last, which returns the
+    mean."""
+    if variance not in DDPM_VARIANCES:
+        raise ValueError(f"unknown DDPM variance {variance!r}; choose one of {DDPM_VARIANCES}")
+    y = None if labels is None else labels.to(x.device)
+    steps = schedule.steps(timesteps, like=x)
+    last_shift = last_step_shift_variance(steps, variance, v, last_step_variance)
+    for step in progress_bar(steps, desc=f"ddpm x{len(x)}", disable=not progress, leave=False):
+        eps = model(x, _batch_timestep(step, x), y).to(x.dtype)
+        z = None if step.is_last else noise(x)
+        x = ddpm_step(x, eps, step=step, sigma2=ddpm_variance(step, variance, v), noise=z, cond_fn=cond_fn,
+                      labels=y, shift_sigma2=last_shift if step.is_last else None)
+    return x
+
+
+SAMPLERS = {"ddim": sample_ddim, "ddpm": sample_ddpm}

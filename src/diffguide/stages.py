@@ -19,11 +19,12 @@ from . import data, distributed, integrity, metrics, networks
 from .atomic import atomic_open
 from .evaluation import INCEPTION_COLUMNS, evaluate, gather_metrics  # noqa: F401 (the evaluation stage's home)
 from .figures import lowest_fid_scale, method_label, plot_tradeoff, sample_grid
-from .guidance import ClassifierFreeGuidance, ClipDenoised, classifier_guided
+from .guidance import ClassifierFreeGuidance, ClipDenoised, Guided, classifier_guided
 from .naming import SCALE_SYMBOLS, base_method, is_conditional
 from .runtime import autocast, pick_device, resolve_precision, seed_everything
-from .samplers import respaced_timesteps, sample
+from .samplers import SAMPLERS, respaced_timesteps
 from .schedules import NoiseSchedule
+from .seeding import PerSampleNoise
 from .losses import clean_classifier_loss, diffusion_loss, noisy_classifier_loss
 from .metrics import accuracy_by_t
 from .training import TrainSettings, train
@@ -152,7 +153,8 @@ def sampling_timesteps(cfg: dict, schedule: NoiseSchedule) -> list[int]:
 
 
 def guided_model(cfg: dict, method: str, scale: float, model_paths: dict, device):
-    """The eps-model a sampling job uses, with the noise schedule and the eps-model's architecture:
+    """The guidance.Guided pair (eps-model, mean-shift hook) a sampling job uses, with the noise
+    schedule and the eps-model's architecture:
     - cfg: classifier-free guidance of the conditional model at w = scale (H&S eq. 6), its guided
       x0 clipped (sampling.clip_x0);
     - cg: classifier guidance of the unconditional model at s = scale;
@@ -169,15 +171,14 @@ def guided_model(cfg: dict, method: str, scale: float, model_paths: dict, device
     s, g = cfg["sampling"], cfg["guidance"]
     if method == "cfg":
         guided = ClassifierFreeGuidance(model, w=scale)
-        return (ClipDenoised(guided, schedule) if s["clip_x0"] else guided), schedule, payload["arch"]
+        return Guided(ClipDenoised(guided, schedule) if s["clip_x0"] else guided), schedule, payload["arch"]
     if method == "cond_cg":
         model = ClassifierFreeGuidance(model, w=g["cond_cg_w"])
     classifier = networks.load_checkpoint(model_paths["noisy_classifier"], device)[0] if scale != 0 else None
     if g["cg_form"] == "mean" and s["sampler"] != "ddpm":
         raise ValueError("guidance.cg_form: mean is the mean shift of ancestral steps; set sampling.sampler: ddpm")
     guided = classifier_guided(model, classifier, scale, schedule, form=g["cg_form"], clip_x0=s["clip_x0"],
-                               clip_order=g["cg_clip_order"], condition_model=method == "cond_cg",
-                               timesteps=sampling_timesteps(cfg, schedule), variance=s["variance"])
+                               clip_order=g["cg_clip_order"], condition_model=method == "cond_cg")
     return guided, schedule, payload["arch"]
 
 
@@ -186,8 +187,10 @@ def generate(cfg: dict, method: str, scale: float, model_paths: dict, output: st
     seeded by (seed, i), so every scale of a sweep starts from the same noise."""
     torch.set_num_threads(threads)
     device = pick_device(cfg["device"])
-    model, schedule, arch = guided_model(cfg, method, scale, model_paths, device)
+    guided, schedule, arch = guided_model(cfg, method, scale, model_paths, device)
     s = cfg["sampling"]
+    timesteps = sampling_timesteps(cfg, schedule)
+    options = {"eta": s["eta"]} if s["sampler"] == "ddim" else {"variance": s["variance"]}
     shape = (arch["channels"], arch["image_size"], arch["image_size"])
     num_classes = data.DATASETS[cfg["dataset"]["name"]].num_classes
     labels = np.arange(s["num_samples"]) % num_classes
@@ -195,10 +198,11 @@ def generate(cfg: dict, method: str, scale: float, model_paths: dict, output: st
     for start in range(0, s["num_samples"], s["batch_size"]):
         idx = list(range(start, min(start + s["batch_size"], s["num_samples"])))
         log.info("%s scale %g: samples %d-%d of %d", method, scale, idx[0], idx[-1], s["num_samples"])
+        noise = PerSampleNoise(cfg["seed"], idx)
         with autocast(device, cfg["precision"]):
-            x = sample(model, schedule, torch.from_numpy(labels[idx]), idx, shape, seed=cfg["seed"],
-                       sampler=s["sampler"], steps=s["steps"], spacing=s["timestep_spacing"], eta=s["eta"],
-                       variance=s["variance"], device=device)
+            x = SAMPLERS[s["sampler"]](guided.model, noise.initial(shape, device=device), timesteps, schedule=schedule,
+                                       labels=torch.from_numpy(labels[idx]), noise=noise, cond_fn=guided.cond_fn,
+                                       **options)
         batches.append(data.images_to_uint8(x.float().cpu()))
     _atomic_npz(output, images=np.concatenate(batches), labels=labels, method=method, scale=scale,
                 sampler=s["sampler"], steps=s["steps"], timestep_spacing=s["timestep_spacing"])
