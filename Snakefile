@@ -25,14 +25,14 @@ include: "workflow/rules/toy.smk"
 
 
 rule all:
-    input:
-        f"{RESULTS}/metrics.csv",
-        f"{RESULTS}/figures/fid_vs_is.png",
-        f"{RESULTS}/figures/metrics_vs_scale.png",
-        expand(f"{RESULTS}/figures/grid_{{method}}.png", method=METHODS),
-        expand(f"{RESULTS}/figures/best_{{method}}.png", method=METHODS),
-        f"{RESULTS}/figures/mixture_guidance.png",
-        f"{RESULTS}/figures/training_curves.png",
-        f"{RESULTS}/tables/hs_table1.md",
-        f"{RESULTS}/tables/dn_table4.md",
     default_target: True
+    input:
+        rules.gather_metrics.output.primary,
+        rules.tradeoff_figure.output.png,
+        rules.metrics_vs_scale_figure.output.png,
+        expand(rules.sample_grid.output.png, method=METHODS),
+        expand(rules.best_scale_gallery.output.png, method=METHODS),
+        rules.mixture_figure.output.png,
+        rules.training_curves.output.png,
+        rules.tables.output.hs_table1_md,
+        rules.tables.output.dn_table4_md,

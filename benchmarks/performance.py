@@ -7,12 +7,12 @@ Prints Markdown: a header naming the machine, then three tables, each in fp32 an
 
 1. matmul peak: square NxN matmuls (N = 1024), GFLOP/s = 2 N^3 / seconds;
 2. training: images/s of one training step of each network at the config's batch size, through
-   the pipeline's own code (stages._architecture builds the network, stages._loss the loss,
+   the pipeline's own code (stages.train.architecture builds the network, stages.train.loss_function the loss,
    training._optimizer_step does backward, clipping, AdamW, LR schedule and EMA), and the
    achieved GFLOP/s = the step's FLOPs (counted by torch.utils.flop_counter.FlopCounterMode:
    matmuls, convolutions and attention of forward and backward) / its median time, with that
    as a fraction of the same run's matmul peak;
-3. sampling: images/s of each guidance method with the config's sampler (stages.guided_model
+3. sampling: images/s of each guidance method with the config's sampler (stages.sample.guided_model
    wraps untrained networks exactly as a sampling job wraps trained ones), and classifier-free
    guidance's one forward over 2B images beside two forwards over B.
 
@@ -48,7 +48,10 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-from diffguide import data, networks, runtime, stages, training
+from diffguide import data, networks, runtime, training
+from diffguide.registry import parse_method, parse_network, training_block
+from diffguide.stages import sample as sample_stage
+from diffguide.stages import train as train_stage
 from diffguide.config_schema import SCHEMA_PATH
 from diffguide.guidance import NULL_LABEL, ClassifierFreeGuidance
 from diffguide.runtime import autocast, pick_device
@@ -314,8 +317,14 @@ def matmul_peak(size: int, precision: str, device: torch.device, budget: Budget)
 # ----------------------------------------------------------------------------------------------
 # 2. Training
 
+def architecture(cfg: dict, network: str, info) -> tuple[str, dict]:
+    """(kind, arch) of a network as the training stage builds it."""
+    row = parse_network(network).network
+    return row.kind, train_stage.architecture(row, cfg["networks"][row.arch_key], cfg["dataset"]["image_size"], info)
+
+
 def train_settings(cfg: dict, network: str, precision: str) -> training.TrainSettings:
-    """TrainSettings as stages.train_network builds them (loss options such as p_uncond left out)."""
+    """TrainSettings as stages.train.train_network builds them (loss options such as p_uncond left out)."""
     names = {f.name for f in dataclasses.fields(training.TrainSettings)}
     t = {k: v for k, v in cfg["training"][network].items() if k in names and k != "precision"}
     return training.TrainSettings(precision=precision, **t)
@@ -327,14 +336,15 @@ class TrainingStep:
 
     def __init__(self, cfg: dict, network: str, precision: str, device: torch.device):
         info = data.DATASETS[cfg["dataset"]["name"]]
-        kind, arch = stages._architecture(cfg, network, info)
+        kind, arch = architecture(cfg, network, info)
         self.model = networks.build_network(kind, arch).to(device).train()
         self.settings = s = train_settings(cfg, network, precision)
         self.ema = AveragedModel(self.model, avg_fn=training.ema_average(s.ema_decay)) if s.ema_decay else None
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: training.lr_factor(s, step))
         schedule = NoiseSchedule.make(cfg["diffusion"]["schedule"], cfg["diffusion"]["timesteps"])
-        self.loss_fn = stages._loss(cfg, network, schedule)
+        row = parse_network(network).network
+        self.loss_fn = train_stage.loss_function(row, training_block(cfg["training"], network), schedule)
         size = cfg["dataset"]["image_size"]
         generator = torch.Generator().manual_seed(0)
         # Images in [-1, 1] as PreparedData.to_tensor gives them; the speed does not depend on them.
@@ -397,7 +407,7 @@ def first_guided_scale(cfg: dict, method: str) -> float:
 
 
 def sample_kwargs(cfg: dict) -> dict:
-    """The sampler's own settings stages.generate passes (those its signature takes)."""
+    """The sampler's own settings stages.sample.sample passes (those its signature takes)."""
     s = cfg["sampling"]
     wanted = {"eta": s.get("eta"), "variance": s.get("variance")}
     accepted = inspect.signature(SAMPLERS[s["sampler"]]).parameters
@@ -405,9 +415,9 @@ def sample_kwargs(cfg: dict) -> dict:
 
 
 class SamplingRun:
-    """The sampler as stages.generate calls it, for B images and k sampler steps (the respaced
+    """The sampler as stages.sample.sample calls it, for B images and k sampler steps (the respaced
     sequence of k steps); the guided model and hook (guidance.Guided) are built by
-    stages.guided_model from a config whose sampling.steps is k."""
+    stages.sample.guided_model from a config whose sampling.steps is k."""
 
     def __init__(self, cfg: dict, method: str, scale: float, paths: dict, device: torch.device, precision: str,
                  two_forwards: bool = False):
@@ -420,7 +430,12 @@ class SamplingRun:
         if steps not in self.models:
             cfg = copy.deepcopy(self.cfg)
             cfg["sampling"]["steps"] = steps
-            guided, schedule, arch = stages.guided_model(cfg, self.method, self.scale, self.paths, self.device)
+            schedule = NoiseSchedule.make(cfg["diffusion"]["schedule"], cfg["diffusion"]["timesteps"])
+            roles = parse_method(self.method).models(self.scale)
+            models, arch = sample_stage.load_models({role: self.paths[net] for role, net in roles.items()}, self.device)
+            options = {key: cfg["guidance"][key] for key in parse_method(self.method).method.options}
+            guided = sample_stage.guided_model(self.method, self.scale, models, schedule,
+                                               clip_x0=cfg["sampling"]["clip_x0"], options=options)
             if self.two_forwards:
                 guided = guided._replace(model=with_two_forwards(guided.model))
             self.models[steps] = (guided, schedule, arch, cfg)
@@ -449,11 +464,11 @@ class SamplingRun:
 
 
 def save_untrained(cfg: dict, folder: Path) -> dict:
-    """Checkpoints of freshly initialised networks, for stages.guided_model to load."""
+    """Checkpoints of freshly initialised networks, for stages.sample.load_models to load."""
     info = data.DATASETS[cfg["dataset"]["name"]]
     paths = {}
     for network in ("unconditional", "conditional", "noisy_classifier"):
-        kind, arch = stages._architecture(cfg, network, info)
+        kind, arch = architecture(cfg, network, info)
         paths[network] = str(folder / f"{network}.pt")
         networks.save_checkpoint(paths[network], kind, arch, networks.build_network(kind, arch))
     return paths

@@ -26,7 +26,12 @@ import pandas as pd
 import torch
 import yaml
 
-from diffguide import data, networks, stages
+from diffguide import data, networks
+from diffguide.registry import parse_method
+from diffguide.stages.data import prepare_data
+from diffguide.stages.evaluate import evaluate, reference_statistics
+from diffguide.stages.sample import sample
+from diffguide.stages.train import config_sections, train_network
 from diffguide.config_schema import SCHEMA_PATH
 from diffguide.runtime import setup_logging
 from diffguide.schedules import NoiseSchedule
@@ -70,6 +75,21 @@ def with_changes(cfg: dict, changes: dict) -> dict:
     return cfg
 
 
+def train(cfg: dict, network: str, train_path: str, test_path: str, output: str, csv_log: str, threads: int) -> None:
+    """The pipeline's training stage with the config sections it reads."""
+    train_network(network, **config_sections(cfg, network), train_path=train_path, test_path=test_path, output=output,
+                  csv_log=csv_log, threads=threads)
+
+
+def sample_with(cfg: dict, method: str, scale: float, model_files: dict, output: str, threads: int) -> None:
+    """The pipeline's sampling stage, with the models the method's registry row asks for."""
+    roles = parse_method(method).models(scale)
+    sample(method, scale, model_paths={role: model_files[network] for role, network in roles.items()},
+           sampling=cfg["sampling"], guidance={k: cfg["guidance"][k] for k in parse_method(method).method.options},
+           diffusion=cfg["diffusion"], dataset_name=cfg["dataset"]["name"], seed=cfg["seed"],
+           precision=cfg["precision"], device=cfg["device"], output=output, threads=threads)
+
+
 def shared_inputs(cfg: dict, threads: int) -> dict:
     """Prepared splits, the evaluation classifier and its reference features, made once."""
     shared = ROOT / "shared"
@@ -78,12 +98,12 @@ def shared_inputs(cfg: dict, threads: int) -> dict:
     for split in ("train", "test"):
         if not paths[split].exists():
             paths[split].parent.mkdir(parents=True, exist_ok=True)
-            stages.prepare(cfg, split, str(paths[split]))
+            prepare_data(cfg["dataset"], split, str(paths[split]))
     if not paths["eval_classifier"].exists():
-        stages.train_network(cfg, "eval_classifier", str(paths["train"]), str(paths["test"]),
-                             str(paths["eval_classifier"]), str(shared / "eval_classifier.csv"), threads)
+        train(cfg, "eval_classifier", str(paths["train"]), str(paths["test"]), str(paths["eval_classifier"]),
+              str(shared / "eval_classifier.csv"), threads)
     if not paths["reference"].exists():
-        stages.reference_statistics(str(paths["eval_classifier"]), str(paths["test"]), str(paths["reference"]), "cpu")
+        reference_statistics(str(paths["eval_classifier"]), str(paths["test"]), str(paths["reference"]), "cpu")
     return {key: str(value) for key, value in paths.items()}
 
 
@@ -173,7 +193,7 @@ def diagnose(name: str, steps: int, threads: int, only: list[str] | None = None)
     for split, path in splits.items():
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            stages.prepare(cfg, split, str(path))
+            prepare_data(cfg["dataset"], split, str(path))
     schedule = NoiseSchedule.make(cfg["diffusion"]["schedule"], cfg["diffusion"]["timesteps"])
     summary = {"trial": name, "changes": changes, "steps": steps, "threads": threads, "train_seconds": {},
                "loss_by_t": {}, "embedding_norms": {}}
@@ -181,8 +201,8 @@ def diagnose(name: str, steps: int, threads: int, only: list[str] | None = None)
         model = trial / f"{network}.pt"
         begin = time.time()
         if not model.exists():
-            stages.train_network(cfg, network, str(splits["train"]), str(splits["test"]), str(model),
-                                 str(trial / f"{network}.csv"), threads)
+            train(cfg, network, str(splits["train"]), str(splits["test"]), str(model), str(trial / f"{network}.csv"),
+                  threads)
         summary["train_seconds"][network] = round(time.time() - begin)
         summary["loss_by_t"][network] = loss_by_t(str(model), str(splits["test"]), schedule, network == "conditional")
         summary["embedding_norms"][network] = embedding_norms(str(model), schedule.timesteps)
@@ -205,8 +225,8 @@ def run_trial(name: str, threads: int, quick: bool = False, only: list[str] | No
         models[network] = str(source / f"{network}.pt")
         if network in retrained and not Path(models[network]).exists():
             begin = time.time()
-            stages.train_network(cfg, network, shared["train"], shared["test"], models[network],
-                                 str(trial / f"{network}.csv"), threads)
+            train(cfg, network, shared["train"], shared["test"], models[network], str(trial / f"{network}.csv"),
+                  threads)
             train_seconds[network] = round(time.time() - begin)
     rows = []
     jobs = ([("cfg", w) for w in CFG_SCALES] if "conditional" in retrained else []) + \
@@ -214,9 +234,9 @@ def run_trial(name: str, threads: int, quick: bool = False, only: list[str] | No
     for method, scale in jobs:
         path = trial / "samples" / f"{method}_{scale:g}.npz"
         if not path.exists():
-            stages.generate(cfg, method, scale, models, str(path), threads)
+            sample_with(cfg, method, scale, models, str(path), threads)
         row_path = path.with_suffix(".csv")
-        stages.evaluate(str(path), shared["reference"], shared["eval_classifier"], str(row_path), "cpu")
+        evaluate(str(path), shared["reference"], shared["eval_classifier"], str(row_path), "cpu")
         rows.append(pd.read_csv(row_path))
     metrics = pd.concat(rows)
     metrics.to_csv(trial / ("metrics.csv" if only is None else f"metrics_{'_'.join(only)}.csv"), index=False)

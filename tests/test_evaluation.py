@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from diffguide import metrics, networks
-from diffguide.evaluation import INCEPTION_COLUMNS, evaluate, gather_metrics
+from diffguide.stages.evaluate import INCEPTION_COLUMNS, evaluate, gather_metrics
 from diffguide.intervals import REPLICATES
 from diffguide.integrity import record
 

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diffguide import figures, stages
+from diffguide import figures
+from diffguide.stages import figures as figure_stage
 from diffguide.figures import lowest_fid_scale
 from diffguide.integrity import record
 
@@ -48,16 +49,16 @@ def gallery_inputs(tmp_path):
 
 def test_gallery_shows_the_samples_of_the_lowest_fid_scale(gallery_inputs, tmp_path, monkeypatch):
     drawn = {}
-    monkeypatch.setattr(stages, "sample_grid", lambda images, labels, scales, names, path, title, per_class,
+    monkeypatch.setattr(figure_stage, "plot_sample_grid", lambda images, labels, scales, names, path, title, per_class,
                         scale_label: drawn.update(images=images, scales=scales, title=title, per_class=per_class))
-    stages.best_scale_gallery(*gallery_inputs, "cfg", "fashion_mnist", str(tmp_path / "g.png"), per_class=2)
+    figure_stage.best_scale_gallery(*gallery_inputs, "cfg", "fashion_mnist", str(tmp_path / "g.png"), per_class=2)
     assert drawn["scales"] == [1.0] and (drawn["images"][0] == 200).all()
     assert drawn["per_class"] == 2 and "w = 1" in drawn["title"] and "17.10" in drawn["title"]
 
 
 def test_gallery_shows_every_sample_when_fewer_than_asked(gallery_inputs, tmp_path, caplog):
     out = tmp_path / "g.png"
-    stages.best_scale_gallery(*gallery_inputs, "cfg", "fashion_mnist", str(out), per_class=5)
+    figure_stage.best_scale_gallery(*gallery_inputs, "cfg", "fashion_mnist", str(out), per_class=5)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.with_suffix(".pdf").exists()
     assert "only 3 samples; showing 3" in caplog.text
 
@@ -65,7 +66,7 @@ def test_gallery_shows_every_sample_when_fewer_than_asked(gallery_inputs, tmp_pa
 def test_gallery_says_when_metrics_and_samples_disagree(gallery_inputs, tmp_path):
     csv, paths = gallery_inputs
     with pytest.raises(ValueError, match="lowest-FID scale 1 of 'cfg' has no samples"):
-        stages.best_scale_gallery(csv, [paths[0], paths[2]], "cfg", "fashion_mnist", str(tmp_path / "g.png"), 2)
+        figure_stage.best_scale_gallery(csv, [paths[0], paths[2]], "cfg", "fashion_mnist", str(tmp_path / "g.png"), 2)
 
 
 # --- intervals drawn ------------------------------------------------------------------------------

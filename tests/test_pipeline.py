@@ -3,6 +3,7 @@ behaviours a user relies on: outputs, caching, config validation and the SLURM p
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -26,8 +27,8 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([SNAKEMAKE, "--cores", "2", *args], cwd=workdir, capture_output=True, text=True)
+def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run([SNAKEMAKE, "--cores", "2", *args], cwd=workdir, capture_output=True, text=True, env=env)
     if check and result.returncode != 0:
         pytest.fail(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
     return result
@@ -155,6 +156,43 @@ def test_adding_a_p_uncond_value_trains_only_its_model_and_sweep(smoke_run):
     counts = job_counts(result.stdout)
     assert counts["train_network"] == 1 and counts["sample"] == 2 and counts["evaluate"] == 2, counts
     assert "results/smoke/models/conditional_p0.1.pt" in result.stdout
+
+
+TOY_PLUGIN = '''"""A toy guidance method for the tests: classifier-free guidance at w = scale / 2."""
+from diffguide.guidance import ClassifierFreeGuidance, ClipDenoised, Guided
+from diffguide.registry import Method, register_method
+
+
+def build(models, scale, schedule, *, clip_x0, options):
+    guided = ClassifierFreeGuidance(models["eps_model"], w=scale / 2)
+    return Guided(ClipDenoised(guided, schedule) if clip_x0 else guided)
+
+
+register_method(Method("toy", "g", "toy guidance (g)", "toy guidance, columns: g", "CFG at w = g / 2.",
+                       eps_model="conditional", needs_classifier=False, builder="toy_guidance:build"))
+'''
+
+
+def test_a_method_registered_by_a_plugin_runs_through_the_plan_and_a_real_sampling_job(smoke_run, tmp_path):
+    """A new method is one module and one registry row: the plan gains exactly its jobs, and its
+    sampling job, given the row, samples with it (toy at g = 2 is cfg at w = 1, bit for bit)."""
+    (tmp_path / "toy_guidance.py").write_text(TOY_PLUGIN)
+    config = tmp_path / "toy.yaml"
+    config.write_text((smoke_run / SMOKE).read_text().replace("guidance:\n", "plugins: [toy_guidance]\nguidance:\n  "
+                      "methods: [cfg, cg, cond_cg, toy]\n  toy_scales: [0, 2]\n", 1))
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    plan = snakemake(smoke_run, "--configfile", str(config), "--dry-run", env=env)
+    counts = job_counts(plan.stdout)
+    assert counts["sample"] == 2 and counts["evaluate"] == 2 and "train_network" not in counts, counts
+    assert counts["sample_grid"] == 1 and counts["best_scale_gallery"] == 4, counts  # its own figures; the best may move
+    target = "results/smoke/samples/ddim4-linspace/toy/scale_2.npz"
+    snakemake(smoke_run, "--configfile", str(config), target, env=env)
+    toy, cfg = np.load(smoke_run / target), np.load(smoke_run / "results/smoke/samples/ddim4-linspace/cfg/scale_1.npz")
+    assert str(toy["method"]) == "toy" and np.array_equal(toy["images"], cfg["images"])
+    unguided = np.load(smoke_run / "results/smoke/samples/ddim4-linspace/cfg/scale_0.npz")
+    assert not np.array_equal(toy["images"], unguided["images"])  # the scale reached the wrapper
+    (smoke_run / target).unlink()  # the other tests plan the smoke config without it
+    Path(f"{smoke_run / target}.sha256").unlink(missing_ok=True)
 
 
 def test_second_run_schedules_no_job(smoke_run):

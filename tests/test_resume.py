@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from diffguide import data, networks, stages
+from diffguide import data, networks
+from diffguide.stages import train as train_stage
 from diffguide.checkpointing import settings_fingerprint
 from diffguide.losses import diffusion_loss
 from diffguide.schedules import NoiseSchedule
@@ -172,20 +173,21 @@ def job_config(network):
 
 
 def train_job(tmp_path, network, out="model.pt"):
-    stages.train_network(job_config(network), network, prepared(tmp_path, "train", 40), prepared(tmp_path, "test", 20),
-                         str(tmp_path / out), str(tmp_path / "logs" / f"train_{network}.csv"),
-                         checkpoint=str(tmp_path / "checkpoints" / f"{network}.ckpt"))
+    train_stage.train_network(network, **train_stage.config_sections(job_config(network), network),
+                              train_path=prepared(tmp_path, "train", 40), test_path=prepared(tmp_path, "test", 20),
+                              output=str(tmp_path / out), csv_log=str(tmp_path / "logs" / f"train_{network}.csv"),
+                              checkpoint=str(tmp_path / "checkpoints" / f"{network}.ckpt"))
     return tmp_path / out
 
 
 def test_a_killed_job_reruns_to_the_same_model_and_deletes_its_checkpoint(tmp_path, monkeypatch):
     straight = networks.load_checkpoint(train_job(tmp_path, "conditional", "straight.pt"))[0]
-    real_loss = stages._loss
-    monkeypatch.setattr(stages, "_loss", lambda *args: dies_at_call(real_loss(*args), 5))
+    real_loss = train_stage.loss_function
+    monkeypatch.setattr(train_stage, "loss_function", lambda *args: dies_at_call(real_loss(*args), 5))
     with pytest.raises(Killed):
         train_job(tmp_path, "conditional")
     assert (tmp_path / "checkpoints" / "conditional.ckpt").exists() and not (tmp_path / "model.pt").exists()
-    monkeypatch.setattr(stages, "_loss", real_loss)
+    monkeypatch.setattr(train_stage, "loss_function", real_loss)
     resumed = networks.load_checkpoint(train_job(tmp_path, "conditional"))[0]
     assert_same_weights(resumed, straight)
     assert not (tmp_path / "checkpoints" / "conditional.ckpt").exists()
@@ -193,8 +195,8 @@ def test_a_killed_job_reruns_to_the_same_model_and_deletes_its_checkpoint(tmp_pa
 
 
 def test_a_nan_job_writes_no_model_and_keeps_its_checkpoint(tmp_path, monkeypatch):
-    real_loss = stages._loss
-    monkeypatch.setattr(stages, "_loss", lambda *args: nan_at_call(real_loss(*args), 5))
+    real_loss = train_stage.loss_function
+    monkeypatch.setattr(train_stage, "loss_function", lambda *args: nan_at_call(real_loss(*args), 5))
     expected = r"noisy_classifier: the loss became nan at step 4\..*Kept .*noisy_classifier\.ckpt from step 3"
     with pytest.raises(FloatingPointError, match=expected):
         train_job(tmp_path, "noisy_classifier")

@@ -133,7 +133,7 @@ def lowest_fid_scale(metrics: pd.DataFrame, method: str, fid_column: str = "fid_
     return float(best.scale), float(best[fid_column])
 
 
-def sample_grid(images_by_scale: list[np.ndarray], labels: np.ndarray, scales: list[float],
+def plot_sample_grid(images_by_scale: list[np.ndarray], labels: np.ndarray, scales: list[float],
                 class_names: list[str], path: str | Path, title: str, per_class: int = 1,
                 scale_label: str = "") -> None:
     """Rows are classes; for each scale, ``per_class`` columns of the first samples of that class.

@@ -6,7 +6,7 @@ component stays Gaussian:
 
     p_t(x | y = k) = N(sqrt(abar_t) m_k,  S_k(t)),   S_k(t) = abar_t C_k + (1 - abar_t) I,
 
-so the score, the optimal noise predictor (seed eq. 1.22)
+so the score, the optimal noise predictor (D&N eq. 11, exact here)
 
     eps*(x_t, t, y) = -sqrt(1 - abar_t) grad_x log p_t(x_t | y)      (y = None / NULL_LABEL: p_t(x_t))
 
@@ -16,7 +16,7 @@ eigenvectors and eigenvalues abar_t lam_k + 1 - abar_t, so no per-timestep facto
 and every operation is elementwise or a small d x d product: cheap, batch-size invariant, and
 differentiable by torch autograd (the classifier gradient of guidance.classifier_log_prob_grad).
 
-These are the ground truth against which guidance identities (seed eqs. 1.20-1.23, H&S eq. 6)
+These are the ground truth against which guidance identities (D&N eqs. 11-14, H&S eq. 6)
 and samplers are tested, and the model of the 2-D figure (H&S Figure 2).
 """
 
@@ -119,7 +119,7 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
 
 
 class MixtureEpsModel(nn.Module):
-    """The optimal noise predictor of a GaussianMixture (seed eq. 1.22), under the project contract
+    """The optimal noise predictor of a GaussianMixture (D&N eq. 11), under the project contract
     ``eps = model(x_t, t, y)``: t holds integer timesteps of ``schedule`` (t = -1 is clean data),
     y = None or NULL_LABEL rows are unconditional, so ClassifierFreeGuidance's batched [y, null]
     call works row by row:
@@ -145,7 +145,7 @@ class MixtureClassifier(nn.Module):
     """The Bayes classifier of a GaussianMixture at noise level t: ``logits = classifier(x_t, t)``
     with log_softmax(logits) = log p_t(y | x_t) exactly (logits = log pi_y + log p_t(x_t | y)).
     Differentiable by autograd, in float64, so guidance.classifier_log_prob_grad gives
-    grad_x log p_t(y | x_t) = grad log p_t(x_t | y) - grad log p_t(x_t) (seed eq. 1.20)."""
+    grad_x log p_t(y | x_t) = grad log p_t(x_t | y) - grad log p_t(x_t) (D&N eq. 12)."""
 
     def __init__(self, mixture: GaussianMixture, schedule: NoiseSchedule):
         super().__init__()

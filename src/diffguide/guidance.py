@@ -208,3 +208,32 @@ def classifier_guided(model: nn.Module, classifier: nn.Module | None, scale: flo
     inner = clip(model) if clip_order == "unguided_x0" else model
     guided = ClassifierGuidance(inner, classifier, scale, schedule, condition_model=condition_model)
     return Guided(guided if clip_order == "unguided_x0" else clip(guided))
+
+
+# The builders the registry's rows name (diffguide.registry): each takes the loaded models by role
+# (eps_model, and classifier where the row needs one; absent at scale 0), the scale, the schedule,
+# sampling.clip_x0 and the row's guidance options, and returns the Guided pair a sampler runs.
+
+def build_classifier_free(models: dict, scale: float, schedule: NoiseSchedule, *, clip_x0: bool,
+                          options: dict) -> Guided:
+    """cfg: H&S eq. 6 on the conditional model at w = scale, its guided x0 clipped (as diffusers'
+    pipelines do: the scheduler clips what the guided eps implies)."""
+    guided = ClassifierFreeGuidance(models["eps_model"], w=scale)
+    return Guided(ClipDenoised(guided, schedule) if clip_x0 else guided)
+
+
+def build_classifier_guided(models: dict, scale: float, schedule: NoiseSchedule, *, clip_x0: bool,
+                            options: dict) -> Guided:
+    """cg: classifier guidance of the unconditional model at s = scale (D&N Alg. 1 or 2, as
+    guidance.cg_form says; clipped where guidance.cg_clip_order says)."""
+    return classifier_guided(models["eps_model"], models.get("classifier"), scale, schedule, form=options["cg_form"],
+                             clip_x0=clip_x0, clip_order=options["cg_clip_order"])
+
+
+def build_conditional_classifier_guided(models: dict, scale: float, schedule: NoiseSchedule, *, clip_x0: bool,
+                                        options: dict) -> Guided:
+    """cond_cg: classifier guidance at s = scale of the conditional model, itself guided at
+    w = guidance.cond_cg_w (D&N Table 4's conditional rows when w = 0)."""
+    conditional = ClassifierFreeGuidance(models["eps_model"], w=options["cond_cg_w"])
+    return classifier_guided(conditional, models.get("classifier"), scale, schedule, form=options["cg_form"],
+                             clip_x0=clip_x0, clip_order=options["cg_clip_order"], condition_model=True)

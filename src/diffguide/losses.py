@@ -30,7 +30,7 @@ def min_snr_weights(schedule: NoiseSchedule, t: torch.Tensor, gamma: float, like
 def diffusion_loss(schedule: NoiseSchedule, p_uncond: float | None, min_snr_gamma: float | None = None) -> LossFn:
     """DDPM's simple loss ||eps - eps_theta(x_t, t, y)||^2 with t ~ U{0..T-1}. For a conditional
     model (p_uncond not None) each label is replaced by the null class with probability p_uncond
-    (Ho & Salimans Algorithm 1; seed eqs. 2.1-2.2); an unconditional model gets y = None. With
+    (H&S Alg. 1; DDPM eq. 14); an unconditional model gets y = None. With
     ``min_snr_gamma`` each image's loss is weighted by min_snr_weights."""
 
     def loss(model, x0, y):

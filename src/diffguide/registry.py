@@ -228,6 +228,23 @@ def network_pattern() -> str:
     return _pattern(REGISTRY.networks)
 
 
+# Keys of a training block that name other models, not this one's training.
+NAMING_KEYS = ("p_uncond_sweep",)
+
+
+def training_block(training: dict, network: str) -> dict:
+    """A network's training settings from the config's training section: its own block, and for
+    conditional_p<p> the conditional block at p_uncond = p; keys that only name other models
+    (p_uncond_sweep) left out. A section already keyed by the full name (a rule's params) is
+    read as it is."""
+    if network in training:
+        block = training[network]
+    else:
+        parsed = parse_network(network)
+        block = {**training[parsed.network.name], "p_uncond": parsed.p_uncond}
+    return {key: value for key, value in block.items() if key not in NAMING_KEYS}
+
+
 def run_methods(guidance: dict, p_uncond_sweep) -> list[str]:
     """The sweeps a run samples: guidance.methods, then each method with p_uncond variants once
     more per training.conditional.p_uncond_sweep value (cfg_p<p>)."""
@@ -275,7 +292,7 @@ for _method in (
            "classifier guidance of the conditional model, columns: s",
            "Classifier guidance at scale s of the conditional model, itself guided at w = guidance.cond_cg_w "
            "(D&N Table 4's conditional rows when w = 0).",
-           eps_model="conditional", needs_classifier=True, builder="diffguide.guidance:build_classifier_guided",
-           options=("cg_form", "cg_clip_order", "cond_cg_w")),
+           eps_model="conditional", needs_classifier=True,
+           builder="diffguide.guidance:build_conditional_classifier_guided", options=("cg_form", "cg_clip_order", "cond_cg_w")),
 ):
     register_method(_method)

@@ -28,7 +28,7 @@ import yaml
 from .config_schema import SCHEMA_PATH
 from .registry import parse_network
 from .runtime import setup_logging
-from .stages import train_network
+from .stages.train import config_sections, train_network
 
 def _network_name(value: str) -> str:
     try:
@@ -60,9 +60,10 @@ def main(argv: list[str] | None = None) -> None:
     res = Path(args.results)
     setup_logging(None)
     (res / "models").mkdir(parents=True, exist_ok=True)
-    train_network(cfg, args.network, str(res / "data" / "train.npz"), str(res / "data" / "test.npz"),
-                  str(res / "models" / f"{args.network}.pt"), str(res / "logs" / f"train_{args.network}.csv"),
-                  threads=args.threads, checkpoint=str(res / "checkpoints" / f"{args.network}.ckpt"))
+    train_network(args.network, **config_sections(cfg, args.network), train_path=str(res / "data" / "train.npz"),
+                  test_path=str(res / "data" / "test.npz"), output=str(res / "models" / f"{args.network}.pt"),
+                  csv_log=str(res / "logs" / f"train_{args.network}.csv"), threads=args.threads,
+                  checkpoint=str(res / "checkpoints" / f"{args.network}.ckpt"))
 
 
 def torchrun_command(nproc: int, resolved_config: str, network: str, results: str, threads: int) -> list[str]:

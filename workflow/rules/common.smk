@@ -14,6 +14,7 @@ from diffguide.registry import (
     run_methods,
     run_networks,
     scale_tag,
+    training_block,
 )
 from diffguide.training_keys import RUN_ONLY_TRAINING_KEYS
 
@@ -24,8 +25,11 @@ def validate_config(config):
     scheduled; on failure name every wrong key in one line each and stop, having created nothing."""
     lines = config_errors(config, SCHEMA_PATH)
     if lines:
-        sys.exit("diffguide: invalid config:\n" + "\n".join(lines)
-                 + "\nSee config/README.md for every key, its default and its range.")
+        sys.exit(
+            "diffguide: invalid config:\n"
+            + "\n".join(lines)
+            + "\nSee config/README.md for every key, its default and its range."
+        )
 
 
 validate_config(config)
@@ -67,6 +71,8 @@ def method_scales(method):
 
 
 SCALES = {method: method_scales(method) for method in METHODS}
+
+
 # Sampling settings as they appear in paths, e.g. ddim25-linspace (25 steps spaced as diffusers'
 # timestep_spacing "linspace"; guided-diffusion's "ddim25" is ddim25-leading): the primary one
 # (which metrics.csv, the figures and the tables use) first, then sampling.sweep's.
@@ -86,7 +92,7 @@ def sampling_setting(tag):
 
 
 RES = config["resources"]
-INCEPTION_REFERENCE = [f"{RESULTS}/reference/test_inception.npz"] if config["evaluation"]["inception"] else []
+INCEPTION_REFERENCE_PATH = f"{RESULTS}/reference/test_inception.npz"
 
 
 wildcard_constraints:
@@ -103,13 +109,6 @@ def config_subset(*keys):
     return {key: config[key] for key in keys}
 
 
-def training_block(network):
-    """The training settings of a network; conditional_p<p> is the conditional block at p_uncond = p."""
-    parsed = parse_network(network)
-    block = config["training"][parsed.network.name]
-    return block if parsed.p_uncond is None else {**block, "p_uncond": parsed.p_uncond}
-
-
 def training_config(wildcards):
     """The settings a training job's model depends on. Run-only keys (diffguide.training_keys)
     change how the job runs, not the model, and p_uncond_sweep only names the other models: both
@@ -117,11 +116,12 @@ def training_config(wildcards):
     from the config)."""
     net = wildcards.network
     arch = parse_network(net).network.arch_key
-    left_out = (*RUN_ONLY_TRAINING_KEYS, "p_uncond_sweep")
-    block = {k: v for k, v in training_block(net).items() if k not in left_out}
-    return {**config_subset("seed", "precision", "dataset", "diffusion"),
-            "networks": {arch: config["networks"][arch]},
-            "training": {net: block}}
+    block = {k: v for k, v in training_block(config["training"], net).items() if k not in RUN_ONLY_TRAINING_KEYS}
+    return {
+        **config_subset("seed", "precision", "dataset", "diffusion"),
+        "networks": {arch: config["networks"][arch]},
+        "training": {net: block},
+    }
 
 
 def training_priority(wildcards):
@@ -140,7 +140,7 @@ def guidance_inputs(wildcards):
     eps-model it guides, and the noisy classifier for classifier guidance, which scale 0 (no
     classifier guidance) does not need, so retraining the classifier leaves those samples cached."""
     models = parse_method(wildcards.method).models(float(wildcards.scale))
-    return {role: f"{RESULTS}/models/{network}.pt" for role, network in models.items()}
+    return {role: model_path(network) for role, network in models.items()}
 
 
 def sampling_config(wildcards):
@@ -148,5 +148,40 @@ def sampling_config(wildcards):
     one to sampling.sweep reruns nothing cached) and only its method's guidance options."""
     sampling = {k: v for k, v in config["sampling"].items() if k != "sweep"} | sampling_setting(wildcards.sampling)
     options = parse_method(wildcards.method).method.options
-    return {**config_subset("seed", "precision", "dataset", "diffusion"), "sampling": sampling,
-            "guidance": {key: config["guidance"][key] for key in options}}
+    return {
+        **config_subset("seed", "precision", "dataset", "diffusion"),
+        "sampling": sampling,
+        "guidance": {key: config["guidance"][key] for key in options},
+    }
+
+
+def figure_outputs(name, caption, **labels):
+    """results/<run>/figures/<name>.png, flagged for `snakemake --report` with its caption and
+    labels, and the PDF the figure code writes beside it."""
+    labels = {"figure": name.split("_{")[0].replace("_", " "), **labels}
+    png = report(f"{RESULTS}/figures/{name}.png", caption=f"../report/{caption}.rst", category="Figures", labels=labels)
+    return {"png": png, "pdf": f"{RESULTS}/figures/{name}.pdf"}
+
+
+def primary_samples_of_method(wildcards):
+    """Every scale's samples of one method, in the primary sampling setting."""
+    return expand(
+        rules.sample.output[0], sampling=PRIMARY_SAMPLING, method=wildcards.method, scale=SCALES[wildcards.method]
+    )
+
+
+def model_path(network):
+    """The model file of a network (rule train_network's output)."""
+    return expand(rules.train_network.output[0], network=network)[0]
+
+
+def prepared_split(split):
+    """The prepared data of a split (rule prepare_data's output)."""
+    return expand(rules.prepare_data.output[0], split=split)[0]
+
+
+def every_sweep_point(pattern):
+    """``pattern`` (with {sampling}, {method}, {scale}) at every sampling setting, method and scale."""
+    return [
+        path for method in METHODS for path in expand(pattern, sampling=SAMPLINGS, method=method, scale=SCALES[method])
+    ]

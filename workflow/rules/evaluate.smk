@@ -1,18 +1,18 @@
 rule reference_statistics:
     """Evaluation-classifier features of the real test split, computed once for every evaluation."""
     input:
-        classifier=f"{RESULTS}/models/eval_classifier.pt",
-        test=f"{RESULTS}/data/test.npz",
+        classifier=model_path("eval_classifier"),
+        test=prepared_split("test"),
     output:
         f"{RESULTS}/reference/test_eval_classifier.npz",
-    params:
-        batch_size=config["evaluation"]["batch_size"],
     log:
         f"{LOGS}/reference_statistics.log",
     threads: 1
     resources:
         mem_mb=RES["light_mem_mb"],
         runtime=RES["light_runtime"],
+    params:
+        batch_size=config["evaluation"]["batch_size"],
     script:
         "../scripts/reference_statistics.py"
 
@@ -20,12 +20,9 @@ rule reference_statistics:
 rule inception_reference:
     """Inception pool3 and sFID spatial features of the test split, once per run."""
     input:
-        test=f"{RESULTS}/data/test.npz",
+        test=prepared_split("test"),
     output:
-        f"{RESULTS}/reference/test_inception.npz",
-    params:
-        num_images=config["evaluation"]["inception_reference"],
-        weights=config["evaluation"]["inception_weights"],
+        INCEPTION_REFERENCE_PATH,
     log:
         f"{LOGS}/inception_reference.log",
     threads: 1
@@ -33,6 +30,9 @@ rule inception_reference:
         gpu=RES["gpu"],
         mem_mb=RES["light_mem_mb"],
         runtime=RES["light_runtime"],
+    params:
+        num_images=config["evaluation"]["inception_reference"],
+        weights=config["evaluation"]["inception_weights"],
     script:
         "../scripts/inception_reference.py"
 
@@ -42,24 +42,24 @@ rule evaluate:
     sample accuracy on the evaluation classifier, and Inception FID / sFID / KID / precision /
     recall (/ IS); beside it the metrics on 200 seeded half-samples (the intervals' replicates)."""
     input:
-        samples=f"{RESULTS}/samples/{{sampling}}/{{method}}/scale_{{scale}}.npz",
-        reference=f"{RESULTS}/reference/test_eval_classifier.npz",
-        classifier=f"{RESULTS}/models/eval_classifier.pt",
-        inception=INCEPTION_REFERENCE,
+        samples=rules.sample.output[0],
+        reference=rules.reference_statistics.output[0],
+        classifier=model_path("eval_classifier"),
+        inception=[INCEPTION_REFERENCE_PATH] if config["evaluation"]["inception"] else [],
     output:
         row=f"{RESULTS}/metrics/{{sampling}}/{{method}}/scale_{{scale}}.csv",
         replicates=f"{RESULTS}/metrics/{{sampling}}/{{method}}/scale_{{scale}}.replicates.csv",
-    params:
-        batch_size=config["evaluation"]["batch_size"],
-        inception_samples=config["evaluation"]["inception_samples"],
-        inception_weights=config["evaluation"]["inception_weights"],
-        seed=config["seed"],
     log:
         f"{LOGS}/evaluate_{{sampling}}_{{method}}_{{scale}}.log",
     threads: 1
     resources:
         mem_mb=RES["light_mem_mb"],
         runtime=RES["light_runtime"],
+    params:
+        batch_size=config["evaluation"]["batch_size"],
+        inception_samples=config["evaluation"]["inception_samples"],
+        inception_weights=config["evaluation"]["inception_weights"],
+        seed=config["seed"],
     script:
         "../scripts/evaluate.py"
 
@@ -69,21 +69,19 @@ rule gather_metrics:
     metrics_by_sampler.csv: the same for every setting of sampling.sweep too;
     metrics_replicates.csv: the half-sample replicates of metrics.csv's rows, for the findings."""
     input:
-        rows=[f"{RESULTS}/metrics/{t}/{m}/scale_{s}.csv" for t in SAMPLINGS for m in METHODS for s in SCALES[m]],
-        replicates=[
-            f"{RESULTS}/metrics/{t}/{m}/scale_{s}.replicates.csv" for t in SAMPLINGS for m in METHODS for s in SCALES[m]
-        ],
+        rows=every_sweep_point(rules.evaluate.output.row),
+        replicates=every_sweep_point(rules.evaluate.output.replicates),
     output:
         primary=f"{RESULTS}/metrics.csv",
         by_sampler=f"{RESULTS}/metrics_by_sampler.csv",
         replicates=f"{RESULTS}/metrics_replicates.csv",
-    params:
-        primary=sampling_setting(PRIMARY_SAMPLING),
     log:
         f"{LOGS}/gather_metrics.log",
     threads: 1
     resources:
         mem_mb=RES["light_mem_mb"],
         runtime=RES["light_runtime"],
+    params:
+        primary=sampling_setting(PRIMARY_SAMPLING),
     script:
         "../scripts/gather_metrics.py"

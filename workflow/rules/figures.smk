@@ -1,22 +1,10 @@
 # Figures (PNG for the README and the report, PDF beside each) and the papers' tables.
 
 
-def figure_outputs(name, caption):
-    """results/<run>/figures/<name>.png, flagged for `snakemake --report` with its caption, and
-    the PDF the figure code writes beside it."""
-    return {"png": report(f"{RESULTS}/figures/{name}.png", caption=f"../report/{caption}.rst", category="Figures"),
-            "pdf": f"{RESULTS}/figures/{name}.pdf"}
-
-
-def primary_samples_of_method(wildcards):
-    """Every scale's samples of one method, in the primary sampling setting."""
-    return [f"{RESULTS}/samples/{PRIMARY_SAMPLING}/{wildcards.method}/scale_{s}.npz" for s in SCALES[wildcards.method]]
-
-
 rule tradeoff_figure:
     """FID vs IS for both guidance methods on one axes."""
     input:
-        f"{RESULTS}/metrics.csv",
+        rules.gather_metrics.output.primary,
     output:
         **figure_outputs("fid_vs_is", "fid_vs_is"),
     log:
@@ -33,7 +21,7 @@ rule metrics_vs_scale_figure:
     """FID, IS, precision, recall and sample accuracy against the guidance scale, every sampling
     setting of sampling.sweep included."""
     input:
-        f"{RESULTS}/metrics_by_sampler.csv",
+        rules.gather_metrics.output.by_sampler,
     output:
         **figure_outputs("metrics_vs_scale", "metrics_vs_scale"),
     log:
@@ -51,16 +39,17 @@ rule sample_grid:
     input:
         primary_samples_of_method,
     output:
-        **figure_outputs("grid_{method}", "grid"),
-    params:
-        dataset=config["dataset"]["name"],
-        per_class=config["figures"]["grid_per_class"],
+        **figure_outputs("grid_{method}", "grid", method="{method}"),
     log:
         f"{LOGS}/sample_grid_{{method}}.log",
     threads: 1
     resources:
         mem_mb=RES["light_mem_mb"],
         runtime=RES["light_runtime"],
+    params:
+        caption=lambda wildcards: parse_method(wildcards.method).method.caption,
+        dataset=config["dataset"]["name"],
+        per_class=config["figures"]["grid_per_class"],
     script:
         "../scripts/sample_grid.py"
 
@@ -69,20 +58,21 @@ rule best_scale_gallery:
     """figures.gallery_per_class samples per class at the method's lowest-FID scale (chosen from
     metrics.csv with the tables' features)."""
     input:
-        metrics=f"{RESULTS}/metrics.csv",
+        metrics=rules.gather_metrics.output.primary,
         samples=primary_samples_of_method,
     output:
-        **figure_outputs("best_{method}", "best_samples"),
-    params:
-        dataset=config["dataset"]["name"],
-        per_class=config["figures"]["gallery_per_class"],
-        features=config["figures"]["table_features"],
+        **figure_outputs("best_{method}", "best_samples", method="{method}"),
     log:
         f"{LOGS}/best_scale_gallery_{{method}}.log",
     threads: 1
     resources:
         mem_mb=RES["light_mem_mb"],
         runtime=RES["light_runtime"],
+    params:
+        caption=lambda wildcards: parse_method(wildcards.method).method.caption,
+        dataset=config["dataset"]["name"],
+        per_class=config["figures"]["gallery_per_class"],
+        features=config["figures"]["table_features"],
     script:
         "../scripts/best_scale_gallery.py"
 
@@ -92,17 +82,17 @@ rule training_curves:
     inputs are the models, not the logs: a log is complete only once its model is (a failed or
     killed training job leaves a partial log behind), and a retrained model redraws the curves."""
     input:
-        **{network: f"{RESULTS}/models/{network}.pt" for network in NETWORKS},
+        **{network: model_path(network) for network in NETWORKS},
     output:
         **figure_outputs("training_curves", "training_curves"),
-    params:
-        logs={network: f"{LOGS}/train_{network}.csv" for network in NETWORKS},
     log:
         f"{LOGS}/training_curves.log",
     threads: 1
     resources:
         mem_mb=RES["light_mem_mb"],
         runtime=RES["light_runtime"],
+    params:
+        logs={network: f"{LOGS}/train_{network}.csv" for network in NETWORKS},
     script:
         "../scripts/training_curves.py"
 
@@ -110,22 +100,36 @@ rule training_curves:
 rule tables:
     """H&S Table 1 and D&N Table 4 in Markdown, LaTeX and HTML, the papers' numbers beside ours."""
     input:
-        f"{RESULTS}/metrics.csv",
+        rules.gather_metrics.output.primary,
     output:
-        **{f"{name}_{ext}": f"{RESULTS}/tables/{name}.{ext}" for name in ("hs_table1", "dn_table4") for ext in ("md", "tex")},
-        hs_table1_html=report(f"{RESULTS}/tables/hs_table1.html", caption="../report/hs_table1.rst", category="Tables"),
-        dn_table4_html=report(f"{RESULTS}/tables/dn_table4.html", caption="../report/dn_table4.rst", category="Tables"),
-    params:
-        p_uncond=config["training"]["conditional"]["p_uncond"],
-        dataset=config["dataset"]["name"],
-        image_size=config["dataset"]["image_size"],
-        features=config["figures"]["table_features"],
-        inception_samples=config["evaluation"]["inception_samples"],
+        **{
+            f"{name}_{ext}": f"{RESULTS}/tables/{name}.{ext}"
+            for name in ("hs_table1", "dn_table4")
+            for ext in ("md", "tex")
+        },
+        hs_table1_html=report(
+            f"{RESULTS}/tables/hs_table1.html",
+            caption="../report/hs_table1.rst",
+            category="Tables",
+            labels={"table": "H&S Table 1"},
+        ),
+        dn_table4_html=report(
+            f"{RESULTS}/tables/dn_table4.html",
+            caption="../report/dn_table4.rst",
+            category="Tables",
+            labels={"table": "D&N Table 4"},
+        ),
     log:
         f"{LOGS}/tables.log",
     threads: 1
     resources:
         mem_mb=RES["light_mem_mb"],
         runtime=RES["light_runtime"],
+    params:
+        p_uncond=config["training"]["conditional"]["p_uncond"],
+        dataset=config["dataset"]["name"],
+        image_size=config["dataset"]["image_size"],
+        features=config["figures"]["table_features"],
+        inception_samples=config["evaluation"]["inception_samples"],
     script:
         "../scripts/tables.py"

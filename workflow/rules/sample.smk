@@ -4,8 +4,6 @@ rule sample:
         unpack(guidance_inputs),
     output:
         f"{RESULTS}/samples/{{sampling}}/{{method}}/scale_{{scale}}.npz",
-    params:
-        cfg=sampling_config,
     log:
         f"{LOGS}/sample_{{sampling}}_{{method}}_{{scale}}.log",
     benchmark:
@@ -15,5 +13,7 @@ rule sample:
         gpu=RES["gpu"],
         mem_mb=RES["sample_mem_mb"],
         runtime=RES["sample_runtime"],
+    params:
+        cfg=sampling_config,
     script:
         "../scripts/sample.py"

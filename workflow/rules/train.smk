@@ -3,13 +3,10 @@ rule train_network:
     null class with probability p_uncond), the noisy classifier p_phi(y | x_t, t), or the
     evaluation classifier on clean images. A killed job resumes from its last checkpoint."""
     input:
-        train=f"{RESULTS}/data/train.npz",
-        test=f"{RESULTS}/data/test.npz",
+        train=prepared_split("train"),
+        test=prepared_split("test"),
     output:
         f"{RESULTS}/models/{{network}}.pt",
-    params:
-        cfg=training_config,
-        checkpoint=training_checkpoint,
     log:
         text=f"{LOGS}/train_{{network}}.log",
         csv=f"{LOGS}/train_{{network}}.csv",
@@ -25,5 +22,8 @@ rule train_network:
         gpu=RES["gpu"],
         mem_mb=RES["train_mem_mb"],
         runtime=RES["train_runtime"],
+    params:
+        cfg=training_config,
+        checkpoint=training_checkpoint,
     script:
         "../scripts/train.py"

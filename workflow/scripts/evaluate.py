@@ -1,4 +1,4 @@
-from diffguide.evaluation import evaluate
+from diffguide.stages.evaluate import evaluate
 from diffguide.runtime import setup_logging
 
 setup_logging(snakemake.log[0])

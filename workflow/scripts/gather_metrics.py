@@ -1,4 +1,4 @@
-from diffguide.evaluation import gather_metrics
+from diffguide.stages.evaluate import gather_metrics
 from diffguide.runtime import setup_logging
 
 setup_logging(snakemake.log[0])

@@ -1,7 +1,11 @@
+from diffguide.registry import load_plugins
 from diffguide.runtime import setup_logging
-from diffguide.stages import generate
+from diffguide.stages.sample import sample
 
 setup_logging(snakemake.log[0])
-cfg = {**snakemake.params.cfg, "device": snakemake.config["device"]}
-generate(cfg, snakemake.wildcards.method, float(snakemake.wildcards.scale), dict(snakemake.input),
-         snakemake.output[0], threads=snakemake.threads)
+load_plugins(snakemake.config["plugins"])  # a plugin's method must be known in this process too
+p = snakemake.params.cfg
+sample(snakemake.wildcards.method, float(snakemake.wildcards.scale), model_paths=dict(snakemake.input),
+       sampling=p["sampling"], guidance=p["guidance"], diffusion=p["diffusion"], dataset_name=p["dataset"]["name"],
+       seed=p["seed"], precision=p["precision"], device=snakemake.config["device"], output=snakemake.output[0],
+       threads=snakemake.threads)

@@ -1,6 +1,8 @@
+from diffguide.registry import load_plugins
 from diffguide.runtime import setup_logging
-from diffguide.stages import grid
+from diffguide.stages.figures import sample_grid
 
 setup_logging(snakemake.log[0])
-grid(list(snakemake.input), snakemake.wildcards.method, snakemake.params.dataset, snakemake.output.png,
-     snakemake.params.per_class)
+load_plugins(snakemake.config["plugins"])
+sample_grid(list(snakemake.input), snakemake.wildcards.method, snakemake.params.dataset, snakemake.output.png,
+            snakemake.params.per_class)

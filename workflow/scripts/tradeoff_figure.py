@@ -1,5 +1,5 @@
 from diffguide.runtime import setup_logging
-from diffguide.stages import figures
+from diffguide.stages.figures import tradeoff_figure
 
 setup_logging(snakemake.log[0])
-figures(snakemake.input[0], snakemake.output.png)
+tradeoff_figure(snakemake.input[0], snakemake.output.png)

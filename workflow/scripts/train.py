@@ -2,7 +2,7 @@ from pathlib import Path
 
 from diffguide.registry import parse_network
 from diffguide.runtime import setup_logging
-from diffguide.stages import train_network
+from diffguide.stages.train import config_sections, train_network
 from diffguide.train_cli import launch
 from diffguide.training_keys import RUN_ONLY_TRAINING_KEYS
 
@@ -17,5 +17,6 @@ if processes > 1:  # one DDP process per GPU, under torchrun; same paths as the 
            snakemake.log.text)
 else:
     setup_logging(snakemake.log.text)
-    train_network(cfg, network, snakemake.input.train, snakemake.input.test, snakemake.output[0], snakemake.log.csv,
-                  threads=snakemake.threads, checkpoint=getattr(snakemake.params, "checkpoint", None))
+    train_network(network, **config_sections(cfg, network), train_path=snakemake.input.train,
+                  test_path=snakemake.input.test, output=snakemake.output[0], csv_log=snakemake.log.csv,
+                  threads=snakemake.threads, checkpoint=snakemake.params.checkpoint)

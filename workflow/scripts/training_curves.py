@@ -1,5 +1,5 @@
-from diffguide.figures import plot_training_curves
 from diffguide.runtime import setup_logging
+from diffguide.stages.figures import training_curves
 
 setup_logging(snakemake.log[0])
-plot_training_curves(snakemake.params.logs, snakemake.output.png)
+training_curves(snakemake.params.logs, snakemake.output.png)

@@ -1,5 +1,6 @@
-"""The evaluation stage: one metrics row, with a 95% interval per metric, for one sample set,
-and the gathering of the rows into results/<run>/metrics.csv.
+"""The evaluation stage: the reference features of the real test split (once per run), one
+metrics row, with a 95% interval per metric, for one sample set, and the gathering of the rows
+into results/<run>/metrics.csv.
 
 Each metric column ``m`` of metrics.csv has ``m_lo`` and ``m_hi`` beside it (see
 ``diffguide.intervals`` for the half-sample scheme and config/README.md for what the interval
@@ -17,10 +18,10 @@ import logging
 import numpy as np
 import pandas as pd
 
-from . import integrity, metrics, networks
-from .atomic import atomic_open
-from .intervals import Estimate, replicate_rows, row_columns
-from .runtime import pick_device
+from .. import data, integrity, metrics, networks
+from ..atomic import atomic_open
+from ..intervals import Estimate, replicate_rows, row_columns
+from ..runtime import pick_device
 
 log = logging.getLogger("diffguide")
 
@@ -32,6 +33,39 @@ INCEPTION_COLUMNS = tuple(f"{m}_inception" for m in INCEPTION_METRICS)
 def _write_csv(path: str, frame: pd.DataFrame) -> None:
     with atomic_open(path, checksum=True) as handle:
         handle.write(frame.to_csv(index=False).encode())
+
+
+def _write_npz(path, **arrays) -> None:
+    """Features: read by later rules, so written with their checksum."""
+    with atomic_open(path, checksum=True) as handle:
+        np.savez_compressed(handle, **arrays)
+
+
+def reference_statistics(eval_classifier_path: str, test_path: str, output: str, device_name: str = "auto",
+                         batch_size: int = 500) -> None:
+    """Evaluation-classifier features of the real test split, computed once for every evaluation
+    (rows in a seeded random order, so any prefix is an unbiased subset)."""
+    device = pick_device(device_name)
+    classifier, _ = networks.load_checkpoint(eval_classifier_path, device)
+    test_set = data.load_prepared(test_path)
+    order = np.random.default_rng(0).permutation(len(test_set.labels))
+    features, _ = metrics.classifier_outputs(classifier, test_set.images[order], device, batch_size)
+    mu, sigma = metrics.feature_statistics(features)
+    _write_npz(output, features=features, mu=mu, sigma=sigma)
+
+
+def inception_reference(test_path: str, output: str, num_images: int, weights: str | None,
+                        device_name: str = "auto", batch_size: int = 100) -> None:
+    """Inception pool3 and sFID spatial features of a seeded random subset of the test split."""
+    from ..inception import load_inception
+
+    device = pick_device(device_name)
+    inception = load_inception(weights, device=device)
+    test_set = data.load_prepared(test_path)
+    subset = np.random.default_rng(0).permutation(len(test_set.labels))[:num_images]
+    out = inception.extract(test_set.images[subset], batch_size, spatial=True)
+    _write_npz(output, features=out["features"], spatial=out["spatial"], weights=inception.name)
+    log.info("Inception reference: %d test images through %s", len(subset), inception.name)
 
 
 def classifier_estimates(samples, reference, classifier, device, batch_size: int, seed: int) -> dict[str, Estimate]:
@@ -48,7 +82,7 @@ def inception_estimates(samples, reference, num_samples: int, weights: str | Non
     """Inception metrics of the first ``num_samples`` samples (class-balanced: sample i asks for
     class i mod K), and the weights' name. IS needs NVlabs' logits head; without it the column
     and its interval stay empty."""
-    from .inception import load_inception
+    from ..inception import load_inception
 
     inception = load_inception(weights, device=device)
     if inception.name != str(reference["weights"]):
