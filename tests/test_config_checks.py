@@ -99,6 +99,45 @@ def test_padding_that_cannot_centre_is_stopped_for_the_data_set_in_the_config():
     assert config_errors(cfg, SCHEMA) == []
 
 
+def test_the_mean_shift_with_the_guided_clip_order_is_stopped_naming_three_fixes():
+    cfg = changed("guidance.cg_form", "mean")
+    cfg["sampling"]["sampler"] = "ddpm"
+    cfg["guidance"]["cg_clip_order"] = "guided_x0"
+    (line,) = config_errors(cfg, SCHEMA)
+    assert line.startswith("  guidance.cg_clip_order: 'guided_x0': the mean shift") and "sampling.clip_x0: false" in line
+    cfg["sampling"]["clip_x0"] = False  # nothing is clipped: the mean shift is exact again
+    assert config_errors(cfg, SCHEMA) == []
+
+
+def test_guidance_methods_must_be_registered_and_each_needs_its_scales():
+    (line,) = config_errors(changed("guidance.methods", ["cfg", "cg", "cgf"]), SCHEMA)
+    assert line.startswith("  guidance.methods: 'cgf': is not a registered guidance method") and "plugins" in line
+    cfg = changed("guidance.cgf_scales", [0, 1])  # a typo of a method's scales key
+    (line,) = config_errors(cfg, SCHEMA)
+    assert line.startswith("  guidance.cgf_scales: [0, 1]: names no registered guidance method ('cgf')"), line
+
+
+def test_a_registered_method_without_its_scales_is_stopped_naming_the_key_to_add():
+    from diffguide.registry import Method, register_method, unregister_method
+
+    register_method(Method("toy", "g", "toy (g)", "toy", "toy", eps_model="conditional", needs_classifier=False,
+                           builder="diffguide.guidance:build_classifier_free"))
+    try:
+        (line,) = config_errors(changed("guidance.methods", ["cfg", "cg", "toy"]), SCHEMA)
+        assert line.startswith("  guidance.toy_scales: None: is missing: toy is in guidance.methods; add"), line
+        cfg = changed("guidance.methods", ["cfg", "cg", "toy"])
+        cfg["guidance"]["toy_scales"] = [0, 1]
+        assert config_errors(cfg, SCHEMA) == []
+    finally:
+        unregister_method("toy")
+
+
+def test_a_plugin_that_cannot_be_imported_is_one_line_with_the_fix():
+    (line,) = config_errors(changed("plugins", ["no_such_plugin_module"]), SCHEMA)
+    assert line.startswith("  plugins: ['no_such_plugin_module']: No module named 'no_such_plugin_module'")
+    assert "PYTHONPATH" in line
+
+
 def test_the_linear_schedule_needs_more_than_20_timesteps():
     cfg = changed("diffusion.schedule", "linear")
     cfg["diffusion"]["timesteps"] = 20

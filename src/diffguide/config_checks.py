@@ -166,6 +166,12 @@ def check_sampling(cfg: dict) -> list[str]:
         if classifier_guided and cfg["guidance"]["cg_form"] == "mean" and setting["sampler"] != "ddpm":
             lines.append(problem("guidance.cg_form", "mean", f"the mean shift needs the ddpm sampler, but {key}.sampler "
                                  f"is {setting['sampler']}", f"set {key}.sampler: ddpm, or guidance.cg_form: score"))
+    g = cfg["guidance"]
+    if classifier_guided and g["cg_form"] == "mean" and g["cg_clip_order"] == "guided_x0" and cfg["sampling"]["clip_x0"]:
+        lines.append(problem("guidance.cg_clip_order", "guided_x0", "the mean shift (cg_form: mean) is added to the "
+                             "mean after the unguided x0 is clipped (guided-diffusion's condition_mean); clipping the "
+                             "x0 the shifted mean implies is not a mean shift", "set guidance.cg_clip_order: "
+                             "unguided_x0, or guidance.cg_form: score, or sampling.clip_x0: false"))
     return lines
 
 
