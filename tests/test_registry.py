@@ -8,7 +8,7 @@ import re
 import pytest
 
 from diffguide import registry
-from diffguide.registry import Method, method_name, network_name, parse_method, parse_network
+from diffguide.registry import Method, parse_method, parse_network, variant_name
 
 
 @pytest.mark.parametrize("name, base, p", [("cfg", "cfg", None), ("cg", "cg", None), ("cond_cg", "cond_cg", None),
@@ -16,7 +16,7 @@ from diffguide.registry import Method, method_name, network_name, parse_method, 
 def test_method_names_parse_and_format_back(name, base, p):
     parsed = parse_method(name)
     assert (parsed.method.name, parsed.p_uncond) == (base, p)
-    assert method_name(base, p) == parsed.name == name
+    assert variant_name(base, p) == parsed.name == name
 
 
 @pytest.mark.parametrize("name, base, p", [("unconditional", "unconditional", None), ("conditional_p0.2", "conditional", 0.2),
@@ -24,7 +24,7 @@ def test_method_names_parse_and_format_back(name, base, p):
 def test_network_names_parse_and_format_back(name, base, p):
     parsed = parse_network(name)
     assert (parsed.network.name, parsed.p_uncond) == (base, p)
-    assert network_name(base, p) == name
+    assert variant_name(base, p) == parsed.name == name
 
 
 @pytest.mark.parametrize("name", ["cg_p0.5", "cond_cg_p0.1", "cfg_px", "cfgp0.5", "toy", "noisy_classifier_p0.5"])

@@ -8,7 +8,7 @@ findings and the config checks. No other module takes a name apart by hand.
 Names with a parameter. The conditional eps-model can be trained at several label-drop
 probabilities: ``conditional_p0.5`` is the conditional model trained with p_uncond = 0.5, and
 ``cfg_p0.5`` is classifier-free guidance of that model. ``parse_method`` / ``parse_network`` read
-such names and ``method_name`` / ``network_name`` write them; nothing else does.
+such names and ``variant_name`` writes them; nothing else does.
 
 Adding a guidance method is one module (its eps-model wrapper, citing its equation in
 docs/equations.md, and a ``build(models, scale, schedule, options) -> Guided`` function) plus one
@@ -95,12 +95,12 @@ class MethodName:
 
     @property
     def name(self) -> str:
-        return method_name(self.method.name, self.p_uncond)
+        return variant_name(self.method.name, self.p_uncond)
 
     @property
     def eps_model(self) -> str:
         """The network file this method's eps comes from: conditional_p0.5 for cfg_p0.5."""
-        return network_name(self.method.eps_model, self.p_uncond)
+        return variant_name(self.method.eps_model, self.p_uncond)
 
     def models(self, scale: float) -> dict[str, str]:
         """role -> network name of the models a sampling job at ``scale`` loads."""
@@ -125,12 +125,11 @@ class MethodName:
 
 @dataclass(frozen=True)
 class NetworkName:
+    """A parsed network name: its registry row and, for conditional_p<p>, its p."""
+
     network: Network
     p_uncond: float | None = None
-
-    @property
-    def name(self) -> str:
-        return network_name(self.network.name, self.p_uncond)
+    name = property(lambda self: variant_name(self.network.name, self.p_uncond))
 
 
 @dataclass
@@ -205,11 +204,8 @@ def method_symbol(name: str) -> str:
         return "scale"
 
 
-def method_name(base: str, p_uncond: float | None = None) -> str:
-    return base if p_uncond is None else f"{base}_p{scale_tag(p_uncond)}"
-
-
-def network_name(base: str, p_uncond: float | None = None) -> str:
+def variant_name(base: str, p_uncond: float | None = None) -> str:
+    """A method's or network's name: ``base``, or <base>_p<p> for the variant trained at p_uncond = p."""
     return base if p_uncond is None else f"{base}_p{scale_tag(p_uncond)}"
 
 
@@ -250,13 +246,13 @@ def run_methods(guidance: dict, p_uncond_sweep) -> list[str]:
     more per training.conditional.p_uncond_sweep value (cfg_p<p>)."""
     methods = list(guidance["methods"])
     variants = [m for m in methods if REGISTRY.methods[m].p_uncond_variants]
-    return methods + [method_name(m, p) for p in p_uncond_sweep for m in variants]
+    return methods + [variant_name(m, p) for p in p_uncond_sweep for m in variants]
 
 
 def run_networks(p_uncond_sweep) -> list[str]:
     """The networks a run trains: every registered base network, and conditional_p<p> per sweep value."""
     variants = [n for n, row in REGISTRY.networks.items() if row.p_uncond_variants]
-    return list(REGISTRY.networks) + [network_name(n, p) for p in p_uncond_sweep for n in variants]
+    return list(REGISTRY.networks) + [variant_name(n, p) for p in p_uncond_sweep for n in variants]
 
 
 # The networks. The rule graph reads as the papers' method: the eps-models (H&S Algorithm 1), the
