@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .inception_weights import (FID_HELPER_FILENAME, NVLABS_FILENAME, InceptionUnavailableError,
+from .inception_weights import (FID_HELPER_FILENAME, NVLABS_FILENAME, InceptionUnavailableError, cleanfid_cache_dir,
                                 fid_helper_weights_path, inception_weights_path, unavailable_message)
 
 NVLABS_NAME = "nvlabs-2015-12-05"

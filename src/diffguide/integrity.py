@@ -146,7 +146,7 @@ def check_run(root: str | Path, configfile: str | None = None, remade: tuple[str
     if not bad:
         return []
     lines = [f"  {path} {reason}" for path, reason in bad]
-    return lines + [f"To remake them and everything made from them, run:\n  "
+    return lines + ["To remake them and everything made from them, run:\n  "
                     + restore_command(" ".join(str(path) for path, _ in bad), configfile)]
 
 
