@@ -187,15 +187,17 @@ ABAR = np.cumprod(1 - (1e-4 + (0.02 - 1e-4) * np.arange(1000) / 999))  # the clo
 
 class TrueEps(torch.nn.Module):
     """The perfect eps-model for a known x0: eps = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t),
-    with abar from the closed form above, plus ``offset``. Records t and y of every call."""
+    with abar from the closed form above, plus ``offset`` (a number, or one per image). Records t
+    and y of every call."""
 
-    def __init__(self, x0: torch.Tensor, offset: float = 0.0):
+    def __init__(self, x0: torch.Tensor, offset=0.0):
         super().__init__()
-        self.x0, self.offset, self.calls = x0.double(), offset, []
+        self.x0, self.calls = x0.double(), []
+        self.offset = torch.as_tensor(offset, dtype=torch.float64).reshape(-1, *[1] * (x0.dim() - 1))
 
     def forward(self, x_t, t, y):
         self.calls.append((t.clone(), None if y is None else y.clone()))
-        abar = torch.from_numpy(ABAR)[t].reshape(-1, 1, 1, 1)
+        abar = torch.from_numpy(ABAR)[t].reshape(-1, *[1] * (x_t.dim() - 1))
         eps = (x_t.double() - abar.sqrt() * self.x0) / (1 - abar).sqrt()
         return (eps + self.offset).float()
 
@@ -235,35 +237,41 @@ def test_the_loss_is_the_mean_squared_error_per_element():
 
 
 def test_min_snr_weighted_loss_weighs_each_image_by_min_snr_gamma_over_snr():
-    """Hang et al. 2023: with eps + c every image's MSE is c^2, so the loss is c^2 times the mean
-    of w_t = min(SNR_t, gamma) / SNR_t, SNR_t = abar_t / (1 - abar_t), over the t drawn."""
+    """Hang et al. 2023: with eps + c_i image i's MSE is c_i^2, so the loss is the mean over
+    images of w_t c_i^2, w_t = min(SNR_t, gamma) / SNR_t, SNR_t = abar_t / (1 - abar_t), at the
+    t drawn for image i."""
     x0, gamma = x0_batch(), 5.0
-    model = TrueEps(x0, offset=0.5)
+    offsets = np.linspace(0.1, 1.0, 64)
+    model = TrueEps(x0, offset=offsets)
     torch.manual_seed(1)
     loss = diffusion_loss(LINEAR, None, min_snr_gamma=gamma)(model, x0, torch.zeros(64, dtype=torch.long))
     snr = ABAR[model.calls[0][0].numpy()] / (1 - ABAR[model.calls[0][0].numpy()])
     weights = np.minimum(snr, gamma) / snr
     assert 0 < weights.min() < 1 and weights.max() == 1  # both sides of gamma were drawn
-    assert loss.item() == pytest.approx(0.25 * weights.mean(), rel=1e-4)
+    assert loss.item() == pytest.approx((weights * offsets ** 2).mean(), rel=1e-4)
+    assert loss.item() != pytest.approx(weights.mean() * (offsets ** 2).mean(), rel=1e-3)  # pairs, not means
 
 
 def test_timesteps_are_uniform_over_all_t():
-    x0 = torch.zeros(2000, 1, 1, 1)
+    """20,000 draws: every t is drawn about 20 times, t = 0 and t = T - 1 included (each missed
+    with probability e^-20)."""
+    x0 = torch.zeros(20000, 1)
     model = TrueEps(x0)
     torch.manual_seed(2)
-    diffusion_loss(LINEAR, None)(model, x0, torch.zeros(2000, dtype=torch.long))
+    diffusion_loss(LINEAR, None)(model, x0, torch.zeros(20000, dtype=torch.long))
     t = model.calls[0][0]
-    assert t.dtype == torch.long and t.min() >= 0 and t.max() <= 999
-    assert t.min() < 10 and t.max() > 990 and abs(t.double().mean().item() - 499.5) < 25  # SE 6.5
+    assert t.dtype == torch.long and t.min() == 0 and t.max() == 999
+    assert abs(t.double().mean().item() - 499.5) < 10  # SE 2.0
 
 
-def test_labels_reach_the_model_as_given_none_or_null():
+@pytest.mark.parametrize("min_snr_gamma", [None, 5.0])
+def test_labels_reach_the_model_as_given_none_or_null(min_snr_gamma):
     """p_uncond None: an unconditional model, y = None; 0: the labels themselves; 1: all null."""
     x0, y = x0_batch(32), torch.arange(32) % 10
     for p_uncond, expected in ((None, None), (0.0, y), (1.0, torch.full_like(y, NULL_LABEL))):
         model = TrueEps(x0)
         torch.manual_seed(3)
-        diffusion_loss(LINEAR, p_uncond)(model, x0, y)
+        diffusion_loss(LINEAR, p_uncond, min_snr_gamma=min_snr_gamma)(model, x0, y)
         seen = model.calls[0][1]
         assert (seen is None) if expected is None else torch.equal(seen, expected), p_uncond
 
@@ -286,6 +294,36 @@ def test_noisy_classifier_sees_x_t_of_the_forward_process_and_its_cross_entropy(
     abar = ABAR[t.numpy()]
     np.testing.assert_allclose(x_t.mean((1, 2, 3)).numpy(), np.sqrt(abar), atol=0.07)
     np.testing.assert_allclose(x_t.var((1, 2, 3)).numpy(), 1 - abar, atol=0.07)
+
+
+def classifier_inputs(**options):
+    """What the noisy classifier is fed for 20,000 distinct, left-right asymmetric 4x4 images under
+    a forward process that barely noises (sqrt(1 - abar_t) < 1e-6 at every t), with the t drawn."""
+    quiet = NoiseSchedule(torch.full((1000,), 1e-16, dtype=torch.float64))
+    x0 = torch.rand(20000, 1, 4, 4, generator=torch.Generator().manual_seed(5))
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x_t, t):
+            seen.append((x_t, t))
+            return torch.zeros(len(x_t), 2)
+
+    torch.manual_seed(6)
+    noisy_classifier_loss(quiet, **options)(Probe(), x0, torch.zeros(20000, dtype=torch.long))
+    return x0, *seen[0]
+
+
+def test_noisy_classifier_draws_every_t_and_augments_only_when_asked():
+    x0, x_t, t = classifier_inputs()
+    assert t.min() == 0 and t.max() == 999  # each end missed with probability e^-20
+    torch.testing.assert_close(x_t, x0, atol=1e-5, rtol=0)  # defaults: no flip, no shift
+    x0, x_t, _ = classifier_inputs(random_flip=True)
+    flipped = (x_t - x0.flip(-1)).abs().amax((1, 2, 3)) < 1e-5
+    kept = (x_t - x0).abs().amax((1, 2, 3)) < 1e-5
+    assert (flipped | kept).all() and 0.47 < flipped.double().mean() < 0.53  # SE 0.0035
+    x0, x_t, _ = classifier_inputs(random_crop=1)
+    kept = (x_t - x0).abs().amax((1, 2, 3)) < 1e-5
+    assert 0.1 < kept.double().mean() < 0.123  # the shift (0, 0) of 3 x 3: 1/9, SE 0.0022
 
 
 # --------------------------------------------------------------------------- the metrics' inputs

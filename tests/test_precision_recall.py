@@ -144,17 +144,17 @@ def test_k_1_is_the_nearest_neighbour():
     np.testing.assert_array_equal(manifold_radii(real, k=1), np.ones(10))
     # Real manifold [-1, 10] holds every generated point; generated radii 0.5: [-0.5, 5], real 0 .. 5.
     assert precision_recall(real, fake, k=1) == (1.0, 0.6)
-    with pytest.raises(ValueError, match=r"need 1 <= k < number of features, got k=0, n=10"):
+    with pytest.raises(ValueError, match=r"^need 1 <= k < number of features, got k=0, n=10$"):
         manifold_radii(real, k=0)
 
 
 def test_bad_inputs_are_named():
     real, fake = concentrated_pair()
-    with pytest.raises(ValueError, match=r"need 1 <= k < number of features, got k=3, n=3"):
+    with pytest.raises(ValueError, match=r"^need 1 <= k < number of features, got k=3, n=3$"):
         manifold_radii(np.zeros((3, 2)), k=3)
-    with pytest.raises(ValueError, match=re.escape("expected [N, D] features, got shape (10,)")):
+    with pytest.raises(ValueError, match="^" + re.escape("expected [N, D] features, got shape (10,)") + "$"):
         precision_recall(real[:, 0], fake)
-    with pytest.raises(ValueError, match="feature sizes differ: 1 and 2"):
+    with pytest.raises(ValueError, match=r"^feature sizes differ: 1 and 2$"):
         precision_recall(real, np.zeros((10, 2)))
-    with pytest.raises(ValueError, match="real_radii must have one radius per real feature"):
+    with pytest.raises(ValueError, match=r"^real_radii must have one radius per real feature$"):
         precision_recall(real, fake, real_radii=np.ones(9))
