@@ -20,7 +20,7 @@ import torch
 
 from diffguide import metrics
 from diffguide.guidance import NULL_LABEL
-from diffguide.losses import diffusion_loss, noisy_classifier_loss
+from diffguide.losses import augment_images, diffusion_loss, min_snr_weights, noisy_classifier_loss
 from diffguide.schedules import NoiseSchedule, cosine_betas, linear_betas
 
 
@@ -324,6 +324,73 @@ def test_noisy_classifier_draws_every_t_and_augments_only_when_asked():
     x0, x_t, _ = classifier_inputs(random_crop=1)
     kept = (x_t - x0).abs().amax((1, 2, 3)) < 1e-5
     assert 0.1 < kept.double().mean() < 0.123  # the shift (0, 0) of 3 x 3: 1/9, SE 0.0022
+
+
+@pytest.mark.parametrize("pad, numpy_mode", [(1, "reflect"), (2, "reflect"), (4, "edge")])
+def test_random_crop_is_a_shifted_window_of_the_reflection_padded_image(pad, numpy_mode):
+    """guided-diffusion's shift: pad by p (reflection, or the edge row repeated where p is not
+    below the side, as reflection cannot), then a window of the original size at a uniform offset
+    in {0 .. 2p}^2. Every output is one of numpy's (2p+1)^2 windows, and all offsets occur."""
+    x0 = torch.rand(2000, 1, 4, 4, generator=torch.Generator().manual_seed(7))
+    out = augment_images(x0, random_crop=pad, generator=torch.Generator().manual_seed(8))
+    padded = np.pad(x0.numpy(), ((0, 0), (0, 0), (pad, pad), (pad, pad)), mode=numpy_mode)
+    offsets = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)]
+    windows = np.stack([padded[:, :, dy:dy + 4, dx:dx + 4] for dy, dx in offsets], axis=1)  # [B, offsets, C, H, W]
+    match = (np.abs(windows - out.numpy()[:, None]) < 1e-7).all(axis=(2, 3, 4))
+    assert match.any(axis=1).all()
+    assert match.any(axis=0).all()  # every offset drawn: 2,000 draws, each of 81 offsets missed w.p. e^-25
+
+
+def test_augmentation_is_drawn_from_the_generator_it_is_given():
+    x0 = torch.rand(64, 1, 4, 4, generator=torch.Generator().manual_seed(9))
+    outs = []
+    for global_seed in (10, 11):
+        torch.manual_seed(global_seed)  # the global generator must not matter
+        outs.append(augment_images(x0, random_flip=True, random_crop=1, generator=torch.Generator().manual_seed(12)))
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
+
+
+# --------------------------------------------------------------------------- device placement
+# The meta device stands in for a GPU on a machine without one: every tensor these functions make
+# must land on their input's device (a table or a random draw left on the CPU fails there).
+
+META = torch.device("meta")
+
+
+class OnDevice(torch.nn.Module):
+    """An eps-model (or, with ``classifier``, a noisy classifier) that checks its inputs' devices."""
+
+    def __init__(self, classifier=False):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, x, t, y=None):
+        assert t.device == x.device and (y is None or y.device == x.device), (x.device, t.device)
+        return torch.zeros(len(x), 2, device=x.device) if self.classifier else torch.zeros_like(x)
+
+
+def test_schedule_tables_are_gathered_on_the_device_of_their_reference():
+    schedule = NoiseSchedule.make("cosine", 100)
+    like = torch.empty(3, 1, 2, 2, device=META)
+    for t in (torch.tensor([0, 5, -1]), torch.tensor([0, 5, -1], device=META)):
+        assert schedule.abar(t, like).device == META
+    assert schedule.q_sample(like, torch.tensor([1, 2, 3], device=META), like).device == META
+    assert all(step.abar.device == META and step.mean_xt.device == META for step in schedule.steps([50, 10, 0], like))
+
+
+@pytest.mark.parametrize("options", [dict(p_uncond=None), dict(p_uncond=0.2), dict(p_uncond=0.2, min_snr_gamma=5.0)])
+def test_the_diffusion_loss_draws_t_noise_and_dropped_labels_on_the_data_device(options):
+    x0, y = torch.empty(3, 1, 2, 2, device=META), torch.zeros(3, dtype=torch.long, device=META)
+    assert diffusion_loss(NoiseSchedule.make("linear", 100), **options)(OnDevice(), x0, y).device == META
+
+
+def test_classifier_losses_weights_and_augmentation_stay_on_the_data_device():
+    schedule = NoiseSchedule.make("linear", 100)
+    x0, y = torch.empty(3, 1, 4, 4, device=META), torch.zeros(3, dtype=torch.long, device=META)
+    assert noisy_classifier_loss(schedule, random_flip=True, random_crop=1)(OnDevice(True), x0, y).device == META
+    assert min_snr_weights(schedule, torch.tensor([1, 2, 3], device=META), 5.0, x0).device == META
+    assert min_snr_weights(schedule, torch.tensor([1, 2, 3]), 5.0, x0).device == META  # t on the CPU, like on meta
+    assert augment_images(x0, random_flip=True, random_crop=2).device == META
 
 
 # --------------------------------------------------------------------------- the metrics' inputs
