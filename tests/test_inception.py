@@ -13,7 +13,7 @@ import torch
 from cleanfid.fid import frechet_distance
 from PIL import Image
 
-from diffguide import inception
+from diffguide import inception, inception_weights
 
 N_PER_SET = 24
 BATCH = 10  # 24 images -> batches of 10, 10, 4
@@ -163,9 +163,18 @@ def fake_nvlabs_file(tmp_path_factory, model):
     return path
 
 
+def where_weights_are(monkeypatch, cache_dir, fid_helper_path=...) -> None:
+    """Point the weight lookup (diffguide.inception_weights, and the names inception imports from
+    it) at ``cache_dir`` as clean-fid's cache, and, when given, at another fid-helper file."""
+    for module in (inception_weights, inception):
+        monkeypatch.setattr(module, "cleanfid_cache_dir", lambda: cache_dir)
+        if fid_helper_path is not ...:
+            monkeypatch.setattr(module, "fid_helper_weights_path", lambda: fid_helper_path)
+
+
 def test_nvlabs_file_is_preferred_from_clean_fid_cache_and_gives_bias_free_logits(
         monkeypatch, fake_nvlabs_file, sets, feats):
-    monkeypatch.setattr(inception, "cleanfid_cache_dir", lambda: fake_nvlabs_file.parent)
+    where_weights_are(monkeypatch, fake_nvlabs_file.parent)
     nv = inception.load_inception(device="cpu")
     assert nv.name == inception.NVLABS_NAME and nv.has_logits and nv.path == fake_nvlabs_file
     out = nv.extract(sets["a"][:3], batch_size=3, logits=True, progress=False)
@@ -179,8 +188,7 @@ def test_nvlabs_file_is_preferred_from_clean_fid_cache_and_gives_bias_free_logit
 
 
 def test_without_any_weights_the_error_says_how_to_provide_them(monkeypatch, tmp_path):
-    monkeypatch.setattr(inception, "cleanfid_cache_dir", lambda: tmp_path)
-    monkeypatch.setattr(inception, "fid_helper_weights_path", lambda: None)
+    where_weights_are(monkeypatch, tmp_path, fid_helper_path=None)
     with pytest.raises(inception.InceptionUnavailableError) as info:
         inception.load_inception()
     message = str(info.value)
@@ -189,7 +197,7 @@ def test_without_any_weights_the_error_says_how_to_provide_them(monkeypatch, tmp
 
 
 def test_fid_helper_weights_are_found_and_preferred_without_nvlabs_file(monkeypatch, tmp_path):
-    monkeypatch.setattr(inception, "cleanfid_cache_dir", lambda: tmp_path)
+    where_weights_are(monkeypatch, tmp_path)
     path = inception.fid_helper_weights_path()
     assert path is not None and path.name == "default_1.pt" and path.stat().st_size > 80e6
     assert inception.load_inception(device="cpu").name == inception.FID_HELPER_NAME
