@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -58,8 +59,16 @@ def test_smoke_run_writes_metrics_for_every_method_and_scale(smoke_run):
         lo, hi = metrics[f"{column}_lo"], metrics[f"{column}_hi"]  # its 95% interval beside it
         assert ((lo <= metrics[column]) & (metrics[column] <= hi) & (lo < hi)).all(), column
     assert (metrics.num_samples == 20).all()
-    assert ((metrics.is_classifier >= 1) & (metrics.is_classifier <= 10)).all()
-    assert ((metrics.accuracy_classifier >= 0) & (metrics.accuracy_classifier <= 1)).all()
+    # The row's IS and accuracy are those of the saved samples under the saved evaluation classifier.
+    from diffguide.metrics import classifier_outputs, inception_score, sample_accuracy
+    from diffguide.networks import load_checkpoint
+
+    classifier = load_checkpoint(smoke_run / "results/smoke/models/eval_classifier.pt")[0]
+    for row in metrics.itertuples():
+        samples = np.load(smoke_run / f"results/smoke/samples/ddim4-linspace/{row.method}/scale_{row.scale:g}.npz")
+        _, logits = classifier_outputs(classifier, samples["images"], "cpu")
+        assert row.is_classifier == pytest.approx(inception_score(logits), rel=1e-9), row
+        assert row.accuracy_classifier == pytest.approx(sample_accuracy(logits, samples["labels"]), abs=1e-12), row
 
 
 def test_smoke_run_writes_figures_samples_and_logs(smoke_run):
@@ -67,7 +76,9 @@ def test_smoke_run_writes_figures_samples_and_logs(smoke_run):
     for figure in ("fid_vs_is", "metrics_vs_scale", "grid_cfg", "grid_cfg_p0.5", "grid_cg", "grid_cond_cg",
                    "best_cfg", "best_cfg_p0.5", "best_cg", "best_cond_cg",
                    "mixture_guidance", "training_curves"):
-        assert (root / "figures" / f"{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", figure
+        with Image.open(root / "figures" / f"{figure}.png") as png:  # a drawn figure, not an empty canvas
+            pixels = np.asarray(png.convert("L"))
+        assert min(pixels.shape) >= 150 and pixels.std() > 5 and len(np.unique(pixels)) > 10, figure
         assert (root / "figures" / f"{figure}.pdf").read_bytes()[:5] == b"%PDF-", figure
     samples = np.load(root / "samples/ddim4-linspace/cfg/scale_1.npz")
     assert samples["images"].shape == (20, 16, 16, 1) and samples["images"].dtype == np.uint8
@@ -97,8 +108,9 @@ def test_smoke_run_writes_both_tables_with_our_numbers_beside_the_papers(smoke_r
 def test_findings_check_reads_the_smoke_metrics_and_gives_a_verdict_per_finding(smoke_run):
     result = subprocess.run([sys.executable, "-m", "diffguide.findings", "results/smoke/metrics.csv"],
                             cwd=smoke_run, capture_output=True, text=True)
-    assert result.returncode in (0, 1), result.stderr  # the tiny smoke models need not show the findings
     verdicts = re.findall(r"^(PASS|FAIL) ", result.stdout, flags=re.MULTILINE)
+    # The tiny smoke models need not show the findings; the exit code says whether all hold.
+    assert result.returncode == (0 if verdicts.count("PASS") == len(verdicts) else 1), result.stderr
     assert len(verdicts) == 8 and f"{verdicts.count('PASS')}/8 findings hold" in result.stdout
     lines = [line for line in result.stdout.splitlines() if re.match(r"(PASS|FAIL) ", line)]
     for line in lines:  # an effect with its interval, or what the smoke sweeps lack (two scales each)

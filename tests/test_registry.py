@@ -95,3 +95,110 @@ def test_what_the_snakefile_imports_at_parse_time_imports_no_torch():
     code = ("import sys, diffguide.registry, diffguide.config_checks, diffguide.config_schema, diffguide.integrity, "
             "diffguide.training_keys, diffguide.inception_weights; print('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+# The wiring: which eps-model each method guides, with which labels, and when the classifier acts.
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from diffguide.guidance import NULL_LABEL  # noqa: E402
+from diffguide.schedules import NoiseSchedule  # noqa: E402
+from diffguide.stages.sample import guided_model  # noqa: E402
+
+OPTIONS = {"cg_form": "score", "cg_clip_order": "unguided_x0", "cond_cg_w": 0.0}
+
+
+class ProbeEps(nn.Module):
+    """eps = 0.5 x + 0.1 (y + 2) per sample (y = None counts as -2): each call and its labels recorded."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, x, t, y):
+        self.calls.append(None if y is None else y.tolist())
+        shift = torch.zeros(len(x), dtype=x.dtype) if y is None else 0.1 * (y.to(x.dtype) + 2)
+        return 0.5 * x + shift.reshape(-1, 1, 1, 1)
+
+
+class LinearClassifier(nn.Module):
+    def __init__(self, weight):
+        super().__init__()
+        self.weight = weight
+
+    def forward(self, x, t):
+        return x.flatten(1) @ self.weight
+
+
+def wiring_case():
+    torch.manual_seed(0)
+    schedule = NoiseSchedule.make("cosine", 50)
+    x = torch.randn(3, 1, 2, 2, dtype=torch.float64)
+    t, y = torch.tensor([40, 20, 5]), torch.tensor([0, 2, 1])
+    weight = torch.randn(4, 3, dtype=torch.float64)
+    return schedule, x, t, y, LinearClassifier(weight)
+
+
+def log_prob_grad(classifier, x, y):
+    """grad_x log softmax(x W)_y = W[:, y] - W p, by hand."""
+    p = torch.softmax(x.flatten(1) @ classifier.weight, dim=1)
+    return (classifier.weight[:, y].T - p @ classifier.weight.T).reshape(x.shape)
+
+
+@pytest.mark.parametrize("w", [0.0, 2.0])
+def test_cfg_guides_the_conditional_model_with_the_label_and_the_null_label(w):
+    schedule, x, t, y, _ = wiring_case()
+    probe = ProbeEps()
+    guided = guided_model("cfg", w, {"eps_model": probe}, schedule, clip_x0=False, options={})
+    eps = guided.model(x, t, y)
+    expected = (1 + w) * probe(x, t, y) - w * probe(x, t, torch.full_like(y, NULL_LABEL))
+    assert torch.allclose(eps, expected, atol=1e-15, rtol=0) and guided.cond_fn is None
+    assert probe.calls[0] == ([*y.tolist(), *[NULL_LABEL] * 3] if w else y.tolist())  # one batched call
+
+
+@pytest.mark.parametrize("method, cond_cg_w", [("cg", 0.0), ("cond_cg", 0.0), ("cond_cg", 1.5)])
+def test_classifier_guidance_shifts_the_right_models_eps_along_the_classifier_gradient(method, cond_cg_w):
+    schedule, x, t, y, classifier = wiring_case()
+    probe, s = ProbeEps(), 2.0
+    options = OPTIONS | {"cond_cg_w": cond_cg_w}
+    guided = guided_model(method, s, {"eps_model": probe, "classifier": classifier}, schedule, clip_x0=False,
+                          options=options)
+    eps = guided.model(x, t, y)
+    null = torch.full_like(y, NULL_LABEL)
+    if method == "cg":  # the unconditional model: no label reaches it
+        base = probe(x, t, None)
+        assert probe.calls[0] is None
+    else:  # the conditional model given y, classifier-free guided at cond_cg_w
+        base = (1 + cond_cg_w) * probe(x, t, y) - cond_cg_w * probe(x, t, null)
+        assert probe.calls[0] == (y.tolist() if cond_cg_w == 0 else [*y.tolist(), *null.tolist()])
+    abar = schedule.alphas_cumprod[t].reshape(-1, 1, 1, 1)
+    expected = base - s * (1 - abar).sqrt() * log_prob_grad(classifier, x, y)  # D&N Alg. 2
+    assert torch.allclose(eps, expected, atol=1e-12, rtol=0)
+
+
+def test_the_mean_form_hooks_the_classifier_gradient_and_scale_zero_needs_no_classifier():
+    schedule, x, t, y, classifier = wiring_case()
+    probe = ProbeEps()
+    guided = guided_model("cg", 3.0, {"eps_model": probe, "classifier": classifier}, schedule, clip_x0=False,
+                          options=OPTIONS | {"cg_form": "mean"})
+    assert torch.equal(guided.model(x, t, y), probe(x, t, None)) and probe.calls[0] is None  # unguided eps
+    shift = guided.cond_fn(x, t, y, mean=x, t_prev=t - 1)
+    assert torch.allclose(shift, 3.0 * log_prob_grad(classifier, x, y), atol=1e-12, rtol=0)  # s * g
+    unguided = guided_model("cg", 0.0, {"eps_model": probe}, schedule, clip_x0=False, options=OPTIONS)
+    assert torch.equal(unguided.model(x, t, y), probe(x, t, None))
+
+
+def test_with_clipping_on_classifier_guidance_shifts_the_clipped_unguided_prediction():
+    """The pipeline's default (sampling.clip_x0: true, cg_clip_order: unguided_x0): x0 of the
+    unguided eps clipped to [-1, 1], its eps shifted, nothing clipped again (guided-diffusion)."""
+    schedule, x, t, y, classifier = wiring_case()
+    x = 3 * x  # some x0 predictions outside [-1, 1]
+    probe, s = ProbeEps(), 2.0
+    guided = guided_model("cg", s, {"eps_model": probe, "classifier": classifier}, schedule, clip_x0=True,
+                          options=OPTIONS)
+    abar = schedule.alphas_cumprod[t].reshape(-1, 1, 1, 1)
+    x0 = ((x - (1 - abar).sqrt() * probe(x, t, None)) / abar.sqrt())
+    assert (x0.abs() > 1).any()
+    clipped_eps = (x - abar.sqrt() * x0.clamp(-1, 1)) / (1 - abar).sqrt()
+    expected = clipped_eps - s * (1 - abar).sqrt() * log_prob_grad(classifier, x, y)
+    assert torch.allclose(guided.model(x, t, y), expected, atol=1e-12, rtol=0)
