@@ -6,7 +6,7 @@ import pytest
 from cleanfid.fid import frechet_distance, kernel_distance
 from sklearn.metrics.pairwise import polynomial_kernel
 
-from diffguide import metrics
+from diffguide import intervals, metrics
 from diffguide.precision_recall import precision_recall
 
 
@@ -153,3 +153,16 @@ def test_estimates_are_the_metric_on_all_samples_with_its_halves():
     by_logits = metrics.logit_estimates(logits, np.arange(40) % 4, seed=3)
     assert by_logits["accuracy"].value == 1.0 and by_logits["accuracy"].interval()[0] > 0.9
     assert by_logits["is"].value == pytest.approx(metrics.inception_score(logits))
+
+
+def test_fid_estimate_is_clean_fids_distance_on_all_samples_and_on_each_seeded_half():
+    """sFID's estimate: the Frechet distance of all rows, and of each half-sample's rows, to the
+    reference statistics (clean-fid's frechet_distance as the oracle), lower bound 0."""
+    x, reference = _gaussian_pair(24, 3, seed=9)
+    mu2, sigma2 = metrics.feature_statistics(reference)
+    estimate = metrics.fid_estimate(x, mu2, sigma2, seed=5)
+    assert estimate.value == pytest.approx(frechet_distance(*metrics.feature_statistics(x), mu2, sigma2), rel=1e-9)
+    halves = intervals.half_samples(24, 5)
+    for row, half in zip(estimate.replicates[:5], halves[:5]):
+        assert row == pytest.approx(frechet_distance(*metrics.feature_statistics(x[half]), mu2, sigma2), rel=1e-9)
+    assert estimate.n == 24 and estimate.lower == 0.0 and len(estimate.replicates) == len(halves)

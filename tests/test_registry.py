@@ -82,6 +82,38 @@ def test_a_registered_method_is_known_everywhere_until_unregistered():
         parse_method("toy")
 
 
+def test_training_blocks_of_variants_are_the_conditional_block_at_their_p_uncond():
+    training = {"conditional": {"steps": 5, "p_uncond": 0.2, "p_uncond_sweep": [0.5]}, "unconditional": {"steps": 3}}
+    assert registry.training_block(training, "conditional_p0.5") == {"steps": 5, "p_uncond": 0.5}
+    assert registry.training_block(training, "conditional") == {"steps": 5, "p_uncond": 0.2}  # the sweep names others
+    assert registry.training_block(training, "unconditional") == {"steps": 3}
+    keyed = {"conditional_p0.5": {"steps": 7, "p_uncond": 0.5}}  # a rule's params: keyed by the full name
+    assert registry.training_block(keyed, "conditional_p0.5") == {"steps": 7, "p_uncond": 0.5}
+
+
+def test_plugins_are_imported_and_register_their_methods(tmp_path, monkeypatch):
+    (tmp_path / "plugin_for_test.py").write_text(
+        "from diffguide.registry import Method, register_method\n"
+        "register_method(Method('plugged', 'g', 'plugged (g)', 't', 'c', eps_model='conditional', "
+        "needs_classifier=False, builder='x:y'))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        registry.load_plugins(["plugin_for_test"])
+        assert parse_method("plugged").method.symbol == "g"
+    finally:
+        registry.unregister_method("plugged")
+    registry.load_plugins([])  # nothing to import
+    registry.load_plugins(None)
+    with pytest.raises(ImportError):
+        registry.load_plugins(["no_such_plugin_for_test"])
+
+
+def test_unregistering_leaves_the_other_methods():
+    before = dict(registry.REGISTRY.methods)
+    registry.unregister_method("not_registered")  # a no-op, not an error
+    assert registry.REGISTRY.methods == before
+
+
 def test_a_method_must_name_a_registered_eps_model():
     with pytest.raises(ValueError, match="not a registered network"):
         registry.register_method(Method("bad", "g", "bad", "bad", "bad", eps_model="nope", needs_classifier=False,
