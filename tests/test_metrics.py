@@ -166,3 +166,33 @@ def test_fid_estimate_is_clean_fids_distance_on_all_samples_and_on_each_seeded_h
     for row, half in zip(estimate.replicates[:5], halves[:5]):
         assert row == pytest.approx(frechet_distance(*metrics.feature_statistics(x[half]), mu2, sigma2), rel=1e-9)
     assert estimate.n == 24 and estimate.lower == 0.0 and len(estimate.replicates) == len(halves)
+
+
+def test_each_estimate_carries_its_own_replicates_and_the_bounds_of_its_interval():
+    """What the intervals are made from: FID and IS bounded below (0 and 1), KID unbounded (its
+    unbiased estimate can be negative), precision and accuracy fractions of the samples (Wilson),
+    recall in [0, 1]; each with the metric on every seeded half."""
+    x, reference = _gaussian_pair(30, 4, seed=11)
+    mu2, sigma2 = metrics.feature_statistics(reference)
+    est = metrics.feature_estimates(x, reference, mu2, sigma2, seed=2)
+    halves = intervals.half_samples(30, 2)
+    kid_rng = intervals.generator(2, 30, intervals.KID_SUBSETS)
+    assert est["kid"].value == metrics.kid_from_features(x, reference, kid_rng)
+    np.testing.assert_array_equal(est["kid"].replicates, metrics.kid_subsets(x, reference, halves))
+    precision, recall = metrics.precision_recall_subsets(x, reference, halves)
+    np.testing.assert_array_equal(est["precision"].replicates, precision)
+    np.testing.assert_array_equal(est["recall"].replicates, recall)
+    whole = metrics.precision_recall_subsets(x, reference, metrics.all_samples(30))
+    assert (est["precision"].value, est["recall"].value) == (whole[0][0], whole[1][0])
+    kinds = {name: (e.proportion, e.lower, e.upper, e.n) for name, e in est.items()}
+    assert kinds == {"fid": (False, 0.0, np.inf, 30), "kid": (False, -np.inf, np.inf, 30),
+                     "precision": (True, -np.inf, np.inf, 30), "recall": (False, 0.0, 1.0, 30)}
+    logits = np.random.default_rng(4).normal(size=(30, 3))
+    labels = np.arange(30) % 3
+    by_logits = metrics.logit_estimates(logits, labels, seed=2)
+    correct = np.argmax(logits, axis=1) == labels
+    assert by_logits["accuracy"].value == correct.mean()
+    np.testing.assert_allclose(by_logits["accuracy"].replicates, correct[halves].mean(axis=1), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(by_logits["is"].replicates, metrics.inception_scores(logits, halves), rtol=1e-12)
+    assert (by_logits["is"].lower, by_logits["is"].proportion, by_logits["accuracy"].proportion) == (1.0, False, True)
+    assert list(metrics.logit_estimates(logits, None, seed=2)) == ["is"]

@@ -234,3 +234,37 @@ def test_with_clipping_on_classifier_guidance_shifts_the_clipped_unguided_predic
     clipped_eps = (x - abar.sqrt() * x0.clamp(-1, 1)) / (1 - abar).sqrt()
     expected = clipped_eps - s * (1 - abar).sqrt() * log_prob_grad(classifier, x, y)
     assert torch.allclose(guided.model(x, t, y), expected, atol=1e-12, rtol=0)
+
+
+def clipped_eps(schedule, x, t, eps):
+    """The eps of eps's x0 prediction clipped to [-1, 1], by hand."""
+    abar = schedule.alphas_cumprod[t].reshape(-1, 1, 1, 1)
+    x0 = ((x - (1 - abar).sqrt() * eps) / abar.sqrt()).clamp(-1, 1)
+    return (x - abar.sqrt() * x0) / (1 - abar).sqrt()
+
+
+def test_with_clipping_on_cfg_clips_the_guided_prediction():
+    schedule, x, t, y, _ = wiring_case()
+    x, probe, w = 3 * x, ProbeEps(), 2.0
+    guided = guided_model("cfg", w, {"eps_model": probe}, schedule, clip_x0=True, options={})
+    raw = (1 + w) * probe(x, t, y) - w * probe(x, t, torch.full_like(y, NULL_LABEL))
+    assert not torch.allclose(clipped_eps(schedule, x, t, raw), raw)  # clipping acts here
+    assert torch.allclose(guided.model(x, t, y), clipped_eps(schedule, x, t, raw), atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("order", ["unguided_x0", "guided_x0"])
+def test_cond_cg_passes_the_clip_settings_and_the_form_through(order):
+    schedule, x, t, y, classifier = wiring_case()
+    x, probe, s = 3 * x, ProbeEps(), 2.0
+    options = OPTIONS | {"cg_clip_order": order}
+    guided = guided_model("cond_cg", s, {"eps_model": probe, "classifier": classifier}, schedule, clip_x0=True,
+                          options=options)
+    abar = schedule.alphas_cumprod[t].reshape(-1, 1, 1, 1)
+    shift = s * (1 - abar).sqrt() * log_prob_grad(classifier, x, y)
+    eps = probe(x, t, y)
+    expected = clipped_eps(schedule, x, t, eps) - shift if order == "unguided_x0" else \
+        clipped_eps(schedule, x, t, eps - shift)
+    assert torch.allclose(guided.model(x, t, y), expected, atol=1e-12, rtol=0)
+    mean_form = guided_model("cond_cg", s, {"eps_model": probe, "classifier": classifier}, schedule, clip_x0=True,
+                             options=OPTIONS | {"cg_form": "mean"})
+    assert mean_form.cond_fn is not None and torch.allclose(mean_form.model(x, t, y), clipped_eps(schedule, x, t, eps))
