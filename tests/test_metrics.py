@@ -196,3 +196,46 @@ def test_each_estimate_carries_its_own_replicates_and_the_bounds_of_its_interval
     np.testing.assert_allclose(by_logits["is"].replicates, metrics.inception_scores(logits, halves), rtol=1e-12)
     assert (by_logits["is"].lower, by_logits["is"].proportion, by_logits["accuracy"].proportion) == (1.0, False, True)
     assert list(metrics.logit_estimates(logits, None, seed=2)) == ["is"]
+
+
+@pytest.mark.parametrize("scale, offset, dtype, k", [(1e-3, 0.0, np.float64, 3), (1.0, 1e4, np.float32, 3),
+                                                     (1.0, 0.0, np.float64, 1)])
+def test_precision_recall_of_subsets_agree_with_the_reference_at_any_scale_offset_dtype_and_k(scale, offset, dtype, k):
+    """Distances below 1 (no floor above 0, the self-distance 0), float32 features far from the
+    origin (computed in float64) and k = 1 (not the default 3) give diffguide.precision_recall's
+    numbers (itself checked against prdc), computed in float64 on the same rows."""
+    rng = np.random.default_rng(8)
+    reference, x = rng.normal(size=(80, 6)), rng.normal(size=(40, 6)) * 1.2 + 0.3
+    reference, x = (reference * scale + offset).astype(dtype), (x * scale + offset).astype(dtype)
+    subsets = np.array([np.arange(20), np.arange(20, 40)])
+    precision, recall = metrics.precision_recall_subsets(x, reference, subsets, k=k)
+    for b, s in enumerate(subsets):
+        expected = precision_recall(reference[:40].astype(np.float64), x[s].astype(np.float64), k=k)
+        assert (precision[b], recall[b]) == pytest.approx(tuple(expected), abs=1e-12)
+    assert 0 < precision.mean() < 1 and 0 < recall.mean() < 1
+
+
+def test_a_sample_exactly_on_a_real_points_radius_is_inside_the_real_manifold():
+    """Improved precision counts closed balls: distance == radius is inside."""
+    reference = np.array([[0.0], [1.0], [3.0], [7.0]])  # k = 1 radii: 1, 1, 2, 4
+    samples = np.array([[5.0], [11.0], [12.0], [20.0]])  # 5 is exactly radius 2 from 3; 11 exactly 4 from 7
+    precision, _ = metrics.precision_recall_subsets(samples, reference, metrics.all_samples(4), k=1)
+    assert precision[0] == 0.5
+
+
+def test_kid_defaults_are_clean_fids_and_large_sets_use_subsets_of_max_subset_size():
+    import inspect
+
+    from cleanfid.fid import kernel_distance
+
+    ours = inspect.signature(metrics.kid_from_features).parameters
+    theirs = inspect.signature(kernel_distance).parameters
+    for name in ("num_subsets", "max_subset_size"):
+        assert ours[name].default == theirs[name].default, name
+    rng = np.random.default_rng(1)
+    x, reference = rng.normal(size=(30, 3)), rng.normal(size=(30, 3)) + 0.5
+    np.random.seed(4)  # clean-fid draws its subsets from numpy's global generator, reference first
+    expected = kernel_distance(x, reference, num_subsets=7, max_subset_size=10)
+    np.random.seed(4)
+    got = metrics.kid_from_features(x, reference, np.random.mtrand._rand, num_subsets=7, max_subset_size=10)
+    assert got == pytest.approx(expected, rel=1e-12)
