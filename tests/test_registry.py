@@ -268,3 +268,24 @@ def test_cond_cg_passes_the_clip_settings_and_the_form_through(order):
     mean_form = guided_model("cond_cg", s, {"eps_model": probe, "classifier": classifier}, schedule, clip_x0=True,
                              options=OPTIONS | {"cg_form": "mean"})
     assert mean_form.cond_fn is not None and torch.allclose(mean_form.model(x, t, y), clipped_eps(schedule, x, t, eps))
+
+
+def test_an_unknown_name_is_refused_naming_what_it_is_and_every_known_name():
+    with pytest.raises(ValueError) as info:
+        parse_method("toy")
+    assert str(info.value) == "unknown guidance method 'toy'; known: cfg, cg, cond_cg, cfg_p<p>"
+    with pytest.raises(ValueError) as info:
+        parse_network("unet")
+    assert str(info.value) == ("unknown network 'unet'; known: unconditional, conditional, noisy_classifier, "
+                               "eval_classifier, conditional_p<p>")
+
+
+@pytest.mark.parametrize("w", [0.5, 3.0])
+def test_cfg_in_two_forwards_asks_for_the_null_label_and_equals_the_batched_forward(w):
+    from diffguide.guidance import ClassifierFreeGuidance
+
+    schedule, x, t, y, _ = wiring_case()
+    probe = ProbeEps()
+    two = ClassifierFreeGuidance(probe, w, batched=False)(x, t, y)
+    assert probe.calls == [y.tolist(), [NULL_LABEL] * 3]
+    assert torch.allclose(two, ClassifierFreeGuidance(ProbeEps(), w)(x, t, y), atol=1e-15, rtol=0)

@@ -212,7 +212,7 @@ def variant_name(base: str, p_uncond: float | None = None) -> str:
 def _pattern(table: dict) -> str:
     names = [re.escape(n) for n in table] + [re.escape(n) + _VARIANT_PATTERN for n, r in table.items()
                                              if r.p_uncond_variants]
-    return "|".join(sorted(names, key=len, reverse=True))
+    return "|".join(names)  # the wildcard is matched whole, between slashes: the order does not matter
 
 
 def method_pattern() -> str:
