@@ -354,3 +354,481 @@ def test_finding_functions_return_results():
     reps = replicates(moved)
     runs = findings.Runs(moved, reps)
     assert not findings.cg_conditional_moderate(runs, findings.Columns.of("classifier")).passed
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact reports of hand-made runs. Each row's two half-sample replicates are value + e and
+# value - e, and every row has n = 500 samples (Shao & Wu's factor r / d is 1), so the standard
+# error of a statistic linear in the rows is |statistic(e)|, and its 95% interval is
+# value -+ 1.96 |statistic(e)|: every number below is worked out by hand from TINY and SPREAD.
+
+TINY = {
+    "cfg": {"scale": [0, 1, 2], "fid_classifier": [10.0, 8.0, 9.0], "is_classifier": [3.0, 3.5, 4.0],
+            "accuracy_classifier": [0.5, 0.6, 0.7], "precision_classifier": [0.6, 0.6, 0.6],
+            "recall_classifier": [0.5, 0.5, 0.5]},
+    "cg": {"scale": [0, 1, 2], "fid_classifier": [12.0, 10.5, 11.0], "is_classifier": [4.0, 4.0, 4.0],
+           "accuracy_classifier": [0.2, 0.4, 0.6], "precision_classifier": [0.6, 0.65, 0.7],
+           "recall_classifier": [0.6, 0.55, 0.5]},
+    "cond_cg": {"scale": [1, 5, 10], "fid_classifier": [7.0, 7.5, 11.0], "is_classifier": [4.0, 4.0, 4.0],
+                "accuracy_classifier": [0.7, 0.65, 0.9], "precision_classifier": [0.7, 0.7, 0.7],
+                "recall_classifier": [0.5, 0.5, 0.5]},
+}
+# e of (method, column, scale); 0 elsewhere.
+SPREAD = {("cfg", "is_classifier", 2): 0.1,        # slope SE 0.5 * 0.1 = 0.05: [0.50 -+ 0.098]
+          ("cfg", "fid_classifier", 0): 0.5,       # finding 2's left margin and finding 6: SE 0.5
+          ("cfg", "accuracy_classifier", 0): 0.02,  # slope SE 0.5 * 0.02 = 0.01
+          ("cg", "fid_classifier", 1): 0.25,       # 12 - (10.5 -+ 0.25): SE 0.25
+          ("cg", "precision_classifier", 2): 0.01,  # slope SE 0.005
+          ("cond_cg", "accuracy_classifier", 1): 0.03,  # (0.7 -+ 0.03) - (0.5 -+ 0.02): SE 0.01
+          ("cond_cg", "fid_classifier", 1): 0.1}   # finding 7: (10 -+ 0.5) - (7 -+ 0.1): SE 0.4
+
+SLOPE = "least-squares slope on the scale, paired half-sample 95% interval"
+# By hand (slope weights over 3 equally spaced scales: -1/2, 0, +1/2 per unit step, here 1):
+# 1. IS slope (4 - 3) / 2 = 0.5, SE 0.05, 0.5 -+ 0.098 = [0.402, 0.598].
+# 2. margins 10 - 8 = 2 (SE 0.5: [1.020, 2.980]) and 9 - 8 = 1 (SE 0: [1, 1]).
+# 3. accuracy slope (0.7 - 0.5) / 2 = 0.1, SE 0.01: [0.0804, 0.1196].
+# 4. accuracy slope 0.2, SE 0; FID gain 12 - 10.5 = 1.5, SE 0.25: [1.010, 1.990].
+# 5. max(0.7, 0.65) - 0.5 = 0.2 (s = 5 is moderate, 10 is not); replicates 0.73 - 0.52 and 0.67 - 0.48: SE 0.01.
+# 6. 12 - 10 = 2, replicates 12 - 10.5 and 12 - 9.5: SE 0.5.
+# 7. lowest other row is cfg w = 0 (10; cg's lowest is 10.5, cond_cg s = 10 is 11): 10 - 7 = 3; replicates
+#    min(10.75, 10.5, 11) - 7.1 = 3.4 and min(10.25, 9.5, 11) - 6.9 = 2.6: SE 0.4, 3 -+ 0.784.
+# 8. precision slope 0.05, SE 0.005: [0.0402, 0.0598]; recall slope -0.05, SE 0.
+TINY_LINES = [
+    "PASS  1. IS rises with w (cfg). Test: " + SLOPE + ". slope of IS per unit w = +0.50, 95% CI [+0.40, +0.60] "
+    "(needs > 0; significant); IS 3.00 -> 4.00 over w = 0, 1, 2",
+    "PASS  2. FID is lowest at an interior w and rises past it (cfg). Test: margins of the lowest interior FID "
+    "below both ends, paired half-sample 95% intervals. lowest FID 8.00 at w = 1 (interior of w = 0, 1, 2); "
+    "FID(w = 0) - min interior FID = +2.00, 95% CI [+1.02, +2.98] (needs > 0; significant); "
+    "FID(w = 2) - min interior FID = +1.00, 95% CI [+1.00, +1.00] (needs > 0; significant)",
+    "PASS  3. accuracy rises with w (cfg). Test: " + SLOPE + ". slope of accuracy per unit w = +0.100, "
+    "95% CI [+0.080, +0.120] (needs > 0; significant); accuracy 0.500 -> 0.700 over w = 0, 1, 2",
+    "PASS  4. cg on the unconditional model raises accuracy with s and improves FID (cg). Test: " + SLOPE
+    + "; FID(s = 0) - lowest FID at s > 0, paired half-sample 95% interval. slope of accuracy per unit s = +0.200, "
+    "95% CI [+0.200, +0.200] (needs > 0; significant); accuracy 0.200 -> 0.600 over s = 0, 1, 2; lowest FID at "
+    "s > 0 is 10.50 at s = 1 against 12.00 at s = 0: FID(s = 0) - lowest FID at s > 0 = +1.50, "
+    "95% CI [+1.01, +1.99] (needs > 0; significant)",
+    "PASS  5. cg at a moderate s (0 < s <= 5) raises the conditional model's accuracy (cond_cg). Test: highest "
+    "moderate-s accuracy - unguided accuracy, paired half-sample 95% interval. accuracy 0.700 at s = 1, 0.650 at "
+    "s = 5 vs 0.500 unguided (cfg w = 0), best s = 1: best moderate-s accuracy - unguided = +0.200, "
+    "95% CI [+0.180, +0.220] (needs > 0; significant)",
+    "PASS  6. unguided, the conditional model has a lower FID than the unconditional one (cfg w = 0 vs cg s = 0). "
+    "Test: FID(cg s = 0) - FID(cfg w = 0), paired half-sample 95% interval. FID 10.00 conditional vs 12.00 "
+    "unconditional: FID(unconditional) - FID(conditional) = +2.00, 95% CI [+1.02, +2.98] (needs > 0; significant)",
+    "PASS  7. cg of the conditional model at a moderate s (0 < s <= 5) has the lowest FID of Table 4. Test: lowest "
+    "FID of the other Table 4 rows - lowest moderate cond_cg FID, paired half-sample 95% interval. lowest moderate "
+    "cond_cg FID 7.00 at s = 1; lowest other row 10.00 (cfg w = 0): lowest other FID - lowest moderate cond_cg "
+    "FID = +3.00, 95% CI [+2.22, +3.78] (needs > 0; significant)",
+    "PASS  8. as s grows (cg), precision rises and recall falls. Test: " + SLOPE + ", one for each. slope of "
+    "precision per unit s = +0.050, 95% CI [+0.040, +0.060] (needs > 0; significant); precision 0.600 -> 0.700 over "
+    "s = 0, 1, 2; slope of recall per unit s = -0.050, 95% CI [-0.050, -0.050] (needs < 0; significant); "
+    "recall 0.600 -> 0.500 over s = 0, 1, 2",
+]
+
+
+def tiny(changes=None):
+    """TINY with {(method, column): values} changed, as a metrics frame (n = 500 per row)."""
+    data = {method: dict(columns) for method, columns in TINY.items()}
+    for (method, column), values in (changes or {}).items():
+        data[method][column] = values
+    return frame(data)
+
+
+def two_replicates(df, spread=SPREAD, num_samples=None):
+    """Rows value + e and value - e (columns r0, r1) of every metric of every row of ``df``."""
+    rows = []
+    for column in [c for c in df.columns if c.split("_")[0] in ("fid", "is", "accuracy", "precision", "recall")]:
+        for method, scale, value in zip(df["method"], df["scale"], df[column]):
+            e = spread.get((method, column, scale), 0.0)
+            n = (num_samples or {}).get((method, column, scale), 500)
+            rows.append({"method": method, "scale": scale, "metric": column, "num_samples": n,
+                         "estimate": value, "r0": value + e, "r1": value - e})
+    return pd.DataFrame(rows)
+
+
+def lines_of(results):
+    """The verdict lines main prints for check()'s results."""
+    return [f"{'PASS' if f.passed else 'FAIL'}  {i}. {f.name}. Test: {f.test}. {f.figures}"
+            for i, f in enumerate(results, 1)]
+
+
+def write_run(tmp_path, df, reps):
+    df.to_csv(tmp_path / "metrics.csv", index=False)
+    record(tmp_path / "metrics.csv")
+    reps.to_csv(tmp_path / "metrics_replicates.csv", index=False)
+    record(tmp_path / "metrics_replicates.csv")
+    return tmp_path / "metrics.csv"
+
+
+def test_exact_findings_of_a_hand_made_run():
+    df = tiny()
+    assert lines_of(findings.check(df, two_replicates(df))) == TINY_LINES
+    assert lines_of(findings.check(df, two_replicates(df), "classifier")) == TINY_LINES  # the default, named
+
+
+def test_exact_report_and_exit_code_of_the_cli(tmp_path, capsys):
+    df = tiny()
+    path = write_run(tmp_path, df, two_replicates(df))
+    assert findings.main([str(path)]) == 0
+    cap = capsys.readouterr()
+    assert cap.err == ""
+    header = (f"Sweeps in {path} (FID, IS, precision and recall from classifier features, accuracy from the "
+              "evaluation classifier; 95% intervals in brackets):")
+    assert cap.out == "\n".join([header, findings.sweep_table(df, "classifier"), "", *TINY_LINES, "",
+                                 "8/8 findings hold (each significant at 95%)"]) + "\n"
+    assert "FID (classifier)" in cap.out and "12.00" in cap.out  # the table is the classifier features'
+
+
+def test_cli_exit_code_and_summary_when_findings_fail(tmp_path, capsys):
+    df = tiny({("cfg", "is_classifier"): [4.0, 3.5, 3.0], ("cg", "recall_classifier"): [0.5, 0.55, 0.6]})
+    path = write_run(tmp_path, df, two_replicates(df, {}))
+    assert findings.main([str(path)]) == 1
+    out = capsys.readouterr().out
+    assert line(out, 1) == ("FAIL  1. IS rises with w (cfg). Test: " + SLOPE + ". slope of IS per unit w = -0.50, "
+                            "95% CI [-0.50, -0.50] (needs > 0; wrong sign); IS 4.00 -> 3.00 over w = 0, 1, 2")
+    assert line(out, 8).startswith("FAIL  8. as s grows (cg), precision rises and recall falls.")
+    assert line(out, 8).endswith("slope of recall per unit s = +0.050, 95% CI [+0.050, +0.050] (needs < 0; "
+                                 "wrong sign); recall 0.500 -> 0.600 over s = 0, 1, 2")
+    assert verdicts(out) == {1: "FAIL", 2: "PASS", 3: "PASS", 4: "PASS", 5: "PASS", 6: "PASS", 7: "PASS", 8: "FAIL"}
+    assert out.endswith("\n\n6/8 findings hold (each significant at 95%)\n")
+
+
+def table_rows():
+    """metrics.csv rows in no particular order: the three checked methods, two p_uncond sweeps of
+    cfg (shown, marked informational), a method no plugin registers and a cg_p<p> (cg has no
+    p_uncond variants), both left out. No recall_classifier column at all; IS has only a lower
+    bound; the Inception precision is missing too."""
+    nan = math.nan
+    columns = ["method", "scale", "fid_classifier", "fid_classifier_lo", "fid_classifier_hi", "is_classifier",
+               "is_classifier_lo", "precision_classifier", "precision_classifier_lo", "precision_classifier_hi",
+               "accuracy_classifier", "accuracy_classifier_lo", "accuracy_classifier_hi", "fid_inception",
+               "fid_inception_lo", "fid_inception_hi", "is_inception", "recall_inception", "recall_inception_lo",
+               "recall_inception_hi"]
+    rows = [
+        ["cg", 1.0, "-", nan, nan, 4.0, 3.5, 0.55, nan, nan, 0.4, 0.35, 0.45, 101.0, nan, nan, nan, nan, nan, nan],
+        ["mystery", 0.0, 1.0, 0.5, 1.5, 9.0, 8.0, 0.9, 0.8, 1.0, 0.9, 0.8, 1.0, 1.0, nan, nan, nan, 0.5, 0.4, 0.6],
+        ["cfg_p0.5", 1.0, 25.0, 24.0, 26.0, 5.0, nan, 0.7, nan, nan, 0.8, nan, nan, 120.0, nan, nan, nan, nan, nan,
+         nan],
+        ["cfg", 0.5, 9.0, nan, 10.0, 3.5, 3.25, 0.7, 0.65, nan, 0.6, 0.55, 0.65, 110.5, 109.0, 112.0, 2.5, nan, nan,
+         nan],
+        ["cfg", 0.0, 12.3456, 11.0, 13.7, 3.14159, 3.0, 0.61234, 0.6, 0.625, 0.5, 0.45, 0.55, 130.0, 128.0, 132.0,
+         2.25, 0.45, 0.4, 0.5],
+        ["cond_cg", 10.0, 5.0, 4.0, 6.0, 10.0, 9.0, 0.9, 0.85, 0.95, 0.95, 0.9, 1.0, 90.0, 89.0, 91.0, nan, nan, nan,
+         nan],
+        ["cg_p0.5", 0.0, 1.0, 0.5, 1.5, 9.0, 8.0, 0.9, 0.8, 1.0, 0.9, 0.8, 1.0, 1.0, nan, nan, nan, 0.5, 0.4, 0.6],
+        ["cfg_p0.1", 0.0, 30.0, nan, nan, 6.0, nan, 0.75, nan, nan, 0.85, nan, nan, 140.0, nan, nan, nan, nan, nan,
+         nan],
+        ["cg", 0.0, 20.0, 18.5, 21.5, 2.0, 1.5, 0.5, 0.45, 0.55, nan, nan, nan, 100.0, 99.5, 100.5, 1.5, 0.3, nan,
+         nan],
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def test_sweep_table_exact_values_and_intervals():
+    """Registry order (cfg, cg, cond_cg) then the informational sweeps by name, each by scale;
+    ``value [lo, hi]`` with FID and IS to 2 digits and fractions to 3; the value alone where a
+    bound is missing; nan for a missing column, an empty cell or a cell that is not a number."""
+    expected = """\
+         method scale     FID (classifier) IS (classifier)            precision recall             accuracy
+            cfg     0 12.35 [11.00, 13.70]            3.14 0.612 [0.600, 0.625]    nan 0.500 [0.450, 0.550]
+            cfg   0.5                 9.00            3.50                0.700    nan 0.600 [0.550, 0.650]
+             cg     0 20.00 [18.50, 21.50]            2.00 0.500 [0.450, 0.550]    nan                  nan
+             cg     1                  nan            4.00                0.550    nan 0.400 [0.350, 0.450]
+        cond_cg    10    5.00 [4.00, 6.00]           10.00 0.900 [0.850, 0.950]    nan 0.950 [0.900, 1.000]
+cfg_p0.1 (info)     0                30.00            6.00                0.750    nan                0.850
+cfg_p0.5 (info)     1 25.00 [24.00, 26.00]            5.00                0.700    nan                0.800"""
+    assert findings.sweep_table(table_rows()) == expected
+    assert findings.sweep_table(table_rows(), "classifier") == expected
+
+
+def test_sweep_table_of_inception_features():
+    expected = """\
+         method scale         FID (inception) IS (inception) precision               recall             accuracy
+            cfg     0 130.00 [128.00, 132.00]           2.25       nan 0.450 [0.400, 0.500] 0.500 [0.450, 0.550]
+            cfg   0.5 110.50 [109.00, 112.00]           2.50       nan                  nan 0.600 [0.550, 0.650]
+             cg     0  100.00 [99.50, 100.50]           1.50       nan                0.300                  nan
+             cg     1                  101.00            nan       nan                  nan 0.400 [0.350, 0.450]
+        cond_cg    10    90.00 [89.00, 91.00]            nan       nan                  nan 0.950 [0.900, 1.000]
+cfg_p0.1 (info)     0                  140.00            nan       nan                  nan                0.850
+cfg_p0.5 (info)     1                  120.00            nan       nan                  nan                0.800"""
+    assert findings.sweep_table(table_rows(), "inception") == expected
+
+
+# Each finding's name and test, as TINY_LINES print them: the same whether it passes, fails or lacks data.
+NAME_TEST = {int(n): (name, test) for n, name, test in
+             (re.match(r"PASS  (\d)\. (.*?)\. Test: (.*?)\. ", l).groups() for l in TINY_LINES)}
+
+
+def verdict_figures(df, reps=None, features="classifier"):
+    """{finding number: (passed, figures)} of check() on ``df`` (replicates from SPREAD by default),
+    each finding under its own name and test."""
+    results = findings.check(df, two_replicates(df) if reps is None else reps, features)
+    assert {i: (f.name, f.test) for i, f in enumerate(results, 1)} == NAME_TEST
+    return {i: (f.passed, f.figures) for i, f in enumerate(results, 1)}
+
+
+def test_an_effect_of_exactly_zero_fails_and_the_narrowest_positive_one_passes():
+    """An interval that touches 0 is not significant, on either side; one wholly above 0 is,
+    however narrow. Replicates without spread give intervals of width 0."""
+    flat = tiny({("cfg", "is_classifier"): [3.0, 3.0, 3.0], ("cfg", "fid_classifier"): [10.0, 8.0, 8.0],
+                 ("cg", "fid_classifier"): [12.0, 12.0, 13.0], ("cond_cg", "accuracy_classifier"): [0.5, 0.4, 0.9],
+                 ("cg", "recall_classifier"): [0.5, 0.5, 0.5], ("cond_cg", "fid_classifier"): [10.0, 11.0, 12.0]})
+    got = verdict_figures(flat, two_replicates(flat, {}))
+    zero = "95% CI [+0.00, +0.00] (needs > 0; interval includes 0: not significant)"
+    assert got[1] == (False, f"slope of IS per unit w = +0.00, {zero}; IS 3.00 -> 3.00 over w = 0, 1, 2")
+    assert got[2] == (False, "lowest FID 8.00 at w = 1 (interior of w = 0, 1, 2); FID(w = 0) - min interior FID = "
+                             "+2.00, 95% CI [+2.00, +2.00] (needs > 0; significant); FID(w = 2) - min interior FID = "
+                             f"+0.00, {zero}")
+    assert got[4][0] is False and got[4][1].endswith(
+        "lowest FID at s > 0 is 12.00 at s = 1 against 12.00 at s = 0: FID(s = 0) - lowest FID at s > 0 = "
+        f"+0.00, {zero}")
+    assert got[5] == (False, "accuracy 0.500 at s = 1, 0.400 at s = 5 vs 0.500 unguided (cfg w = 0), best s = 1: "
+                             "best moderate-s accuracy - unguided = +0.000, 95% CI [+0.000, +0.000] (needs > 0; "
+                             "interval includes 0: not significant)")
+    assert got[7] == (False, "lowest moderate cond_cg FID 10.00 at s = 1; lowest other row 10.00 (cfg w = 0): lowest "
+                             f"other FID - lowest moderate cond_cg FID = +0.00, {zero}")
+    assert got[8][0] is False and got[8][1].endswith(
+        "slope of recall per unit s = +0.000, 95% CI [+0.000, +0.000] (needs < 0; interval includes 0: not "
+        "significant); recall 0.500 -> 0.500 over s = 0, 1, 2")
+
+    barely = tiny({("cfg", "is_classifier"): [3.0, 3.0, 3.02], ("cg", "recall_classifier"): [0.5, 0.5, 0.498]})
+    got = verdict_figures(barely, two_replicates(barely, {}))
+    assert got[1] == (True, "slope of IS per unit w = +0.01, 95% CI [+0.01, +0.01] (needs > 0; significant); "
+                            "IS 3.00 -> 3.02 over w = 0, 1, 2")
+    assert got[8] == (True, "slope of precision per unit s = +0.050, 95% CI [+0.050, +0.050] (needs > 0; significant); "
+                            "precision 0.600 -> 0.700 over s = 0, 1, 2; slope of recall per unit s = -0.001, 95% CI "
+                            "[-0.001, -0.001] (needs < 0; significant); recall 0.500 -> 0.498 over s = 0, 1, 2")
+
+
+def test_fid_minimum_at_either_end_names_the_end_and_the_lowest_interior_fid():
+    got = verdict_figures(tiny({("cfg", "fid_classifier"): [7.0, 8.0, 9.0]}))
+    assert got[2] == (False, "lowest FID 7.00 at w = 0 (the smallest w of w = 0, 1, 2); lowest interior FID 8.00 at "
+                             "w = 1; FID(w = 0) - min interior FID = -1.00, 95% CI [-1.98, -0.02] (needs > 0; wrong "
+                             "sign); FID(w = 2) - min interior FID = +1.00, 95% CI [+1.00, +1.00] (needs > 0; "
+                             "significant)")
+    got = verdict_figures(tiny({("cfg", "fid_classifier"): [10.0, 8.0, 7.0]}))
+    assert got[2] == (False, "lowest FID 7.00 at w = 2 (the largest w of w = 0, 1, 2); lowest interior FID 8.00 at "
+                             "w = 1; FID(w = 0) - min interior FID = +2.00, 95% CI [+1.02, +2.98] (needs > 0; "
+                             "significant); FID(w = 2) - min interior FID = -1.00, 95% CI [-1.00, -1.00] (needs > 0; "
+                             "wrong sign)")
+
+
+def test_too_few_scales_names_what_to_fill_and_what_to_add():
+    """MIN_SCALES = 3 values; empty cells are named with what fills them, and the scales key
+    only when filling them would still leave too few."""
+    assert findings.MIN_SCALES == 3
+    cases = {
+        (3.0, math.nan, 4.0): "cfg has is_classifier at 2 scale(s) (w = 0, 2); this check needs at least 3: "
+                              "is_classifier is empty at w = 1: rerun the evaluation of those samples",
+        (math.nan, math.nan, math.nan): "cfg has is_classifier at 0 scale(s) (none); this check needs at least 3: "
+                                        "is_classifier is empty at w = 0, 1, 2: rerun the evaluation of those samples",
+    }
+    for values, message in cases.items():
+        assert verdict_figures(tiny({("cfg", "is_classifier"): list(values)}))[1] == (False, message)
+    two = {column: values[:2] for column, values in TINY["cfg"].items()}  # w = 0, 1
+    data = {**TINY, "cfg": two}
+    assert verdict_figures(frame(data))[1] == (
+        False, "cfg has is_classifier at 2 scale(s) (w = 0, 1); this check needs at least 3: add scales to "
+               "guidance.cfg_scales")
+    data["cfg"] = {**two, "is_classifier": [3.0, math.nan]}
+    assert verdict_figures(frame(data))[1] == (
+        False, "cfg has is_classifier at 1 scale(s) (w = 0); this check needs at least 3: is_classifier is empty at "
+               "w = 1: rerun the evaluation of those samples; also add scales to guidance.cfg_scales")
+
+
+def test_missing_columns_name_the_setting_that_fills_them():
+    got = verdict_figures(tiny(), features="inception")  # TINY has no Inception FID, IS, precision or recall
+    assert got[1] == (False, "metrics.csv has no is_inception column: put NVlabs' inception-2015-12-05.pt (the "
+                             "logits head) at evaluation.inception_weights and rerun the evaluation")
+    assert got[2] == (False, "metrics.csv has no fid_inception column: set evaluation.inception: true and rerun the "
+                             "evaluation")
+    assert got[3][0] is True  # accuracy is always the evaluation classifier's
+    assert got[8] == (False, "metrics.csv has no precision_inception column: set evaluation.inception: true and rerun "
+                             "the evaluation; metrics.csv has no recall_inception column: set evaluation.inception: "
+                             "true and rerun the evaluation")
+    got = verdict_figures(tiny().drop(columns="fid_classifier"))
+    assert got[2] == (False, "metrics.csv has no fid_classifier column: rerun the evaluation of those samples")
+    assert got[4] == (False, TINY_LINES[3].split("interval. ", 1)[1].split("; lowest FID")[0]
+                      + "; metrics.csv has no fid_classifier column: rerun the evaluation of those samples")
+
+
+def test_fill_hint_columns_label_and_scales_key():
+    assert findings._fill_hint("is_inception") == ("put NVlabs' inception-2015-12-05.pt (the logits head) at "
+                                                   "evaluation.inception_weights and rerun the evaluation")
+    assert findings._fill_hint("fid_inception") == "set evaluation.inception: true and rerun the evaluation"
+    assert findings._fill_hint("is_classifier") == "rerun the evaluation of those samples"
+    cols = findings.Columns.of("inception")
+    assert cols == findings.Columns("fid_inception", "is_inception", "precision_inception", "recall_inception",
+                                    "accuracy_classifier")
+    assert [cols.label(c) for c in ("fid_inception", "is_inception", "accuracy_classifier", "precision_inception",
+                                    "recall_inception")] == ["FID", "IS", "accuracy", "precision", "recall"]
+    with pytest.raises(KeyError):
+        cols.label("fid_classifier")
+    assert [findings.scales_key(m) for m in ("cfg", "cg", "cond_cg", "cfg_p0.5", "mystery")] == [
+        "guidance.cfg_scales", "guidance.cg_scales", "guidance.cond_cg_scales", "guidance.cfg_scales",
+        "guidance.methods"]
+    assert [findings.is_registered(m) for m in ("cfg", "cfg_p0.5", "cg_p0.5", "mystery")] == [True, True, False, False]
+
+
+def test_missing_rows_replicates_and_unpaired_counts_name_the_fix():
+    df = tiny()
+    runs = findings.Runs(df, two_replicates(df))
+    with pytest.raises(findings.MissingData) as missing:
+        runs.sweep("mystery", "fid_classifier")
+    assert str(missing.value) == ("no mystery rows in metrics.csv: add mystery to guidance.methods (and its scales "
+                                  "to guidance.methods)")
+    no_cond = df[df["method"] != "cond_cg"]
+    got = verdict_figures(no_cond, two_replicates(no_cond))
+    assert got[5] == got[7] == (False, "no cond_cg rows in metrics.csv: add cond_cg to guidance.methods (and its "
+                                       "scales to guidance.cond_cg_scales)")
+
+    reps = two_replicates(df)
+    reps = reps[~((reps["method"] == "cfg") & (reps["metric"] == "is_classifier") & (reps["scale"] == 1))]
+    assert verdict_figures(df, reps)[1] == (False, "metrics_replicates.csv lacks the half-sample replicates of "
+                                                   "is_classifier for cfg: rerun the evaluation (snakemake reruns it)")
+    reps = two_replicates(df, SPREAD, {("cfg", "is_classifier", 2): 400})
+    assert verdict_figures(df, reps)[1] == (False, "cfg's rows of is_classifier have different sample counts "
+                                                   "[400, 500], so their halves are not paired; evaluate every row "
+                                                   "with one sampling.num_samples")
+    cfg = findings.Runs(df, two_replicates(df)).sweep("cfg", "fid_classifier")
+    cg = findings.Runs(df, two_replicates(df, SPREAD, {("cg", "fid_classifier", s): 400 for s in (0, 1, 2)})).sweep(
+        "cg", "fid_classifier")
+    with pytest.raises(findings.MissingData) as missing:
+        findings.effect("gap", "FID", lambda u, c: u[0] - c[0], [cg, cfg])
+    assert str(missing.value) == ("the rows compared have different sample counts [400, 500], so their halves are "
+                                  "not paired; evaluate every row with one sampling.num_samples")
+
+
+def test_missing_baselines_and_guided_scales_name_the_scales_key():
+    got = verdict_figures(tiny({("cg", "fid_classifier"): [math.nan, 10.5, 11.0]}))
+    accuracy_figures = ("slope of accuracy per unit s = +0.200, 95% CI [+0.200, +0.200] (needs > 0; significant); "
+                        "accuracy 0.200 -> 0.600 over s = 0, 1, 2")
+    assert got[4] == (False, f"{accuracy_figures}; fid_classifier is empty at cg s = 0 (the unguided baseline): "
+                             "rerun the evaluation of those samples")
+    got = verdict_figures(tiny({("cg", "scale"): [1, 2, 3]}))
+    assert got[4] == (False, "slope of accuracy per unit s = +0.200, 95% CI [+0.200, +0.200] (needs > 0; "
+                             "significant); accuracy 0.200 -> 0.600 over s = 1, 2, 3; no cg row at s = 0 (the "
+                             "unguided baseline): add 0 to guidance.cg_scales")
+    assert got[6] == (False, "no cg row at s = 0 (the unguided unconditional model): add 0 to guidance.cg_scales")
+    only_unguided = {**TINY, "cg": {column: values[:1] for column, values in TINY["cg"].items()}}  # s = 0
+    got = verdict_figures(frame(only_unguided))
+    assert got[4] == (False, "cg has accuracy_classifier at 1 scale(s) (s = 0); this check needs at least 3: add "
+                             "scales to guidance.cg_scales; no cg row at s > 0: add guided scales to "
+                             "guidance.cg_scales")
+    assert got[6][0] is True  # s = 0 alone is all finding 6 needs
+
+    got = verdict_figures(tiny({("cfg", "scale"): [0.5, 1, 2]}))
+    for number in (5, 6, 7):
+        assert got[number] == (False, "no cfg row at w = 0 (the unguided conditional model, cond_cg's s = 0 "
+                                      "baseline): add 0 to guidance.cfg_scales")
+    got = verdict_figures(tiny({("cond_cg", "scale"): [0, 5.5, 10]}))  # s = 0 is not guided, 5.5 not moderate
+    for number in (5, 7):
+        assert got[number] == (False, "no cond_cg row at 0 < s <= 5 (have s = 0, 5.5, 10): add such a scale to "
+                                      "guidance.cond_cg_scales")
+
+
+def test_help_names_the_arguments_and_their_defaults(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit) as done:
+        findings.main(["--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for part in ("usage: python -m diffguide.findings [-h] [--replicates REPLICATES] [--features "
+                 "{classifier,inception}] metrics_csv",
+                 "metrics_csv `python -m diffguide.findings results/<run>/metrics.csv`: do the papers' findings "
+                 "hold here, positional arguments:",  # the docstring's first line only
+                 "metrics_csv results/<run>/metrics.csv of a finished run",
+                 "--replicates REPLICATES the half-sample replicates (default: metrics_replicates.csv beside "
+                 "metrics_csv)",
+                 "--features {classifier,inception} feature network of the FID, IS, precision and recall columns "
+                 "(default: the evaluation classifier; accuracy is always the evaluation classifier's)"):
+        assert part in text
+    with pytest.raises(SystemExit) as done:
+        findings.main(["metrics.csv", "--features", "clip"])
+    assert done.value.code == 2 and "invalid choice: 'clip'" in capsys.readouterr().err
+
+
+def test_unreadable_inputs_exit_2_with_what_to_run(tmp_path, capsys):
+    metrics, reps = tmp_path / "metrics.csv", tmp_path / "metrics_replicates.csv"
+    assert findings.main([str(metrics)]) == 2
+    cap = capsys.readouterr()
+    assert (cap.out, cap.err) == ("", f"cannot read {metrics} ({metrics} does not exist): run `make run` first to "
+                                      "produce it\n")
+    pd.DataFrame({"method": ["cfg"], "fid_classifier": [1.0]}).to_csv(metrics, index=False)
+    record(metrics)
+    assert findings.main([str(metrics)]) == 2
+    assert capsys.readouterr().err == (f"cannot read {metrics} (no scale column in the metrics): run `make run` "
+                                       "first to produce it\n")
+
+    df = tiny()
+    write_run(tmp_path, df, two_replicates(df))
+    reps.unlink()
+    assert findings.main([str(metrics)]) == 2
+    cap = capsys.readouterr()
+    assert (cap.out, cap.err) == ("", f"cannot read {reps} ({reps} does not exist): the findings judge effects with "
+                                      "the half-sample replicates that the evaluation writes beside metrics.csv; "
+                                      "rerun `make run` (it reruns the evaluation)\n")
+    two_replicates(df).drop(columns=["metric", "num_samples"]).to_csv(reps, index=False)
+    record(reps)
+    assert findings.main([str(metrics)]) == 2
+    assert capsys.readouterr().err.startswith(f"cannot read {reps} (no metric, num_samples column in the "
+                                              "replicates): the findings judge effects")
+    two_replicates(df).to_csv(reps, index=False)  # changed after its checksum was written
+    assert findings.main([str(metrics)]) == 2
+    cap = capsys.readouterr()
+    assert cap.out == "" and cap.err.startswith(f"{reps} does not match its checksum")
+    metrics.write_text(metrics.read_text() + "\n")
+    assert findings.main([str(metrics)]) == 2
+    cap = capsys.readouterr()
+    assert cap.out == "" and cap.err.startswith(f"{metrics} does not match its checksum")
+
+
+def test_a_row_whose_scale_is_not_a_number_is_left_out_of_the_checks(tmp_path, capsys):
+    df = tiny()
+    reps = two_replicates(df)
+    df = pd.concat([df, df.iloc[[0]].assign(scale="?")], ignore_index=True)  # a hand-edited stray row
+    write_run(tmp_path, df, reps)
+    assert findings.main([str(tmp_path / "metrics.csv")]) == 0
+    summary = "8/8 findings hold (each significant at 95%)"
+    assert capsys.readouterr().out.splitlines()[-10:] == [*TINY_LINES, "", summary]
+
+
+def four_cfg_scales(fid):
+    """TINY with cfg at w = 0, 1, 2, 3 and the given FIDs."""
+    cfg = {"scale": [0, 1, 2, 3], "fid_classifier": fid, "is_classifier": [3.0, 3.5, 4.0, 4.5],
+           "accuracy_classifier": [0.5, 0.6, 0.7, 0.8], "precision_classifier": [0.6] * 4,
+           "recall_classifier": [0.5] * 4}
+    return frame({**TINY, "cfg": cfg})
+
+
+def test_interior_minimum_is_taken_within_each_replicate():
+    """With two interior scales the lowest interior FID is at w = 2 in replicate r0 (8.2 vs 8.1) and
+    at w = 1 in r1 (7.8 vs 8.1): each replicate's margins use that replicate's own minimum."""
+    df = four_cfg_scales([10.0, 8.0, 8.1, 9.0])
+    reps = two_replicates(df, {**SPREAD, ("cfg", "fid_classifier", 1): 0.2})
+    # margins' replicates: w = 0: 10.5 - 8.1 = 2.4 and 9.5 - 7.8 = 1.7 (SE 0.35); w = 3: 9 - 8.1 = 0.9 and
+    # 9 - 7.8 = 1.2 (SE 0.15)
+    assert verdict_figures(df, reps)[2] == (
+        True, "lowest FID 8.00 at w = 1 (interior of w = 0, 1, 2, 3); FID(w = 0) - min interior FID = +2.00, 95% CI "
+              "[+1.31, +2.69] (needs > 0; significant); FID(w = 3) - min interior FID = +1.00, 95% CI [+0.71, +1.29] "
+              "(needs > 0; significant)")
+    df = four_cfg_scales([7.0, 8.5, 8.0, 9.0])
+    assert verdict_figures(df, two_replicates(df, {}))[2] == (
+        False, "lowest FID 7.00 at w = 0 (the smallest w of w = 0, 1, 2, 3); lowest interior FID 8.00 at w = 2; "
+               "FID(w = 0) - min interior FID = -1.00, 95% CI [-1.00, -1.00] (needs > 0; wrong sign); FID(w = 3) - "
+               "min interior FID = +1.00, 95% CI [+1.00, +1.00] (needs > 0; significant)")
+
+
+def test_guided_scales_below_1_count_as_guided():
+    df = tiny({("cg", "scale"): [0, 0.5, 1]})
+    passed, figures = verdict_figures(df, two_replicates(df, {}))[4]
+    assert passed and figures.endswith("; lowest FID at s > 0 is 10.50 at s = 0.5 against 12.00 at s = 0: FID(s = 0) - "
+                                       "lowest FID at s > 0 = +1.50, 95% CI [+1.50, +1.50] (needs > 0; significant)")
+
+
+def test_table_4_names_the_best_moderate_scale_and_the_runner_up_row():
+    """The lowest moderate cond_cg FID is at s = 5 (not the first moderate scale), and the lowest
+    other row is cg at s = 1 (not the first scale of its sweep)."""
+    df = tiny({("cfg", "fid_classifier"): [11.0, 8.0, 9.0], ("cond_cg", "fid_classifier"): [7.5, 7.0, 11.0]})
+    assert verdict_figures(df, two_replicates(df, {}))[7] == (
+        True, "lowest moderate cond_cg FID 7.00 at s = 5; lowest other row 10.50 (cg s = 1): lowest other FID - lowest "
+              "moderate cond_cg FID = +3.50, 95% CI [+3.50, +3.50] (needs > 0; significant)")
