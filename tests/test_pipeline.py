@@ -185,6 +185,7 @@ register_method(Method("toy", "g", "toy guidance (g)", "toy guidance, columns: g
 '''
 
 
+@pytest.mark.slow  # a real sampling job (about 25 s quiet): make test-slow, which CI runs, keeps make test under 10 min
 def test_a_method_registered_by_a_plugin_runs_through_the_plan_and_a_real_sampling_job(smoke_run, tmp_path):
     """A new method is one module and one registry row: the plan gains exactly its jobs, and its
     sampling job, given the row, samples with it (toy at g = 2 is cfg at w = 1, bit for bit)."""
