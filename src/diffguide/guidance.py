@@ -8,9 +8,10 @@ built as the same pair, ``Guided(model, cond_fn)``, which the samplers take as t
 Conventions:
 - ``w`` is Ho & Salimans' guidance strength: w = 0 is the plain conditional model. diffusers'
   and Imagen's ``guidance_scale`` equals 1 + w.
-- ``s`` is Dhariwal & Nichol's classifier scale. Scaling the gradient by s is sampling from
-  p(y | x)^s / Z (D&N sec. 4.3): a sharper classifier distribution, normalised only approximately
-  because Z depends on x.
+- ``s`` is Dhariwal & Nichol's classifier scale. D&N read scaling the gradient by s as guiding with
+  the sharper classifier p(y | x)^s / Z (D&N sec. 4.3), but only approximately: Z(x) = sum_y
+  p(y | x)^s depends on x and guidance drops its gradient, so it follows p_t(x) p_t(y | x)^s
+  (docs/equations.md, part 8).
 - ``NULL_LABEL`` (-1) asks a conditional model for its unconditional output eps(x, null).
 
 Two forms of classifier guidance live here:
