@@ -58,7 +58,7 @@ def check_methods(cfg: dict) -> list[str]:
             lines.append(problem("guidance.methods", name, "is not a registered guidance method",
                                  f"use one of {', '.join(REGISTRY.methods)}, or name the module that registers it "
                                  "in plugins"))
-        elif parse_method(name).method.scales_key.removeprefix("guidance.") not in cfg["guidance"]:
+        elif parse_method(name).method.scales_option not in cfg["guidance"]:
             key = parse_method(name).method.scales_key
             lines.append(problem(key, None, f"is missing: {name} is in guidance.methods", f"add {key}: [0, 1, 2]"))
     for key in scale_lists(cfg):
@@ -74,7 +74,7 @@ def check_unique_scales(cfg: dict) -> list[str]:
     """Each scale names a sample file (scale_<v:g>.npz), so two values with one name (1 and 1.0,
     or 0.1 and 0.10000001) would be sampled, evaluated and tabulated twice as one."""
     lines = []
-    lists = {key: values for key, values in scale_lists(cfg).items()}
+    lists = scale_lists(cfg)
     lists["training.conditional.p_uncond_sweep"] = cfg["training"]["conditional"]["p_uncond_sweep"]
     for key, values in lists.items():
         tags = [scale_tag(v) for v in values]

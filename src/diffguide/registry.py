@@ -11,7 +11,7 @@ probabilities: ``conditional_p0.5`` is the conditional model trained with p_unco
 such names and ``variant_name`` writes them; nothing else does.
 
 Adding a guidance method is one module (its eps-model wrapper, citing its equation in
-docs/equations.md, and a ``build(models, scale, schedule, options) -> Guided`` function) plus one
+docs/equations.md, and a ``build(models, scale, schedule, *, clip_x0, options) -> Guided`` function) plus one
 ``Method`` row registered here (or from a plugin module named in the config's ``plugins``).
 
 This module imports no torch: the Snakefile imports it at parse time.
@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-# How a p_uncond variant is written in names: <base>_p<p>, p as naming.scale_tag writes it.
+# How a p_uncond variant is written in names: <base>_p<p>, p as scale_tag writes it.
 _VARIANT = re.compile(r"^(?P<base>[a-z][a-z0-9_]*?)_p(?P<p>[0-9][0-9.]*)$")
 _VARIANT_PATTERN = r"_p[0-9.]+"
 
@@ -77,9 +77,14 @@ class Method:
     p_uncond_variants: bool = False
 
     @property
+    def scales_option(self) -> str:
+        """Its key in the guidance block listing its scales, e.g. cfg_scales."""
+        return f"{self.name}_scales"
+
+    @property
     def scales_key(self) -> str:
-        """The config key listing its scales, e.g. guidance.cfg_scales."""
-        return f"guidance.{self.name}_scales"
+        """The same key from the config's top, e.g. guidance.cfg_scales, for messages."""
+        return f"guidance.{self.scales_option}"
 
     def build(self) -> Callable:
         module, function = self.builder.split(":")

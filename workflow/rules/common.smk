@@ -66,8 +66,7 @@ NETWORKS = run_networks(P_UNCOND_SWEEP)
 
 
 def method_scales(method):
-    key = parse_method(method).method.scales_key.removeprefix("guidance.")
-    return [scale_tag(v) for v in config["guidance"][key]]
+    return [scale_tag(v) for v in config["guidance"][parse_method(method).method.scales_option]]
 
 
 SCALES = {method: method_scales(method) for method in METHODS}

@@ -83,8 +83,7 @@ def train_network(network: str, *, arch: dict, training: dict, dataset: dict, di
     log.info("%s: precision %s (config: %s)", network, settings.precision, precision)
     schedule = NoiseSchedule.make(diffusion["schedule"], diffusion["timesteps"])
     images, labels = train_set.to_tensor()
-    context = {"network": network, "kind": row.kind, "arch": arch, "p_uncond": options.get("p_uncond"),
-               **{k: v for k, v in options.items() if k != "p_uncond"},
+    context = {"network": network, "kind": row.kind, "arch": arch, "p_uncond": None, **options,
                "seed": seed, "dataset": dataset, "diffusion": diffusion}
     kept = train(model, loss_function(row, options, schedule), images, labels, settings, device=device, name=network,
                  csv_path=csv_log, logger=log, checkpoint_path=checkpoint, context=context)
