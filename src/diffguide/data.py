@@ -140,9 +140,13 @@ class PreparedData:
 
     def to_tensor(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Images as float32 NCHW in [-1, 1] (the diffusion model's range) and int64 labels."""
-        images = torch.from_numpy(self.images).permute(0, 3, 1, 2).float()
-        images = (images / 127.5 - 1.0).contiguous()
-        return images, torch.from_numpy(self.labels.astype(np.int64))
+        return uint8_to_tensor(self.images), torch.from_numpy(self.labels.astype(np.int64))
+
+
+def uint8_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC images as float32 NCHW in [-1, 1] (the diffusion model's range)."""
+    pixels = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    return (pixels / 127.5 - 1.0).contiguous()
 
 
 def images_to_uint8(x: torch.Tensor) -> np.ndarray:

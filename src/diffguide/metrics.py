@@ -255,6 +255,23 @@ def logit_estimates(logits: np.ndarray, labels: np.ndarray | None, seed: int) ->
     return out
 
 
+def cosine_to_reference(features: np.ndarray, reference_features: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each sample's features with its own reference's (row i with row i)."""
+    a = features / np.linalg.norm(features, axis=1, keepdims=True)
+    b = reference_features / np.linalg.norm(reference_features, axis=1, keepdims=True)
+    return np.sum(a * b, axis=1)
+
+
+def reference_similarity_estimate(features: np.ndarray, reference_features: np.ndarray, seed: int) -> Estimate:
+    """Mean cosine similarity of the samples to their references (similarity guidance by image,
+    issue 14), in [-1, 1], with its half-samples: a sample mean, so its interval is the usual
+    standard error of a mean (see diffguide.intervals)."""
+    n = len(features)
+    similarity = cosine_to_reference(features, reference_features)
+    return _estimate(lambda s: _indicator(s, n) @ similarity / s.shape[1], n, intervals.half_samples(n, seed),
+                     lower=-1.0, upper=1.0)
+
+
 def t_bands(timesteps: int, bands: int = 4) -> list[tuple[int, int]]:
     """[lo, hi) bands splitting {0..T-1} into equal parts: [0,250), [250,500), ... for T = 1000."""
     edges = [round(i * timesteps / bands) for i in range(bands + 1)]

@@ -69,12 +69,25 @@ def inception_reference(test_path: str, output: str, num_images: int, weights: s
 
 
 def classifier_estimates(samples, reference, classifier, device, batch_size: int, seed: int) -> dict[str, Estimate]:
-    """FID, KID, IS, sample accuracy, precision and recall on the evaluation classifier."""
+    """FID, KID, IS, sample accuracy, precision and recall on the evaluation classifier, and the
+    similarity of each sample to its reference image (similarity guidance by image; empty for
+    sample sets without references). For those, accuracy is the rate at which the sample's class
+    is its reference's (the label of sample i is its reference's class)."""
     features, logits = metrics.classifier_outputs(classifier, samples["images"], device, batch_size)
     by_features = metrics.feature_estimates(features, reference["features"], reference["mu"], reference["sigma"], seed)
     by_logits = metrics.logit_estimates(logits, samples["labels"], seed)
-    order = ("fid", "kid", "is", "accuracy", "precision", "recall")
+    by_features["reference_similarity"] = reference_similarity(samples, features, classifier, device, batch_size, seed)
+    order = ("fid", "kid", "is", "accuracy", "precision", "recall", "reference_similarity")
     return {f"{name}_classifier": (by_features | by_logits)[name] for name in order}
+
+
+def reference_similarity(samples, features, classifier, device, batch_size: int, seed: int) -> Estimate:
+    """Mean cosine similarity, in the evaluation classifier's features, of each sample to the
+    reference image it was guided towards (the sample file's reference_images[reference_slots])."""
+    if "reference_images" not in samples:
+        return Estimate.missing(len(features))
+    reference_features, _ = metrics.classifier_outputs(classifier, samples["reference_images"], device, batch_size)
+    return metrics.reference_similarity_estimate(features, reference_features[samples["reference_slots"]], seed)
 
 
 def inception_estimates(samples, reference, num_samples: int, weights: str | None, device, seed: int,
