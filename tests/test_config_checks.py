@@ -120,7 +120,7 @@ def test_guidance_methods_must_be_registered_and_each_needs_its_scales():
 def test_a_registered_method_without_its_scales_is_stopped_naming_the_key_to_add():
     from diffguide.registry import Method, register_method, unregister_method
 
-    register_method(Method("toy", "g", "toy (g)", "toy", "toy", eps_model="conditional", needs_classifier=False,
+    register_method(Method("toy", "g", "toy (g)", "toy", "toy", eps_model="conditional", 
                            builder="diffguide.guidance:build_classifier_free"))
     try:
         (line,) = config_errors(changed("guidance.methods", ["cfg", "cg", "toy"]), SCHEMA)

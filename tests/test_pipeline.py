@@ -181,7 +181,7 @@ def build(models, scale, schedule, *, clip_x0, options):
 
 
 register_method(Method("toy", "g", "toy guidance (g)", "toy guidance, columns: g", "CFG at w = g / 2.",
-                       eps_model="conditional", needs_classifier=False, builder="toy_guidance:build"))
+                       eps_model="conditional", builder="toy_guidance:build"))
 '''
 
 

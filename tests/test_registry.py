@@ -50,6 +50,9 @@ def test_wildcard_patterns_match_exactly_the_parseable_names():
     ("cg", 0.0, {"eps_model": "unconditional"}),  # scale 0: the unguided model, no classifier
     ("cg", 2.0, {"eps_model": "unconditional", "classifier": "noisy_classifier"}),
     ("cond_cg", 1.0, {"eps_model": "conditional", "classifier": "noisy_classifier"}),
+    ("sdg_text", 0.0, {"eps_model": "unconditional"}),  # gamma 0: the unguided model, no encoders
+    ("sdg_text", 10.0, {"eps_model": "unconditional", "noisy_encoder": "noisy_image_encoder", "clip": "clip"}),
+    ("sdg_image", 10.0, {"eps_model": "unconditional", "noisy_encoder": "noisy_image_encoder", "clip": "clip"}),
 ])
 def test_each_method_needs_the_models_of_its_paper(name, scale, models):
     assert parse_method(name).models(scale) == models
@@ -58,8 +61,29 @@ def test_each_method_needs_the_models_of_its_paper(name, scale, models):
 def test_run_methods_add_one_sweep_per_p_uncond_and_run_networks_one_model():
     methods = registry.run_methods({"methods": ["cfg", "cg"]}, [0.5, 0.3])
     assert methods == ["cfg", "cg", "cfg_p0.5", "cfg_p0.3"]
-    assert registry.run_networks([0.5]) == ["unconditional", "conditional", "noisy_classifier", "eval_classifier",
-                                            "conditional_p0.5"]
+    assert registry.run_networks(registry.run_methods({"methods": ["cfg", "cg"]}, [0.5])) == [
+        "unconditional", "conditional", "noisy_classifier", "eval_classifier", "conditional_p0.5"]
+
+
+def test_a_run_trains_only_the_networks_its_methods_load_and_what_they_start_from():
+    assert registry.run_networks(["cfg"]) == ["conditional", "eval_classifier"]
+    # noisy_image_encoder starts from clip's weights (init_from), so clip is trained too
+    assert registry.run_networks(["sdg_image"]) == ["unconditional", "eval_classifier", "clip", "noisy_image_encoder"]
+    assert registry.parse_network("noisy_image_encoder").network.init_from == "clip"
+
+
+def test_a_method_guided_by_reference_images_says_so_and_a_bad_condition_is_refused():
+    assert parse_method("sdg_image").method.condition == "reference"
+    assert parse_method("sdg_text").method.condition == "class"
+    with pytest.raises(ValueError, match="condition 'prompt' is not one of"):
+        Method("bad", "g", "bad", "bad", "bad", eps_model="unconditional", builder="x:y", condition="prompt")
+
+
+def test_a_method_must_name_registered_guiding_networks():
+    with pytest.raises(ValueError, match="method 'bad': classifier 'nope' is not a registered network"):
+        registry.register_method(Method("bad", "g", "bad", "bad", "bad", eps_model="unconditional", builder="x:y",
+                                        guides=(("classifier", "nope"),)))
+    assert "bad" not in registry.REGISTRY.methods
 
 
 def test_labels_symbols_and_keys_come_from_the_row():
@@ -71,7 +95,7 @@ def test_labels_symbols_and_keys_come_from_the_row():
 
 def test_a_registered_method_is_known_everywhere_until_unregistered():
     toy = Method("toy", "g", "toy (g)", "toy, columns: g", "A toy.", eps_model="unconditional",
-                 needs_classifier=False, builder="diffguide.guidance:build_classifier_free")
+                 builder="diffguide.guidance:build_classifier_free")
     registry.register_method(toy)
     try:
         assert parse_method("toy").method is toy
@@ -95,7 +119,7 @@ def test_plugins_are_imported_and_register_their_methods(tmp_path, monkeypatch):
     (tmp_path / "plugin_for_test.py").write_text(
         "from diffguide.registry import Method, register_method\n"
         "register_method(Method('plugged', 'g', 'plugged (g)', 't', 'c', eps_model='conditional', "
-        "needs_classifier=False, builder='x:y'))\n")
+        "builder='x:y'))\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
         registry.load_plugins(["plugin_for_test"])
@@ -116,7 +140,7 @@ def test_unregistering_leaves_the_other_methods():
 
 def test_a_method_must_name_a_registered_eps_model():
     with pytest.raises(ValueError, match="not a registered network"):
-        registry.register_method(Method("bad", "g", "bad", "bad", "bad", eps_model="nope", needs_classifier=False,
+        registry.register_method(Method("bad", "g", "bad", "bad", "bad", eps_model="nope", 
                                         builder="x:y"))
 
 
@@ -273,11 +297,11 @@ def test_cond_cg_passes_the_clip_settings_and_the_form_through(order):
 def test_an_unknown_name_is_refused_naming_what_it_is_and_every_known_name():
     with pytest.raises(ValueError) as info:
         parse_method("toy")
-    assert str(info.value) == "unknown guidance method 'toy'; known: cfg, cg, cond_cg, cfg_p<p>"
+    assert str(info.value) == "unknown guidance method 'toy'; known: cfg, cg, cond_cg, sdg_text, sdg_image, cfg_p<p>"
     with pytest.raises(ValueError) as info:
         parse_network("unet")
     assert str(info.value) == ("unknown network 'unet'; known: unconditional, conditional, noisy_classifier, "
-                               "eval_classifier, conditional_p<p>")
+                               "eval_classifier, clip, noisy_image_encoder, conditional_p<p>")
 
 
 @pytest.mark.parametrize("w", [0.5, 3.0])

@@ -49,6 +49,10 @@ class Network:
     role: str
     takes_labels: bool = False
     p_uncond_variants: bool = False  # conditional_p<p>: trained again at each training.conditional.p_uncond_sweep
+    init_from: str | None = None  # a network whose trained weights this one starts from (and needs as input)
+
+
+CONDITIONS = ("class", "reference")
 
 
 @dataclass(frozen=True)
@@ -57,8 +61,12 @@ class Method:
 
     - ``symbol``: the paper's name of its scale (H&S's w, D&N's s); ``label``: legend text;
       ``title``: what a grid of its samples shows; ``caption``: one sentence for the report.
-    - ``eps_model``: the network whose eps it guides; ``needs_classifier``: it also needs the
-      noisy classifier, except at scale 0 (the unguided model, which samples without it).
+    - ``eps_model``: the network whose eps it guides; ``guides``: (role, network) pairs of the
+      networks that steer it (classifier guidance's noisy classifier, similarity guidance's
+      encoders), loaded except at scale 0 (the unguided model, which samples without them).
+    - ``condition``: what a sample is guided towards: ``"class"`` (sample i asks for class i mod K)
+      or ``"reference"`` (sample i is guided towards a reference image of the test split, of class
+      i mod K; the sampling job reads the test split and stores the references it chose).
     - ``options``: the guidance.* keys (besides its scales) its sampling jobs depend on.
     - ``builder``: ``"module:function"`` building the guided eps-model, imported only when a
       job samples (so this table stays torch-free).
@@ -71,10 +79,15 @@ class Method:
     title: str
     caption: str
     eps_model: str
-    needs_classifier: bool
     builder: str
+    guides: tuple[tuple[str, str], ...] = ()
+    condition: str = "class"
     options: tuple[str, ...] = ()
     p_uncond_variants: bool = False
+
+    def __post_init__(self):
+        if self.condition not in CONDITIONS:
+            raise ValueError(f"method {self.name!r}: condition {self.condition!r} is not one of {CONDITIONS}")
 
     @property
     def scales_option(self) -> str:
@@ -110,8 +123,8 @@ class MethodName:
     def models(self, scale: float) -> dict[str, str]:
         """role -> network name of the models a sampling job at ``scale`` loads."""
         models = {"eps_model": self.eps_model}
-        if self.method.needs_classifier and float(scale) != 0:
-            models["classifier"] = "noisy_classifier"
+        if float(scale) != 0:
+            models |= dict(self.method.guides)
         return models
 
     @property
@@ -153,8 +166,9 @@ def register_network(network: Network) -> Network:
 
 def register_method(method: Method) -> Method:
     """Add (or replace) a guidance method; a plugin module calls this at import."""
-    if method.eps_model not in REGISTRY.networks:
-        raise ValueError(f"method {method.name!r}: eps_model {method.eps_model!r} is not a registered network")
+    for role, network in (("eps_model", method.eps_model), *method.guides):
+        if network not in REGISTRY.networks:
+            raise ValueError(f"method {method.name!r}: {role} {network!r} is not a registered network")
     REGISTRY.methods[method.name] = method
     return method
 
@@ -254,10 +268,23 @@ def run_methods(guidance: dict, p_uncond_sweep) -> list[str]:
     return methods + [variant_name(m, p) for p in p_uncond_sweep for m in variants]
 
 
-def run_networks(p_uncond_sweep) -> list[str]:
-    """The networks a run trains: every registered base network, and conditional_p<p> per sweep value."""
-    variants = [n for n, row in REGISTRY.networks.items() if row.p_uncond_variants]
-    return list(REGISTRY.networks) + [variant_name(n, p) for p in p_uncond_sweep for n in variants]
+def run_networks(methods) -> list[str]:
+    """The networks a run trains: those its sweeps (run_methods) load, at any scale, the networks
+    they start from (``init_from``), and the evaluation classifier, which measures every sweep; in
+    registry order, the p_uncond variants last. A run without classifier guidance trains no noisy
+    classifier, one without similarity guidance no encoders."""
+    wanted = {"eval_classifier"}
+    for name in methods:
+        parsed = parse_method(name)
+        wanted |= {parsed.eps_model, *(network for _, network in parsed.method.guides)}
+    pending = list(wanted)
+    while pending:  # what the wanted networks start from, and what that starts from
+        start = REGISTRY.networks[parse_network(pending.pop()).network.name].init_from
+        if start and start not in wanted:
+            wanted.add(start)
+            pending.append(start)
+    order = list(REGISTRY.networks)
+    return sorted(wanted, key=lambda n: (n not in REGISTRY.networks, order.index(parse_network(n).network.name), n))
 
 
 # The networks. The rule graph reads as the papers' method: the eps-models (H&S Algorithm 1), the
@@ -272,28 +299,54 @@ for _network in (
             "classifier p_phi(y | x_t, t) of noised images, whose gradient guides (D&N section 4)", takes_labels=True),
     Network("eval_classifier", "eval_classifier", "eval_classifier", "clean_classifier",
             "classifier of clean images whose features and predictions measure the samples", takes_labels=True),
+    # Semantic diffusion guidance's encoders (Liu et al. 2021): a CLIP-style image / class-name
+    # encoder pair trained contrastively here (no CLIP weights offline), then its image encoder
+    # fine-tuned on noised images x_t (SDG sec. 3.3) into the E~ whose similarity guides.
+    Network("clip", "clip", "clip", "clip_contrastive",
+            "joint clean-image / class-name encoder E, T trained with a CLIP-style contrastive loss (SDG sec. 3.3)",
+            takes_labels=True),
+    Network("noisy_image_encoder", "noisy_image_encoder", "clip", "noisy_embedding",
+            "image encoder E~(x_t, t) fine-tuned from clip's E on noised images (SDG sec. 3.3)",
+            takes_labels=True, init_from="clip"),
 ):
     register_network(_network)
 
-# The guidance methods.
+# The guidance methods, and the networks that steer them (loaded by role).
+CLASSIFIER = (("classifier", "noisy_classifier"),)
+ENCODERS = (("noisy_encoder", "noisy_image_encoder"), ("clip", "clip"))
+SIMILARITY_OPTIONS = ("cg_form", "cg_clip_order", "sdg_similarity")
 for _method in (
     Method("cfg", "w", "classifier-free, conditional model (w)",
            "classifier-free guidance of the conditional model, columns: w",
            "Classifier-free guidance (H&S eq. 6): eps~ = (1 + w) eps(x, y) - w eps(x, null) on the conditional "
            "model; w = 0 is the conditional model itself.",
-           eps_model="conditional", needs_classifier=False, builder="diffguide.guidance:build_classifier_free",
+           eps_model="conditional", builder="diffguide.guidance:build_classifier_free",
            p_uncond_variants=True),
     Method("cg", "s", "classifier guidance, unconditional model (s)",
            "classifier guidance of the unconditional model, columns: s",
            "Classifier guidance (D&N Algorithms 1 and 2) of the unconditional model by the noisy classifier's "
            "gradient at scale s; s = 0 is the unguided model.",
-           eps_model="unconditional", needs_classifier=True, builder="diffguide.guidance:build_classifier_guided",
+           eps_model="unconditional", builder="diffguide.guidance:build_classifier_guided", guides=CLASSIFIER,
            options=("cg_form", "cg_clip_order")),
     Method("cond_cg", "s", "classifier guidance, conditional model (s)",
            "classifier guidance of the conditional model, columns: s",
            "Classifier guidance at scale s of the conditional model, itself guided at w = guidance.cond_cg_w "
            "(D&N Table 4's conditional rows when w = 0).",
-           eps_model="conditional", needs_classifier=True,
-           builder="diffguide.guidance:build_conditional_classifier_guided", options=("cg_form", "cg_clip_order", "cond_cg_w")),
+           eps_model="conditional", builder="diffguide.guidance:build_conditional_classifier_guided",
+           guides=CLASSIFIER, options=("cg_form", "cg_clip_order", "cond_cg_w")),
+    Method("sdg_text", "gamma", "similarity guidance by class name, unconditional model (gamma)",
+           "text-similarity guidance of the unconditional model, columns: gamma",
+           "Semantic diffusion guidance by language (Liu et al. 2021): the unconditional model steered by "
+           "gamma * grad F, F the similarity of the noise-aware image encoder's E~(x_t) with the class name's "
+           "embedding; gamma = 0 is the unguided model.",
+           eps_model="unconditional", builder="diffguide.similarity:build_text_similarity_guided", guides=ENCODERS,
+           options=SIMILARITY_OPTIONS),
+    Method("sdg_image", "gamma", "similarity guidance by reference image, unconditional model (gamma)",
+           "reference-image similarity guidance of the unconditional model, columns: gamma",
+           "Semantic diffusion guidance by a reference image (Liu et al. 2021): the unconditional model steered "
+           "by gamma * grad F, F the similarity of E~(x_t) with the clean embedding E(x_ref) of a test image; "
+           "gamma = 0 is the unguided model.",
+           eps_model="unconditional", builder="diffguide.similarity:build_image_similarity_guided", guides=ENCODERS,
+           condition="reference", options=(*SIMILARITY_OPTIONS, "sdg_references_per_class")),
 ):
     register_method(_method)

@@ -60,10 +60,12 @@ def main(argv: list[str] | None = None) -> None:
     res = Path(args.results)
     setup_logging(None)
     (res / "models").mkdir(parents=True, exist_ok=True)
+    start = parse_network(args.network).network.init_from  # the model it starts from, where the rule put it
     train_network(args.network, **config_sections(cfg, args.network), train_path=str(res / "data" / "train.npz"),
                   test_path=str(res / "data" / "test.npz"), output=str(res / "models" / f"{args.network}.pt"),
                   csv_log=str(res / "logs" / f"train_{args.network}.csv"), threads=args.threads,
-                  checkpoint=str(res / "checkpoints" / f"{args.network}.ckpt"))
+                  checkpoint=str(res / "checkpoints" / f"{args.network}.ckpt"),
+                  init_path=str(res / "models" / f"{start}.pt") if start else None)
 
 
 def torchrun_command(nproc: int, resolved_config: str, network: str, results: str, threads: int) -> list[str]:

@@ -62,7 +62,7 @@ check_artifacts(RESULTS)
 # Each extra p_uncond trains conditional_p<p> and gets a classifier-free sweep cfg_p<p>.
 P_UNCOND_SWEEP = config["training"]["conditional"]["p_uncond_sweep"]
 METHODS = run_methods(config["guidance"], P_UNCOND_SWEEP)
-NETWORKS = run_networks(P_UNCOND_SWEEP)
+NETWORKS = run_networks(METHODS)
 
 
 def method_scales(method):
@@ -134,12 +134,22 @@ def training_checkpoint(wildcards, output):
     return str(Path(output[0]).parent.parent / "checkpoints" / f"{wildcards.network}.ckpt")
 
 
+def training_inputs(wildcards):
+    """The prepared splits, and for a network that starts from another's weights (init_from:
+    the noisy image encoder from clip) that network's model."""
+    inputs = {"train": prepared_split("train"), "test": prepared_split("test")}
+    start = parse_network(wildcards.network).network.init_from
+    return inputs | ({"init": model_path(start)} if start else {})
+
+
 def guidance_inputs(wildcards):
     """The models a sampling job loads, by role (diffguide.registry.MethodName.models): the
-    eps-model it guides, and the noisy classifier for classifier guidance, which scale 0 (no
-    classifier guidance) does not need, so retraining the classifier leaves those samples cached."""
-    models = parse_method(wildcards.method).models(float(wildcards.scale))
-    return {role: model_path(network) for role, network in models.items()}
+    eps-model it guides, and the networks that steer it (the noisy classifier, the encoders),
+    which scale 0 (no guidance) does not need, so retraining them leaves those samples cached.
+    A method guided towards reference images also reads the test split they come from."""
+    parsed = parse_method(wildcards.method)
+    inputs = {role: model_path(network) for role, network in parsed.models(float(wildcards.scale)).items()}
+    return inputs | ({"references": prepared_split("test")} if parsed.method.condition == "reference" else {})
 
 
 def sampling_config(wildcards):

@@ -3,8 +3,7 @@ rule train_network:
     null class with probability p_uncond), the noisy classifier p_phi(y | x_t, t), or the
     evaluation classifier on clean images. A killed job resumes from its last checkpoint."""
     input:
-        train=prepared_split("train"),
-        test=prepared_split("test"),
+        unpack(training_inputs),
     output:
         f"{RESULTS}/models/{{network}}.pt",
     log:

@@ -19,4 +19,5 @@ else:
     setup_logging(snakemake.log.text)
     train_network(network, **config_sections(cfg, network), train_path=snakemake.input.train,
                   test_path=snakemake.input.test, output=snakemake.output[0], csv_log=snakemake.log.csv,
-                  threads=snakemake.threads, checkpoint=snakemake.params.checkpoint)
+                  threads=snakemake.threads, checkpoint=snakemake.params.checkpoint,
+                  init_path=snakemake.input.get("init"))

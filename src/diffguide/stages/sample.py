@@ -47,19 +47,58 @@ def load_models(model_paths: dict[str, str], device) -> tuple[dict, dict]:
     return models, arch
 
 
+def choose_references(labels: np.ndarray, per_class: int, num_classes: int, seed: int) -> np.ndarray:
+    """Test-split indices of ``per_class`` reference images per class, a seeded choice, in slot
+    order: slot j * K + c holds the j-th reference of class c, so slot i mod R (R = per_class * K)
+    is of class i mod K, the class sample i asks for under every other method."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in range(num_classes):
+        members = np.flatnonzero(labels == c)
+        if len(members) < per_class:
+            raise ValueError(f"guidance.sdg_references_per_class is {per_class}, but the test split has "
+                             f"{len(members)} images of class {c}; lower it to at most {len(members)}")
+        chosen.append(rng.choice(members, size=per_class, replace=False))
+    return np.stack(chosen, axis=1).reshape(-1)  # [per_class, K] -> slot j * K + c
+
+
+def sample_conditions(method: str, num_samples: int, num_classes: int, *, references_path: str | None,
+                      per_class: int | None, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """What each sample is guided towards: (labels, the sampler's y, what the sample file keeps).
+    Sample i asks for class i mod K. A method guided by reference images (registry condition
+    "reference") gets y = the reference slot i mod R instead, and the file keeps the references
+    (test-split indices and pixels) and each sample's slot, for the evaluation and the figures."""
+    labels = np.arange(num_samples) % num_classes
+    if parse_method(method).method.condition != "reference":
+        return labels, labels, {}
+    test_set = data.load_prepared(references_path)
+    chosen = choose_references(test_set.labels, per_class, num_classes, seed)
+    slots = np.arange(num_samples) % len(chosen)
+    assert (test_set.labels[chosen[slots]] == labels).all()  # slot i mod R is of class i mod K
+    kept = {"reference_indices": chosen, "reference_images": test_set.images[chosen], "reference_slots": slots}
+    return labels, slots, kept
+
+
 def sample(method: str, scale: float, *, model_paths: dict[str, str], sampling: dict, guidance: dict,
            diffusion: dict, dataset_name: str, seed: int, precision: str, device: str, output: str,
            threads: int = 1) -> None:
-    """Sample sampling.num_samples images; sample i asks for class i mod K and its noise is
-    seeded by (seed, i), so every scale of a sweep starts from the same noise."""
+    """Sample sampling.num_samples images; sample i asks for class i mod K (or a reference image of
+    it: sample_conditions) and its noise is seeded by (seed, i), so every scale of a sweep starts
+    from the same noise."""
     torch.set_num_threads(threads)
     device = pick_device(device)
     schedule = NoiseSchedule.make(diffusion["schedule"], diffusion["timesteps"])
+    model_paths = dict(model_paths)
+    references_path = model_paths.pop("references", None)
+    labels, conditions, kept = sample_conditions(method, sampling["num_samples"], data.DATASETS[dataset_name].num_classes,
+                                                 references_path=references_path, seed=seed,
+                                                 per_class=guidance.get("sdg_references_per_class"))
     models, arch = load_models(model_paths, device)
+    if kept and scale != 0:  # the references' pixels, for the builder's target embeddings E(x_ref)
+        models["references"] = data.uint8_to_tensor(kept["reference_images"]).to(device)
     guided = guided_model(method, scale, models, schedule, clip_x0=sampling["clip_x0"], options=guidance)
     timesteps = respaced_timesteps(schedule.timesteps, sampling["steps"], sampling["timestep_spacing"])
     shape = (arch["channels"], arch["image_size"], arch["image_size"])
-    labels = np.arange(sampling["num_samples"]) % data.DATASETS[dataset_name].num_classes
     batches = []
     for start in range(0, sampling["num_samples"], sampling["batch_size"]):
         idx = list(range(start, min(start + sampling["batch_size"], sampling["num_samples"])))
@@ -67,10 +106,10 @@ def sample(method: str, scale: float, *, model_paths: dict[str, str], sampling: 
         noise = PerSampleNoise(seed, idx)
         with autocast(device, precision):
             x = SAMPLERS[sampling["sampler"]](guided.model, noise.initial(shape, device=device), timesteps,
-                                              schedule=schedule, labels=torch.from_numpy(labels[idx]), noise=noise,
+                                              schedule=schedule, labels=torch.from_numpy(conditions[idx]), noise=noise,
                                               cond_fn=guided.cond_fn, **sampler_options(sampling))
         batches.append(data.images_to_uint8(x.float().cpu()))
     with atomic_open(output, checksum=True) as handle:  # read by later rules: written with its checksum
         np.savez_compressed(handle, images=np.concatenate(batches), labels=labels, method=method, scale=scale,
                             sampler=sampling["sampler"], steps=sampling["steps"],
-                            timestep_spacing=sampling["timestep_spacing"])
+                            timestep_spacing=sampling["timestep_spacing"], **kept)
