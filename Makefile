@@ -10,7 +10,7 @@ RUN ?= $(shell sed -n 's/^run: *//p' $(CONFIG))
 FEATURES ?= classifier
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: run test test-slow test-reliability data venv bench bench-metrics clean-results findings report mutate
+.PHONY: run run-sdg test test-slow test-reliability data venv bench bench-metrics clean-results findings report mutate
 
 venv: $(STAMP)
 
@@ -34,6 +34,14 @@ data:
 run: venv data
 	$(BIN)/python -m diffguide.check_config $(CONFIG)
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
+	@$(BIN)/python -m diffguide.summary $(CONFIG)
+
+# Similarity guidance (issue 14) added to the default run's results/default/: config/sdg.yaml merged
+# over $(CONFIG); the default run's models, samples and metrics are reused, not redone.
+SDG_CONFIG ?= config/sdg.yaml
+run-sdg: venv data
+	$(BIN)/python -m diffguide.check_config $(CONFIG) $(SDG_CONFIG)
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) $(SDG_CONFIG)
 	@$(BIN)/python -m diffguide.summary $(CONFIG)
 
 # Do the papers' findings hold on results/$(RUN)/metrics.csv? Exit 0: all hold, 1: one fails,

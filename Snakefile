@@ -32,6 +32,7 @@ rule all:
         rules.metrics_vs_scale_figure.output.png,
         expand(rules.sample_grid.output.png, method=METHODS),
         expand(rules.best_scale_gallery.output.png, method=METHODS),
+        expand(rules.reference_grid.output.png, method=REFERENCE_METHODS),
         rules.mixture_figure.output.png,
         rules.training_curves.output.png,
         rules.tables.output.hs_table1_md,

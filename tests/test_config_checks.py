@@ -69,6 +69,13 @@ BAD = [
     ("sampling.num_samples", 400, "sampling.num_samples", "test split has 360"),
     ("evaluation.inception_reference", 9, "evaluation.inception_reference", "at least evaluation.inception_samples"),
     ("figures.table_features", "inception", None, None),  # fine: smoke has inception on
+    ("guidance.sdg_references_per_class", 3, "guidance.sdg_references_per_class", "more than the 20 samples"),
+    ("guidance.sdg_references_per_class", 2, None, None),  # 20 references for 20 samples
+    ("networks.clip.attention_levels", [2], "networks.clip.attention_levels", "do not exist"),
+    ("networks.clip.norm_groups", 5, "networks.clip.norm_groups", "divide every width"),
+    ("guidance.sdg_similarity", "l2", "guidance.sdg_similarity", "is not one of"),
+    ("training.noisy_image_encoder.recipe", "pixels", "training.noisy_image_encoder.recipe", "is not one of"),
+    ("training.clip.warmup_steps", 20, "training.clip.warmup_steps", "never reaches lr"),
 ]
 
 
@@ -81,9 +88,12 @@ def test_each_bad_value_is_one_line_naming_key_value_rule_and_fix(key, value, na
     assert rule in lines[0] and ("; " in lines[0] or "  [" in lines[0]), lines
 
 
-def test_the_shipped_configs_pass_every_check():
+def test_the_shipped_configs_pass_every_check(capsys):
     for name in ("config.yaml", "smoke.yaml"):
         assert config_errors(yaml.safe_load((REPO / "config" / name).read_text()), SCHEMA) == [], name
+    # make run-sdg: config/sdg.yaml merged over the default run, as snakemake merges two --configfile
+    assert check_config_main([str(REPO / "config/config.yaml"), str(REPO / "config/sdg.yaml")]) == 0
+    assert "config/config.yaml + " in capsys.readouterr().out
     for key, value, named, _ in BAD:
         if named is None:  # the listed values that are fine
             assert config_errors(changed(key, value), SCHEMA) == [], key
@@ -203,3 +213,6 @@ def test_check_config_names_the_line_of_malformed_yaml(tmp_path, capsys):
     good.write_text(yaml.safe_dump(changed("sampling.steps", 101)))
     assert check_config_main([str(good)]) == 1
     assert "  sampling.steps: 101: cannot exceed diffusion.timesteps (100)" in capsys.readouterr().err
+    fix = tmp_path / "fix.yaml"  # a second file merged over the first fixes it, as snakemake would merge them
+    fix.write_text("sampling: {steps: 4}\n")
+    assert check_config_main([str(good), str(fix)]) == 0

@@ -1,4 +1,7 @@
-"""`python -m diffguide.check_config CONFIG.yaml`: check a config file without running anything.
+"""`python -m diffguide.check_config CONFIG.yaml [MORE.yaml ...]`: check a config without running anything.
+
+Several files are merged as ``snakemake --configfile A.yaml B.yaml`` merges them (B's keys win,
+mappings merged key by key), e.g. config/config.yaml config/sdg.yaml.
 
 The Snakefile runs the same checks before any job. This command exists for what Snakemake checks
 before the Snakefile is read, and reports poorly: a config file that is not valid YAML gets
@@ -36,21 +39,32 @@ def read_config(path: Path) -> dict:
     return loaded
 
 
+def merged(configs: list[dict]) -> dict:
+    """The configs merged as Snakemake merges several --configfile (its own update_config)."""
+    from snakemake.utils import update_config
+
+    result: dict = {}
+    for config in configs:
+        update_config(result, config)
+    return result
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
+    if not argv:
         print(__doc__.strip().splitlines()[0], file=sys.stderr)
         return 2
-    path = Path(argv[0])
+    paths = [Path(arg) for arg in argv]
     try:
-        config = read_config(path)
+        config = merged([read_config(path) for path in paths])
     except ValueError as err:
         print(f"diffguide: {err}", file=sys.stderr)
         return 2
     lines = config_errors(config, SCHEMA_PATH)
+    names = " + ".join(str(path) for path in paths)
     if lines:
-        print(f"diffguide: invalid config {path}:\n" + "\n".join(lines), file=sys.stderr)
+        print(f"diffguide: invalid config {names}:\n" + "\n".join(lines), file=sys.stderr)
         return 1
-    print(f"{path}: valid (run '{config['run']}' writes under results/{config['run']}/)")
+    print(f"{names}: valid (run '{config['run']}' writes under results/{config['run']}/)")
     return 0
 
 

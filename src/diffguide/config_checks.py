@@ -27,7 +27,7 @@ TEST_SPLIT_SIZE = {"fashion_mnist": 10_000, "mnist": 10_000, "cifar10": 10_000, 
 # Precision and recall take the k = 3 nearest neighbours inside each half-sample of the
 # intervals (diffguide.metrics), so a sample set needs halves of at least k + 1 = 4.
 MIN_EVALUATED_SAMPLES = 8
-UNET_LIKE = ("unet", "noisy_classifier")
+UNET_LIKE = ("unet", "noisy_classifier", "clip")  # clip: the encoders share the noisy classifier's shape
 
 
 def problem(key: str, value, rule: str, fix: str) -> str:
@@ -199,6 +199,25 @@ def check_sample_counts(cfg: dict) -> list[str]:
     return lines
 
 
+def check_references(cfg: dict) -> list[str]:
+    """sdg_image guides sample i towards reference i mod R (R = sdg_references_per_class * K), so
+    every reference needs a sample and the test split must hold them (the sampling job checks the
+    exact per-class counts of the split)."""
+    if not any(parse_method(m).method.condition == "reference" for m in cfg["guidance"]["methods"]
+               if m in REGISTRY.methods):
+        return []
+    per_class, classes = cfg["guidance"]["sdg_references_per_class"], NUM_CLASSES[cfg["dataset"]["name"]]
+    n, available = cfg["sampling"]["num_samples"], TEST_SPLIT_SIZE[cfg["dataset"]["name"]]
+    if n < classes:  # check_sample_counts names that cause; this line would only echo it
+        return []
+    if per_class * classes > min(n, available):
+        return [problem("guidance.sdg_references_per_class", per_class,
+                        f"{per_class} per class x {classes} classes = {per_class * classes} references, more than the "
+                        f"{n} samples that are guided towards them (or the {available} test images)",
+                        f"use at most {min(n, available) // classes}, or raise sampling.num_samples")]
+    return []
+
+
 def _inception_counts(cfg: dict, n: int) -> list[str]:
     ev, lines = cfg["evaluation"], []
     if not MIN_EVALUATED_SAMPLES <= ev["inception_samples"] <= n:
@@ -319,8 +338,8 @@ def check_device(cfg: dict, cuda_devices: int | None = None) -> list[str]:
 
 
 CHECKS = (check_run_name, check_methods, check_unique_scales, check_network_shapes, check_padding, check_sampling,
-          check_sample_counts, check_training, check_figures, check_guidance, check_data_source, check_device,
-          check_inception_weights)
+          check_sample_counts, check_references, check_training, check_figures, check_guidance, check_data_source,
+          check_device, check_inception_weights)
 
 
 def config_problems(cfg: dict) -> list[str]:

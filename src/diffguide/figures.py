@@ -70,6 +70,8 @@ def plot_tradeoff(metrics: pd.DataFrame, path: str | Path, x: str = "is_classifi
 SCALE_PANELS = {"fid_classifier": "FID (lower better)", "is_classifier": "IS (higher better)",
                 "precision_classifier": "precision (fidelity)", "recall_classifier": "recall (diversity)",
                 "accuracy_classifier": "sample accuracy"}
+# Drawn where a run has it: only sample sets guided towards reference images (sdg_image) have it.
+OPTIONAL_PANELS = {"reference_similarity_classifier": "similarity to the reference (sdg_image)"}
 
 
 def with_conditional_baseline(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -97,6 +99,8 @@ def plot_metrics_vs_scale(metrics: pd.DataFrame, path: str | Path, panels: dict[
     scale axis is symlog: linear in [0, 1], where w and small s live, logarithmic beyond."""
     frame = with_conditional_baseline(metrics)
     frame = frame.assign(guidance=frame["method"].map(method_label))
+    panels = panels | {column: title for column, title in OPTIONAL_PANELS.items()
+                       if column in frame and frame[column].notna().any()}
     if {"sampler", "steps"} <= set(frame.columns):
         frame["sampling"] = frame["sampler"] + " " + frame["steps"].astype(str) + " steps"
         if "timestep_spacing" in frame.columns:
@@ -112,13 +116,13 @@ def plot_metrics_vs_scale(metrics: pd.DataFrame, path: str | Path, panels: dict[
     for (title, label, *_), rows in long.sort_values("scale").groupby(bands, sort=False):
         grid.axes_dict[title].fill_between(rows["scale"], rows["lo"], rows["hi"], color=palette[label], alpha=0.15,
                                            linewidth=0)
-    ticks = [v for v in (0, 0.5, 1, 2, 5, 10, 20, 50) if v <= frame["scale"].max()]
+    ticks = [v for v in (0, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500) if v <= frame["scale"].max()]
     for ax in grid.axes.flat:
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
         ax.set_xlim(left=0)
     grid.set_titles("{col_name}")
-    grid.set_axis_labels("guidance scale (w or s)", "")
+    grid.set_axis_labels("guidance scale (w, s or gamma)", "")
     grid.figure.suptitle("Evaluation-classifier metrics against the guidance scale (bands: 95% intervals)", y=1.02)
     save_figure(grid.figure, path)
 
@@ -153,6 +157,32 @@ def plot_sample_grid(images_by_scale: list[np.ndarray], labels: np.ndarray, scal
                 ax.set_title(f"{scale_label}{scale:g}", fontsize=9, loc="left" if per_class > 4 else "center")
             if col == 0:
                 ax.set_ylabel(class_names[row], fontsize=7, rotation=0, ha="right", va="center")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+
+
+def plot_reference_grid(references: np.ndarray, images_by_scale: list[np.ndarray], slots: np.ndarray,
+                        scales: list[float], row_slots: list[int], row_names: list[str], path: str | Path, title: str,
+                        per_reference: int = 1, scale_label: str = "") -> None:
+    """SDG's layout (Liu et al. 2021, Figure 1): each row one reference image, then, for each
+    scale, the first ``per_reference`` samples guided towards it (the same noise in every column)."""
+    picks = [np.flatnonzero(slots == slot)[:per_reference] for slot in row_slots]
+    columns = 1 + len(scales) * per_reference
+    fig, axes = plt.subplots(len(row_slots), columns, squeeze=False,
+                             figsize=(0.9 * columns + 1.2, 0.9 * len(row_slots) + 0.6))
+    for row, slot in enumerate(row_slots):
+        cells = [references[slot]] + [images[picks[row][k]] for images in images_by_scale for k in range(per_reference)]
+        for col, image in enumerate(cells):
+            ax = axes[row, col]
+            ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([]), ax.set_yticks([])
+        axes[row, 0].set_ylabel(row_names[row], fontsize=7, rotation=0, ha="right", va="center")
+    axes[0, 0].set_title("reference", fontsize=9)
+    for k, scale in enumerate(scales):
+        axes[0, 1 + k * per_reference].set_title(f"{scale_label}{scale:g}", fontsize=9)
+    for row in range(len(row_slots)):  # the reference framed in red: it is not a sample
+        axes[row, 0].spines[:].set_color("tab:red")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     save_figure(fig, path, dpi=120)

@@ -70,6 +70,8 @@ def method_scales(method):
 
 
 SCALES = {method: method_scales(method) for method in METHODS}
+# The sweeps guided towards reference images (sdg_image), which get a reference grid too.
+REFERENCE_METHODS = [method for method in METHODS if parse_method(method).method.condition == "reference"]
 
 
 # Sampling settings as they appear in paths, e.g. ddim25-linspace (25 steps spaced as diffusers'

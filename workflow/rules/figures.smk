@@ -54,6 +54,27 @@ rule sample_grid:
         "../scripts/sample_grid.py"
 
 
+rule reference_grid:
+    """Similarity guidance by reference image (SDG Figure 1 style): rows = one reference image per
+    class, then its samples across the scales, the same initial noise in every column."""
+    input:
+        primary_samples_of_method,
+    output:
+        **figure_outputs("references_{method}", "references", method="{method}"),
+    log:
+        f"{LOGS}/reference_grid_{{method}}.log",
+    threads: 1
+    resources:
+        mem_mb=RES["light_mem_mb"],
+        runtime=RES["light_runtime"],
+    params:
+        caption=lambda wildcards: parse_method(wildcards.method).method.caption,
+        dataset=config["dataset"]["name"],
+        per_reference=config["figures"]["grid_per_class"],
+    script:
+        "../scripts/reference_grid.py"
+
+
 rule best_scale_gallery:
     """figures.gallery_per_class samples per class at the method's lowest-FID scale (chosen from
     metrics.csv with the tables' features)."""

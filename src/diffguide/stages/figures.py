@@ -8,7 +8,8 @@ import logging
 import numpy as np
 
 from .. import data, integrity
-from ..figures import lowest_fid_scale, plot_metrics_vs_scale, plot_tradeoff, plot_training_curves, plot_sample_grid
+from ..figures import (lowest_fid_scale, plot_metrics_vs_scale, plot_reference_grid, plot_sample_grid, plot_tradeoff,
+                       plot_training_curves)
 from ..registry import parse_method
 
 log = logging.getLogger("diffguide")
@@ -34,6 +35,21 @@ def sample_grid(sample_paths: list[str], method: str, dataset_name: str, output:
     order = np.argsort(scales)
     plot_sample_grid([sets[i]["images"] for i in order], sets[0]["labels"], [scales[i] for i in order],
                      list(data.DATASETS[dataset_name].class_names), output, parse_method(method).title, per_class)
+
+
+def reference_grid(sample_paths: list[str], method: str, dataset_name: str, output: str, per_reference: int) -> None:
+    """Rows = one reference image of each class, then its samples across the method's scales."""
+    sets = sorted((integrity.load_npz(p) for p in sample_paths), key=lambda s: float(s["scale"]))
+    if "reference_images" not in sets[0]:
+        raise ValueError(f"{sample_paths[0]} has no reference images: {method!r} is not guided by reference images")
+    class_names = data.DATASETS[dataset_name].class_names
+    num_classes = len(class_names)
+    slots = sets[0]["reference_slots"]
+    row_slots = list(range(min(num_classes, len(sets[0]["reference_indices"]))))  # slot c: class c's first reference
+    names = [f"{class_names[c]}\n(test #{sets[0]['reference_indices'][c]})" for c in row_slots]
+    parsed = parse_method(method)
+    plot_reference_grid(sets[0]["reference_images"], [s["images"] for s in sets], slots, [float(s["scale"]) for s in sets],
+                        row_slots, names, output, parsed.title, per_reference, scale_label=f"{parsed.method.symbol} = ")
 
 
 def best_scale_gallery(metrics_csv: str, sample_paths: list[str], method: str, dataset_name: str, output: str,

@@ -1,0 +1,8 @@
+from diffguide.registry import load_plugins
+from diffguide.runtime import setup_logging
+from diffguide.stages.figures import reference_grid
+
+setup_logging(snakemake.log[0])
+load_plugins(snakemake.config["plugins"])
+reference_grid(list(snakemake.input), snakemake.wildcards.method, snakemake.params.dataset, snakemake.output.png,
+               snakemake.params.per_reference)
