@@ -12,7 +12,8 @@ from diffguide.intervals import REPLICATES
 from diffguide.integrity import record
 
 CLASSIFIER_METRICS = ["fid_classifier", "kid_classifier", "is_classifier", "accuracy_classifier",
-                      "precision_classifier", "recall_classifier"]
+                      "precision_classifier", "recall_classifier", "reference_similarity_classifier"]
+GUIDED_METRICS = CLASSIFIER_METRICS[:-1]  # reference_similarity: only for sample sets with references
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +54,10 @@ def test_each_metric_has_its_interval_beside_it(inputs):
     for name in CLASSIFIER_METRICS:
         at = columns.index(name)
         assert columns[at + 1:at + 3] == [f"{name}_lo", f"{name}_hi"]
+    for name in GUIDED_METRICS:
         assert row[f"{name}_lo"] <= row[name] <= row[f"{name}_hi"], name
         assert row[f"{name}_lo"] < row[f"{name}_hi"], name
-    for name in INCEPTION_COLUMNS:  # Inception off: empty values and intervals
+    for name in ("reference_similarity_classifier", *INCEPTION_COLUMNS):  # no references; Inception off: empty
         assert np.isnan(row[[name, f"{name}_lo", f"{name}_hi"]].astype(float)).all()
     assert row["inception_weights"] == "off" and row["num_samples"] == 30
     reps = pd.read_csv(reps_path)
@@ -89,3 +91,30 @@ def test_gather_keeps_the_primary_rows_and_their_replicates(inputs, tmp_path):
     assert list(primary["scale"]) == [0.0, 1.0] and set(primary["timestep_spacing"]) == {"linspace"}
     assert set(gathered["timestep_spacing"]) == {"linspace"}
     assert len(gathered) == 2 * (len(CLASSIFIER_METRICS) + len(INCEPTION_COLUMNS))
+
+
+def test_a_sample_set_with_references_gets_its_mean_similarity_to_them_with_an_interval(inputs, tmp_path):
+    """sdg_image's samples: the mean cosine similarity, in the evaluation classifier's features, of
+    sample i to reference_images[reference_slots[i]], and the half-sample interval of a mean."""
+    root, paths = inputs
+    base = dict(np.load(paths[1.0]))
+    references = base["images"][:5]  # samples 0-4 are their own references: similarity 1 for them
+    slots = np.arange(30) % 5
+    with_refs = tmp_path / "refs.npz"
+    np.savez(with_refs, **base, reference_images=references, reference_slots=slots, reference_indices=np.arange(5))
+    record(with_refs)
+    row = pd.read_csv(run(root, with_refs, "refs")[0]).iloc[0]
+    classifier = networks.load_checkpoint(root / "eval_classifier.pt")[0]
+    features = metrics.classifier_outputs(classifier, base["images"], "cpu")[0]
+    expected = metrics.cosine_to_reference(features, features[slots])
+    assert np.allclose(expected[:5], 1.0)
+    assert row["reference_similarity_classifier"] == pytest.approx(expected.mean(), abs=1e-6)
+    se = expected.std(ddof=1) / np.sqrt(30)  # a mean's interval: +- 1.96 se, up to the halves' noise
+    half_width = (row["reference_similarity_classifier_hi"] - row["reference_similarity_classifier_lo"]) / 2
+    assert 0.7 * 1.96 * se < half_width < 1.3 * 1.96 * se
+
+
+def test_cosine_to_reference_pairs_row_i_with_row_i():
+    a = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+    b = np.array([[2.0, 0.0], [1.0, 0.0], [-1.0, -1.0]])
+    assert metrics.cosine_to_reference(a, b) == pytest.approx([1.0, 0.0, -1.0])
