@@ -1,4 +1,4 @@
-"""The three kinds of network and how to rebuild them from a checkpoint.
+"""The kinds of network and how to rebuild them from a checkpoint.
 
 - ``EpsUNet``: the eps-model (unconditional or class-conditional with a learned null class), a
   diffusers ``UNet2DModel`` with ADM's scale-shift norm and attention at the lowest resolution.
@@ -6,6 +6,7 @@
   and projected to class logits (Dhariwal & Nichol section 4.3).
 - ``EvalClassifier``: a small ResNet trained on clean data; its penultimate features and logits
   drive the domain metrics (FID / KID / IS / sample accuracy).
+- ``clip`` and ``noisy_image_encoder``: semantic diffusion guidance's encoders, in diffguide.encoders.
 
 Every network is built from a plain ``arch`` dict so a checkpoint can rebuild it by itself.
 """
@@ -173,7 +174,21 @@ class EvalClassifier(nn.Module):
         return self.fc(self.features(x))
 
 
-NETWORKS = {"eps_unet": EpsUNet, "noisy_classifier": NoisyClassifier, "eval_classifier": EvalClassifier}
+def _encoder(name: str):
+    """A builder of one of diffguide.encoders' networks (SDG's CLIP-style encoders). That module
+    builds on NoisyClassifier above, so it is imported when such a network is built, not here:
+    neither module imports the other at import time."""
+
+    def build(**arch) -> nn.Module:
+        from . import encoders
+
+        return getattr(encoders, name)(**arch)
+
+    return build
+
+
+NETWORKS = {"eps_unet": EpsUNet, "noisy_classifier": NoisyClassifier, "eval_classifier": EvalClassifier,
+            "clip": _encoder("ClipModel"), "noisy_image_encoder": _encoder("NoisyImageEncoder")}
 
 
 def build_network(kind: str, arch: dict) -> nn.Module:
