@@ -18,7 +18,11 @@ COND_S = [1, 5]
 REPLICATES = 100
 # The spread of each row's half-sample replicates, i.e. its standard error (n = 500 is even, so
 # Shao & Wu's factor r / d is 1): small enough that every effect of sweeps() is significant.
-SMALL_SE = {"fid": 0.1, "sfid": 0.1, "is": 0.02, "accuracy": 0.005, "precision": 0.005, "recall": 0.005}
+SMALL_SE = {"fid": 0.1, "sfid": 0.1, "is": 0.02, "accuracy": 0.005, "precision": 0.005, "recall": 0.005,
+            "reference": 0.005}
+SDG_G = [0, 1, 2, 4]
+COUNT = 11  # findings 1-8 (H&S, D&N) and 9-11 (findings_sdg)
+
 
 
 def sweeps():
@@ -40,6 +44,18 @@ def sweeps():
                     "accuracy_classifier": [0.6, 0.65], "precision_classifier": [0.7, 0.75],
                     "recall_classifier": [0.5, 0.45], "fid_inception": [118, 112], "is_inception": [2.5, 2.6],
                     "precision_inception": [0.6, 0.6], "recall_inception": [0.5, 0.5]},
+        # Closest guided pair in accuracy: gamma = 1 (0.33) and s = 1 (0.3); FID 11 vs 11 is not distinguishable.
+        "sdg_text": {"scale": SDG_G, "fid_classifier": [12, 11, 10.5, 11], "is_classifier": [4.0, 4.1, 4.2, 4.3],
+                     "accuracy_classifier": [0.1, 0.33, 0.55, 0.75], "precision_classifier": [0.6, 0.65, 0.7, 0.75],
+                     "recall_classifier": [0.6, 0.55, 0.5, 0.45], "fid_inception": [100, 102, 104, 106],
+                     "is_inception": [2.0, 2.1, 2.2, 2.3], "precision_inception": [0.5, 0.55, 0.6, 0.65],
+                     "recall_inception": [0.6, 0.55, 0.5, 0.45]},
+        "sdg_image": {"scale": SDG_G, "fid_classifier": [12, 11.5, 11, 11.5], "is_classifier": [4.0, 4.1, 4.2, 4.3],
+                      "accuracy_classifier": [0.1, 0.3, 0.5, 0.7], "precision_classifier": [0.6, 0.65, 0.7, 0.75],
+                      "recall_classifier": [0.6, 0.55, 0.5, 0.45],
+                      "reference_similarity_classifier": [0.3, 0.4, 0.5, 0.6],
+                      "fid_inception": [100, 102, 104, 106], "is_inception": [2.0, 2.1, 2.2, 2.3],
+                      "precision_inception": [0.5, 0.55, 0.6, 0.65], "recall_inception": [0.6, 0.55, 0.5, 0.45]},
     }
 
 
@@ -67,6 +83,8 @@ def replicates(df, noise=None, shared=None, seed=0):
     for column in [c for c in df.columns if c.split("_")[0] in SMALL_SE]:
         kind = column.split("_")[0]
         for method, scale, value in zip(df["method"], df["scale"], df[column]):
+            if kind == "reference" and pd.isna(value):
+                continue  # only sdg_image's rows have a reference
             se = (noise or {}).get((method, kind), SMALL_SE[kind])
             reps = value + se * rng.normal(size=REPLICATES) + (shared or {}).get(kind, 0.0) * common
             rows.append({"method": method, "scale": scale, "sampler": "ddim", "steps": 25, "metric": column,
@@ -86,7 +104,7 @@ def run(tmp_path, capsys, data, *args, noise=None, shared=None):
 
 def verdicts(out):
     """{finding number: 'PASS'|'FAIL'} from the printed lines."""
-    return {int(n): v for v, n in re.findall(r"^(PASS|FAIL)  (\d)\.", out, flags=re.M)}
+    return {int(n): v for v, n in re.findall(r"^(PASS|FAIL)  (\d+)\.", out, flags=re.M)}
 
 
 def line(out, number):
@@ -105,12 +123,13 @@ def reported(text, name):
 def test_all_findings_hold_and_each_line_names_its_test_and_effect(tmp_path, capsys):
     code, cap = run(tmp_path, capsys, sweeps())
     assert code == 0, cap.out
-    assert verdicts(cap.out) == {i: "PASS" for i in range(1, 9)}
-    assert "8/8 findings hold" in cap.out
+    assert verdicts(cap.out) == {i: "PASS" for i in range(1, COUNT + 1)}
+    assert f"{COUNT}/{COUNT} findings hold" in cap.out
     data = sweeps()
-    for number in range(1, 9):
+    for number in range(1, COUNT + 1):
         assert "Test: " in line(cap.out, number) and "95% CI [" in line(cap.out, number)
-        assert re.search(r"\(needs [<>] 0; significant\)", line(cap.out, number))
+        if number != 11:  # a measured result, not a claim with a side
+            assert re.search(r"\(needs [<>] 0; significant\)", line(cap.out, number))
     assert reported(line(cap.out, 1), "slope of IS per unit w") == pytest.approx(
         slope(CFG_W, data["cfg"]["is_classifier"]), abs=0.01)  # to the printed digit
     assert "; IS 3.00 -> 5.00 over w = 0, 0.5, 1, 2, 4" in line(cap.out, 1)
@@ -131,6 +150,13 @@ def test_all_findings_hold_and_each_line_names_its_test_and_effect(tmp_path, cap
     for metric in ("precision", "recall"):
         assert reported(line(cap.out, 8), f"slope of {metric} per unit s") == pytest.approx(
             slope(CG_S, data["cg"][f"{metric}_classifier"]), abs=0.001)  # to the printed digit
+    assert reported(line(cap.out, 9), "slope of accuracy per unit gamma") == pytest.approx(
+        slope(SDG_G, data["sdg_text"]["accuracy_classifier"]), abs=0.001)
+    assert reported(line(cap.out, 10), "slope of reference similarity per unit gamma") == pytest.approx(
+        slope(SDG_G, data["sdg_image"]["reference_similarity_classifier"]), abs=0.001)
+    assert ("sdg_text's FID is not distinguishable from cg's at matched accuracy (11.00 at gamma = 1 vs 11.00 at "
+            "s = 1, difference +0.00, 95% CI [") in line(cap.out, 11)
+    assert "accuracy 0.330 vs 0.300 (gap +0.030, 95% CI [" in line(cap.out, 11)
     # The table of sweeps, with intervals where metrics.csv has them, comes before the verdicts.
     table = cap.out.split("PASS  1.")[0]
     assert "FID (classifier)" in table and "cond_cg" in table and "12.00" in table
@@ -167,6 +193,12 @@ FAILURES = {
                                "slope of precision per unit s = -"),
     "recall rises with s": (8, lambda d: _set(d, "cg", "recall_classifier", [0.44, 0.5, 0.55, 0.6, 0.63]),
                             "slope of recall per unit s = +"),
+    "sdg_text accuracy falls with gamma": (9, lambda d: _set(d, "sdg_text", "accuracy_classifier",
+                                                            [0.1, 0.35, 0.3, 0.05]),
+                                           "slope of accuracy per unit gamma = -"),
+    "sdg_image similarity falls with gamma": (10, lambda d: _set(d, "sdg_image", "reference_similarity_classifier",
+                                                                 [0.6, 0.5, 0.4, 0.3]),
+                                              "slope of reference similarity per unit gamma = -"),
 }
 
 
@@ -175,16 +207,17 @@ def test_each_finding_fails_alone(tmp_path, capsys, case):
     number, mutate, figures = FAILURES[case]
     code, cap = run(tmp_path, capsys, mutate(sweeps()))
     assert code == 1
-    assert verdicts(cap.out) == {i: ("FAIL" if i == number else "PASS") for i in range(1, 9)}, cap.out
+    assert verdicts(cap.out) == {i: ("FAIL" if i == number else "PASS") for i in range(1, COUNT + 1)}, cap.out
     assert figures in line(cap.out, number)
-    assert "7/8 findings hold" in cap.out
+    assert f"{COUNT - 1}/{COUNT} findings hold" in cap.out
 
 
 # The rows whose noise hides each finding's effect: the point estimates show the effect as in
 # sweeps(), but the rows' replicates spread by SE = 3 (FID), 1 (IS) or 0.3 (fractions).
 NOT_SIGNIFICANT = {1: [("cfg", "is")], 2: [("cfg", "fid")], 3: [("cfg", "accuracy")], 4: [("cg", "fid")],
-                   5: [("cond_cg", "accuracy")], 6: [("cg", "fid")], 7: [("cond_cg", "fid")], 8: [("cg", "recall")]}
-WIDE = {"fid": 3.0, "is": 1.0, "accuracy": 0.3, "recall": 0.3}
+                   5: [("cond_cg", "accuracy")], 6: [("cg", "fid")], 7: [("cond_cg", "fid")], 8: [("cg", "recall")],
+                   9: [("sdg_text", "accuracy")], 10: [("sdg_image", "reference")]}
+WIDE = {"fid": 3.0, "is": 1.0, "accuracy": 0.3, "recall": 0.3, "reference": 0.3}
 
 
 @pytest.mark.parametrize("number", list(NOT_SIGNIFICANT))
@@ -225,7 +258,7 @@ def test_missing_cond_cg_method_names_methods(tmp_path, capsys):
     code, cap = run(tmp_path, capsys, data)
     assert code == 1
     assert verdicts(cap.out) == {1: "PASS", 2: "PASS", 3: "PASS", 4: "PASS", 5: "FAIL", 6: "PASS", 7: "FAIL",
-                                 8: "PASS"}
+                                 8: "PASS", 9: "PASS", 10: "PASS", 11: "PASS"}
     for number in (5, 7):
         assert "no cond_cg rows in metrics.csv: add cond_cg to guidance.methods" in line(cap.out, number)
 
@@ -268,7 +301,7 @@ def test_features_inception_reads_inception_columns(tmp_path, capsys):
     assert code == 1
     # Inception FID falls monotonically with w and is lowest unguided for cg, so 2, 4, 6, 7 fail there.
     assert verdicts(cap.out) == {1: "PASS", 2: "FAIL", 3: "PASS", 4: "FAIL", 5: "PASS", 6: "FAIL", 7: "FAIL",
-                                 8: "PASS"}
+                                 8: "PASS", 9: "PASS", 10: "PASS", 11: "PASS"}
     assert "IS 2.00 -> 2.80" in line(cap.out, 1)
     assert "lowest FID 110.00 at w = 4 (the largest w" in line(cap.out, 2)
     assert "lowest FID at s > 0 is 104.00 at s = 1 against 100.00 at s = 0" in line(cap.out, 4)
@@ -292,7 +325,7 @@ def test_extra_cfg_sweeps_are_shown_not_checked(tmp_path, capsys):
     data["cfg_p0.5"] = {k: (v[:3] if k != "scale" else [0, 1, 4]) for k, v in data["cfg"].items()}
     data["cfg_p0.5"]["fid_classifier"] = [50, 40, 30]
     code, cap = run(tmp_path, capsys, data)
-    assert code == 0 and "8/8 findings hold" in cap.out
+    assert code == 0 and f"{COUNT}/{COUNT} findings hold" in cap.out
     assert "cfg_p0.5 (info)" in cap.out and "50.00" in cap.out
 
 
@@ -345,7 +378,7 @@ def test_replicates_can_be_named_explicitly(tmp_path, capsys):
 def test_finding_functions_return_results():
     df = frame(sweeps())
     results = findings.check(df, replicates(df))
-    assert [type(r) for r in results] == [findings.Finding] * 8
+    assert [type(r) for r in results] == [findings.Finding] * COUNT
     assert all(r.passed for r in results)
     assert findings.MODERATE_SCALE == 5
     moved = df.copy()
@@ -372,6 +405,12 @@ TINY = {
     "cond_cg": {"scale": [1, 5, 10], "fid_classifier": [7.0, 7.5, 11.0], "is_classifier": [4.0, 4.0, 4.0],
                 "accuracy_classifier": [0.7, 0.65, 0.9], "precision_classifier": [0.7, 0.7, 0.7],
                 "recall_classifier": [0.5, 0.5, 0.5]},
+    "sdg_text": {"scale": [0, 1, 2], "fid_classifier": [12.0, 10.0, 10.8], "is_classifier": [4.0, 4.0, 4.0],
+                 "accuracy_classifier": [0.2, 0.45, 0.62], "precision_classifier": [0.6, 0.6, 0.6],
+                 "recall_classifier": [0.5, 0.5, 0.5]},
+    "sdg_image": {"scale": [0, 1, 2], "fid_classifier": [12.0, 11.0, 11.5], "is_classifier": [4.0, 4.0, 4.0],
+                  "accuracy_classifier": [0.1, 0.3, 0.5], "precision_classifier": [0.6, 0.6, 0.6],
+                  "recall_classifier": [0.5, 0.5, 0.5], "reference_similarity_classifier": [0.3, 0.4, 0.5]},
 }
 # e of (method, column, scale); 0 elsewhere.
 SPREAD = {("cfg", "is_classifier", 2): 0.1,        # slope SE 0.5 * 0.1 = 0.05: [0.50 -+ 0.098]
@@ -380,7 +419,10 @@ SPREAD = {("cfg", "is_classifier", 2): 0.1,        # slope SE 0.5 * 0.1 = 0.05: 
           ("cg", "fid_classifier", 1): 0.25,       # 12 - (10.5 -+ 0.25): SE 0.25
           ("cg", "precision_classifier", 2): 0.01,  # slope SE 0.005
           ("cond_cg", "accuracy_classifier", 1): 0.03,  # (0.7 -+ 0.03) - (0.5 -+ 0.02): SE 0.01
-          ("cond_cg", "fid_classifier", 1): 0.1}   # finding 7: (10 -+ 0.5) - (7 -+ 0.1): SE 0.4
+          ("cond_cg", "fid_classifier", 1): 0.1,   # finding 7: (10 -+ 0.5) - (7 -+ 0.1): SE 0.4
+          ("sdg_text", "accuracy_classifier", 2): 0.005,  # finding 9: slope SE 0.0025; finding 11's gap: SE 0.005
+          ("sdg_text", "fid_classifier", 2): 0.05,        # finding 11: (10.8 -+ 0.05) - 11: SE 0.05
+          ("sdg_image", "reference_similarity_classifier", 2): 0.02}  # finding 10: slope SE 0.01
 
 SLOPE = "least-squares slope on the scale, paired half-sample 95% interval"
 # By hand (slope weights over 3 equally spaced scales: -1/2, 0, +1/2 per unit step, here 1):
@@ -393,6 +435,13 @@ SLOPE = "least-squares slope on the scale, paired half-sample 95% interval"
 # 7. lowest other row is cfg w = 0 (10; cg's lowest is 10.5, cond_cg s = 10 is 11): 10 - 7 = 3; replicates
 #    min(10.75, 10.5, 11) - 7.1 = 3.4 and min(10.25, 9.5, 11) - 6.9 = 2.6: SE 0.4, 3 -+ 0.784.
 # 8. precision slope 0.05, SE 0.005: [0.0402, 0.0598]; recall slope -0.05, SE 0.
+# 9. sdg_text accuracy slope (0.62 - 0.2) / 2 = 0.21, SE 0.0025: [0.2051, 0.2149].
+# 10. sdg_image reference similarity slope (0.5 - 0.3) / 2 = 0.1, SE 0.01: [0.0804, 0.1196].
+# 11. accuracy gaps of guided pairs (gamma, s): (1, 1) 0.05, (1, 2) 0.15, (2, 1) 0.22, (2, 2) 0.02: the pair is
+#     gamma = 2, s = 2. FID 10.8 - 11 = -0.2, SE 0.05: [-0.298, -0.102], lower; accuracy gap 0.62 - 0.6 = 0.02,
+#     SE 0.005: [0.0102, 0.0298].
+MATCHED = ("FID(sdg_text) - FID(cg) at the guided pair (gamma > 0, s > 0) of closest accuracy, paired half-sample "
+           "95% interval; a measured result, reported whichever way it falls")
 TINY_LINES = [
     "PASS  1. IS rises with w (cfg). Test: " + SLOPE + ". slope of IS per unit w = +0.50, 95% CI [+0.40, +0.60] "
     "(needs > 0; significant); IS 3.00 -> 4.00 over w = 0, 1, 2",
@@ -422,6 +471,15 @@ TINY_LINES = [
     "precision per unit s = +0.050, 95% CI [+0.040, +0.060] (needs > 0; significant); precision 0.600 -> 0.700 over "
     "s = 0, 1, 2; slope of recall per unit s = -0.050, 95% CI [-0.050, -0.050] (needs < 0; significant); "
     "recall 0.600 -> 0.500 over s = 0, 1, 2",
+    "PASS  9. accuracy rises with gamma (sdg_text). Test: " + SLOPE + ". slope of accuracy per unit gamma = +0.210, "
+    "95% CI [+0.205, +0.215] (needs > 0; significant); accuracy 0.200 -> 0.620 over gamma = 0, 1, 2",
+    "PASS  10. similarity to the reference image rises with gamma (sdg_image). Test: " + SLOPE + ". slope of "
+    "reference similarity per unit gamma = +0.100, 95% CI [+0.080, +0.120] (needs > 0; significant); reference "
+    "similarity 0.300 -> 0.500 over gamma = 0, 1, 2",
+    "PASS  11. sdg_text vs classifier guidance: FID at matched accuracy (sdg_text, cg). Test: " + MATCHED + ". "
+    "sdg_text's FID is lower than cg's at matched accuracy (10.80 at gamma = 2 vs 11.00 at s = 2, difference -0.20, "
+    "95% CI [-0.30, -0.10]); accuracy 0.620 vs 0.600 (gap +0.020, 95% CI [+0.010, +0.030]), the closest in accuracy "
+    "of gamma = 1, 2 and s = 1, 2",
 ]
 
 
@@ -436,8 +494,11 @@ def tiny(changes=None):
 def two_replicates(df, spread=SPREAD, num_samples=None):
     """Rows value + e and value - e (columns r0, r1) of every metric of every row of ``df``."""
     rows = []
-    for column in [c for c in df.columns if c.split("_")[0] in ("fid", "is", "accuracy", "precision", "recall")]:
+    for column in [c for c in df.columns if c.split("_")[0] in ("fid", "is", "accuracy", "precision", "recall",
+                                                                 "reference")]:
         for method, scale, value in zip(df["method"], df["scale"], df[column]):
+            if column == findings.REFERENCE_SIMILARITY and pd.isna(value):
+                continue  # only sdg_image's rows have a reference
             e = spread.get((method, column, scale), 0.0)
             n = (num_samples or {}).get((method, column, scale), 500)
             rows.append({"method": method, "scale": scale, "metric": column, "num_samples": n,
@@ -474,7 +535,7 @@ def test_exact_report_and_exit_code_of_the_cli(tmp_path, capsys):
     header = (f"Sweeps in {path} (FID, IS, precision and recall from classifier features, accuracy from the "
               "evaluation classifier; 95% intervals in brackets):")
     assert cap.out == "\n".join([header, findings.sweep_table(df, "classifier"), "", *TINY_LINES, "",
-                                 "8/8 findings hold (each significant at 95%)"]) + "\n"
+                                 "11/11 findings hold (each significant at 95%)"]) + "\n"
     assert "FID (classifier)" in cap.out and "12.00" in cap.out  # the table is the classifier features'
 
 
@@ -488,8 +549,9 @@ def test_cli_exit_code_and_summary_when_findings_fail(tmp_path, capsys):
     assert line(out, 8).startswith("FAIL  8. as s grows (cg), precision rises and recall falls.")
     assert line(out, 8).endswith("slope of recall per unit s = +0.050, 95% CI [+0.050, +0.050] (needs < 0; "
                                  "wrong sign); recall 0.500 -> 0.600 over s = 0, 1, 2")
-    assert verdicts(out) == {1: "FAIL", 2: "PASS", 3: "PASS", 4: "PASS", 5: "PASS", 6: "PASS", 7: "PASS", 8: "FAIL"}
-    assert out.endswith("\n\n6/8 findings hold (each significant at 95%)\n")
+    assert verdicts(out) == {1: "FAIL", 2: "PASS", 3: "PASS", 4: "PASS", 5: "PASS", 6: "PASS", 7: "PASS", 8: "FAIL",
+                             9: "PASS", 10: "PASS", 11: "PASS"}
+    assert out.endswith("\n\n9/11 findings hold (each significant at 95%)\n")
 
 
 def table_rows():
@@ -555,7 +617,7 @@ cfg_p0.5 (info)     1                  120.00            nan       nan          
 
 # Each finding's name and test, as TINY_LINES print them: the same whether it passes, fails or lacks data.
 NAME_TEST = {int(n): (name, test) for n, name, test in
-             (re.match(r"PASS  (\d)\. (.*?)\. Test: (.*?)\. ", l).groups() for l in TINY_LINES)}
+             (re.match(r"PASS  (\d+)\. (.*?)\. Test: (.*?)\. ", l).groups() for l in TINY_LINES)}
 
 
 def verdict_figures(df, reps=None, features="classifier"):
@@ -694,8 +756,9 @@ def test_missing_rows_replicates_and_unpaired_counts_name_the_fix():
         "cg", "fid_classifier")
     with pytest.raises(findings.MissingData) as missing:
         findings.effect("gap", "FID", lambda u, c: u[0] - c[0], [cg, cfg])
-    assert str(missing.value) == ("the rows compared have different sample counts [400, 500], so their halves are "
-                                  "not paired; evaluate every row with one sampling.num_samples")
+    assert str(missing.value) == ("the rows compared have different sample counts (cg 400, cfg 500), so their halves "
+                                  "are not paired and they cannot be compared; evaluate every row with one "
+                                  "sampling.num_samples")
 
 
 def test_missing_baselines_and_guided_scales_name_the_scales_key():
@@ -788,8 +851,8 @@ def test_a_row_whose_scale_is_not_a_number_is_left_out_of_the_checks(tmp_path, c
     df = pd.concat([df, df.iloc[[0]].assign(scale="?")], ignore_index=True)  # a hand-edited stray row
     write_run(tmp_path, df, reps)
     assert findings.main([str(tmp_path / "metrics.csv")]) == 0
-    summary = "8/8 findings hold (each significant at 95%)"
-    assert capsys.readouterr().out.splitlines()[-10:] == [*TINY_LINES, "", summary]
+    summary = "11/11 findings hold (each significant at 95%)"
+    assert capsys.readouterr().out.splitlines()[-13:] == [*TINY_LINES, "", summary]
 
 
 def four_cfg_scales(fid):
@@ -832,3 +895,207 @@ def test_table_4_names_the_best_moderate_scale_and_the_runner_up_row():
     assert verdict_figures(df, two_replicates(df, {}))[7] == (
         True, "lowest moderate cond_cg FID 7.00 at s = 5; lowest other row 10.50 (cg s = 1): lowest other FID - lowest "
               "moderate cond_cg FID = +3.50, 95% CI [+3.50, +3.50] (needs > 0; significant)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Findings 9-11 (findings_sdg): semantic diffusion guidance, on TINY's sdg rows.
+
+NOT_RUN = ("{0} was not run (no {0} rows in metrics.csv): add {0} to guidance.methods and its scales to "
+           "guidance.{0}_scales")
+
+
+def without(df, *methods):
+    return df[~df["method"].isin(methods)].reset_index(drop=True)
+
+
+def test_sdg_methods_not_run_name_guidance_methods_and_their_scales_keys(tmp_path, capsys):
+    df = without(tiny(), "sdg_text", "sdg_image")
+    got = verdict_figures(df)
+    assert got[9] == (False, NOT_RUN.format("sdg_text"))
+    assert got[10] == (False, NOT_RUN.format("sdg_image"))
+    assert got[11] == (False, NOT_RUN.format("sdg_text"))
+    assert all(got[i][0] for i in range(1, 9))  # the papers' findings do not need them
+    got = verdict_figures(without(tiny(), "cg"))
+    assert got[11] == (False, NOT_RUN.format("cg"))
+    assert got[9][0] and got[10][0]
+    # An older metrics.csv: no sdg rows and no reference_similarity_classifier column at all.
+    old = df.drop(columns=findings.REFERENCE_SIMILARITY)
+    assert verdict_figures(old)[10] == (False, NOT_RUN.format("sdg_image"))
+    path = write_run(tmp_path, old, two_replicates(old))
+    assert findings.main([str(path)]) == 1
+    out = capsys.readouterr().out
+    assert line(out, 10) == ("FAIL  10. similarity to the reference image rises with gamma (sdg_image). Test: " + SLOPE
+                             + ". " + NOT_RUN.format("sdg_image"))
+    assert "reference similarity" not in out.split("PASS  1.")[0]  # the table has no such column either
+    assert out.endswith("\n\n8/11 findings hold (each significant at 95%)\n")
+
+
+def test_python_dash_m_reports_missing_sdg_data_without_a_traceback(tmp_path):
+    """Under ``python -m`` the module runs as __main__; it hands over to the package's copy, so
+    findings_sdg catches the MissingData that Runs.sweep raises (else: a traceback, exit 1 all the same)."""
+    import subprocess
+    import sys
+
+    data = {**TINY, "sdg_text": {column: values[:2] for column, values in TINY["sdg_text"].items()}}
+    path = write_run(tmp_path, without(frame(data), "sdg_image"), two_replicates(frame(data)))
+    result = subprocess.run([sys.executable, "-m", "diffguide.findings", str(path)], capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (1, "")
+    assert line(result.stdout, 9).endswith(". sdg_text has accuracy_classifier at 2 scale(s) (gamma = 0, 1); this "
+                                           "check needs at least 3: add scales to guidance.sdg_text_scales")
+    assert line(result.stdout, 10).endswith(". " + NOT_RUN.format("sdg_image"))
+    assert line(result.stdout, 11).startswith("PASS  11.")  # gamma = 1 is guided: 10.00 vs 10.50 at s = 1
+
+
+def test_reference_similarity_missing_or_empty_says_what_to_rerun():
+    old = tiny().drop(columns=findings.REFERENCE_SIMILARITY)  # an evaluation from before the column
+    got = verdict_figures(old)
+    assert got[10] == (False, "metrics.csv has no reference_similarity_classifier column: rerun the evaluation of the "
+                              "sdg_image samples, which writes it")
+    assert got[9] == (True, TINY_LINES[8].split(f"{SLOPE}. ")[1])
+    assert got[11] == (True, TINY_LINES[10].split(f"{MATCHED}. ")[1])
+    empty = tiny({("sdg_image", findings.REFERENCE_SIMILARITY): [math.nan] * 3})
+    assert verdict_figures(empty)[10] == (
+        False, "sdg_image has reference_similarity_classifier at 0 scale(s) (none); this check needs at least 3: "
+               "reference_similarity_classifier is empty at gamma = 0, 1, 2: rerun the evaluation of the sdg_image "
+               "samples, which writes it")
+    assert verdict_figures(tiny(), features="inception")[10][0] is True  # always the evaluation classifier's
+
+
+def test_too_few_gammas_name_the_sdg_scales_keys():
+    short = {method: {column: values[:2] for column, values in TINY[method].items()}
+             for method in ("sdg_text", "sdg_image")}
+    got = verdict_figures(frame({**TINY, **short}))
+    assert got[9] == (False, "sdg_text has accuracy_classifier at 2 scale(s) (gamma = 0, 1); this check needs at least "
+                             "3: add scales to guidance.sdg_text_scales")
+    assert got[10] == (False, "sdg_image has reference_similarity_classifier at 2 scale(s) (gamma = 0, 1); this check "
+                              "needs at least 3: add scales to guidance.sdg_image_scales")
+    assert got[11] == (True, "sdg_text's FID is lower than cg's at matched accuracy (10.00 at gamma = 1 vs 10.50 at "
+                             "s = 1, difference -0.50, 95% CI [-0.99, -0.01]); accuracy 0.450 vs 0.400 (gap +0.050, "
+                             "95% CI [+0.050, +0.050]), the closest in accuracy of gamma = 1 and s = 1, 2")
+
+
+def test_sdg_trends_fail_on_an_interval_touching_0_and_pass_on_the_narrowest_positive_one():
+    flat = tiny({("sdg_text", "accuracy_classifier"): [0.2, 0.2, 0.2],
+                 ("sdg_image", findings.REFERENCE_SIMILARITY): [0.4, 0.4, 0.4]})
+    got = verdict_figures(flat, two_replicates(flat, {}))
+    zero = "95% CI [+0.000, +0.000] (needs > 0; interval includes 0: not significant)"
+    assert got[9] == (False, f"slope of accuracy per unit gamma = +0.000, {zero}; accuracy 0.200 -> 0.200 over "
+                             "gamma = 0, 1, 2")
+    assert got[10] == (False, f"slope of reference similarity per unit gamma = +0.000, {zero}; reference similarity "
+                              "0.400 -> 0.400 over gamma = 0, 1, 2")
+    barely = tiny({("sdg_text", "accuracy_classifier"): [0.2, 0.2, 0.202],
+                   ("sdg_image", findings.REFERENCE_SIMILARITY): [0.4, 0.4, 0.402]})
+    got = verdict_figures(barely, two_replicates(barely, {}))
+    assert got[9] == (True, "slope of accuracy per unit gamma = +0.001, 95% CI [+0.001, +0.001] (needs > 0; "
+                            "significant); accuracy 0.200 -> 0.202 over gamma = 0, 1, 2")
+    assert got[10] == (True, "slope of reference similarity per unit gamma = +0.001, 95% CI [+0.001, +0.001] (needs "
+                             "> 0; significant); reference similarity 0.400 -> 0.402 over gamma = 0, 1, 2")
+    within = tiny({("sdg_text", "accuracy_classifier"): [0.2, 0.45, 0.62]})
+    spread = {**SPREAD, ("sdg_text", "accuracy_classifier", 2): 0.3}  # slope SE 0.15
+    assert verdict_figures(within, two_replicates(within, spread))[9] == (
+        False, "slope of accuracy per unit gamma = +0.210, 95% CI [-0.084, +0.504] (needs > 0; interval includes 0: "
+               "not significant); accuracy 0.200 -> 0.620 over gamma = 0, 1, 2")
+
+
+def matched(fid_at_2, spread=0.0):
+    """Finding 11's figures on TINY (pair gamma = 2, s = 2) with sdg_text's FID at gamma = 2 and its spread."""
+    df = tiny({("sdg_text", "fid_classifier"): [12.0, 10.0, fid_at_2]})
+    return verdict_figures(df, two_replicates(df, {("sdg_text", "fid_classifier", 2): spread}))[11]
+
+
+def test_matched_accuracy_reads_lower_higher_or_not_distinguishable_and_passes_each_way():
+    tail = "; accuracy 0.620 vs 0.600 (gap +0.020, 95% CI [+0.020, +0.020]), the closest in accuracy of gamma = 1, 2 " \
+           "and s = 1, 2"
+    assert matched(11.2, 0.05) == (True, "sdg_text's FID is higher than cg's at matched accuracy (11.20 at gamma = 2 "
+                                         "vs 11.00 at s = 2, difference +0.20, 95% CI [+0.10, +0.30])" + tail)
+    assert matched(11.0, 0.05) == (True, "sdg_text's FID is not distinguishable from cg's at matched accuracy (11.00 "
+                                         "at gamma = 2 vs 11.00 at s = 2, difference +0.00, 95% CI [-0.10, +0.10])"
+                                   + tail)
+    # An interval touching 0 is not distinguishable; the narrowest one beside 0 is.
+    assert matched(11.0)[1].startswith("sdg_text's FID is not distinguishable from cg's at matched accuracy (11.00 at "
+                                       "gamma = 2 vs 11.00 at s = 2, difference +0.00, 95% CI [+0.00, +0.00])")
+    assert matched(10.99)[1].startswith("sdg_text's FID is lower than cg's at matched accuracy (10.99 at gamma = 2 "
+                                        "vs 11.00 at s = 2, difference -0.01, 95% CI [-0.01, -0.01])")
+    assert matched(11.01)[1].startswith("sdg_text's FID is higher than cg's")
+
+
+def test_matched_pair_is_the_guided_pair_of_closest_accuracy_ties_to_the_smaller_scales():
+    # gamma = 0 and s = 0 (accuracy 0.2 each, gap 0) are the same unguided model and never paired.
+    df = tiny({("sdg_text", "accuracy_classifier"): [0.2, 0.7, 0.41]})  # gaps: (2, 1) 0.01 is the least
+    assert verdict_figures(df, two_replicates(df, {}))[11] == (
+        True, "sdg_text's FID is higher than cg's at matched accuracy (10.80 at gamma = 2 vs 10.50 at s = 1, "
+              "difference +0.30, 95% CI [+0.30, +0.30]); accuracy 0.410 vs 0.400 (gap +0.010, 95% CI [+0.010, "
+              "+0.010]), the closest in accuracy of gamma = 1, 2 and s = 1, 2")
+    tied = tiny({("sdg_text", "accuracy_classifier"): [0.2, 0.5, 0.5], ("cg", "accuracy_classifier"): [0.2, 0.5, 0.5]})
+    assert verdict_figures(tied, two_replicates(tied, {}))[11][1].startswith(
+        "sdg_text's FID is lower than cg's at matched accuracy (10.00 at gamma = 1 vs 10.50 at s = 1, difference -0.50")
+
+
+def test_matched_accuracy_lacking_guided_rows_or_cells_says_what_to_add():
+    def figures(changes, features="classifier", drop=None):
+        df = tiny(changes)
+        if drop:
+            df = df[~((df["method"] == drop[0]) & (df["scale"] > 0))]
+        return verdict_figures(df, two_replicates(df), features)[11]
+
+    assert figures({}, drop=("sdg_text",)) == (False, "no sdg_text row at gamma > 0: add guided scales to "
+                                                      "guidance.sdg_text_scales")
+    assert figures({}, drop=("cg",)) == (False, "no cg row at s > 0: add guided scales to guidance.cg_scales")
+    assert figures({("sdg_text", "fid_classifier"): [12.0, math.nan, math.nan]}) == (
+        False, "fid_classifier is empty at sdg_text gamma = 1, 2: rerun the evaluation of those samples")
+    assert figures({("sdg_text", "fid_classifier"): [12.0, math.nan, 10.8],
+                    ("sdg_text", "accuracy_classifier"): [0.2, 0.45, math.nan]}) == (
+        False, "accuracy_classifier is empty at sdg_text gamma = 2: rerun the evaluation of those samples")
+    assert figures({("sdg_text", "fid_classifier"): [12.0, 10.0, math.nan]}) == (  # gamma = 1 alone is paired
+        True, "sdg_text's FID is lower than cg's at matched accuracy (10.00 at gamma = 1 vs 10.50 at s = 1, difference "
+              "-0.50, 95% CI [-0.99, -0.01]); accuracy 0.450 vs 0.400 (gap +0.050, 95% CI [+0.050, +0.050]), the "
+              "closest in accuracy of gamma = 1 and s = 1, 2")
+    assert figures({}, "inception") == (False, "metrics.csv has no fid_inception column: set evaluation.inception: "
+                                               "true and rerun the evaluation")
+
+
+UNPAIRED = ("the rows compared have different sample counts ({}), so their halves are not paired and they cannot be "
+            "compared; evaluate every row with one sampling.num_samples")
+
+
+def test_methods_of_different_sample_counts_are_incomparable_not_a_traceback(tmp_path, capsys):
+    """Each method's rows agree (400 or 500 samples), so each sweep reads; findings comparing two
+    methods say they cannot be compared, where effect() once raised past the findings' try."""
+    df = tiny()
+    reps = two_replicates(df)
+    reps.loc[reps["method"] == "cond_cg", "num_samples"] = 400
+    got = verdict_figures(df, reps)
+    assert got[5] == (False, UNPAIRED.format("cond_cg 400, cfg 500"))
+    assert got[7] == (False, UNPAIRED.format("cond_cg 400, cg 500, cfg 500"))
+    assert got[6][0] and got[11][0]
+    reps = two_replicates(df)
+    reps.loc[reps["method"] == "sdg_text", "num_samples"] = 400
+    got = verdict_figures(df, reps)
+    assert got[11] == (False, UNPAIRED.format("sdg_text 400, cg 500"))
+    assert got[9][0]  # sdg_text's own sweep is paired
+    reps.loc[reps["method"] == "cg", "num_samples"] = 400
+    path = write_run(tmp_path, df, reps)
+    assert findings.main([str(path)]) == 1
+    out = capsys.readouterr().out
+    assert line(out, 6).endswith(". " + UNPAIRED.format("cg 400, cfg 500"))
+    assert line(out, 11).startswith("PASS  11.")  # sdg_text and cg both 400: paired again
+
+
+def test_empty_unguided_cg_fid_is_named_empty_in_findings_4_and_6():
+    got = verdict_figures(tiny({("cg", "fid_classifier"): [math.nan, 10.5, 11.0]}))
+    assert got[6] == (False, "fid_classifier is empty at cg s = 0 (the unguided unconditional model): rerun the "
+                             "evaluation of those samples")
+    assert got[4][1].endswith("; fid_classifier is empty at cg s = 0 (the unguided baseline): rerun the evaluation "
+                              "of those samples")
+
+
+def test_sweep_table_shows_reference_similarity_where_metrics_has_it():
+    df = tiny()
+    df.loc[df["method"] == "sdg_image", f"{findings.REFERENCE_SIMILARITY}_lo"] = [0.25, 0.35, 0.45]
+    df.loc[df["method"] == "sdg_image", f"{findings.REFERENCE_SIMILARITY}_hi"] = [0.35, 0.45, 0.55]
+    table = findings.sweep_table(df).splitlines()
+    assert table[0].split() == ["method", "scale", "FID", "(classifier)", "IS", "(classifier)", "precision", "recall",
+                                "accuracy", "reference", "similarity"]
+    assert [row.split()[:2] for row in table[1:]] == [[m, f"{s:g}"] for m in TINY for s in TINY[m]["scale"]]
+    assert table[-1].split()[-4:] == ["0.500", "0.500", "[0.450,", "0.550]"]
+    assert table[1].endswith(" nan") and table[10].endswith(" nan")  # cfg, sdg_text: no reference

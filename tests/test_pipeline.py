@@ -111,11 +111,11 @@ def test_findings_check_reads_the_smoke_metrics_and_gives_a_verdict_per_finding(
     verdicts = re.findall(r"^(PASS|FAIL) ", result.stdout, flags=re.MULTILINE)
     # The tiny smoke models need not show the findings; the exit code says whether all hold.
     assert result.returncode == (0 if verdicts.count("PASS") == len(verdicts) else 1), result.stderr
-    assert len(verdicts) == 8 and f"{verdicts.count('PASS')}/8 findings hold" in result.stdout
+    assert len(verdicts) == 11 and f"{verdicts.count('PASS')}/11 findings hold" in result.stdout
     lines = [line for line in result.stdout.splitlines() if re.match(r"(PASS|FAIL) ", line)]
     for line in lines:  # an effect with its interval, or what the smoke sweeps lack (two scales each)
         assert "Test: " in line and ("95% CI [" in line or "add scales to guidance." in line), line
-    assert all("95% CI [" in lines[i] for i in (4, 5, 6))  # 5, 6, 7 compare rows the smoke run has
+    assert all("95% CI [" in lines[i] for i in (4, 5, 6, 10))  # 5, 6, 7, 11 compare rows the smoke run has
 
 
 def test_a_rerun_of_the_evaluation_writes_byte_identical_metrics(smoke_run, tmp_path):

@@ -2,9 +2,12 @@
 beyond the noise of a finite sample set?
 
 Checks eight findings of Ho & Salimans 2022 (classifier-free guidance, scale w) and Dhariwal &
-Nichol 2021 (classifier guidance, scale s; Table 4) on one run's metrics.csv and prints a table of
-the sweeps it used, then one line per finding: PASS/FAIL, the statistical test, the effect size
-with its 95% interval, and a summary. Exit code 0 when every finding holds, 1 when one does not,
+Nichol 2021 (classifier guidance, scale s; Table 4), and three of semantic diffusion guidance
+(``findings_sdg``: sdg_text and sdg_image, scale gamma), on one run's metrics.csv and prints a
+table of the sweeps it used, then one line per finding: PASS/FAIL, the statistical test, the
+effect size with its 95% interval, and a summary. A finding whose data the run lacks (a method
+not in guidance.methods, too few scales, an empty column) fails and says which config key or
+rerun supplies them. Exit code 0 when every finding holds, 1 when one does not,
 2 when metrics.csv or its replicates cannot be read.
 
 Every effect is a function of several rows of metrics.csv (a slope over a sweep, a difference of
@@ -46,6 +49,9 @@ MIN_SCALES = 3
 MODERATE_SCALE = 5.0
 
 ACCURACY = "accuracy_classifier"
+# sdg_image's rows: mean cosine similarity of each sample to its reference image, in the evaluation
+# classifier's features (whatever --features says, like accuracy); NaN in other methods' rows.
+REFERENCE_SIMILARITY = "reference_similarity_classifier"
 REPLICATES_NAME = "metrics_replicates.csv"
 
 
@@ -109,6 +115,8 @@ def _fill_hint(column: str) -> str:
                 "and rerun the evaluation")
     if column.endswith("_inception"):
         return "set evaluation.inception: true and rerun the evaluation"
+    if column.startswith("reference_similarity_"):
+        return "rerun the evaluation of the sdg_image samples, which writes it"
     return "rerun the evaluation of those samples"
 
 
@@ -210,8 +218,9 @@ def effect(name: str, label: str, statistic: Callable, sweeps: list[Sweep], dire
     arrays whose first axis is the scale (values [k], replicates [k, B]) to a scalar or [B]."""
     counts = {s.num_samples for s in sweeps}
     if len(counts) > 1:
-        raise MissingData(f"the rows compared have different sample counts {sorted(counts)}, so their halves "
-                          "are not paired; evaluate every row with one sampling.num_samples")
+        each = ", ".join(dict.fromkeys(f"{s.method} {s.num_samples}" for s in sweeps))
+        raise MissingData(f"the rows compared have different sample counts ({each}), so their halves are not "
+                          "paired and they cannot be compared; evaluate every row with one sampling.num_samples")
     value = float(statistic(*[s.values for s in sweeps]))
     se = float(jackknife_se(statistic(*[s.replicates for s in sweeps]), counts.pop()))
     return Effect(name, value, value - Z95 * se, value + Z95 * se, label, direction)
@@ -287,10 +296,7 @@ def cg_unconditional(runs: Runs, cols: Columns) -> Finding:
     accuracy = _trend(runs, name, "cg", cols.accuracy, "accuracy")
     try:
         fid = runs.sweep("cg", cols.fid)
-        if 0.0 not in fid.scales:
-            if ((runs.metrics["method"] == "cg") & (runs.metrics["scale"] == 0)).any():
-                raise MissingData(f"{cols.fid} is empty at cg s = 0 (the unguided baseline): {_fill_hint(cols.fid)}")
-            raise MissingData("no cg row at s = 0 (the unguided baseline): add 0 to guidance.cg_scales")
+        _unguided_unconditional(runs, fid, "the unguided baseline")
         if not (fid.scales > 0).any():
             raise MissingData("no cg row at s > 0: add guided scales to guidance.cg_scales")
     except MissingData as missing:
@@ -301,6 +307,16 @@ def cg_unconditional(runs: Runs, cols: Columns) -> Finding:
     figures = (f"{accuracy.figures}; lowest FID at s > 0 is {fid.values[1:].min():.2f} at s = {best:g} against "
                f"{fid.value(0.0):.2f} at s = 0: {gain.describe()}")
     return Finding(name, accuracy.passed and gain.holds, figures, test)
+
+
+def _unguided_unconditional(runs: Runs, cg: Sweep, role: str) -> Sweep:
+    """cg's s = 0 row of the sweep ``cg``; MissingData saying whether the row is absent (add 0 to
+    the scales) or only its cell is empty (fill it)."""
+    if 0.0 not in cg.scales:
+        if ((runs.metrics["method"] == "cg") & (runs.metrics["scale"] == 0)).any():
+            raise MissingData(f"{cg.column} is empty at cg s = 0 ({role}): {_fill_hint(cg.column)}")
+        raise MissingData(f"no cg row at s = 0 ({role}): add 0 to guidance.cg_scales")
+    return cg.at(cg.scales == 0)
 
 
 def _moderate_cond_cg(runs: Runs, column: str) -> Sweep:
@@ -328,10 +344,10 @@ def cg_conditional_moderate(runs: Runs, cols: Columns) -> Finding:
     try:
         base = _unguided_conditional(runs, cols.accuracy)
         moderate = _moderate_cond_cg(runs, cols.accuracy)
+        gain = effect("best moderate-s accuracy - unguided", "accuracy",
+                      lambda guided, unguided: guided.max(axis=0) - unguided[0], [moderate, base])
     except MissingData as missing:
         return Finding(name, False, str(missing), test)
-    gain = effect("best moderate-s accuracy - unguided", "accuracy",
-                  lambda guided, unguided: guided.max(axis=0) - unguided[0], [moderate, base])
     per_scale = ", ".join(f"{a:.3f} at s = {s:g}" for s, a in zip(moderate.scales, moderate.values))
     best = moderate.scales[np.argmax(moderate.values)]
     figures = f"accuracy {per_scale} vs {base.values[0]:.3f} unguided (cfg w = 0), best s = {best:g}: {gain.describe()}"
@@ -345,13 +361,11 @@ def conditional_beats_unconditional(runs: Runs, cols: Columns) -> Finding:
     test = "FID(cg s = 0) - FID(cfg w = 0), paired half-sample 95% interval"
     try:
         conditional = _unguided_conditional(runs, cols.fid)
-        unconditional = runs.sweep("cg", cols.fid)
-        if 0.0 not in unconditional.scales:
-            raise MissingData("no cg row at s = 0 (the unguided unconditional model): add 0 to guidance.cg_scales")
-        unconditional = unconditional.at(unconditional.scales == 0)
+        unconditional = _unguided_unconditional(runs, runs.sweep("cg", cols.fid), "the unguided unconditional model")
+        gap = effect("FID(unconditional) - FID(conditional)", "FID", lambda u, c: u[0] - c[0],
+                     [unconditional, conditional])
     except MissingData as missing:
         return Finding(name, False, str(missing), test)
-    gap = effect("FID(unconditional) - FID(conditional)", "FID", lambda u, c: u[0] - c[0], [unconditional, conditional])
     figures = (f"FID {conditional.values[0]:.2f} conditional vs {unconditional.values[0]:.2f} unconditional: "
                f"{gap.describe()}")
     return Finding(name, gap.holds, figures, test)
@@ -372,15 +386,15 @@ def cond_cg_lowest_fid(runs: Runs, cols: Columns) -> Finding:
     moderate s gives the lowest FID of all Table 4 rows."""
     name = f"cg of the conditional model at a moderate s (0 < s <= {MODERATE_SCALE:g}) has the lowest FID of Table 4"
     test = "lowest FID of the other Table 4 rows - lowest moderate cond_cg FID, paired half-sample 95% interval"
-    try:
-        moderate, others = _table4_rows(runs, cols.fid)
-    except MissingData as missing:
-        return Finding(name, False, str(missing), test)
 
     def margin(best, *rest):
         return np.min([r.min(axis=0) for r in rest], axis=0) - best.min(axis=0)
 
-    gap = effect("lowest other FID - lowest moderate cond_cg FID", "FID", margin, [moderate, *others])
+    try:
+        moderate, others = _table4_rows(runs, cols.fid)
+        gap = effect("lowest other FID - lowest moderate cond_cg FID", "FID", margin, [moderate, *others])
+    except MissingData as missing:
+        return Finding(name, False, str(missing), test)
     best = moderate.scales[np.argmin(moderate.values)]
     runner_up = min(((o.values.min(), o.method, o.scales[np.argmin(o.values)]) for o in others))
     symbol = method_symbol(runner_up[1])
@@ -399,13 +413,22 @@ def precision_up_recall_down(runs: Runs, cols: Columns) -> Finding:
                    f"{SLOPE_TEST}, one for each")
 
 
+# Findings 1-8, the papers' (H&S, D&N); findings_sdg.SDG_FINDINGS are 9-11.
 FINDINGS = (is_rises_with_w, fid_minimum_interior, accuracy_rises_with_w, cg_unconditional,
             cg_conditional_moderate, conditional_beats_unconditional, cond_cg_lowest_fid, precision_up_recall_down)
 
 
+def all_findings() -> tuple[Callable, ...]:
+    """The report's findings in their printed order: this module's, then semantic diffusion
+    guidance's (imported here because findings_sdg builds on this module)."""
+    from .findings_sdg import SDG_FINDINGS
+
+    return (*FINDINGS, *SDG_FINDINGS)
+
+
 def check(metrics: pd.DataFrame, replicates: pd.DataFrame, features: str = "classifier") -> list[Finding]:
     runs, cols = Runs(metrics, replicates), Columns.of(features)
-    return [finding(runs, cols) for finding in FINDINGS]
+    return [finding(runs, cols) for finding in all_findings()]
 
 
 def _with_interval(rows: pd.DataFrame, column: str, digits: int) -> list[str]:
@@ -419,7 +442,8 @@ def _with_interval(rows: pd.DataFrame, column: str, digits: int) -> list[str]:
 
 def sweep_table(df: pd.DataFrame, features: str = "classifier") -> str:
     """The rows the checks read (and cfg_p<p> sweeps, marked informational): FID, IS, precision,
-    recall and accuracy, each with its 95% interval."""
+    recall and accuracy, each with its 95% interval, and sdg_image's similarity to its references
+    where metrics.csv has that column."""
     cols = Columns.of(features)
     methods = df["method"].astype(str)
     extra = sorted(m for m in methods.unique() if m not in REGISTRY.methods and is_registered(m))
@@ -435,6 +459,8 @@ def sweep_table(df: pd.DataFrame, features: str = "classifier") -> str:
         "recall": _with_interval(rows, cols.recall, 3),
         "accuracy": _with_interval(rows, cols.accuracy, 3),
     })
+    if REFERENCE_SIMILARITY in df.columns:  # sdg_image's rows have it (older metrics.csv files lack it)
+        table["reference similarity"] = _with_interval(rows, REFERENCE_SIMILARITY, 3)
     return table.to_string(index=False)
 
 
@@ -494,4 +520,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the package's copy of this module, the one findings_sdg imports, so that both raise and
+    # catch the same MissingData (under -m this file is also loaded as __main__, a second copy).
+    from diffguide.findings import main as package_main
+
+    sys.exit(package_main())
