@@ -416,3 +416,22 @@ def test_the_mean_form_refuses_the_guided_x0_clip_order(builder):
                         clip_order="guided_x0")
     with pytest.raises(ValueError, match="guidance.cg_clip_order: guided_x0"):
         classifier_guided(ProbeEps(), None, 1.0, schedule, form="mean", clip_order="guided_x0")
+
+
+def test_similarity_stays_float32_under_bf16_autocast():
+    """Autocast hands back bf16 features; the similarity is taken in float32 (autocast disabled inside),
+    so its values are those of the bf16 features promoted, not rounded to bf16 again."""
+    x, weight, targets, y = linear_case()
+    encoder = nn.Linear(4, 3).float()
+    with torch.no_grad():
+        encoder.weight.copy_(weight.float())
+        encoder.bias.zero_()
+    guide = Similarity(lambda x, t: encoder(x.flatten(1)), targets.float())
+    x32 = x.float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        values = guide(x32, t_full(x32, 3))
+        features = encoder(x32.flatten(1))
+    assert features.dtype == torch.bfloat16 and values.dtype == torch.float32
+    f, e = features.float(), targets.float()
+    expected = (f / f.norm(dim=1, keepdim=True)) @ (e / e.norm(dim=1, keepdim=True)).T
+    assert max_err(values, expected) < 1e-6

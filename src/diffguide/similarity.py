@@ -64,19 +64,20 @@ Encoder = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def similarity(features: torch.Tensor, targets: torch.Tensor, measure: str = "cosine") -> torch.Tensor:
     """sim(features[b], targets[k]) for every b and k: [B, D] x [K, D] -> [B, K] (or [B, K, D]
-    targets, one set per row, -> [B, K]). Computed in float32 at least (bf16 autocast features are
-    promoted before normalising, as guide values are). The cosine normalises with
+    targets, one set per row, -> [B, K]). Computed in float32 at least, autocast or not (bf16
+    autocast features are promoted before normalising, as guide values are). The cosine normalises with
     torch.nn.functional.normalize (norm clamped at 1e-12), so a zero feature vector gives a finite
     gradient where SDG's plain division gives NaN."""
     if measure not in SIMILARITIES:
         raise ValueError(f"unknown similarity {measure!r}; choose one of {SIMILARITIES}")
     features = features.to(torch.promote_types(features.dtype, torch.float32))
     targets = targets.to(device=features.device, dtype=features.dtype)
-    if measure == "cosine":
-        features, targets = F.normalize(features, dim=-1), F.normalize(targets, dim=-1)
-    if targets.dim() == 3:
-        return torch.einsum("bd,bkd->bk", features, targets)
-    return features @ targets.T
+    with torch.autocast(features.device.type, enabled=False):  # autocast would take the product back to bf16
+        if measure == "cosine":
+            features, targets = F.normalize(features, dim=-1), F.normalize(targets, dim=-1)
+        if targets.dim() == 3:
+            return torch.einsum("bd,bkd->bk", features, targets)
+        return features @ targets.T
 
 
 class Similarity(nn.Module):
