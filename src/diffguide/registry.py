@@ -347,6 +347,6 @@ for _method in (
            "by gamma * grad F, F the similarity of E~(x_t) with the clean embedding E(x_ref) of a test image; "
            "gamma = 0 is the unguided model.",
            eps_model="unconditional", builder="diffguide.similarity:build_image_similarity_guided", guides=ENCODERS,
-           condition="reference", options=(*SIMILARITY_OPTIONS, "sdg_references_per_class")),
+           condition="reference", options=(*SIMILARITY_OPTIONS, "sdg_reference", "sdg_references_per_class")),
 ):
     register_method(_method)

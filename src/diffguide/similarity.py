@@ -35,8 +35,7 @@ Where we differ from SDG's code (named deviations):
   E~(q_sample(x_ref, t), t), the noise-aware embedding of the reference noised to the same t, with
   fresh noise at each step. ``sdg_reference: noised`` does that (``NoisedReferenceSimilarity``), with
   the noise seeded by the timestep (the same draw for every batch, scale and rerun) instead of fresh.
-  The builder reads the key with default clean; a run can set it once the config schema and the
-  sdg_image row's options (diffguide.registry) list it.
+  The config key is guidance.sdg_reference.
 - SDG's style guidance (image_loss "style": the MSE of Gram matrices of intermediate features) is
   not implemented; only its semantic (embedding) term is.
 - SDG multiplies the similarity by text_weight / image_weight inside cond_fn; here gamma is the
