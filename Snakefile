@@ -34,6 +34,7 @@ rule all:
         expand(rules.best_scale_gallery.output.png, method=METHODS),
         expand(rules.reference_grid.output.png, method=REFERENCE_METHODS),
         rules.mixture_figure.output.png,
+        rules.sharpening_figure.output.png,
         rules.training_curves.output.png,
         rules.tables.output.hs_table1_md,
         rules.tables.output.dn_table4_md,

@@ -13,3 +13,18 @@ rule mixture_figure:
         runtime=RES["light_runtime"],
     script:
         "../scripts/mixture_figure.py"
+
+
+rule sharpening_figure:
+    """Classifier guidance at scale s against exact draws of p(x) p(y|x)^s / Z(x) and of
+    p(x) p(y|x)^s on the exact mixture (docs/equations.md part 9)."""
+    output:
+        **figure_outputs("sharpening_guidance", "sharpening"),
+    log:
+        f"{LOGS}/sharpening_figure.log",
+    threads: 1
+    resources:
+        mem_mb=RES["light_mem_mb"],
+        runtime=RES["light_runtime"],
+    script:
+        "../scripts/sharpening_figure.py"
