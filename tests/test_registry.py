@@ -160,21 +160,9 @@ from torch import nn  # noqa: E402
 from diffguide.guidance import NULL_LABEL  # noqa: E402
 from diffguide.schedules import NoiseSchedule  # noqa: E402
 from diffguide.stages.sample import guided_model  # noqa: E402
+from probes import ProbeEps  # noqa: E402
 
 OPTIONS = {"cg_form": "score", "cg_clip_order": "unguided_x0", "cond_cg_w": 0.0}
-
-
-class ProbeEps(nn.Module):
-    """eps = 0.5 x + 0.1 (y + 2) per sample (y = None counts as -2): each call and its labels recorded."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = []
-
-    def forward(self, x, t, y):
-        self.calls.append(None if y is None else y.tolist())
-        shift = torch.zeros(len(x), dtype=x.dtype) if y is None else 0.1 * (y.to(x.dtype) + 2)
-        return 0.5 * x + shift.reshape(-1, 1, 1, 1)
 
 
 class LinearClassifier(nn.Module):

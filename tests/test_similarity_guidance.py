@@ -32,6 +32,7 @@ from diffguide.similarity import (
     build_image_similarity_guided,
     build_text_similarity_guided,
 )
+from probes import ProbeEps
 
 F64 = torch.float64
 BUILDERS = {"text": build_text_similarity_guided, "image": build_image_similarity_guided}
@@ -90,19 +91,6 @@ class ClipStandIn(nn.Module):
     def encode_image(self, x):
         self.calls.append(("encode_image", x))
         return x.flatten(1) @ self.image_weight.T
-
-
-class ProbeEps(nn.Module):
-    """eps = 0.5 x + 0.1 (y + 2) per sample (y None counts as -2); the labels of each call recorded."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = []
-
-    def forward(self, x, t, y):
-        self.calls.append(None if y is None else y.tolist())
-        shift = torch.zeros(len(x), dtype=x.dtype) if y is None else 0.1 * (y.to(x.dtype) + 2)
-        return 0.5 * x + shift.reshape(-1, *([1] * (x.dim() - 1)))
 
 
 # --------------------------------------------------------------------------- exact mixtures: SDG with log p is CG
