@@ -160,6 +160,33 @@ def test_report_gathers_figures_and_tables_with_captions(smoke_run, tmp_path):
         assert text in html, text
 
 
+def test_the_trained_smoke_encoders_give_a_finite_similarity_gradient_at_every_t(smoke_run):
+    """Issue 14, point 3, on the smoke run's trained clip and noisy image encoder: grad_x F of both
+    targets (class prompts, reference images) is finite and not all zero at every t of the
+    schedule, and gamma = 0 is the unguided model's sampling bit for bit."""
+    from diffguide.guidance import guide_gradient
+    from diffguide.networks import load_checkpoint
+    from diffguide.similarity import Similarity
+
+    root = smoke_run / "results/smoke"
+    clip, noisy = (load_checkpoint(root / f"models/{name}.pt")[0] for name in ("clip", "noisy_image_encoder"))
+    references = np.load(root / "samples/ddim4-linspace/sdg_image/scale_10.npz")["reference_images"]
+    with torch.no_grad():
+        targets = {"text": clip.encode_class_names(),
+                   "image": clip.encode_image(torch.from_numpy(references).permute(0, 3, 1, 2).float() / 127.5 - 1)}
+    t = torch.arange(100)  # every t of the smoke schedule, one image each
+    x = torch.randn(100, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    for name, target in targets.items():
+        grad = guide_gradient(Similarity(noisy, target), x, t, t % len(target))
+        assert torch.isfinite(grad).all(), name
+        assert (grad.flatten(1).norm(dim=1) > 0).all(), name
+    unguided = np.load(root / "samples/ddim4-linspace/cg/scale_0.npz")["images"]
+    for method in ("sdg_text", "sdg_image"):
+        assert np.array_equal(np.load(root / f"samples/ddim4-linspace/{method}/scale_0.npz")["images"], unguided)
+        guided = np.load(root / f"samples/ddim4-linspace/{method}/scale_10.npz")["images"]
+        assert not np.array_equal(guided, unguided), method  # gamma reached the wrapper
+
+
 def test_each_p_uncond_trains_its_own_conditional_model(smoke_run):
     from diffguide.networks import load_checkpoint
 
