@@ -216,3 +216,25 @@ def test_check_config_names_the_line_of_malformed_yaml(tmp_path, capsys):
     fix = tmp_path / "fix.yaml"  # a second file merged over the first fixes it, as snakemake would merge them
     fix.write_text("sampling: {steps: 4}\n")
     assert check_config_main([str(good), str(fix)]) == 0
+
+
+def test_make_run_sdg_changes_only_keys_that_the_default_runs_jobs_do_not_read():
+    """config/sdg.yaml merged over config/config.yaml (make run-sdg) may add similarity guidance's
+    keys and methods only: every key a job of the default run reads as its params (diffguide's
+    rules: the training blocks and shapes of its networks, sampling, the guidance options of its
+    methods, evaluation) keeps its value, so Snakemake reuses those models, samples and metrics."""
+    from diffguide.check_config import merged
+
+    def flat(node, prefix=""):
+        if not isinstance(node, dict):
+            return {prefix: node}
+        return {k: v for key, child in node.items() for k, v in flat(child, f"{prefix}{key}.").items()}
+
+    default = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    both = merged([default, yaml.safe_load((REPO / "config/sdg.yaml").read_text())])
+    for cfg in (default, both):
+        assert config_errors(cfg, SCHEMA) == []  # fills in the schema's defaults
+    changed_keys = {key.rstrip(".") for key, value in flat(both).items() if flat(default).get(key) != value}
+    sdg_keys = ("guidance.methods", "guidance.sdg_", "networks.clip.", "training.clip.", "training.noisy_image_encoder.")
+    assert changed_keys and all(key.startswith(sdg_keys) for key in changed_keys), changed_keys
+    assert both["guidance"]["methods"][:3] == default["guidance"]["methods"]  # the default sweeps, then sdg's
