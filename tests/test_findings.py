@@ -1102,3 +1102,13 @@ def test_sweep_table_shows_reference_similarity_where_metrics_has_it():
     assert [row.split()[:2] for row in table[1:]] == [[m, f"{s:g}"] for m in TINY for s in TINY[m]["scale"]]
     assert table[-1].split()[-4:] == ["0.500", "0.500", "[0.450,", "0.550]"]
     assert table[1].endswith(" nan") and table[10].endswith(" nan")  # cfg, sdg_text: no reference
+
+
+def test_an_effect_too_small_for_its_decimals_keeps_three_significant_digits():
+    """A slope per unit gamma (scales in the hundreds) would print as +0.000: the value and its
+    interval ends switch to three significant digits together when one would round to 0 unless 0."""
+    assert findings._signed(0.000412, 0.000398, 0.0013, label="accuracy") == ["+4.12e-04", "+3.98e-04", "+1.30e-03"]
+    assert findings._signed(0.0046, -0.000002, 0.01, label="accuracy") == ["+4.60e-03", "-2.00e-06", "+1.00e-02"]
+    assert findings._signed(0.0046, 0.001, 0.01, label="accuracy") == ["+0.005", "+0.001", "+0.010"]
+    assert findings._signed(-0.004, label="FID") == ["-4.00e-03"] and findings._signed(0.005, label="FID") == ["+0.01"]
+    assert findings._signed(0.0, 0.0, label="accuracy") == ["+0.000", "+0.000"]

@@ -101,8 +101,15 @@ def _fmt(value: float, label: str) -> str:
     return f"{value:.2f}" if label in ("FID", "IS") else f"{value:.3f}"
 
 
-def _signed(value: float, label: str) -> str:
-    return f"{value:+.2f}" if label in ("FID", "IS") else f"{value:+.3f}"
+def _signed(*values: float, label: str) -> list[str]:
+    """Signed numbers of one effect (its value and interval ends) in one format: fixed decimals, or,
+    when one of them would round to +-0.00(0) without being 0 (a slope per unit gamma, whose scales
+    run to the hundreds; an interval end just past 0), three significant digits for all, so their
+    signs and sizes stay readable."""
+    digits = 2 if label in ("FID", "IS") else 3
+    if any(v != 0 and abs(v) < 0.5 * 10 ** -digits for v in values):
+        return [f"{v:+.2e}" for v in values]
+    return [f"{v:+.{digits}f}" for v in values]
 
 
 def _fmt_scales(scales) -> str:
@@ -210,8 +217,8 @@ class Effect:
         side = "> 0" if self.direction > 0 else "< 0"
         verdict = ("significant" if self.holds else
                    "interval includes 0: not significant" if self.lo <= 0 <= self.hi else "wrong sign")
-        return (f"{self.name} = {_signed(self.value, self.label)}, 95% CI [{_signed(self.lo, self.label)}, "
-                f"{_signed(self.hi, self.label)}] (needs {side}; {verdict})")
+        value, lo, hi = _signed(self.value, self.lo, self.hi, label=self.label)
+        return f"{self.name} = {value}, 95% CI [{lo}, {hi}] (needs {side}; {verdict})"
 
 
 def effect(name: str, label: str, statistic: Callable, sweeps: list[Sweep], direction: int = 1) -> Effect:

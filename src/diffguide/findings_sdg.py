@@ -114,12 +114,13 @@ def sdg_text_vs_cg_at_matched_accuracy(runs: Runs, cols: Columns) -> Finding:
     gamma, s = sdg_fid.scales[i], cg_fid.scales[j]
     verdict = "lower than" if fid.hi < 0 else "higher than" if fid.lo > 0 else "not distinguishable from"
     text, symbol = method_symbol("sdg_text"), method_symbol("cg")
+    fid_text = _signed(fid.value, fid.lo, fid.hi, label="FID")
+    gap = _signed(accuracy.value, accuracy.lo, accuracy.hi, label="accuracy")
     figures = (f"sdg_text's FID is {verdict} cg's at matched accuracy ({sdg_fid.values[i]:.2f} at {text} = {gamma:g} "
-               f"vs {cg_fid.values[j]:.2f} at {symbol} = {s:g}, difference {_signed(fid.value, 'FID')}, 95% CI "
-               f"[{_signed(fid.lo, 'FID')}, {_signed(fid.hi, 'FID')}]); accuracy "
+               f"vs {cg_fid.values[j]:.2f} at {symbol} = {s:g}, difference {fid_text[0]}, 95% CI "
+               f"[{fid_text[1]}, {fid_text[2]}]); accuracy "
                f"{_fmt(sdg_accuracy.values[i], 'accuracy')} vs {_fmt(cg_accuracy.values[j], 'accuracy')} (gap "
-               f"{_signed(accuracy.value, 'accuracy')}, 95% CI [{_signed(accuracy.lo, 'accuracy')}, "
-               f"{_signed(accuracy.hi, 'accuracy')}]), the closest in accuracy of {text} = "
+               f"{gap[0]}, 95% CI [{gap[1]}, {gap[2]}]), the closest in accuracy of {text} = "
                f"{_fmt_scales(sdg_fid.scales)} and {symbol} = {_fmt_scales(cg_fid.scales)}")
     return Finding(name, True, figures, MATCHED_TEST)
 
