@@ -69,13 +69,11 @@ BAD = [
     ("sampling.num_samples", 400, "sampling.num_samples", "test split has 360"),
     ("evaluation.inception_reference", 9, "evaluation.inception_reference", "at least evaluation.inception_samples"),
     ("figures.table_features", "inception", None, None),  # fine: smoke has inception on
-    ("guidance.sdg_references_per_class", 3, "guidance.sdg_references_per_class", "more than the 20 samples"),
-    ("guidance.sdg_references_per_class", 2, None, None),  # 20 references for 20 samples
-    ("networks.clip.attention_levels", [2], "networks.clip.attention_levels", "do not exist"),
-    ("networks.clip.norm_groups", 5, "networks.clip.norm_groups", "divide every width"),
+    ("networks.clip.attention_levels", [3], "networks.clip.attention_levels", "do not exist"),
+    ("networks.clip.norm_groups", 5, "networks.clip.norm_groups", "divide every width"),  # widths 32, 64, 64
     ("guidance.sdg_similarity", "l2", "guidance.sdg_similarity", "is not one of"),
     ("training.noisy_image_encoder.recipe", "pixels", "training.noisy_image_encoder.recipe", "is not one of"),
-    ("training.clip.warmup_steps", 20, "training.clip.warmup_steps", "never reaches lr"),
+    ("training.clip.steps", 50, "training.clip.warmup_steps", "never reaches lr"),  # its default warm-up: 50
 ]
 
 
@@ -238,3 +236,17 @@ def test_make_run_sdg_changes_only_keys_that_the_default_runs_jobs_do_not_read()
     sdg_keys = ("guidance.methods", "guidance.sdg_", "networks.clip.", "training.clip.", "training.noisy_image_encoder.")
     assert changed_keys and all(key.startswith(sdg_keys) for key in changed_keys), changed_keys
     assert both["guidance"]["methods"][:3] == default["guidance"]["methods"]  # the default sweeps, then sdg's
+
+
+def test_sdg_image_needs_a_sample_for_every_reference_and_only_it_is_checked():
+    """The smoke run with similarity guidance (config/smoke_sdg.yaml merged over it): 2 references
+    per class are the 20 samples' 20; 3 would leave 10 references without a sample."""
+    from diffguide.check_config import merged
+
+    sdg = merged([SMOKE, yaml.safe_load((REPO / "config/smoke_sdg.yaml").read_text())])
+    assert config_errors(copy.deepcopy(sdg), SCHEMA) == []
+    sdg["guidance"]["sdg_references_per_class"] = 3
+    assert config_errors(copy.deepcopy(sdg), SCHEMA) == [
+        "  guidance.sdg_references_per_class: 3: 3 per class x 10 classes = 30 references, more than the 20 samples "
+        "that are guided towards them (or the 360 test images); use at most 2, or raise sampling.num_samples"]
+    assert config_errors(changed("guidance.sdg_references_per_class", 3), SCHEMA) == []  # smoke runs no sdg_image
