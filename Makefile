@@ -58,7 +58,9 @@ test: venv data
 	$(BIN)/python -m pytest
 
 # The tests marked slow: Inception-v3 features and FID on the real splits, and the training rule
-# under torchrun (about 6 minutes on a 2-core AVX2 CPU). CI runs them after `make test`.
+# under torchrun, a plugin method and similarity guidance (config/smoke_sdg.yaml) through the
+# smoke run, and a forced rerun of its evaluations (about 12 minutes on a 2-core AVX2 CPU). CI runs
+# them after `make test`.
 test-slow: venv data
 	$(BIN)/python -m pytest -m slow
 
