@@ -79,7 +79,7 @@ def loss_function(row: Network, options: dict, schedule: NoiseSchedule, target=N
 def load_init(row: Network, init_path: str | None, device):
     """The trained network ``row`` starts from (its registry ``init_from``): (model, arch, identity),
     identity = {network, sha256 of its file}, or None for a row that starts from scratch."""
-    start = getattr(row, "init_from", None)
+    start = row.init_from
     if start is None:
         return None
     if init_path is None:
