@@ -26,9 +26,9 @@ import re
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .networks import NoisyClassifier
+from .similarity import Similarity
 
 # CLIP's zero-shot prompt (Radford et al. 2021, sec. 3.1.4).
 PROMPT_TEMPLATE = "a photo of a {}"
@@ -166,20 +166,19 @@ def noisy_encoder_from(clip: ClipModel, clip_arch: dict) -> tuple[NoisyImageEnco
     return encoder, arch
 
 
-class CosineToTargets(nn.Module):
+class CosineToTargets(Similarity):
     """(x, t) -> cos(encoder(x, t), target_c) [B, C]: an image encoder read as a classifier whose
-    logits are the cosine similarities to fixed target embeddings (e.g. the class prompts' T).
-    t = None means t = 0 (clean images)."""
+    logits are the cosine similarities to fixed target embeddings (e.g. the class prompts' T), i.e.
+    similarity guidance's guide (similarity.Similarity) with the cosine. t = None means t = 0
+    (clean images)."""
 
     def __init__(self, encoder: nn.Module, targets: torch.Tensor):
-        super().__init__()
-        self.encoder = encoder
-        self.register_buffer("targets", F.normalize(targets.detach().float(), dim=-1))
+        super().__init__(encoder, targets.float(), "cosine")
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         if t is None:
             t = torch.zeros(len(x), dtype=torch.long, device=x.device)
-        return F.normalize(self.encoder(x, t).float(), dim=-1) @ self.targets.T
+        return super().forward(x, t)
 
 
 @torch.no_grad()

@@ -52,10 +52,12 @@ from torch.nn import functional as F
 
 from .guidance import Guided, gradient_guided
 from .schedules import NoiseSchedule
+from .seeding import PerSampleNoise
 
 SIMILARITIES = ("cosine", "dot")
 REFERENCE_TARGETS = ("clean", "noised")
-# The noised references' draws: timestep t uses a generator seeded with REFERENCE_NOISE_SEED * 1_000_003 + t.
+# The noised references' draws: timestep t uses PerSampleNoise(REFERENCE_NOISE_SEED, [t]), a generator seeded with
+# REFERENCE_NOISE_SEED * 1_000_003 + t.
 REFERENCE_NOISE_SEED = 0
 
 Encoder = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -112,10 +114,11 @@ class NoisedReferenceSimilarity(nn.Module):
         self.register_buffer("references", references.detach())
 
     def noise(self, t: int) -> torch.Tensor:
-        """z_t for every reference: [R, C, H, W], the same for the same (seed, t)."""
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + int(t))
-        z = torch.randn(tuple(self.references.shape), generator=generator, dtype=torch.float64)
-        return z.to(device=self.references.device, dtype=self.references.dtype)
+        """z_t for every reference: [R, C, H, W], the same for the same (seed, t): the sampler's
+        per-index generator (seeding.PerSampleNoise) with the timestep as the index."""
+        z = PerSampleNoise(self.seed, [int(t)]).randn(self.references.shape, device=self.references.device,
+                                                      dtype=self.references.dtype)
+        return z[0]
 
     @torch.no_grad()
     def targets(self, t: int) -> torch.Tensor:
