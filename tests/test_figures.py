@@ -3,11 +3,15 @@ intervals the trade-off and metric-vs-scale figures draw."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from diffguide import figures
+from diffguide import figures, report_layout
 from diffguide.stages import figures as figure_stage
 from diffguide.figures import lowest_fid_scale
 from diffguide.integrity import record
@@ -119,3 +123,50 @@ def test_figures_without_intervals_say_to_rerun_the_evaluation(tmp_path):
     frame = interval_frame().drop(columns=["fid_classifier_hi"])
     with pytest.raises(ValueError, match=r"fid_classifier_hi.*rerun the evaluation"):
         figures.plot_tradeoff(frame, tmp_path / "t.png")
+
+
+# --- where each result sits in the HTML report ----------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_report_categories_come_in_the_papers_order_headline_first():
+    """Snakemake's report sorts categories by name: the names' numbers give the papers' order."""
+    assert sorted(report_layout.CATEGORIES) == list(report_layout.CATEGORIES)
+    assert report_layout.CATEGORIES[0] == report_layout.HEADLINE
+    headline = [name for name, entry in report_layout.ENTRIES.items() if entry["category"] == report_layout.HEADLINE]
+    assert headline == ["fid_vs_is", "metrics_vs_scale"]
+
+
+@pytest.mark.parametrize("method, category", [
+    ("cfg", report_layout.CLASSIFIER_FREE), ("cfg_p0.5", report_layout.CLASSIFIER_FREE),
+    ("cg", report_layout.CLASSIFIER), ("cond_cg", report_layout.CLASSIFIER),
+    ("sdg_text", report_layout.SIMILARITY), ("sdg_image", report_layout.SIMILARITY)])
+def test_a_methods_figures_go_to_its_papers_category_and_its_own_subcategory(method, category):
+    wildcards = SimpleNamespace(method=method)
+    for name in ("grid", "best_samples", "references"):
+        entry = report_layout.report_entry(name)
+        assert entry["category"](wildcards) == category
+        assert entry["subcategory"](wildcards) == f"Samples of {method}"
+    # "Samples of ..." sorts before the paper's table in the same category
+    tables = [entry["subcategory"] for entry in report_layout.ENTRIES.values()
+              if entry["category"] == category and entry["subcategory"]]
+    assert all(f"Samples of {method}" < table for table in tables)
+
+
+def test_every_report_entry_has_a_caption_and_is_flagged_by_a_rule():
+    """Each entry's caption exists, and the rules flag every entry (metrics.csv and the tables'
+    Markdown and LaTeX included) and no name that is not one."""
+    rules = "".join(path.read_text() for path in (REPO / "workflow/rules").glob("*.smk"))
+    flagged = set(re.findall(r'figure_outputs\("[^"]+", "([^"]+)"\)', rules))
+    flagged |= set(re.findall(r'report_entry\("([^"{]+)"\)', rules))
+    flagged |= {f"{name}_{ext}" for name in ("hs_table1", "dn_table4") for ext in ("md", "tex", "html")
+                if 'report_entry(f"{name}_{ext}")' in rules}
+    assert flagged == set(report_layout.ENTRIES)
+    for name in report_layout.ENTRIES:
+        entry = report_layout.report_entry(name)
+        assert (REPO / "workflow/rules" / entry["caption"]).resolve().is_file(), entry["caption"]
+        assert set(entry) == {"caption", "category", "subcategory", "labels"}
+    labels = [next(iter(e["labels"].values())) for e in report_layout.ENTRIES.values()
+              if e["category"] == report_layout.FILES]
+    assert labels == sorted(labels) and labels[0].startswith("1. metrics.csv")

@@ -1,4 +1,6 @@
-# Figures (PNG for the README and the report, PDF beside each) and the papers' tables.
+# Figures (PNG for the README and the report, PDF beside each) and the papers' tables. Where each
+# sits in `snakemake --report`: diffguide.report_layout.
+from diffguide.report_layout import report_entry
 
 
 rule tradeoff_figure:
@@ -39,7 +41,7 @@ rule sample_grid:
     input:
         primary_samples_of_method,
     output:
-        **figure_outputs("grid_{method}", "grid", method="{method}"),
+        **figure_outputs("grid_{method}", "grid"),
     log:
         f"{LOGS}/sample_grid_{{method}}.log",
     threads: 1
@@ -60,7 +62,7 @@ rule reference_grid:
     input:
         primary_samples_of_method,
     output:
-        **figure_outputs("references_{method}", "references", method="{method}"),
+        **figure_outputs("references_{method}", "references"),
     log:
         f"{LOGS}/reference_grid_{{method}}.log",
     threads: 1
@@ -82,7 +84,7 @@ rule best_scale_gallery:
         metrics=rules.gather_metrics.output.primary,
         samples=primary_samples_of_method,
     output:
-        **figure_outputs("best_{method}", "best_samples", method="{method}"),
+        **figure_outputs("best_{method}", "best_samples"),
     log:
         f"{LOGS}/best_scale_gallery_{{method}}.log",
     threads: 1
@@ -124,22 +126,10 @@ rule tables:
         rules.gather_metrics.output.primary,
     output:
         **{
-            f"{name}_{ext}": f"{RESULTS}/tables/{name}.{ext}"
+            f"{name}_{ext}": report(f"{RESULTS}/tables/{name}.{ext}", **report_entry(f"{name}_{ext}"))
             for name in ("hs_table1", "dn_table4")
-            for ext in ("md", "tex")
+            for ext in ("md", "tex", "html")
         },
-        hs_table1_html=report(
-            f"{RESULTS}/tables/hs_table1.html",
-            caption="../report/hs_table1.rst",
-            category="Tables",
-            labels={"table": "H&S Table 1"},
-        ),
-        dn_table4_html=report(
-            f"{RESULTS}/tables/dn_table4.html",
-            caption="../report/dn_table4.rst",
-            category="Tables",
-            labels={"table": "D&N Table 4"},
-        ),
     log:
         f"{LOGS}/tables.log",
     threads: 1

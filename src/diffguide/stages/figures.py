@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import data, integrity
 from ..figures import (lowest_fid_scale, plot_metrics_vs_scale, plot_reference_grid, plot_sample_grid, plot_tradeoff,
-                       plot_training_curves)
+                       plot_training_curves, scale_prefix)
 from ..registry import parse_method
 
 log = logging.getLogger("diffguide")
@@ -34,7 +34,8 @@ def sample_grid(sample_paths: list[str], method: str, dataset_name: str, output:
     scales = [float(s["scale"]) for s in sets]
     order = np.argsort(scales)
     plot_sample_grid([sets[i]["images"] for i in order], sets[0]["labels"], [scales[i] for i in order],
-                     list(data.DATASETS[dataset_name].class_names), output, parse_method(method).title, per_class)
+                     list(data.DATASETS[dataset_name].class_names), output, parse_method(method).title, per_class,
+                     scale_label=scale_prefix(method))
 
 
 def reference_grid(sample_paths: list[str], method: str, dataset_name: str, output: str, per_reference: int) -> None:
@@ -49,7 +50,7 @@ def reference_grid(sample_paths: list[str], method: str, dataset_name: str, outp
     names = [f"{class_names[c]}\n(test #{sets[0]['reference_indices'][c]})" for c in row_slots]
     parsed = parse_method(method)
     plot_reference_grid(sets[0]["reference_images"], [s["images"] for s in sets], slots, [float(s["scale"]) for s in sets],
-                        row_slots, names, output, parsed.title, per_reference, scale_label=f"{parsed.method.symbol} = ")
+                        row_slots, names, output, parsed.title, per_reference, scale_label=scale_prefix(method))
 
 
 def best_scale_gallery(metrics_csv: str, sample_paths: list[str], method: str, dataset_name: str, output: str,
@@ -76,4 +77,4 @@ def best_scale_gallery(metrics_csv: str, sample_paths: list[str], method: str, d
     title = (f"{parsed.label.removesuffix(f' ({symbol})')} at its lowest FID ({fid:.2f}, {features} "
              f"features), {symbol} = {scale:g}: the first {per_class} samples of each class")
     plot_sample_grid([samples["images"]], samples["labels"], [scale], class_names, output, title, per_class,
-                     scale_label=f"{symbol} = ")
+                     scale_label=scale_prefix(method))
