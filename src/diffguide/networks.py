@@ -201,11 +201,16 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def save_checkpoint(path, kind: str, arch: dict, model: nn.Module, extra: dict | None = None) -> None:
-    """Write {kind, arch, state_dict, extra} atomically: a temp file in the same folder, then rename,
-    so an interrupted job never leaves a truncated artifact behind."""
+def save_checkpoint(path, kind: str, arch: dict, model: nn.Module, extra: dict | None = None,
+                    metadata: dict | None = None) -> None:
+    """Write {kind, arch, state_dict, extra, metadata} atomically: a temp file in the same folder,
+    then rename, so an interrupted job never leaves a truncated artifact behind. ``metadata`` is
+    what the model was trained on and with (stages.train.model_metadata: data set, class names,
+    diffusion schedule and T, the config subset), so a sampler can be rebuilt from the file alone."""
+    payload = {"kind": kind, "arch": arch, "state_dict": model.state_dict(), "extra": extra or {},
+               "metadata": metadata or {}}
     with atomic_open(path, checksum=True) as handle:
-        torch.save({"kind": kind, "arch": arch, "state_dict": model.state_dict(), "extra": extra or {}}, handle)
+        torch.save(payload, handle)
 
 
 def load_checkpoint(path, device="cpu") -> tuple[nn.Module, dict]:

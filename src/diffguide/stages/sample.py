@@ -62,19 +62,34 @@ def choose_references(labels: np.ndarray, per_class: int, num_classes: int, seed
     return np.stack(chosen, axis=1).reshape(-1)  # [per_class, K] -> slot j * K + c
 
 
+def reference_slots(labels: np.ndarray, per_class: int, num_classes: int) -> np.ndarray:
+    """The reference slot of each sample: the n-th sample of class c gets slot (n mod per_class) * K
+    + c, a reference of its own class (choose_references' layout). With labels i mod K (every
+    class in turn, as a sampling job asks) this is slot i mod R, R = per_class * K."""
+    seen = np.zeros(num_classes, dtype=np.int64)
+    slots = np.empty(len(labels), dtype=np.int64)
+    for i, c in enumerate(labels):
+        slots[i] = (seen[c] % per_class) * num_classes + c
+        seen[c] += 1
+    return slots
+
+
 def sample_conditions(method: str, num_samples: int, num_classes: int, *, references_path: str | None,
-                      per_class: int | None, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+                      per_class: int | None, seed: int,
+                      labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """What each sample is guided towards: (labels, the sampler's y, what the sample file keeps).
-    Sample i asks for class i mod K. A method guided by reference images (registry condition
-    "reference") gets y = the reference slot i mod R instead, and the file keeps the references
-    (test-split indices and pixels) and each sample's slot, for the evaluation and the figures."""
-    labels = np.arange(num_samples) % num_classes
+    Sample i asks for class i mod K, or for ``labels[i]`` when given (diffguide sample's chosen
+    classes). A method guided by reference images (registry condition "reference") gets y = the
+    reference slot of a reference of that class instead (reference_slots), and the file keeps the
+    references (test-split indices and pixels) and each sample's slot, for the evaluation and the
+    figures."""
+    labels = np.arange(num_samples) % num_classes if labels is None else np.asarray(labels, dtype=np.int64)
     if parse_method(method).method.condition != "reference":
         return labels, labels, {}
     test_set = data.load_prepared(references_path)
     chosen = choose_references(test_set.labels, per_class, num_classes, seed)
-    slots = np.arange(num_samples) % len(chosen)
-    assert (test_set.labels[chosen[slots]] == labels).all()  # slot i mod R is of class i mod K
+    slots = reference_slots(labels, per_class, num_classes)
+    assert (test_set.labels[chosen[slots]] == labels).all()  # each slot holds a reference of its sample's class
     kept = {"reference_indices": chosen, "reference_images": test_set.images[chosen], "reference_slots": slots}
     return labels, slots, kept
 
@@ -97,19 +112,29 @@ def sample(method: str, scale: float, *, model_paths: dict[str, str], sampling: 
     if kept and scale != 0:  # the references' pixels, for the builder's target embeddings E(x_ref)
         models["references"] = data.uint8_to_tensor(kept["reference_images"]).to(device)
     guided = guided_model(method, scale, models, schedule, clip_x0=sampling["clip_x0"], options=guidance)
-    timesteps = respaced_timesteps(schedule.timesteps, sampling["steps"], sampling["timestep_spacing"])
     shape = (arch["channels"], arch["image_size"], arch["image_size"])
-    batches = []
-    for start in range(0, sampling["num_samples"], sampling["batch_size"]):
-        idx = list(range(start, min(start + sampling["batch_size"], sampling["num_samples"])))
-        log.info("%s scale %g: samples %d-%d of %d", method, scale, idx[0], idx[-1], sampling["num_samples"])
+    images = draw(guided, conditions, schedule=schedule, sampling=sampling, shape=shape, seed=seed, device=device,
+                  precision=precision, what=f"{method} scale {scale:g}")
+    with atomic_open(output, checksum=True) as handle:  # read by later rules: written with its checksum
+        np.savez_compressed(handle, images=images, labels=labels, method=method, scale=scale,
+                            sampler=sampling["sampler"], steps=sampling["steps"],
+                            timestep_spacing=sampling["timestep_spacing"], **kept)
+
+
+def draw(guided: Guided, conditions: np.ndarray, *, schedule: NoiseSchedule, sampling: dict, shape: tuple,
+         seed: int, device, precision: str, what: str = "samples") -> np.ndarray:
+    """len(conditions) images (uint8 NHWC) from the guided model, sample i conditioned on
+    conditions[i] with its noise seeded by (seed, i), in batches of sampling.batch_size. The one
+    loop of the sampling job and of ``diffguide sample``, so both give the same images."""
+    timesteps = respaced_timesteps(schedule.timesteps, sampling["steps"], sampling["timestep_spacing"])
+    total, batches = len(conditions), []
+    for start in range(0, total, sampling["batch_size"]):
+        idx = list(range(start, min(start + sampling["batch_size"], total)))
+        log.info("%s: samples %d-%d of %d", what, idx[0], idx[-1], total)
         noise = PerSampleNoise(seed, idx)
         with autocast(device, precision):
             x = SAMPLERS[sampling["sampler"]](guided.model, noise.initial(shape, device=device), timesteps,
                                               schedule=schedule, labels=torch.from_numpy(conditions[idx]), noise=noise,
                                               cond_fn=guided.cond_fn, **sampler_options(sampling))
         batches.append(data.images_to_uint8(x.float().cpu()))
-    with atomic_open(output, checksum=True) as handle:  # read by later rules: written with its checksum
-        np.savez_compressed(handle, images=np.concatenate(batches), labels=labels, method=method, scale=scale,
-                            sampler=sampling["sampler"], steps=sampling["steps"],
-                            timestep_spacing=sampling["timestep_spacing"], **kept)
+    return np.concatenate(batches)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .. import data, distributed, encoders, integrity, metrics, networks
+from .. import __version__, data, distributed, encoders, integrity, metrics, networks
 from ..atomic import atomic_open
 from ..losses import (clean_classifier_loss, clip_contrastive_loss, diffusion_loss, noisy_classifier_loss,
                       noisy_embedding_loss)
@@ -27,6 +27,7 @@ from ..registry import Network, parse_network, training_block
 from ..runtime import pick_device, resolve_precision, seed_everything
 from ..schedules import NoiseSchedule
 from ..training import TrainSettings, train
+from ..training_keys import RUN_ONLY_TRAINING_KEYS
 
 log = logging.getLogger("diffguide")
 
@@ -120,6 +121,7 @@ def train_network(network: str, *, arch: dict, training: dict, dataset: dict, di
     info = data.DATASETS[train_set.dataset]
     row = parse_network(network).network
     init = load_init(row, init_path, device)
+    arch_config = arch  # the config's block, for the metadata; ``arch`` becomes the built network's
     model, arch = initial_model(row, architecture(row, arch, dataset["image_size"], info), init)
     log.info("%s: %s with %d parameters on %s, process %d of %d", network, row.kind,
              networks.count_parameters(model), device, distributed.rank() + 1, distributed.world_size())
@@ -138,10 +140,36 @@ def train_network(network: str, *, arch: dict, training: dict, dataset: dict, di
         extra = {"parameters": networks.count_parameters(kept), "steps": settings.steps,
                  "processes": distributed.world_size()} | ({"init": init[2]} if init else {})
         extra |= test_accuracy(row, kept, test_path, schedule, device, csv_log, seed, precision, target)
-        networks.save_checkpoint(output, row.kind, arch, kept, extra)
+        metadata = model_metadata(network, arch_config=arch_config, training=training, dataset=dataset,
+                                  diffusion=diffusion, seed=seed, precision=precision, trained_in=settings.precision)
+        networks.save_checkpoint(output, row.kind, arch, kept, extra, metadata)
         if checkpoint:
             Path(checkpoint).unlink(missing_ok=True)
     distributed.teardown()
+
+
+def model_metadata(network: str, *, arch_config: dict, training: dict, dataset: dict, diffusion: dict, seed: int,
+                   precision: str, trained_in: str) -> dict:
+    """What a model file says about how it was made, so that a sampler can be rebuilt from the file
+    alone (``diffguide sample --checkpoint``): the data set with its shape and class names, the
+    diffusion process (schedule, T; every eps-model of diffguide predicts eps), the precision, and
+    the config subset the training rule passed (common.smk's training_config: seed, precision,
+    dataset, diffusion, the network's architecture and training blocks, run-only keys left out),
+    with the diffguide version that wrote it. Plain types only: torch.load(weights_only=True)."""
+    info = data.DATASETS[dataset["name"]]
+    row = parse_network(network).network
+    block = {key: value for key, value in training.items() if key not in RUN_ONLY_TRAINING_KEYS}
+    return {
+        "diffguide_version": __version__,
+        "network": network, "kind": row.kind, "arch_key": row.arch_key,
+        "dataset": {**dataset, "channels": info.channels, "num_classes": info.num_classes,
+                    "class_names": list(info.class_names)},
+        "diffusion": {**diffusion, "parameterisation": "eps"},
+        "precision": {"config": precision, "trained_in": trained_in},
+        "seed": seed,
+        "config": {"seed": seed, "precision": precision, "dataset": dict(dataset), "diffusion": dict(diffusion),
+                   "networks": {row.arch_key: dict(arch_config)}, "training": {network: block}},
+    }
 
 
 def test_accuracy(row: Network, kept, test_path: str, schedule: NoiseSchedule, device, csv_log: str, seed: int,
