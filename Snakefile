@@ -1,8 +1,22 @@
 # diffguide: classifier guidance (Dhariwal & Nichol 2021) and classifier-free guidance
 # (Ho & Salimans 2022), from data to figures. `snakemake --cores all` runs config/config.yaml.
+import sys
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
+
+# The rules import diffguide: a Snakemake installed elsewhere (pipx, conda, the system's) cannot
+# see the project's environment, so say which interpreter this is and how to fix it.
+try:
+    import diffguide.config_schema
+except ImportError as err:
+    sys.exit(
+        f"diffguide: this Snakemake runs in {sys.executable}, which cannot import what the workflow "
+        f"needs ({err}).\nRun the project's own Snakemake, .venv/bin/snakemake (made by `make venv`; "
+        "`make run` uses it), or install the project into this environment: "
+        f"{sys.executable} -m pip install -e {workflow.basedir}"
+    )
 
 
 # The default run, unless a config file is given on the command line: a config file stands on
@@ -22,6 +36,23 @@ include: "workflow/rules/sample.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/toy.smk"
+
+
+# Jobs of seconds that run in Snakemake's own process, not as a cluster job each: under the SLURM
+# profile a submission costs more than the job (queueing, a fresh interpreter, ~5 s of imports).
+localrules:
+    all,
+    prepare_data,
+    gather_metrics,
+    tradeoff_figure,
+    metrics_vs_scale_figure,
+    sample_grid,
+    reference_grid,
+    best_scale_gallery,
+    training_curves,
+    tables,
+    mixture_figure,
+    sharpening_figure,
 
 
 rule all:

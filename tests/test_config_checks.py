@@ -163,7 +163,17 @@ def test_cuda_without_a_gpu_stops_locally_but_not_when_a_cluster_runs_the_jobs(m
     (line,) = config_checks.check_device(config_checks_config(device="cuda:1"), cuda_devices=1)
     assert line.startswith("  device: 'cuda:1': asks for a GPU this machine lacks (it has 1 CUDA device(s))")
     monkeypatch.setattr(sys, "argv", ["snakemake", "--profile", "workflow/profiles/slurm"])
+    cfg["resources"]["gpu"] = 1
     assert config_checks.check_device(cfg, cuda_devices=0) == []
+
+
+def test_cuda_on_a_cluster_with_jobs_that_ask_for_no_gpu_stops(monkeypatch):
+    """They would be sent to a CPU partition (workflow/profiles/slurm/partitions.yaml) and fail."""
+    cfg = config_checks_config(device="cuda")
+    monkeypatch.setattr(sys, "argv", ["snakemake", "--profile", "workflow/profiles/slurm"])
+    cfg["resources"]["gpu"] = 0
+    (line,) = config_checks.check_device(cfg, cuda_devices=0)
+    assert line.startswith("  device: 'cuda': asks for a GPU, but resources.gpu: 0") and "resources.gpu: 1" in line
 
 
 def config_checks_config(**top):

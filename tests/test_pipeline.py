@@ -333,20 +333,27 @@ def test_invalid_config_stops_before_any_job_naming_the_key(tmp_path, override, 
 
 
 def test_slurm_profile_dry_run_resolves_resources(tmp_path):
+    """What each job will ask SLURM for (the partition is the plugin's choice from partitions.yaml:
+    test_slurm_partitions.py; the real submissions: make test-slurm)."""
     pytest.importorskip("snakemake_executor_plugin_slurm")  # a pinned dependency: always present
     workdir = copy_workflow(tmp_path)
-    gpu_config = (workdir / SMOKE).read_text() + "resources: {gpu: 1, train_mem_mb: 16000, train_runtime: 240}\n"
+    gpu_config = (workdir / SMOKE).read_text() + "resources: {gpu: 2, train_mem_mb: 16000, train_runtime: 240}\n"
     (workdir / "gpu.yaml").write_text(gpu_config)
     result = snakemake(workdir, "--profile", "workflow/profiles/slurm", "--configfile", "gpu.yaml", "--dry-run")
     out = result.stdout
     assert re.search(r"Using profiles? workflow/profiles/slurm", out + result.stderr)
-    blocks = {m.group(1): m.group(2) for m in re.finditer(
-        r"^rule (\w+):\n((?:    .*\n)+)", out, flags=re.MULTILINE)}
+    blocks = {m.group(1) + m.group(2): m.group(3) for m in re.finditer(
+        r"^(local)?rule (\w+):\n((?:    .*\n)+)", out, flags=re.MULTILINE)}
     train = blocks["train_network"]
-    for expected in ("mem_mb=16000", "runtime=240", "gpu=1", "slurm_partition=gpu", "cpus_per_task=8"):
+    for expected in ("mem_mb=16000", "runtime=240", "gpu=2", "nodes=1"):
         assert expected in train, (expected, train)
-    evaluate = blocks["evaluate"]
-    assert "slurm_partition=cpu" in evaluate and "gpu=" not in evaluate
+    # one-process jobs take one GPU of the two, and the tiny jobs run locally, not as sbatch jobs
+    for rule in ("sample", "evaluate", "inception_reference"):
+        assert "gpu=1" in blocks[rule], (rule, blocks[rule])
+    assert "gpu=" not in blocks["reference_statistics"]  # seconds of a small classifier: a CPU job
+    for rule in ("localgather_metrics", "localtables", "localtradeoff_figure", "localprepare_data"):
+        assert rule in blocks, sorted(blocks)
+    assert "gather_metrics" not in blocks and "tables" not in blocks
 
 
 def test_missing_inception_weights_stop_the_run_at_start_with_the_fix(tmp_path):

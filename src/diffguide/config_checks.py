@@ -321,11 +321,17 @@ def count_cuda_devices() -> int:
 
 
 def check_device(cfg: dict, cuda_devices: int | None = None) -> list[str]:
-    """device: cuda (or cuda:N) that this machine lacks, for a run whose jobs run here. (Several
+    """device: cuda (or cuda:N) that this machine lacks, for a run whose jobs run here; on a
+    cluster, device: cuda with jobs that ask the scheduler for no GPU. (Several
     training processes on the CPU, resources.gpu > 1 with device: cpu, are allowed: gloo DDP,
     which the tests use to run the torchrun path without GPUs.)"""
     device = cfg["device"]
-    if not device.startswith("cuda") or cluster_submission():
+    if not device.startswith("cuda"):
+        return []
+    if cluster_submission():
+        if cfg["resources"]["gpu"] == 0:  # the jobs would go to CPU partitions and fail there
+            return [problem("device", device, "asks for a GPU, but resources.gpu: 0 submits every job without one "
+                            "(to a CPU partition)", "set resources.gpu: 1 (or more), or device: auto")]
         return []
     if cuda_devices is None:
         cuda_devices = count_cuda_devices()

@@ -93,6 +93,9 @@ def sampling_setting(tag):
 
 
 RES = config["resources"]
+# GPUs of a job that runs one process (sampling, evaluation, the reference Inception features):
+# one when the run asks for any. Only training spreads over several (torchrun, one process per GPU).
+ONE_PROCESS_GPUS = min(RES["gpu"], 1)
 INCEPTION_REFERENCE_PATH = f"{RESULTS}/reference/test_inception.npz"
 
 
@@ -166,11 +169,12 @@ def sampling_config(wildcards):
     }
 
 
-def figure_outputs(name, caption, **labels):
-    """results/<run>/figures/<name>.png, flagged for `snakemake --report` with its caption and
-    labels, and the PDF the figure code writes beside it."""
-    labels = {"figure": name.split("_{")[0].replace("_", " "), **labels}
-    png = report(f"{RESULTS}/figures/{name}.png", caption=f"../report/{caption}.rst", category="Figures", labels=labels)
+def figure_outputs(name, entry):
+    """results/<run>/figures/<name>.png, flagged for `snakemake --report` as diffguide.report_layout's
+    ``entry`` says (caption, category, subcategory, label), and the PDF the figure code writes beside it."""
+    from diffguide.report_layout import report_entry
+
+    png = report(f"{RESULTS}/figures/{name}.png", **report_entry(entry))
     return {"png": png, "pdf": f"{RESULTS}/figures/{name}.pdf"}
 
 

@@ -1,3 +1,6 @@
+from diffguide.report_layout import report_entry
+
+
 rule reference_statistics:
     """Evaluation-classifier features of the real test split, computed once for every evaluation."""
     input:
@@ -7,6 +10,8 @@ rule reference_statistics:
         f"{RESULTS}/reference/test_eval_classifier.npz",
     log:
         f"{LOGS}/reference_statistics.log",
+    # A CPU job even in a GPU run: the small evaluation classifier over the test split takes
+    # seconds, not worth a GPU slot.
     threads: 1
     resources:
         mem_mb=RES["light_mem_mb"],
@@ -25,9 +30,11 @@ rule inception_reference:
         INCEPTION_REFERENCE_PATH,
     log:
         f"{LOGS}/inception_reference.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/inception_reference.tsv"
     threads: 1
     resources:
-        gpu=RES["gpu"],
+        gpu=ONE_PROCESS_GPUS,
         mem_mb=RES["light_mem_mb"],
         runtime=RES["light_runtime"],
     params:
@@ -51,8 +58,11 @@ rule evaluate:
         replicates=f"{RESULTS}/metrics/{{sampling}}/{{method}}/scale_{{scale}}.replicates.csv",
     log:
         f"{LOGS}/evaluate_{{sampling}}_{{method}}_{{scale}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate_{{sampling}}_{{method}}_{{scale}}.tsv"
     threads: 1
     resources:
+        gpu=ONE_PROCESS_GPUS,
         mem_mb=RES["light_mem_mb"],
         runtime=RES["light_runtime"],
     params:
@@ -72,8 +82,8 @@ rule gather_metrics:
         rows=every_sweep_point(rules.evaluate.output.row),
         replicates=every_sweep_point(rules.evaluate.output.replicates),
     output:
-        primary=f"{RESULTS}/metrics.csv",
-        by_sampler=f"{RESULTS}/metrics_by_sampler.csv",
+        primary=report(f"{RESULTS}/metrics.csv", **report_entry("metrics")),
+        by_sampler=report(f"{RESULTS}/metrics_by_sampler.csv", **report_entry("metrics_by_sampler")),
         replicates=f"{RESULTS}/metrics_replicates.csv",
     log:
         f"{LOGS}/gather_metrics.log",

@@ -10,7 +10,7 @@ rule sample:
         f"{RESULTS}/benchmarks/sample_{{sampling}}_{{method}}_{{scale}}.tsv"
     threads: RES["threads"]
     resources:
-        gpu=RES["gpu"],
+        gpu=ONE_PROCESS_GPUS,
         mem_mb=RES["sample_mem_mb"],
         runtime=RES["sample_runtime"],
     params:

@@ -19,6 +19,8 @@ rule train_network:
     threads: RES["threads"]
     resources:
         gpu=RES["gpu"],
+        # torchrun starts every process of a multi-GPU job on the node it runs on.
+        nodes=1,
         mem_mb=RES["train_mem_mb"],
         runtime=RES["train_runtime"],
     params:
