@@ -615,6 +615,11 @@ def main() -> None:
     print(f"`*`: measured at a smaller batch (or matrix, or fewer timed steps) than the config's "
           f"({max_batch} images x {s['steps']} steps for sampling) to fit its time budget.")
     print()
+    if device.type == "cuda":  # the most any measurement above held at once: fits the card?
+        peak = torch.cuda.max_memory_allocated(device) / 2**30
+        total = torch.cuda.get_device_properties(device).total_memory / 2**30
+        print(f"Peak GPU memory allocated by torch: {peak:.1f} GiB of {total:.0f} GiB.")
+        print()
     print(f"Load average at end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}; "
           f"wall time {time.perf_counter() - start:.0f} s.")
 
