@@ -72,7 +72,7 @@ test-reliability: venv
 
 # The smoke run through the SLURM profile on a one-node cluster started on this machine
 # (tests/slurm/cluster.sh: installs slurm-wlm and munge with apt when missing, so root), checked
-# against the cluster's records and a local run (about 15 minutes on a 2-core AVX2 CPU). The sbatch
+# against the cluster's records and a local run (12.5 minutes on a 2-core AVX2 CPU). The sbatch
 # lines and `scontrol show job` records are kept in results/slurm_test_record.txt. CI runs it.
 test-slurm: venv data
 	mkdir -p results

@@ -1,4 +1,4 @@
-"""The smoke run on a real SLURM cluster (issue 15; `make test-slurm`, about 15 minutes on a 2-core
+"""The smoke run on a real SLURM cluster (issue 15; `make test-slurm`, about 12.5 minutes on a 2-core
 machine): tests/slurm/cluster.sh starts a one-node cluster (slurmctld, slurmd, munge) with a CPU
 and a GPU partition, the smoke config runs through `--profile workflow/profiles/slurm` with real
 sbatch submissions, and the cluster's own records (`scontrol show job`) must show each job in the
