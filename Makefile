@@ -57,7 +57,8 @@ report: venv
 test: venv data
 	$(BIN)/python -m pytest
 
-# The tests marked slow: Inception-v3 features and FID on the real splits, and the training rule
+# The tests marked slow: Inception-v3 features and FID on the real splits, two-rank DDP training
+# and divergence (gloo), and the training rule
 # under torchrun, a plugin method and similarity guidance (config/smoke_sdg.yaml) through the
 # smoke run, a forced rerun of its evaluations, `diffguide sample` against a sampling job, and the
 # documented commands from a wheel install (about 14 minutes on a 2-core AVX2 CPU). CI runs

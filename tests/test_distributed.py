@@ -58,6 +58,7 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
     distributed.teardown()
 
 
+@pytest.mark.slow  # two gloo processes (about 10 s): make test-slow, which CI runs; make test stays under 10 minutes
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
 def test_two_ranks_train_identical_weights(tmp_path, free_port):
     mp.spawn(worker, args=(2, free_port, str(tmp_path)), nprocs=2, join=True)

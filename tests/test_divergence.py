@@ -200,6 +200,7 @@ def ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     distributed.teardown()
 
 
+@pytest.mark.slow  # two gloo processes (about 6 s): make test-slow, which CI runs; make test stays under 10 minutes
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
 def test_under_two_ranks_both_stop_and_name_the_same_kept_checkpoint(tmp_path, free_port):
     mp.spawn(ddp_worker, args=(2, free_port, str(tmp_path)), nprocs=2, join=True)
