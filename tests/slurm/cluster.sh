@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # A one-node SLURM cluster on this machine, for `make test-slurm` (tests/test_slurm.py): Debian's
-# slurm-wlm (slurmctld + slurmd) and munge. Its state and logs live in STATE_DIR; its slurm.conf
-# and gres.conf must be at the default /etc/slurm, because the SLURM plugin's job step drops
-# SLURM_CONF from the environment of the srun it starts inside each job. So the script refuses to
-# overwrite a slurm.conf it did not write, and `stop` removes the two files again. Two partitions share the node: `cpu` (the default) and `gpu`, whose
-# GPUs are declared GRES without devices, so GPU jobs are scheduled, allocated and recorded as on
-# a real cluster while their work runs on the CPU (the smoke config sets device: cpu).
+# slurm-wlm (slurmctld + slurmd) and munge. Two partitions share the node: `cpu` (the default) and
+# `gpu`, whose two GPUs are GRES with plain files for devices, so GPU jobs are scheduled,
+# allocated and recorded as on a real cluster while their work runs on the CPU (the smoke config
+# sets device: cpu).
+#
+# State and logs live in STATE_DIR, but slurm.conf and gres.conf must be at the default /etc/slurm:
+# the SLURM plugin's job step drops SLURM_CONF from the environment of the srun it starts inside
+# each job. So the script refuses to overwrite a slurm.conf it did not write, and `stop` removes
+# the two files again.
 #
 #   tests/slurm/cluster.sh start STATE_DIR   install if missing (root + apt), write the config,
 #                                            start munged, slurmctld and slurmd, wait for the node
-#   tests/slurm/cluster.sh stop STATE_DIR    stop the three daemons
+#   tests/slurm/cluster.sh stop STATE_DIR    stop slurmd and slurmctld (munged stays: the host's)
 #
-# The test reads
-# the cluster's own records: `scontrol show job` (what each job asked for and got) and
-# STATE_DIR/jobcomp.txt (one line per finished job, with its state and exit code).
+# The test reads the cluster's own records: `scontrol show job` (what each job asked for and got)
+# and STATE_DIR/jobcomp.txt (one line per finished job, with its state and exit code).
 set -euo pipefail
 
 command=${1:?usage: cluster.sh start|stop STATE_DIR}
