@@ -70,7 +70,7 @@ def cluster_run(cluster, tmp_path_factory) -> tuple[Path, list[dict]]:
     """The smoke run submitted to the cluster, and the cluster's record of every job it ran."""
     workdir = copy_workflow(tmp_path_factory.mktemp("cluster"))
     # squeue, not sacct: the test cluster has no accounting database (slurmdbd). --verbose logs
-    # each sbatch call (kept in snakemake.out for the closing note).
+    # each sbatch call (kept in snakemake.out, and by make test-slurm in results/slurm_test_record.txt).
     run(workdir, "--profile", "workflow/profiles/slurm", "--slurm-status-command", "squeue", "--verbose",
         *run_config(workdir), env=cluster)
     shown = subprocess.run(["scontrol", "show", "job", "--oneliner"], capture_output=True, text=True, env=cluster,
