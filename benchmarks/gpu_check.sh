@@ -6,9 +6,10 @@
 #   2. training and sampling images/s of config/gpu.yaml's ADM-sized networks, bf16 and fp32, and
 #      the peak GPU memory (benchmarks/performance.py --quick);
 #   3. Inception and evaluation-classifier images/s (benchmarks/feature_speed.py);
-#   4. one training step through the DDP path with the NCCL backend (torchrun, 1 process);
-#   5. the whole pipeline on config/gpu.yaml's networks with less of everything
-#      (config/gpu_check.yaml), and from its job times the projected time of the full run.
+#   4. the whole pipeline on config/gpu.yaml's networks with less of everything
+#      (config/gpu_check.yaml), and from its job times the projected time of the full run;
+#   5. one training step through the DDP path with the NCCL backend (torchrun, 1 process), on
+#      step 4's prepared data.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -28,7 +29,7 @@ timeout 150 "$BIN/python" benchmarks/performance.py --config config/gpu.yaml --d
 step "3. Evaluation feature networks"
 timeout 60 "$BIN/python" benchmarks/feature_speed.py --images 5000 --device cuda
 
-step "5. Short end-to-end run (config/gpu.yaml + config/gpu_check.yaml), one GPU job at a time"
+step "4. Short end-to-end run (config/gpu.yaml + config/gpu_check.yaml), one GPU job at a time"
 start=$(date +%s)
 timeout 330 "$BIN/snakemake" --cores all --resources gpu=1 --configfile config/gpu.yaml config/gpu_check.yaml \
     --quiet progress
@@ -36,7 +37,7 @@ echo "wall time: $(($(date +%s) - start)) s"
 "$BIN/python" benchmarks/project_run_time.py results/gpu_check \
     --short config/gpu.yaml config/gpu_check.yaml --full config/gpu.yaml
 
-step "4. One DDP training step with NCCL (torchrun, one process; data from step 5)"
+step "5. One DDP training step with NCCL (torchrun, one process; data from step 4)"
 ddp=$(mktemp -d)
 mkdir -p "$ddp/data" && cp results/gpu_check/data/*.npz "$ddp/data/"
 "$BIN/python" - "$ddp/ddp.yaml" <<'PY'

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from diffguide.check_config import merged, read_config
 
 
 @dataclass(frozen=True)
@@ -39,16 +39,8 @@ class Job:
 
 
 def merged_config(paths: list[str]) -> dict:
-    """Config files merged as Snakemake merges --configfile (later files win, key by key)."""
-
-    def merge(base: dict, over: dict) -> dict:
-        return {**base, **{k: merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-                           for k, v in over.items()}}
-
-    config: dict = {}
-    for path in paths:
-        config = merge(config, yaml.safe_load(Path(path).read_text()) or {})
-    return config
+    """Config files merged as Snakemake merges --configfile (check_config's own reader and merge)."""
+    return merged([read_config(Path(path)) for path in paths])
 
 
 def work_ratio(kind: str, detail: str, short: dict, full: dict) -> float:
@@ -68,7 +60,7 @@ def work_ratio(kind: str, detail: str, short: dict, full: dict) -> float:
 
 def wall_seconds(tsv: Path) -> float:
     """The `s` column of a Snakemake benchmark file (the mean over its repeats)."""
-    rows = list(csv.DictReader(tsv.open(), delimiter="\t"))
+    rows = list(csv.DictReader(tsv.read_text().splitlines(), delimiter="\t"))
     return sum(float(row["s"]) for row in rows) / len(rows)
 
 
