@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_pipeline import REPO, SMOKE, SNAKEMAKE, copy_workflow
+from test_pipeline import REPO, SMOKE, copy_workflow, snakemake
 
 pytestmark = pytest.mark.slurm
 
@@ -37,11 +37,12 @@ NOT_COMPARED = ("logs", "benchmarks")
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
+    """The cluster, up for the module's tests (its clients find it in /etc/slurm: no environment)."""
     state = tmp_path_factory.mktemp("slurm_state")
     started = subprocess.run([str(CLUSTER), "start", str(state)], capture_output=True, text=True)
     if started.returncode != 0:
         pytest.fail(f"the test cluster did not start:\n{started.stdout}\n{started.stderr}")
-    yield dict(os.environ)
+    yield
     subprocess.run([str(CLUSTER), "stop", str(state)], check=True)
 
 
@@ -50,18 +51,10 @@ def run_config(workdir: Path) -> list[str]:
     return ["--configfile", SMOKE, "slurm_test.yaml"]
 
 
-def run(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run([SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True, env=env)
-    (workdir / "snakemake.out").write_text(result.stdout + result.stderr)
-    if result.returncode != 0:
-        pytest.fail(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}")
-    return result
-
-
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory) -> Path:
     workdir = copy_workflow(tmp_path_factory.mktemp("local"))
-    run(workdir, "--cores", "2", *run_config(workdir))
+    snakemake(workdir, *run_config(workdir))
     return workdir
 
 
@@ -71,9 +64,10 @@ def cluster_run(cluster, tmp_path_factory) -> tuple[Path, list[dict]]:
     workdir = copy_workflow(tmp_path_factory.mktemp("cluster"))
     # squeue, not sacct: the test cluster has no accounting database (slurmdbd). --verbose logs
     # each sbatch call (kept in snakemake.out, and by make test-slurm in results/slurm_test_record.txt).
-    run(workdir, "--profile", "workflow/profiles/slurm", "--slurm-status-command", "squeue", "--verbose",
-        *run_config(workdir), env=cluster)
-    shown = subprocess.run(["scontrol", "show", "job", "--oneliner"], capture_output=True, text=True, env=cluster,
+    result = snakemake(workdir, "--profile", "workflow/profiles/slurm", "--slurm-status-command", "squeue",
+                       "--verbose", *run_config(workdir))
+    (workdir / "snakemake.out").write_text(result.stdout + result.stderr)
+    shown = subprocess.run(["scontrol", "show", "job", "--oneliner"], capture_output=True, text=True,
                            check=True).stdout
     (workdir / "scontrol_show_job.txt").write_text(shown)
     return workdir, [job_record(line) for line in shown.splitlines() if line.strip()]
