@@ -15,6 +15,10 @@ Every sampler has the same leading signature, as k-diffusion's (k_diffusion/samp
 - ``cond_fn``: guided-diffusion's hook for guidance that shifts the ancestral mean (D&N Alg. 1):
   mu <- mu + Sigma * cond_fn(x_t, t, y, mean=mu, t_prev=t'). Only ancestral steps have that mean;
   DDIM refuses it.
+- the direction eps (CFG++, diffguide.cfgpp): a model may expose ``direction_eps``, the eps its
+  last call computed for the *direction* term of the step (DDIM eq. 12's second term), distinct
+  from the eps whose x0 the step keeps. The samplers read it after each call
+  (``direction_eps_of``); every other model has none, and its steps take the eps for both.
 
 Equation labels are those of docs/equations.md.
 
@@ -74,11 +78,19 @@ def clip_denoised(schedule: NoiseSchedule, x, t, eps):
     return x0, schedule.eps_from_x0(x, t, x0)
 
 
+def direction_eps_of(model, x: torch.Tensor) -> torch.Tensor | None:
+    """The direction eps the model computed at its last call (CFG++'s unconditional eps, diffguide.cfgpp),
+    in x's dtype, or None for a model that has none (every other model: the step uses its eps)."""
+    direction = getattr(model, "direction_eps", None)
+    return None if direction is None else direction.to(x.dtype)
+
+
 def _batch_timestep(step: Step, x: torch.Tensor) -> torch.Tensor:
     return torch.full((len(x),), step.t, device=x.device, dtype=torch.long)
 
 
-def ddim_step(x, eps, *, step: Step, eta: float = 0.0, noise: torch.Tensor | None = None):
+def ddim_step(x, eps, *, step: Step, eta: float = 0.0, noise: torch.Tensor | None = None,
+              direction_eps: torch.Tensor | None = None):
     """One step t -> t' of DDIM (DDIM eq. 12, the generalized step with a free sigma_t):
 
         x_{t'} = sqrt(abar_{t'}) x0_hat + sqrt(1 - abar_{t'} - sigma_t^2) eps + sigma_t z,       (eq. 12)
@@ -90,10 +102,14 @@ def ddim_step(x, eps, *, step: Step, eta: float = 0.0, noise: torch.Tensor | Non
     wrapper (guidance.ClipDenoised, which also recomputes eps from the clipped x0, as guided-diffusion's
     ddim_sample). With it, this equals diffusers' DDIMScheduler.step with clip_sample,
     use_clipped_model_output=True and set_alpha_to_one=True, which tests/test_samplers.py checks.
+
+    ``direction_eps``, when given, replaces eps in the second term only (x0_hat keeps eps): CFG++
+    renoises its guided x0 with the unconditional eps (diffguide.cfgpp). None is plain DDIM.
     """
     x0 = step.predict_x0(x, eps)
     sigma = eta * ((1 - step.abar_prev) / (1 - step.abar)).sqrt() * step.beta.sqrt()   # eq. 16
-    direction = (1 - step.abar_prev - sigma**2).clamp(min=0).sqrt() * eps                # eq. 12, 2nd term
+    renoise = eps if direction_eps is None else direction_eps
+    direction = (1 - step.abar_prev - sigma**2).clamp(min=0).sqrt() * renoise            # eq. 12, 2nd term
     x_prev = step.abar_prev.sqrt() * x0 + direction
     return x_prev if noise is None else x_prev + sigma * noise
 
@@ -136,7 +152,7 @@ def last_step_shift_variance(steps: tuple[Step, ...], variance: str = "beta_tild
 
 def ddpm_step(x, eps, *, step: Step, sigma2: torch.Tensor, noise: torch.Tensor | None,
               cond_fn: CondFn | None = None, labels: torch.Tensor | None = None,
-              shift_sigma2: torch.Tensor | None = None):
+              shift_sigma2: torch.Tensor | None = None, direction_eps: torch.Tensor | None = None):
     """One ancestral step t -> t' (DDPM Alg. 2, line 4, with x_0 predicted):
 
         x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)              (DDPM eq. 4 solved for x_0)
@@ -148,14 +164,27 @@ def ddpm_step(x, eps, *, step: Step, sigma2: torch.Tensor, noise: torch.Tensor |
     Sigma_t unless given (the last step's convention: ``last_step_shift_variance``). ``noise`` is z,
     None at the last step. x0_hat is not clipped here (ClipDenoised wraps the model), and nothing is
     clipped after the shift, as in guided-diffusion's p_sample.
+
+    ``direction_eps`` (CFG++, diffguide.cfgpp): the mean is written as DDIM eq. 12 at eta = 1, whose
+    sigma^2 is beta~_t and which equals mu~_t when both eps agree (docs/equations.md part 8),
+
+        mu = sqrt(abar_{t'}) x0_hat(eps) + sqrt(1 - abar_{t'} - beta~_t) direction_eps,
+
+    whatever Sigma_t the step draws with. None is the posterior mean above, unchanged.
     """
-    mean = step.posterior_mean(step.predict_x0(x, eps), x)
+    x0 = step.predict_x0(x, eps)
+    mean = step.posterior_mean(x0, x) if direction_eps is None else _ddim_eta1_mean(step, x0, direction_eps)
     if cond_fn is not None:
         t = _batch_timestep(step, x)
         t_prev = torch.full_like(t, step.t_prev)
         shift = sigma2 if shift_sigma2 is None else shift_sigma2
         mean = mean + shift * cond_fn(x, t, labels, mean=mean, t_prev=t_prev)
     return mean if noise is None else mean + sigma2.sqrt() * noise
+
+
+def _ddim_eta1_mean(step: Step, x0: torch.Tensor, direction_eps: torch.Tensor) -> torch.Tensor:
+    """sqrt(abar_{t'}) x0 + sqrt(1 - abar_{t'} - beta~_t) eps: mu~_t in DDIM eq. 12's form at eta = 1."""
+    return step.abar_prev.sqrt() * x0 + (1 - step.abar_prev - step.beta_tilde).clamp(min=0).sqrt() * direction_eps
 
 
 @torch.no_grad()
@@ -174,7 +203,7 @@ def sample_ddim(model: EpsModel, x: torch.Tensor, timesteps, *, schedule: NoiseS
     for step in progress_bar(steps, desc=f"ddim x{len(x)}", disable=not progress, leave=False):
         eps = model(x, _batch_timestep(step, x), y).to(x.dtype)
         z = noise(x) if eta > 0 and not step.is_last else None
-        x = ddim_step(x, eps, step=step, eta=eta, noise=z)
+        x = ddim_step(x, eps, step=step, eta=eta, noise=z, direction_eps=direction_eps_of(model, x))
     return x
 
 
@@ -196,7 +225,8 @@ def sample_ddpm(model: EpsModel, x: torch.Tensor, timesteps, *, schedule: NoiseS
         eps = model(x, _batch_timestep(step, x), y).to(x.dtype)
         z = None if step.is_last else noise(x)
         x = ddpm_step(x, eps, step=step, sigma2=ddpm_variance(step, variance, v), noise=z, cond_fn=cond_fn,
-                      labels=y, shift_sigma2=last_shift if step.is_last else None)
+                      labels=y, shift_sigma2=last_shift if step.is_last else None,
+                      direction_eps=direction_eps_of(model, x))
     return x
 
 
