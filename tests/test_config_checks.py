@@ -59,6 +59,7 @@ BAD = [
      "starts at t = 66 instead of 99"),
     ("sampling.steps", 1, "sampling.steps", "samples only at t = 0"),
     ("guidance.methods", ["cfg", "cond_cg"], "guidance.methods", "need both cfg and cg"),
+    ("guidance.methods", ["cfg", "apg"], None, None),  # no cg: no paper tables (the testbed)
     ("training.conditional.p_uncond", 0, "training.conditional.p_uncond", "untrained null class"),
     ("training.conditional.p_uncond_sweep", [0.00005], "training.conditional.p_uncond_sweep", "do not match"),
     ("diffusion.schedule", "linear", None, None),  # T = 100 is fine
@@ -267,3 +268,32 @@ def test_sdg_image_needs_a_sample_for_every_reference_and_only_it_is_checked():
         "  guidance.sdg_references_per_class: 3: 3 per class x 10 classes = 30 references, more than the 20 samples "
         "that are guided towards them (or the 360 test images); use at most 2, or raise sampling.num_samples"]
     assert config_errors(changed("guidance.sdg_references_per_class", 3), SCHEMA) == []  # smoke runs no sdg_image
+
+
+def test_models_from_names_the_missing_model_and_how_to_make_it(tmp_path):
+    """The testbed reads the default run's models (models_from): a missing one stops the run at
+    parse time with the file and `make run`, not the first sampling job that needs it."""
+    cfg = changed("models_from.run", "default")
+    cfg["models_from"]["networks"] = ["conditional", "eval_classifier"]
+    models = tmp_path / "results" / "default" / "models"
+    models.mkdir(parents=True)
+    (models / "eval_classifier.pt").write_bytes(b"weights")
+    (line,) = config_checks.check_models_from(cfg, root=tmp_path)
+    assert line.startswith("  models_from.networks: 'conditional': results/default/models/conditional.pt does not "
+                           "exist"), line
+    assert "make run" in line and "drop conditional" in line
+    (models / "conditional.pt").write_bytes(b"weights")
+    assert config_checks.check_models_from(cfg, root=tmp_path) == []
+
+
+@pytest.mark.parametrize("run,networks,fragment", [
+    (None, ["conditional"], "models_from.run names no run"),
+    ("smoke", ["conditional"], "is this run itself"),
+    ("default", ["teacher"], "is not a registered network"),
+])
+def test_models_from_refuses_what_it_cannot_read(tmp_path, run, networks, fragment):
+    cfg = changed("models_from.networks", networks)
+    cfg["models_from"]["run"] = run
+    cfg["run"] = "smoke"
+    lines = config_checks.check_models_from(cfg, root=tmp_path)
+    assert any(fragment in line for line in lines), lines

@@ -285,11 +285,13 @@ def test_cond_cg_passes_the_clip_settings_and_the_form_through(order):
 def test_an_unknown_name_is_refused_naming_what_it_is_and_every_known_name():
     with pytest.raises(ValueError) as info:
         parse_method("toy")
-    assert str(info.value) == "unknown guidance method 'toy'; known: cfg, cg, cond_cg, sdg_text, sdg_image, cfg_p<p>"
+    assert str(info.value) == ("unknown guidance method 'toy'; known: cfg, cg, cond_cg, sdg_text, sdg_image, cfg_interval, "
+                                "cg_interval, cfg_schedule, cg_schedule, autoguidance, cfgpp, apg, cfg_rescale, "
+                                "dynamic_threshold, cfg_zero_star, cfg_p<p>")
     with pytest.raises(ValueError) as info:
         parse_network("unet")
     assert str(info.value) == ("unknown network 'unet'; known: unconditional, conditional, noisy_classifier, "
-                               "eval_classifier, clip, noisy_image_encoder, conditional_p<p>")
+                               "eval_classifier, weak_conditional, clip, noisy_image_encoder, conditional_p<p>")
 
 
 @pytest.mark.parametrize("w", [0.5, 3.0])

@@ -27,7 +27,7 @@ TEST_SPLIT_SIZE = {"fashion_mnist": 10_000, "mnist": 10_000, "cifar10": 10_000, 
 # Precision and recall take the k = 3 nearest neighbours inside each half-sample of the
 # intervals (diffguide.metrics), so a sample set needs halves of at least k + 1 = 4.
 MIN_EVALUATED_SAMPLES = 8
-UNET_LIKE = ("unet", "noisy_classifier", "clip")  # clip: the encoders share the noisy classifier's shape
+UNET_LIKE = ("unet", "weak_unet", "noisy_classifier", "clip")  # clip: the encoders share the noisy classifier's shape
 
 
 def problem(key: str, value, rule: str, fix: str) -> str:
@@ -256,14 +256,16 @@ def check_training(cfg: dict) -> list[str]:
 
 
 def check_figures(cfg: dict) -> list[str]:
-    """The tables are part of every run: H&S Table 1 needs cfg, D&N Table 4 cg and cfg's w = 0."""
+    """The papers' tables are made for a run that sweeps both cfg and cg (the Snakefile's
+    PAPER_TABLES; the testbed sweeps no cg and makes none): D&N Table 4's conditional rows
+    (cond_cg) are read against cg's, so a run with cond_cg needs cg too."""
     lines, methods = [], cfg["guidance"]["methods"]
     if cfg["figures"]["table_features"] == "inception" and not cfg["evaluation"]["inception"]:
         lines.append(problem("figures.table_features", "inception", "needs evaluation.inception: true",
                              "set evaluation.inception: true, or figures.table_features: classifier"))
-    if not {"cfg", "cg"} <= set(methods):
-        lines.append(problem("guidance.methods", methods, "the tables (H&S Table 1, D&N Table 4) need both cfg and cg",
-                             "add the missing ones"))
+    if "cond_cg" in methods and not {"cfg", "cg"} <= set(methods):
+        lines.append(problem("guidance.methods", methods, "cond_cg's rows of D&N Table 4 need both cfg and cg beside "
+                             "them", "add the missing ones, or drop cond_cg"))
     return lines
 
 
@@ -293,6 +295,33 @@ def check_guidance(cfg: dict) -> list[str]:
         if "e" in scale_tag(p):
             lines.append(problem("training.conditional.p_uncond_sweep", p, f"names its model conditional_p{scale_tag(p)}, "
                                  "which the rules' file patterns do not match", "use a value of at least 0.0001"))
+    return lines
+
+
+def reused_model_path(cfg: dict, network: str) -> Path:
+    """Where a network listed in models_from.networks is read: the other run's model file."""
+    return Path("results") / cfg["models_from"]["run"] / "models" / f"{network}.pt"
+
+
+def check_models_from(cfg: dict, root: str | Path = ".") -> list[str]:
+    """models_from names registered networks of another run whose training has finished: a
+    reused model that is missing would otherwise stop the first sampling job that reads it."""
+    reuse, lines = cfg["models_from"], []
+    if reuse["run"] is None:
+        if reuse["networks"]:
+            lines.append(problem("models_from.networks", reuse["networks"], "names networks to reuse but "
+                                 "models_from.run names no run", "set models_from.run (e.g. default) or drop the list"))
+        return lines
+    if reuse["run"] == cfg["run"]:
+        lines.append(problem("models_from.run", reuse["run"], "is this run itself", "name another run, or null"))
+    for network in reuse["networks"]:
+        if network not in REGISTRY.networks:
+            lines.append(problem("models_from.networks", network, "is not a registered network",
+                                 f"use one of {', '.join(REGISTRY.networks)}"))
+        elif not (Path(root) / reused_model_path(cfg, network)).is_file():
+            lines.append(problem("models_from.networks", network, f"{reused_model_path(cfg, network)} does not exist",
+                                 f"finish run '{reuse['run']}' first (for the default run: make run), or drop "
+                                 f"{network} from models_from.networks to train it in this run"))
     return lines
 
 
@@ -345,7 +374,7 @@ def check_device(cfg: dict, cuda_devices: int | None = None) -> list[str]:
 
 CHECKS = (check_run_name, check_methods, check_unique_scales, check_network_shapes, check_padding, check_sampling,
           check_sample_counts, check_references, check_training, check_figures, check_guidance, check_data_source,
-          check_device, check_inception_weights)
+          check_device, check_inception_weights, check_models_from)
 
 
 def config_problems(cfg: dict) -> list[str]:

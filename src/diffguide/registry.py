@@ -302,6 +302,11 @@ for _network in (
     # Semantic diffusion guidance's encoders (Liu et al. 2021): a CLIP-style image / class-name
     # encoder pair trained contrastively here (no CLIP weights offline), then its image encoder
     # fine-tuned on noised images x_t (SDG sec. 3.3) into the E~ whose similarity guides.
+    # Autoguidance's weak model (Karras et al. 2024): the conditional eps-model's conditioning, a
+    # smaller network (networks.weak_unet) trained for fewer steps (training.weak_conditional).
+    Network("weak_conditional", "eps_unet", "weak_unet", "diffusion",
+            "smaller, shorter-trained conditional eps-model that autoguidance guides away from (Karras et al. 2024)",
+            takes_labels=True),
     Network("clip", "clip", "clip", "clip_contrastive",
             "joint clean-image / class-name encoder E, T trained with a CLIP-style contrastive loss (SDG sec. 3.3)",
             takes_labels=True),
@@ -351,5 +356,71 @@ for _method in (
            "the sample; make findings 10 measures our samples' similarity to their references.",
            eps_model="unconditional", builder="diffguide.similarity:build_image_similarity_guided", guides=ENCODERS,
            condition="reference", options=(*SIMILARITY_OPTIONS, "sdg_reference", "sdg_references_per_class")),
+):
+    register_method(_method)
+
+# The guidance testbed (issue 16): the methods since 2022, each one module and one row, in our w
+# convention (w = 0 is the unguided model; every paper's and diffusers' guidance_scale is 1 + w).
+INTERVAL_OPTIONS = ("interval_sigma_lo", "interval_sigma_hi")
+WEAK_MODEL = (("weak_model", "weak_conditional"),)
+for _method in (
+    Method("cfg_interval", "w", "CFG in a noise interval (w)",
+           "classifier-free guidance only for sigma in (lo, hi], columns: w",
+           "Guidance interval (Kynkaanniemi et al. 2024): classifier-free guidance at w for noise levels "
+           "sigma_t in (guidance.interval_sigma_lo, interval_sigma_hi], the conditional model elsewhere "
+           "(their guidance scale = 1 + w).",
+           eps_model="conditional", builder="diffguide.guidance_interval:build_cfg_interval",
+           options=INTERVAL_OPTIONS),
+    Method("cg_interval", "s", "classifier guidance in a noise interval (s)",
+           "classifier guidance of the unconditional model only for sigma in (lo, hi], columns: s",
+           "Guidance interval applied to classifier guidance: the score shift at s for sigma_t in "
+           "(guidance.interval_sigma_lo, interval_sigma_hi], the unguided unconditional model elsewhere.",
+           eps_model="unconditional", builder="diffguide.guidance_interval:build_cg_interval", guides=CLASSIFIER,
+           options=("cg_clip_order", *INTERVAL_OPTIONS)),
+    Method("cfg_schedule", "w", "CFG with a weight schedule (w)",
+           "classifier-free guidance with weight w(t) = w f(t), columns: w",
+           "Guidance-weight schedule (Wang et al. 2024): classifier-free guidance at w(t) = w f(t/T), f as "
+           "guidance.weight_schedule says (constant, linear_up, linear_down: mean w over t; interval).",
+           eps_model="conditional", builder="diffguide.guidance_schedules:build_cfg_schedule",
+           options=("weight_schedule", *INTERVAL_OPTIONS)),
+    Method("cg_schedule", "s", "classifier guidance with a weight schedule (s)",
+           "classifier guidance of the unconditional model with scale s(t) = s f(t), columns: s",
+           "Guidance-weight schedule (Wang et al. 2024) applied to classifier guidance: the score shift at "
+           "s(t) = s f(t/T), f as guidance.weight_schedule says.",
+           eps_model="unconditional", builder="diffguide.guidance_schedules:build_cg_schedule", guides=CLASSIFIER,
+           options=("weight_schedule", "cg_clip_order", *INTERVAL_OPTIONS)),
+    Method("autoguidance", "w", "autoguidance by a weak model (w)",
+           "autoguidance of the conditional model by the weak one, columns: w",
+           "Autoguidance (Karras et al. 2024): eps = (1 + w) eps_1(x, y) - w eps_0(x, y), eps_0 the smaller, "
+           "shorter-trained conditional model weak_conditional (their w = 1 + ours); w = 0 is the conditional model.",
+           eps_model="conditional", builder="diffguide.autoguidance:build_autoguidance", guides=WEAK_MODEL),
+    Method("cfgpp", "lambda", "CFG++ (lambda)",
+           "CFG++ of the conditional model, columns: lambda",
+           "CFG++ (Chung et al. 2024): x0 from eps_u + lambda (eps_c - eps_u), renoised with eps_u; lambda in "
+           "[0, 1], lambda = 0 is the UNCONDITIONAL model (one CFG++ step is a CFG step at a w that grows with t).",
+           eps_model="conditional", builder="diffguide.cfgpp:build_cfgpp"),
+    Method("apg", "w", "adaptive projected guidance (w)",
+           "adaptive projected guidance of the conditional model, columns: w",
+           "Adaptive projected guidance (Sadat et al. 2024): the x0 guidance difference, with momentum "
+           "guidance.apg_momentum and norm cap apg_norm_threshold, split into parts parallel and orthogonal to "
+           "the conditional x0, the parallel part weighted by apg_eta (their scale = 1 + w).",
+           eps_model="conditional", builder="diffguide.apg:build_apg",
+           options=("apg_eta", "apg_norm_threshold", "apg_momentum")),
+    Method("cfg_rescale", "w", "CFG with guidance rescale (w)",
+           "classifier-free guidance rescaled to the conditional std, columns: w",
+           "Guidance rescale (Lin et al. 2023, sec. 3.4): the CFG eps rescaled to the conditional eps's "
+           "per-sample std and mixed by guidance.rescale_phi (diffusers' guidance_rescale; scale = 1 + w).",
+           eps_model="conditional", builder="diffguide.guidance_rescale:build_cfg_rescale", options=("rescale_phi",)),
+    Method("dynamic_threshold", "w", "CFG with dynamic thresholding (w)",
+           "classifier-free guidance with Imagen's dynamic thresholding, columns: w",
+           "Dynamic thresholding (Saharia et al. 2022): the CFG x0 clipped at its guidance.threshold_percentile "
+           "quantile of |x0| (at least 1) and divided by it, in place of the static clip (scale = 1 + w).",
+           eps_model="conditional", builder="diffguide.dynamic_thresholding:build_dynamic_threshold",
+           options=("threshold_percentile", "threshold_max")),
+    Method("cfg_zero_star", "w", "CFG-Zero* (w)",
+           "CFG-Zero* of the conditional model, columns: w",
+           "CFG-Zero* (Fan et al. 2025): eps = (1 + w) eps_c - w s* eps_u with s* = <eps_c, eps_u> / ||eps_u||^2, "
+           "and the first guidance.zero_init_steps steps zeroed (their guidance scale = 1 + w).",
+           eps_model="conditional", builder="diffguide.cfg_zero_star:build_cfg_zero_star", options=("zero_init_steps",)),
 ):
     register_method(_method)
