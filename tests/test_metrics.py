@@ -239,3 +239,21 @@ def test_kid_defaults_are_clean_fids_and_large_sets_use_subsets_of_max_subset_si
     np.random.seed(4)
     got = metrics.kid_from_features(x, reference, np.random.mtrand._rand, num_subsets=7, max_subset_size=10)
     assert got == pytest.approx(expected, rel=1e-12)
+
+
+def test_saturation_is_the_fraction_of_pixels_at_the_clip_bounds_with_a_mean_interval():
+    """Per image: pixels at 0 or 255 over all pixels; the estimate is their mean over images, whose
+    half-sample interval is a mean's (roughly mean -+ 1.96 sd / sqrt(n))."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(1, 255, size=(400, 4, 4, 1)).astype(np.uint8)  # no pixel at a bound
+    saturated = rng.random((400, 4, 4, 1)) < rng.random((400, 1, 1, 1))  # each image its own rate
+    images[saturated & (rng.random(saturated.shape) < 0.5)] = 0
+    images[saturated & (images != 0)] = 255
+    per_image = metrics.saturated_fraction(images)
+    assert np.allclose(per_image, saturated.reshape(400, -1).mean(axis=1))
+    estimate = metrics.saturation_estimate(images, seed=0)
+    assert estimate.value == pytest.approx(per_image.mean())
+    lo, hi = estimate.interval()
+    half_width = 1.96 * per_image.std(ddof=1) / np.sqrt(len(per_image))
+    assert lo < estimate.value < hi
+    assert (hi - lo) / 2 == pytest.approx(half_width, rel=0.25)

@@ -255,6 +255,25 @@ def logit_estimates(logits: np.ndarray, labels: np.ndarray | None, seed: int) ->
     return out
 
 
+def saturated_fraction(images_uint8: np.ndarray) -> np.ndarray:
+    """Per image, the fraction of its pixels at the clip bounds, 0 or 255 (x0 at -1 or 1 before
+    quantisation): the oversaturation that strong guidance causes (Sadat et al. 2024, sec. 1; Lin et
+    al. 2023, sec. 3.4), measured on the samples themselves. Real images have some (Fashion-MNIST's
+    black background): compare with the test split's value, not with 0."""
+    flat = np.asarray(images_uint8).reshape(len(images_uint8), -1)
+    return ((flat == 0) | (flat == 255)).mean(axis=1)
+
+
+def saturation_estimate(images_uint8: np.ndarray, seed: int) -> Estimate:
+    """Mean saturated fraction of the samples (``saturated_fraction``), with its half-samples: a
+    sample mean, so its interval is the standard error of a mean (diffguide.intervals), paired
+    with every other row's by sample index like the other metrics."""
+    n = len(images_uint8)
+    fraction = saturated_fraction(images_uint8)
+    return _estimate(lambda s: _indicator(s, n) @ fraction / s.shape[1], n, intervals.half_samples(n, seed),
+                     lower=0.0, upper=1.0)
+
+
 def cosine_to_reference(features: np.ndarray, reference_features: np.ndarray) -> np.ndarray:
     """Cosine similarity of each sample's features with its own reference's (row i with row i)."""
     a = features / np.linalg.norm(features, axis=1, keepdims=True)

@@ -69,16 +69,19 @@ def inception_reference(test_path: str, output: str, num_images: int, weights: s
 
 
 def classifier_estimates(samples, reference, classifier, device, batch_size: int, seed: int) -> dict[str, Estimate]:
-    """FID, KID, IS, sample accuracy, precision and recall on the evaluation classifier, and the
-    similarity of each sample to its reference image (similarity guidance by image; empty for
-    sample sets without references). For those, accuracy is the rate at which the sample's class
-    is its reference's (the label of sample i is its reference's class)."""
+    """FID, KID, IS, sample accuracy, precision and recall on the evaluation classifier, the
+    saturation of the pixels (metrics.saturated_fraction), and the similarity of each sample to
+    its reference image (similarity guidance by image; empty for sample sets without references).
+    For those, accuracy is the rate at which the sample's class is its reference's (the label of
+    sample i is its reference's class)."""
     features, logits = metrics.classifier_outputs(classifier, samples["images"], device, batch_size)
     by_features = metrics.feature_estimates(features, reference["features"], reference["mu"], reference["sigma"], seed)
     by_logits = metrics.logit_estimates(logits, samples["labels"], seed)
     by_features["reference_similarity"] = reference_similarity(samples, features, classifier, device, batch_size, seed)
     order = ("fid", "kid", "is", "accuracy", "precision", "recall", "reference_similarity")
-    return {f"{name}_classifier": (by_features | by_logits)[name] for name in order}
+    estimates = {f"{name}_classifier": (by_features | by_logits)[name] for name in order}
+    # Pixels at the clip bounds: no network measures it, so it has no feature suffix.
+    return estimates | {"saturation": metrics.saturation_estimate(samples["images"], seed)}
 
 
 def reference_similarity(samples, features, classifier, device, batch_size: int, seed: int) -> Estimate:
