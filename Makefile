@@ -10,7 +10,7 @@ RUN ?= $(shell sed -n 's/^run: *//p' $(CONFIG))
 FEATURES ?= classifier
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: run run-sdg test test-slow test-reliability test-slurm bench-gpu data venv bench bench-metrics clean-results findings report mutate
+.PHONY: run run-sdg testbed test test-slow test-reliability test-slurm bench-gpu data venv bench bench-metrics clean-results findings report mutate
 
 venv: $(STAMP)
 
@@ -44,10 +44,22 @@ run-sdg: venv data
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) $(SDG_CONFIG)
 	@$(BIN)/python -m diffguide.summary $(CONFIG)
 
+# The guidance testbed (issue 16): config/testbed.yaml merged over $(CONFIG), its own run
+# (results/testbed/) on the default run's trained models (so `make run` first: models_from), every
+# method since 2022 swept beside CFG, the 2-D toy figure, then the testbed's findings (a claim
+# that does not hold is a result, not a failed command: only exit code 2, no metrics, fails).
+TESTBED_CONFIG ?= config/testbed.yaml
+TESTBED_RUN = $(shell sed -n 's/^run: *//p' $(TESTBED_CONFIG))
+testbed: venv data
+	$(BIN)/python -m diffguide.check_config $(CONFIG) $(TESTBED_CONFIG)
+	$(BIN)/snakemake testbed --cores $(CORES) --configfile $(CONFIG) $(TESTBED_CONFIG)
+	$(BIN)/python -m diffguide.findings results/$(TESTBED_RUN)/metrics.csv --set testbed || [ $$? -eq 1 ]
+
 # Do the papers' findings hold on results/$(RUN)/metrics.csv? Exit 0: all hold, 1: one fails,
 # 2: no metrics yet. FEATURES=inception judges FID and IS on Inception features instead.
+FINDINGS ?= papers
 findings: venv
-	$(BIN)/python -m diffguide.findings results/$(RUN)/metrics.csv --features $(FEATURES)
+	$(BIN)/python -m diffguide.findings results/$(RUN)/metrics.csv --features $(FEATURES) --set $(FINDINGS)
 
 # results/$(RUN)/report.html: every figure and table with its caption (workflow/report/*.rst).
 report: venv

@@ -36,6 +36,7 @@ include: "workflow/rules/sample.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/toy.smk"
+include: "workflow/rules/testbed.smk"
 
 
 # Jobs of seconds that run in Snakemake's own process, not as a cluster job each: under the SLURM
@@ -53,6 +54,15 @@ localrules:
     tables,
     mixture_figure,
     sharpening_figure,
+    testbed_toy_figure,
+    testbed_figures,
+    testbed_table,
+
+
+# The papers' tables need both cfg's and cg's sweeps; a run without them (the testbed) has none.
+PAPER_TABLES = (
+    [rules.tables.output.hs_table1_md, rules.tables.output.dn_table4_md] if {"cfg", "cg"} <= set(METHODS) else []
+)
 
 
 rule all:
@@ -67,5 +77,16 @@ rule all:
         rules.mixture_figure.output.png,
         rules.sharpening_figure.output.png,
         rules.training_curves.output.png,
-        rules.tables.output.hs_table1_md,
-        rules.tables.output.dn_table4_md,
+        PAPER_TABLES,
+
+
+rule testbed:
+    """The guidance testbed (issue 16; `make testbed`, config/testbed.yaml): every method's sweep on
+    the default run's models, compared with CFG at each one's best scale, and the 2-D toy figure."""
+    input:
+        rules.gather_metrics.output.primary,
+        rules.testbed_figures.output.testbed_tradeoff_png,
+        rules.testbed_table.output.md,
+        rules.testbed_toy_figure.output.png,
+        rules.tradeoff_figure.output.png,
+        expand(rules.sample_grid.output.png, method=METHODS),

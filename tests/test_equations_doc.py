@@ -4,6 +4,7 @@ so the document cannot drift from the code unnoticed."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
 from pathlib import Path
 

@@ -361,3 +361,44 @@ def test_missing_inception_weights_stop_the_run_at_start_with_the_fix(tmp_path):
     assert "no Inception file at /nonexistent/inception.pt" in result.stderr
     assert "evaluation.inception: false" in result.stderr
     assert not (workdir / "results").exists()
+
+
+SMOKE_TESTBED = "config/smoke_testbed.yaml"
+TESTBED_METHODS = ("cfg_interval", "cfg_schedule", "cfg_zero_star", "dynamic_threshold", "apg", "cfg_rescale",
+                   "autoguidance", "cfgpp")
+
+
+@pytest.mark.slow  # one small training and ten sampling jobs (about a minute): make test-slow, which CI runs
+def test_the_testbed_runs_on_another_runs_models(smoke_run, tmp_path_factory):
+    """Issue 16's `make testbed` on the smoke run (config/smoke_testbed.yaml): its own run reading
+    the smoke run's conditional and evaluation models (models_from), training only autoguidance's
+    weak model; every method sampled and measured on those models, its figures, table and findings."""
+    copy = tmp_path_factory.mktemp("testbed") / "run"
+    shutil.copytree(smoke_run, copy, symlinks=True)
+    plan = job_counts(snakemake(copy, "testbed", "--configfile", SMOKE, SMOKE_TESTBED, "--dry-run").stdout)
+    assert plan["train_network"] == 1 and plan["sample"] == 10 and plan["evaluate"] == 10, plan
+    assert "results/smoke_testbed/models/weak_conditional.pt" in snakemake(
+        copy, "testbed", "--configfile", SMOKE, SMOKE_TESTBED, "--dry-run").stdout
+    snakemake(copy, "testbed", "--configfile", SMOKE, SMOKE_TESTBED)
+    root = copy / "results/smoke_testbed"
+    assert sorted(p.name for p in (root / "models").glob("*.pt")) == ["weak_conditional.pt"]  # the rest reused
+    metrics = pd.read_csv(root / "metrics.csv")
+    assert set(metrics.method) == {"cfg", *TESTBED_METHODS}
+    assert np.isfinite(metrics[["fid_classifier", "accuracy_classifier", "saturation"]]).all().all()
+    for figure in ("testbed_tradeoff", "testbed_saturation", "testbed_toy"):
+        with Image.open(root / "figures" / f"{figure}.png") as png:
+            assert np.asarray(png.convert("L")).std() > 5, figure
+    table = (root / "tables/testbed.md").read_text()
+    assert all(method in table for method in TESTBED_METHODS), table
+    # scale 0 of the reused conditional model here is the smoke run's own cfg w = 0, bit for bit
+    ours = np.load(root / "samples/ddim4-linspace/cfg/scale_0.npz")["images"]
+    assert np.array_equal(ours, np.load(copy / "results/smoke/samples/ddim4-linspace/cfg/scale_0.npz")["images"])
+    findings = subprocess.run([sys.executable, "-m", "diffguide.findings", "results/smoke_testbed/metrics.csv",
+                               "--set", "testbed"], cwd=copy, capture_output=True, text=True)
+    assert findings.returncode in (0, 1), findings.stderr
+    assert re.search(r"^(PASS|FAIL)  12\. ", findings.stdout, flags=re.M), findings.stdout
+    missing = subprocess.run([SNAKEMAKE, "testbed", "-n", "--configfile", SMOKE, SMOKE_TESTBED, "--config",
+                              "models_from={run: nowhere, networks: [conditional]}"], cwd=copy, capture_output=True,
+                             text=True)
+    assert missing.returncode != 0 and "results/nowhere/models/conditional.pt does not exist" in missing.stdout + \
+        missing.stderr

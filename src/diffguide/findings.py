@@ -25,6 +25,11 @@ replicate, so the choice of the best scale is part of the noise the interval cov
 FID, IS, precision and recall come from the evaluation classifier's features by default
 (``--features inception`` reads the Inception columns instead); sample accuracy is always the
 evaluation classifier's.
+
+``--set testbed`` checks, instead of findings 1-11, the guidance testbed's (``findings_testbed``,
+numbered 12 onwards: each successor method's headline claim against CFG on the same models, with
+the calibrated best-against-best comparison beside it), with the same exit codes; methods the run
+lacks are skipped.
 """
 
 from __future__ import annotations
@@ -434,9 +439,26 @@ def all_findings() -> tuple[Callable, ...]:
     return (*FINDINGS, *SDG_FINDINGS)
 
 
-def check(metrics: pd.DataFrame, replicates: pd.DataFrame, features: str = "classifier") -> list[Finding]:
+def testbed_findings() -> tuple[Callable, ...]:
+    """The guidance testbed's findings (``--set testbed``), numbered after all_findings()."""
+    from .findings_testbed import TESTBED_FINDINGS
+
+    return TESTBED_FINDINGS
+
+
+# --set: which findings a run is checked for, and the number of the first.
+FINDING_SETS = {"papers": all_findings, "testbed": testbed_findings}
+
+
+def first_number(finding_set: str) -> int:
+    """The printed number of a set's first finding: the testbed's follow the papers' 1-11."""
+    return 1 if finding_set == "papers" else len(all_findings()) + 1
+
+
+def check(metrics: pd.DataFrame, replicates: pd.DataFrame, features: str = "classifier",
+          finding_set: str = "papers") -> list[Finding]:
     runs, cols = Runs(metrics, replicates), Columns.of(features)
-    return [finding(runs, cols) for finding in all_findings()]
+    return [finding(runs, cols) for finding in FINDING_SETS[finding_set]()]
 
 
 def _with_interval(rows: pd.DataFrame, column: str, digits: int) -> list[str]:
@@ -448,10 +470,11 @@ def _with_interval(rows: pd.DataFrame, column: str, digits: int) -> list[str]:
             for v, a, b in zip(pd.to_numeric(rows[column], errors="coerce"), lo, hi)]
 
 
-def sweep_table(df: pd.DataFrame, features: str = "classifier") -> str:
+def sweep_table(df: pd.DataFrame, features: str = "classifier", saturation: bool = False) -> str:
     """The rows the checks read (and cfg_p<p> sweeps, marked informational): FID, IS, precision,
     recall and accuracy, each with its 95% interval, and sdg_image's similarity to its references
-    where metrics.csv has that column."""
+    where metrics.csv has that column; with ``saturation`` (the testbed's findings) the fraction of
+    saturated pixels too, where metrics.csv has it."""
     cols = Columns.of(features)
     methods = df["method"].astype(str)
     extra = sorted(m for m in methods.unique() if m not in REGISTRY.methods and is_registered(m))
@@ -469,6 +492,8 @@ def sweep_table(df: pd.DataFrame, features: str = "classifier") -> str:
     })
     if REFERENCE_SIMILARITY in df.columns:  # sdg_image's rows have it (older metrics.csv files lack it)
         table["reference similarity"] = _with_interval(rows, REFERENCE_SIMILARITY, 3)
+    if saturation and "saturation" in df.columns:
+        table["saturation"] = _with_interval(rows, "saturation", 3)
     return table.to_string(index=False)
 
 
@@ -492,6 +517,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--features", choices=("classifier", "inception"), default="classifier",
                         help="feature network of the FID, IS, precision and recall columns (default: the evaluation "
                              "classifier; accuracy is always the evaluation classifier's)")
+    parser.add_argument("--set", dest="finding_set", choices=tuple(FINDING_SETS), default="papers",
+                        help="which findings: the papers' 1-11 (default), or the guidance testbed's, 12 onwards "
+                             "(each successor method's claim against CFG; run on the testbed run's metrics.csv)")
     args = parser.parse_args(argv)
 
     path = Path(args.metrics_csv)
@@ -517,10 +545,10 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"Sweeps in {path} (FID, IS, precision and recall from {args.features} features, accuracy from the "
           "evaluation classifier; 95% intervals in brackets):")
-    print(sweep_table(df, args.features))
+    print(sweep_table(df, args.features, saturation=args.finding_set == "testbed"))
     print()
-    results = check(df, replicates, args.features)
-    for i, finding in enumerate(results, 1):
+    results = check(df, replicates, args.features, args.finding_set)
+    for i, finding in enumerate(results, first_number(args.finding_set)):
         verdict = "SKIP" if finding.skipped else "PASS" if finding.passed else "FAIL"
         print(f"{verdict}  {i}. {finding.name}. Test: {finding.test}. {finding.figures}")
     judged = [f for f in results if not f.skipped]

@@ -379,14 +379,14 @@ for _method in (
            options=("cg_clip_order", *INTERVAL_OPTIONS)),
     Method("cfg_schedule", "w", "CFG with a weight schedule (w)",
            "classifier-free guidance with weight w(t) = w f(t), columns: w",
-           "Guidance-weight schedule (Wang et al. 2024): classifier-free guidance at w(t) = w f(t/T), f as "
+           "Guidance-weight schedule (Wang et al. 2024): classifier-free guidance at w(t) = w f(t / (T - 1)), f as "
            "guidance.weight_schedule says (constant, linear_up, linear_down: mean w over t; interval).",
            eps_model="conditional", builder="diffguide.guidance_schedules:build_cfg_schedule",
            options=("weight_schedule", *INTERVAL_OPTIONS)),
     Method("cg_schedule", "s", "classifier guidance with a weight schedule (s)",
            "classifier guidance of the unconditional model with scale s(t) = s f(t), columns: s",
            "Guidance-weight schedule (Wang et al. 2024) applied to classifier guidance: the score shift at "
-           "s(t) = s f(t/T), f as guidance.weight_schedule says.",
+           "s(t) = s f(t / (T - 1)), f as guidance.weight_schedule says.",
            eps_model="unconditional", builder="diffguide.guidance_schedules:build_cg_schedule", guides=CLASSIFIER,
            options=("weight_schedule", "cg_clip_order", *INTERVAL_OPTIONS)),
     Method("autoguidance", "w", "autoguidance by a weak model (w)",

@@ -1,7 +1,8 @@
 """Where each result of a run sits in the HTML report (`snakemake --report`), in one table.
 
 The report follows the papers: the headline trade-off first (H&S Figure 4, D&N Figure 5), then a
-category per guidance method with its samples and its paper's table, the exact mixture, training,
+category per guidance method with its samples and its paper's table, the guidance testbed (its
+comparison of the successor methods with CFG first, then their samples), the exact mixture, training,
 and last the files every number comes from (metrics.csv, the tables' Markdown and LaTeX).
 Snakemake's report sorts categories, subcategories and entries by name (the entries by their
 labels), so every name starts with its place ("1. ...").
@@ -19,18 +20,28 @@ HEADLINE = "1. Headline trade-off"
 CLASSIFIER_FREE = "2. Classifier-free guidance (Ho & Salimans)"
 CLASSIFIER = "3. Classifier guidance (Dhariwal & Nichol)"
 SIMILARITY = "4. Similarity guidance (SDG, Liu et al.)"
-MIXTURE = "5. Exact Gaussian mixture"
-TRAINING = "6. Training"
-FILES = "7. Metrics and table files"
-OTHER_METHODS = "8. Other guidance methods (plugins)"
-CATEGORIES = (HEADLINE, CLASSIFIER_FREE, CLASSIFIER, SIMILARITY, MIXTURE, TRAINING, FILES, OTHER_METHODS)
+TESTBED = "5. Guidance testbed"
+MIXTURE = "6. Exact Gaussian mixture"
+TRAINING = "7. Training"
+FILES = "8. Metrics and table files"
+OTHER_METHODS = "9. Other guidance methods (plugins)"
+CATEGORIES = (HEADLINE, CLASSIFIER_FREE, CLASSIFIER, SIMILARITY, TESTBED, MIXTURE, TRAINING, FILES, OTHER_METHODS)
+
+# The guidance testbed's methods (issue 16): the successors of the founding papers' guidance, whose
+# samples and comparison with CFG go to the "Guidance testbed" category, whatever steers them.
+TESTBED_METHODS = ("cfg_interval", "cg_interval", "cfg_schedule", "cg_schedule", "autoguidance", "cfgpp", "apg",
+                   "cfg_rescale", "dynamic_threshold", "cfg_zero_star")
 
 
 def method_category(method: str) -> str:
-    """The category of a guidance method, read from its registry row (what steers it): no extra
-    network is classifier-free guidance, a noisy classifier is classifier guidance, the encoders
-    are similarity guidance; anything else a plugin registers goes to its own category."""
-    roles = {role for role, _ in parse_method(method).method.guides}
+    """The category of a guidance method: the testbed's methods (TESTBED_METHODS) their own;
+    otherwise read from its registry row (what steers it): no extra network is classifier-free
+    guidance, a noisy classifier is classifier guidance, the encoders are similarity guidance;
+    anything else a plugin registers goes to its own category."""
+    parsed = parse_method(method)
+    if parsed.method.name in TESTBED_METHODS:
+        return TESTBED
+    roles = {role for role, _ in parsed.method.guides}
     if not roles:
         return CLASSIFIER_FREE
     if "classifier" in roles:
@@ -67,6 +78,14 @@ ENTRIES = {
                              subcategory="Table 1 (Ho & Salimans)", key="table"),
     "dn_table4_html": _entry(CLASSIFIER, "D&N Table 4: classifier guidance of both models", "dn_table4",
                              subcategory="Table 4 (Dhariwal & Nichol)", key="table"),
+    "testbed_tradeoff": _entry(TESTBED, "1. FID against sample accuracy and IS, every method, best points starred",
+                               "testbed_tradeoff", subcategory="Comparison with CFG"),
+    "testbed_saturation": _entry(TESTBED, "2. saturated pixels against the scale, the test split's level dashed",
+                                 "testbed_saturation", subcategory="Comparison with CFG"),
+    "testbed_table_md": _entry(TESTBED, "3. each method at its best scale beside its paper's claim, Markdown",
+                               "testbed_table", subcategory="Comparison with CFG", key="table"),
+    "testbed_toy": _entry(TESTBED, "1. CFG, autoguidance, the interval and APG on an exact 2-D mixture", "testbed_toy",
+                          subcategory="Exact 2-D toy (Karras et al. Fig. 1)"),
     "mixture_guidance": _entry(MIXTURE, "1. classifier-free guidance of the exact mixture (H&S Fig. 2)", "mixture"),
     "sharpening_guidance": _entry(MIXTURE, "2. classifier guidance against a sharpened classifier", "sharpening"),
     "training_curves": _entry(TRAINING, "1. training loss of every network", "training_curves"),

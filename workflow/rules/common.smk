@@ -185,8 +185,18 @@ def primary_samples_of_method(wildcards):
     )
 
 
+# Networks read from another run's models (models_from: the testbed reuses the default run's), not
+# trained here; config_checks.check_models_from has made sure each file exists.
+REUSED_NETWORKS = set(config["models_from"]["networks"]) if config["models_from"]["run"] else set()
+# The networks this run trains itself (whose training logs it has).
+TRAINED_NETWORKS = [network for network in NETWORKS if network not in REUSED_NETWORKS]
+
+
 def model_path(network):
-    """The model file of a network (rule train_network's output)."""
+    """The model file of a network: rule train_network's output, or the other run's file for a
+    network listed in models_from.networks."""
+    if network in REUSED_NETWORKS:
+        return f"results/{config['models_from']['run']}/models/{network}.pt"
     return expand(rules.train_network.output[0], network=network)[0]
 
 

@@ -105,7 +105,7 @@ rule training_curves:
     inputs are the models, not the logs: a log is complete only once its model is (a failed or
     killed training job leaves a partial log behind), and a retrained model redraws the curves."""
     input:
-        **{network: model_path(network) for network in NETWORKS},
+        **{network: model_path(network) for network in TRAINED_NETWORKS},
     output:
         **figure_outputs("training_curves", "training_curves"),
     log:
@@ -115,7 +115,7 @@ rule training_curves:
         mem_mb=RES["light_mem_mb"],
         runtime=RES["light_runtime"],
     params:
-        logs={network: f"{LOGS}/train_{network}.csv" for network in NETWORKS},
+        logs={network: f"{LOGS}/train_{network}.csv" for network in TRAINED_NETWORKS},
     script:
         "../scripts/training_curves.py"
 

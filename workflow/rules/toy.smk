@@ -28,3 +28,19 @@ rule sharpening_figure:
         runtime=RES["light_runtime"],
     script:
         "../scripts/sharpening_figure.py"
+
+
+rule testbed_toy_figure:
+    """Karras et al. 2024's toy example in H&S Figure 2 style (issue 16): CFG, autoguidance, the
+    guidance interval and APG on an exact 2-D mixture of thin branches with an exact weak model,
+    their samples over the exact conditional density, with coverage and tail fractions."""
+    output:
+        **figure_outputs("testbed_toy", "testbed_toy"),
+    log:
+        f"{LOGS}/testbed_toy_figure.log",
+    threads: 1
+    resources:
+        mem_mb=RES["light_mem_mb"],
+        runtime=RES["light_runtime"],
+    script:
+        "../scripts/testbed_toy_figure.py"

@@ -1,0 +1,150 @@
+"""`python -m diffguide.findings --set testbed`: findings 12-19, each testbed method's paper claim
+against CFG, pass where the claim holds significantly, fail alone where only it breaks (each part
+of a two-part claim on its own), are skipped when their method was not run, and print the
+calibrated best-against-best comparison beside each claim."""
+
+import re
+
+import numpy as np
+import pytest
+from testbed_metrics import frame, replicates, sweeps, write_run
+
+from diffguide import findings, findings_testbed
+from diffguide.findings import Columns, Runs
+
+NUMBERS = {"cfg_interval": 12, "cfg_schedule": 13, "autoguidance": 14, "cfgpp": 15, "apg": 16, "cfg_rescale": 17,
+           "dynamic_threshold": 18, "cfg_zero_star": 19}
+
+
+def run(tmp_path, capsys, data=None, *args, **kwargs):
+    metrics, _ = write_run(tmp_path, data, **kwargs)
+    code = findings.main([str(metrics), "--set", "testbed", *args])
+    return code, capsys.readouterr().out
+
+
+def verdicts(out):
+    return {int(n): v for v, n in re.findall(r"^(PASS|FAIL|SKIP)  (\d+)\.", out, flags=re.M)}
+
+
+def line(out, number):
+    return next(l for l in out.splitlines() if re.match(rf"(PASS|FAIL|SKIP)  {number}\.", l))
+
+
+def reported(text, name):
+    """(value, lo, hi) printed after ``name = ``."""
+    match = re.search(re.escape(f"{name} = ") + r"([+-][0-9.]+), 95% CI \[([+-][0-9.]+), ([+-][0-9.]+)\]", text)
+    return tuple(float(g) for g in match.groups())
+
+
+def test_every_claim_holds_numbered_after_the_papers_findings(tmp_path, capsys):
+    code, out = run(tmp_path, capsys)
+    assert code == 0, out
+    assert verdicts(out) == {n: "PASS" for n in NUMBERS.values()}
+    assert "8/8 findings hold" in out
+    assert [f.__name__ for f in findings_testbed.TESTBED_FINDINGS] == list(NUMBERS)
+    assert findings.first_number("testbed") == len(findings.all_findings()) + 1 == 12
+    assert "saturation" in out.splitlines()[1]  # the sweep table shows what findings 16-17 read
+    # the claim at the same w: 9.0 - 12.0, and beside it the calibrated comparison: 8.5 - 8.0, a loss
+    value, lo, hi = reported(line(out, 12), "FID(cfg_interval) - FID(cfg) at w = 4")
+    assert value == pytest.approx(-3.0) and lo < value < hi < 0
+    assert "best FID 8.50 at w = 2 vs cfg's best 8.00 at w = 1, difference +0.50" in line(out, 12)
+    assert line(out, 12).endswith(": loss")
+    assert line(out, 19).endswith(": not distinguishable")  # 8.05 vs 8.00
+    # autoguidance: best vs best (-1) and recall at each best (0.58 - 0.55), the outcome a win
+    assert reported(line(out, 14), "best FID(autoguidance) - best FID(cfg)")[0] == pytest.approx(-1.0)
+    assert reported(line(out, 14), "recall at autoguidance's best - recall at cfg's best")[0] == pytest.approx(0.03)
+    assert line(out, 14).endswith("calibrated comparison (the FID part above): win")
+    assert "best FID 7.60 at lambda = 0.6 vs cfg's 8.00 at w = 1" in line(out, 15)
+    # apg: saturation 0.15 - 0.25 at w = 4, FID 11.8 - 12 within the noise: non-inferior
+    assert reported(line(out, 16), "saturation(apg) - saturation(cfg) at w = 4")[0] == pytest.approx(-0.1)
+    assert "not significantly above 0; holds" in line(out, 16)
+
+
+def test_the_papers_set_is_the_default_and_unchanged(tmp_path, capsys):
+    metrics, _ = write_run(tmp_path)
+    code = findings.main([str(metrics)])
+    out = capsys.readouterr().out
+    assert set(verdicts(out)) == set(range(1, 12))  # findings 1-11, whatever the run has
+    assert code == 1  # no cg rows in a testbed run: the papers' findings 4-8 fail
+    assert "saturation" not in out.splitlines()[1]
+
+
+def _edit(method, column, values):
+    data = sweeps()
+    data[method][column] = values
+    return data
+
+
+@pytest.mark.parametrize("data, number, why", [
+    (_edit("cfg_interval", "fid_classifier", [8.5, 12.5]), 12, "wrong sign"),
+    (_edit("cfg_schedule", "fid_classifier", [8.8, 12.05]), 13, "interval includes 0"),
+    (_edit("autoguidance", "fid_classifier", [8.5, 9.0]), 14, "wrong sign"),  # best 8.5 vs 8: no win
+    (_edit("autoguidance", "recall_classifier", [0.45, 0.56]), 14, "significantly below 0"),  # FID still wins
+    (_edit("cfgpp", "fid_classifier", [9.0, 8.6]), 15, "wrong sign"),
+    (_edit("apg", "saturation", [0.12, 0.26]), 16, "wrong sign"),
+    (_edit("apg", "fid_classifier", [8.9, 13.0]), 16, "significantly above 0"),  # saturation still lower
+    (_edit("cfg_rescale", "saturation", [0.13, 0.25]), 17, "interval includes 0"),
+    (_edit("dynamic_threshold", "fid_classifier", [9.2, 12.6]), 18, "wrong sign"),
+    (_edit("cfg_zero_star", "fid_classifier", [8.05, 12.6]), 19, "wrong sign"),
+])
+def test_each_claim_fails_alone_when_its_effect_breaks(tmp_path, capsys, data, number, why):
+    code, out = run(tmp_path, capsys, data)
+    assert code == 1
+    assert verdicts(out) == {n: "FAIL" if n == number else "PASS" for n in NUMBERS.values()}
+    assert why in line(out, number)
+
+
+def test_a_method_not_run_is_skipped_not_failed(tmp_path, capsys):
+    data = sweeps()
+    del data["cfgpp"], data["apg"]
+    code, out = run(tmp_path, capsys, data)
+    assert code == 0
+    assert verdicts(out)[15] == verdicts(out)[16] == "SKIP"
+    assert "cfgpp was not run" in line(out, 15) and "guidance.cfgpp_scales" in line(out, 15)
+    assert "6/6 findings hold" in out and "2 skipped" in out
+
+
+def test_missing_cfg_or_a_common_w_fails_and_names_the_key(tmp_path, capsys):
+    data = sweeps()
+    data["cfg_interval"]["scale"] = [3, 5]  # cfg ran w = 0, 1, 2, 4
+    code, out = run(tmp_path, capsys, data)
+    assert code == 1 and verdicts(out)[12] == "FAIL"
+    assert "share no guided w" in line(out, 12) and "guidance.cfg_scales" in line(out, 12)
+    df = frame(sweeps())
+    runs = Runs(df[df["method"] != "cfg"], replicates(df[df["method"] != "cfg"]))
+    result = findings_testbed.check(runs, Columns.of("classifier"))
+    assert not any(f.passed or f.skipped for f in result.values())
+    assert all(f.missing and "no cfg rows" in f.figures for f in result.values())
+    assert findings_testbed.verdict(result["cfgpp"]) == "not tested (data missing)"
+
+
+def test_paired_replicates_let_shared_noise_cancel(tmp_path, capsys):
+    """Noise common to every row (sd 2, twenty times a row's own) cancels in each difference."""
+    code, out = run(tmp_path, capsys, shared={"fid": 2.0, "saturation": 0.05})
+    assert code == 0, out
+    assert reported(line(out, 18), "FID(dynamic_threshold) - FID(cfg) at w = 4")[2] < 0
+
+
+def test_the_best_scale_is_chosen_within_each_replicate():
+    """Two scales of equal FID whose replicates move in opposite directions: the minimum of each
+    replicate is constant (8 - e), so the best-vs-best difference has no spread from the method,
+    whereas fixing the best scale from the point estimates would carry e's full spread."""
+    data = {"cfg": {"scale": [0.0, 1.0], "fid_classifier": [10.0, 9.0]},
+            "cfgpp": {"scale": [0.2, 0.6], "fid_classifier": [8.0, 8.0]}}
+    df = frame(data)
+    reps = replicates(df, noise={("cfg", "fid"): 0.0, ("cfgpp", "fid"): 0.0})
+    e = np.where(np.arange(100) % 2, 1.0, -1.0)
+    columns = [f"r{b}" for b in range(100)]
+    for scale, sign in ((0.2, 1.0), (0.6, -1.0)):
+        row = (reps["method"] == "cfgpp") & (reps["scale"] == scale)
+        reps.loc[row, columns] = 8.0 + sign * e
+    result = findings_testbed.calibrated(Runs(df, reps), Columns.of("classifier"), "cfgpp")
+    assert result.difference.value == pytest.approx(-1.0)
+    assert result.difference.hi - result.difference.lo == pytest.approx(0.0, abs=1e-9)
+    assert result.outcome == "win"
+
+
+def test_unreadable_metrics_exit_2_with_the_testbed_set(tmp_path, capsys):
+    assert findings.main([str(tmp_path / "absent.csv"), "--set", "testbed"]) == 2
+    with pytest.raises(SystemExit):
+        findings.main([str(tmp_path / "absent.csv"), "--set", "nonsense"])

@@ -1,0 +1,86 @@
+"""A synthetic testbed run for the tests of findings_testbed, testbed_table and testbed_figures:
+metrics.csv rows of cfg and of each testbed method, and their half-sample replicates, built so that
+every claim of findings 12-19 holds with a clear margin (each row's standard error is SE[kind];
+n = 500 is even, so Shao & Wu's factor r / d is 1 and a difference of two rows has SE sqrt(2) SE)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from diffguide.integrity import record
+
+REPLICATES = 100
+N = 500
+SE = {"fid": 0.1, "is": 0.02, "accuracy": 0.005, "precision": 0.005, "recall": 0.005, "saturation": 0.003}
+
+
+def sweeps():
+    """method -> columns. What each claim sees (point estimates):
+    cfg: best FID 8 at w = 1; FID 12, saturation 0.25 at w = 4.
+    cfg_interval / cfg_schedule / dynamic_threshold / cfg_zero_star: FID at w = 4 below cfg's 12 (claim holds);
+    their best FID above cfg's 8 (calibrated: loss), except cfg_zero_star, whose best 8.05 is not distinguishable.
+    autoguidance: best FID 7 at w = 1 (a win), recall there 0.58 vs cfg's 0.55 at its best.
+    cfgpp: best FID 7.6 at lambda = 0.6 (a win of 0.4).
+    apg / cfg_rescale: saturation at w = 4 below cfg's, FID there 11.8 / 12.1, within the noise of cfg's 12."""
+    def rows(scale, fid, saturation, recall=None):
+        k = len(scale)
+        return {"scale": scale, "fid_classifier": fid, "is_classifier": list(np.linspace(3.2, 4.2, k)),
+                "accuracy_classifier": list(np.linspace(0.55, 0.75, k)),
+                "precision_classifier": list(np.linspace(0.55, 0.7, k)),
+                "recall_classifier": recall or list(np.linspace(0.55, 0.45, k)), "saturation": saturation}
+
+    return {
+        "cfg": rows([0, 1, 2, 4], [10, 8, 9, 12], [0.10, 0.12, 0.15, 0.25], recall=[0.6, 0.55, 0.5, 0.4]),
+        "cfg_interval": rows([2, 4], [8.5, 9.0], [0.13, 0.18]),
+        "cfg_schedule": rows([2, 4], [8.8, 10.0], [0.14, 0.2]),
+        "autoguidance": rows([1, 2], [7.0, 7.5], [0.11, 0.12], recall=[0.58, 0.56]),
+        "cfgpp": rows([0.2, 0.6], [9.0, 7.6], [0.11, 0.13]),
+        "apg": rows([2, 4], [8.9, 11.8], [0.12, 0.15]),
+        "cfg_rescale": rows([2, 4], [9.1, 12.1], [0.13, 0.18]),
+        "dynamic_threshold": rows([2, 4], [9.2, 11.5], [0.14, 0.2]),
+        "cfg_zero_star": rows([2, 4], [8.05, 11.0], [0.15, 0.24]),
+    }
+
+
+def frame(data) -> pd.DataFrame:
+    """metrics.csv's rows, each metric with a 95% interval value -+ 1.96 SE (and empty Inception columns)."""
+    parts = []
+    for method, cols in data.items():
+        part = pd.DataFrame(cols)
+        part.insert(0, "method", method)
+        parts.append(part)
+    df = pd.concat(parts, ignore_index=True)
+    df["num_samples"] = N
+    for column in [c for c in df.columns if c.split("_")[0] in SE]:
+        se = SE[column.split("_")[0]]
+        df[f"{column}_lo"], df[f"{column}_hi"] = df[column] - 1.96 * se, df[column] + 1.96 * se
+    for column in ("fid_inception", "is_inception"):
+        df[column] = np.nan
+    return df
+
+
+def replicates(df: pd.DataFrame, noise=None, shared=None, seed=0) -> pd.DataFrame:
+    """Half-sample replicates of every metric of every row: value + SE * N(0, 1), independent across
+    rows; ``noise`` {(method, kind): se} widens chosen rows; ``shared`` {kind: sd} adds one N(0, 1)
+    draw per replicate common to every row (paired halves share their samples)."""
+    rng = np.random.default_rng(seed)
+    common = rng.normal(size=REPLICATES)
+    out = []
+    for column in [c for c in df.columns if c.split("_")[0] in SE and not c.endswith(("_lo", "_hi"))]:
+        kind = column.split("_")[0]
+        for method, scale, value in zip(df["method"], df["scale"], df[column]):
+            se = (noise or {}).get((method, kind), SE[kind])
+            reps = value + se * rng.normal(size=REPLICATES) + (shared or {}).get(kind, 0.0) * common
+            out.append({"method": method, "scale": scale, "sampler": "ddim", "steps": 25, "metric": column,
+                        "num_samples": N, "estimate": value} | {f"r{b}": v for b, v in enumerate(reps)})
+    return pd.DataFrame(out)
+
+
+def write_run(tmp_path, data=None, noise=None, shared=None):
+    """metrics.csv and metrics_replicates.csv under tmp_path, checksums recorded; their paths."""
+    df = frame(data if data is not None else sweeps())
+    metrics, reps = tmp_path / "metrics.csv", tmp_path / "metrics_replicates.csv"
+    df.to_csv(metrics, index=False)
+    replicates(df, noise, shared).to_csv(reps, index=False)
+    return record(metrics), record(reps)
