@@ -14,11 +14,13 @@ FASHION_DIR := /usr/share/datasets/fashion-mnist
 
 venv: $(STAMP)
 
-# Idempotent: rebuilt only when the pins change.
+# Idempotent: rebuilt only when the pins change. --no-compile: byte-compiling every file of torch and
+# the rest at install time is a large part of a fresh clone's `make test`; Python compiles what it
+# imports, when it first imports it.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --no-compile -e '.[test]'
 	touch $(STAMP)
 
 # Fashion-MNIST from Debian's package when we can install it (root with apt); otherwise the
