@@ -12,8 +12,9 @@ from diffguide.intervals import REPLICATES
 from diffguide.integrity import record
 
 CLASSIFIER_METRICS = ["fid_classifier", "kid_classifier", "is_classifier", "accuracy_classifier",
-                      "precision_classifier", "recall_classifier", "reference_similarity_classifier"]
-GUIDED_METRICS = CLASSIFIER_METRICS[:-1]  # reference_similarity: only for sample sets with references
+                      "precision_classifier", "recall_classifier", "reference_similarity_classifier", "saturation"]
+# reference_similarity: only for sample sets with references
+GUIDED_METRICS = [m for m in CLASSIFIER_METRICS if m != "reference_similarity_classifier"]
 
 
 @pytest.fixture(scope="module")

@@ -214,7 +214,7 @@ def test_scale_prefix_and_point_labels_use_each_methods_symbol():
     assert figures.scale_text("cond_cg", 10.0) == "s=10"
 
 
-@pytest.mark.parametrize("largest", [3.0, 10.0, 30.0, 100.0, 1000.0])
+@pytest.mark.parametrize("largest", [3.0, 30.0, *(pytest.param(v, marks=pytest.mark.slow) for v in (10.0, 100.0, 1000.0))])
 def test_metrics_vs_scale_says_its_axis_is_symlog_and_its_ticks_do_not_collide(monkeypatch, largest):
     kept = kept_figure(monkeypatch)
     scales = [v for v in (0.0, 0.5, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0) if v <= largest]

@@ -97,6 +97,7 @@ def test_features_and_fid_equal_fid_helper_clean_mode(tmp_path, model, sets, fea
     assert ours == pytest.approx(peer_fid, abs=1e-3)
 
 
+@pytest.mark.slow  # the feats fixture: Inception on the CPU (14 s); make test-slow, which CI runs
 def test_features_do_not_depend_on_the_batch(model, sets, feats):
     out = model.extract(sets["a"][:5], batch_size=2, spatial=True, progress=False)  # batches 2, 2, 1
     np.testing.assert_allclose(out["features"], feats["a"][:5], rtol=0, atol=1e-5)
@@ -132,6 +133,7 @@ def test_fid_of_a_set_against_itself_is_zero(feats):
     assert abs(_fid(a, a.copy())) < tolerance
 
 
+@pytest.mark.slow  # the feats fixture, as above
 def test_fid_against_noise_is_large(model, sets, feats):
     # FID = |mu1 - mu2|^2 + (squared Bures distance >= 0), so the mean term is a lower bound;
     # this avoids one more 15 s sqrtm.

@@ -314,14 +314,19 @@ def test_changing_a_training_knob_retrains_only_that_network(smoke_run, tmp_path
     assert retrained == ["noisy_classifier"]
 
 
+# Each case is a Snakemake start (2.5 s); the checks behind them are unit-tested in
+# test_config_checks, so two run in make test and the rest in make test-slow.
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize("override, key", [
     ("bogus_key: 1", "bogus_key"),
     ("training: {conditional: {p_uncond: 1.0}}", "training.conditional.p_uncond"),
-    ("training: {unconditional: {steps: -5}}", "training.unconditional.steps"),
-    ("sampling: {steps: 0}", "sampling.steps"),
-    ("guidance: {cfg_scales: []}", "guidance.cfg_scales"),
-    ("dataset: {name: imagenet}", "dataset.name"),
-    ("precision: half", "precision"),
+    pytest.param("training: {unconditional: {steps: -5}}", "training.unconditional.steps", marks=SLOW),
+    pytest.param("sampling: {steps: 0}", "sampling.steps", marks=SLOW),
+    pytest.param("guidance: {cfg_scales: []}", "guidance.cfg_scales", marks=SLOW),
+    pytest.param("dataset: {name: imagenet}", "dataset.name", marks=SLOW),
+    pytest.param("precision: half", "precision", marks=SLOW),
 ])
 def test_invalid_config_stops_before_any_job_naming_the_key(tmp_path, override, key):
     workdir = copy_workflow(tmp_path)

@@ -176,7 +176,9 @@ def standard_errors(cov, n):
     return (diag / n).sqrt(), ((diag[:, None] * diag[None, :] + cov**2) / n).sqrt()
 
 
-@pytest.mark.parametrize("sampler,steps,y", [("ddpm", 200, 0), ("ddim", 100, 2)])
+# ddpm at 200 steps takes 8 s: make test-slow (the ancestral step stays exact-tested in make test by the
+# guidance chains of test_guidance_successors / test_cfgpp_autoguidance and guided-diffusion parity).
+@pytest.mark.parametrize("sampler,steps,y", [pytest.param("ddpm", 200, 0, marks=pytest.mark.slow), ("ddim", 100, 2)])
 def test_sampling_the_exact_conditional_model_recovers_the_component(sampler, steps, y):
     """n = 4000 samples of one class: every mean coordinate and covariance entry lies within
     4 standard errors (SE(mean) <= 1.1e-2, SE(cov) <= 1.0e-2, from the component's covariance and n)
