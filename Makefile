@@ -73,10 +73,11 @@ test: venv data
 
 # The tests marked slow: Inception-v3 features and FID on the real splits, two-rank DDP training
 # and divergence (gloo), and the training rule
-# under torchrun, a plugin method and similarity guidance (config/smoke_sdg.yaml) through the
-# smoke run, a forced rerun of its evaluations, `diffguide sample` against a sampling job, and the
-# documented commands from a wheel install (about 14 minutes on a 2-core AVX2 CPU). CI runs
-# them after `make test`.
+# under torchrun, a plugin method, similarity guidance (config/smoke_sdg.yaml) and the guidance
+# testbed (config/smoke_testbed.yaml) through the smoke run, a forced rerun of its evaluations,
+# `diffguide sample` against a sampling job, the documented commands from a wheel install, and a
+# few more cases of tests in make test (about 18 minutes on a 2-core AVX2 CPU). CI runs them
+# after `make test`.
 test-slow: venv data
 	$(BIN)/python -m pytest -m slow
 
