@@ -33,7 +33,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .guidance import NULL_LABEL, Guided
+from .guidance import Guided
+from .guidance_parts import cond_and_null
 from .samplers import clip_denoised
 from .schedules import NoiseSchedule
 
@@ -64,9 +65,7 @@ class CFGPlusPlus(nn.Module):
         if y is None:
             eps = self.model(x, t, None).to(x.dtype)
             return eps, eps
-        null = torch.full_like(y, NULL_LABEL)
-        both = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null])).to(x.dtype)
-        return both.chunk(2)
+        return cond_and_null(self.model, x, t, y)
 
     def _clip(self, x, t, eps):
         return clip_denoised(self.schedule, x, t, eps)[1]

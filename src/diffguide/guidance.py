@@ -121,6 +121,13 @@ def classifier_log_prob_grad(classifier: nn.Module, x_t: torch.Tensor, t: torch.
     return guide_gradient(ClassifierLogProb(classifier), x_t, t, y)
 
 
+def conditional_and_null(model: nn.Module, x, t, y) -> tuple[torch.Tensor, torch.Tensor]:
+    """eps(x, y) and eps(x, null) from ONE forward pass over a batch of 2B rows (conditional half,
+    null half), in the model's output dtype: the call of every method that mixes the two."""
+    null = torch.full_like(y, NULL_LABEL)
+    return model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
+
+
 class ClassifierFreeGuidance(nn.Module):
     """Ho & Salimans eq. 6:  eps~(x, y) = (1 + w) eps(x, y) - w eps(x, null).
 
@@ -138,11 +145,10 @@ class ClassifierFreeGuidance(nn.Module):
     def forward(self, x, t, y):
         if self.w == 0 or y is None:
             return self.model(x, t, y)
-        null = torch.full_like(y, NULL_LABEL)
         if self.batched:
-            eps_cond, eps_null = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
+            eps_cond, eps_null = conditional_and_null(self.model, x, t, y)
         else:
-            eps_cond, eps_null = self.model(x, t, y), self.model(x, t, null)
+            eps_cond, eps_null = self.model(x, t, y), self.model(x, t, torch.full_like(y, NULL_LABEL))
         return (1 + self.w) * eps_cond - self.w * eps_null
 
 

@@ -12,16 +12,15 @@ import math
 import torch
 from torch import nn
 
-from .guidance import NULL_LABEL
+from .guidance import conditional_and_null
 
 
 
 def cond_and_null(model: nn.Module, x, t, y):
-    """eps(x, y) and eps(x, null) from one forward pass over 2B rows, in x's dtype (as
-    guidance.ClassifierFreeGuidance's batched call)."""
-    null = torch.full_like(y, NULL_LABEL)
-    eps = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null])).to(x.dtype)
-    return eps.chunk(2)
+    """eps(x, y) and eps(x, null) from one forward pass over 2B rows (guidance.conditional_and_null),
+    in x's dtype."""
+    eps_cond, eps_null = conditional_and_null(model, x, t, y)
+    return eps_cond.to(x.dtype), eps_null.to(x.dtype)
 
 
 def _dims(x: torch.Tensor) -> list[int]:

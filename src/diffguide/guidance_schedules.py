@@ -34,7 +34,7 @@ import math
 import torch
 from torch import nn
 
-from .guidance import CLIP_ORDERS, NULL_LABEL, ClassifierLogProb, ClipDenoised, Guide, Guided, guide_gradient
+from .guidance import CLIP_ORDERS, ClassifierLogProb, ClipDenoised, Guide, Guided, conditional_and_null, guide_gradient
 from .schedules import NoiseSchedule
 
 WEIGHT_SCHEDULES = ("constant", "linear_up", "linear_down", "interval")
@@ -110,8 +110,7 @@ class ScheduledClassifierFreeGuidance(nn.Module):
         w = self.weight(t, x) if y is not None else None
         if w is None or not bool((w != 0).any()):
             return self.model(x, t, y)
-        null = torch.full_like(y, NULL_LABEL)
-        eps_cond, eps_null = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
+        eps_cond, eps_null = conditional_and_null(self.model, x, t, y)
         return (1 + w) * eps_cond - w * eps_null
 
 
