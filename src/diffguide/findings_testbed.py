@@ -333,8 +333,8 @@ def check(runs: Runs, cols: Columns) -> dict[str, Finding]:
 
 def compared_methods(methods) -> list[str]:
     """The methods the testbed's figures and table compare, of those in ``methods``: cfg, then the
-    testbed's (report_layout.TESTBED_METHODS) in registry order."""
-    from .report_layout import TESTBED_METHODS
+    testbed's (registry.TESTBED_METHODS) in registry order."""
+    from .registry import TESTBED_METHODS
 
     present = set(methods)
     return [m for m in (BASELINE, *TESTBED_METHODS) if m in present]

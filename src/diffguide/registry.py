@@ -363,7 +363,7 @@ for _method in (
 # convention (w = 0 is the unguided model; every paper's and diffusers' guidance_scale is 1 + w).
 INTERVAL_OPTIONS = ("interval_sigma_lo", "interval_sigma_hi")
 WEAK_MODEL = (("weak_model", "weak_conditional"),)
-for _method in (
+TESTBED_ROWS = (
     Method("cfg_interval", "w", "CFG in a noise interval (w)",
            "classifier-free guidance only for sigma in (lo, hi], columns: w",
            "Guidance interval (Kynkaanniemi et al. 2024): classifier-free guidance at w for noise levels "
@@ -422,5 +422,8 @@ for _method in (
            "CFG-Zero* (Fan et al. 2025): eps = (1 + w) eps_c - w s* eps_u with s* = <eps_c, eps_u> / ||eps_u||^2, "
            "and the first guidance.zero_init_steps steps zeroed (their guidance scale = 1 + w).",
            eps_model="conditional", builder="diffguide.cfg_zero_star:build_cfg_zero_star", options=("zero_init_steps",)),
-):
+)
+for _method in TESTBED_ROWS:
     register_method(_method)
+# The testbed's method names, in registry order (its report category, its findings).
+TESTBED_METHODS = tuple(method.name for method in TESTBED_ROWS)

@@ -14,7 +14,7 @@ wildcards. This module imports nothing heavy: the Snakefile reads it at every pa
 
 from __future__ import annotations
 
-from .registry import parse_method
+from .registry import TESTBED_METHODS, parse_method
 
 HEADLINE = "1. Headline trade-off"
 CLASSIFIER_FREE = "2. Classifier-free guidance (Ho & Salimans)"
@@ -27,14 +27,10 @@ FILES = "8. Metrics and table files"
 OTHER_METHODS = "9. Other guidance methods (plugins)"
 CATEGORIES = (HEADLINE, CLASSIFIER_FREE, CLASSIFIER, SIMILARITY, TESTBED, MIXTURE, TRAINING, FILES, OTHER_METHODS)
 
-# The guidance testbed's methods (issue 16): the successors of the founding papers' guidance, whose
-# samples and comparison with CFG go to the "Guidance testbed" category, whatever steers them.
-TESTBED_METHODS = ("cfg_interval", "cg_interval", "cfg_schedule", "cg_schedule", "autoguidance", "cfgpp", "apg",
-                   "cfg_rescale", "dynamic_threshold", "cfg_zero_star")
 
 
 def method_category(method: str) -> str:
-    """The category of a guidance method: the testbed's methods (TESTBED_METHODS) their own;
+    """The category of a guidance method: the testbed's methods (registry.TESTBED_METHODS) their own;
     otherwise read from its registry row (what steers it): no extra network is classifier-free
     guidance, a noisy classifier is classifier guidance, the encoders are similarity guidance;
     anything else a plugin registers goes to its own category."""

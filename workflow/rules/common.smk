@@ -5,6 +5,7 @@ import os
 import sys
 from pathlib import Path
 
+from diffguide.config_checks import reused_model_path
 from diffguide.config_schema import SCHEMA_PATH, config_errors
 from diffguide.registry import (
     method_pattern,
@@ -196,7 +197,7 @@ def model_path(network):
     """The model file of a network: rule train_network's output, or the other run's file for a
     network listed in models_from.networks."""
     if network in REUSED_NETWORKS:
-        return f"results/{config['models_from']['run']}/models/{network}.pt"
+        return str(reused_model_path(config, network))
     return expand(rules.train_network.output[0], network=network)[0]
 
 
