@@ -200,6 +200,7 @@ def test_the_wheel_carries_every_file_of_the_package(wheel):
     assert ours == shipped, f"missing from the wheel: {sorted(ours - shipped)}; only in it: {sorted(shipped - ours)}"
 
 
+@pytest.mark.slow  # seconds each: make test-slow (CI runs it), for make test's 10-minute budget
 def test_a_wheel_install_checks_configs_and_reads_its_data_outside_the_checkout(installed, tmp_path):
     shutil.copytree(REPO / "config", tmp_path / "config")
     probe = ("import diffguide, sys\nfrom diffguide.config_schema import SCHEMA_PATH\n"
@@ -251,6 +252,7 @@ def test_a_wheel_install_runs_every_documented_command_and_the_snakefile(install
         assert result.returncode == 0, f"{script} --help: {result.stdout}{result.stderr}"
 
 
+@pytest.mark.slow  # seconds each: make test-slow (CI runs it), for make test's 10-minute budget
 def test_a_snakemake_without_diffguide_says_how_to_run_it(tmp_path):
     """A Snakemake installed outside the project's venv (here: a venv seeing only our
     dependencies) stops at parse time naming its interpreter and the two fixes."""

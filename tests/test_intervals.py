@@ -73,6 +73,7 @@ def gaussian_case(d: int):
     return np.full(d, 0.3), mix, np.zeros(d), np.eye(d)
 
 
+@pytest.mark.slow  # seconds each: make test-slow (CI runs it), for make test's 10-minute budget
 def test_fid_interval_covers_the_expected_fid_at_this_sample_size():
     """The interval is for E[FID_n], the FID a set of n samples gives on average against the
     fixed reference (FID_n is biased up from the infinite-sample Frechet distance, roughly like

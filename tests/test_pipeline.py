@@ -337,6 +337,7 @@ def test_invalid_config_stops_before_any_job_naming_the_key(tmp_path, override, 
     assert not (workdir / "results").exists()
 
 
+@pytest.mark.slow  # seconds each: make test-slow (CI runs it), for make test's 10-minute budget
 def test_slurm_profile_dry_run_resolves_resources(tmp_path):
     """What each job will ask SLURM for (the partition is the plugin's choice from partitions.yaml:
     test_slurm_partitions.py; the real submissions: make test-slurm)."""
@@ -358,6 +359,7 @@ def test_slurm_profile_dry_run_resolves_resources(tmp_path):
     assert "gpu=" not in blocks["reference_statistics"]  # seconds of a small classifier: a CPU job
 
 
+@pytest.mark.slow  # seconds each: make test-slow (CI runs it), for make test's 10-minute budget
 def test_missing_inception_weights_stop_the_run_at_start_with_the_fix(tmp_path):
     workdir = copy_workflow(tmp_path)
     (workdir / "bad.yaml").write_text("run: bad\nevaluation: {inception_weights: /nonexistent/inception.pt}\n")

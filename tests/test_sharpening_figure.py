@@ -115,6 +115,7 @@ def test_b_and_c_are_one_density_at_s_1_and_differ_at_s_3_where_the_doc_says():
     assert abs(rows["guided"]["confidence_minus_normalised"]) < 4 * rows["guided"]["se_minus_normalised"]
 
 
+@pytest.mark.slow  # seconds each: make test-slow (CI runs it), for make test's 10-minute budget
 def test_guidance_is_exact_at_s_1_and_sharper_than_c_at_s_3():
     mixture, schedule = three_class_mixture(), NoiseSchedule.make("cosine", 1000)
     drawn = {s: {"guided": guided_samples(mixture, schedule, 0, s, 1000, steps=100, seed=0),
@@ -130,6 +131,7 @@ def test_guidance_is_exact_at_s_1_and_sharper_than_c_at_s_3():
     assert guided["confidence_minus_normalised"] > 2 * guided["confidence_minus_unnormalised"]
 
 
+@pytest.mark.slow  # seconds each: make test-slow (CI runs it), for make test's 10-minute budget
 def test_the_figure_is_written_with_samples_in_every_panel(tmp_path):
     path = tmp_path / "sharpening.png"
     drawn, rows = draw_sharpening_figure(path, (1.0, 3.0), 0, 200, steps=20, resolution=60)

@@ -158,6 +158,7 @@ def test_accuracy_by_t_runs_the_noisy_classifier_network():
     assert all(0 <= v <= 1 and v * 20 == round(v * 20) for v in by_t.values())
 
 
+@pytest.mark.slow  # seconds each: make test-slow (CI runs it), for make test's 10-minute budget
 def test_plot_training_curves_writes_a_png(tmp_path):
     from diffguide.figures import plot_training_curves
 
