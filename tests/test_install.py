@@ -221,6 +221,7 @@ DOCUMENTED = {
     "check_config": (["config/config.yaml"], 0, "valid"),
     "summary": (["config/smoke.yaml"], 1, "no metrics yet"),
     "findings": (["results/smoke/metrics.csv"], 2, "metrics.csv"),
+    "replication_status": (["results/smoke/metrics.csv"], 2, "metrics.csv"),
     "train_cli": (["--config", "config/smoke.yaml", "--network", "eval_classifier", "--results", "results/smoke"], 0,
                   ""),
 }

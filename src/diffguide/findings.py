@@ -80,6 +80,9 @@ class Finding:
     figures: str
     test: str = ""
     skipped: bool = False  # its optional methods were not run (sdg_*): reported, not counted
+    # The Effect objects the verdict was judged on (filled by findings 1-8 and the slope findings 9
+    # and 10; empty where data are missing), for tables that print them (diffguide.replication_status).
+    effects: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -266,7 +269,7 @@ def _trend(runs: Runs, name: str, method: str, column: str, label: str, directio
     symbol = method_symbol(method)
     figures = (f"{result.describe()}; {label} {_fmt(sweep.values[0], label)} -> "
                f"{_fmt(sweep.values[-1], label)} over {symbol} = {_fmt_scales(sweep.scales)}")
-    return Finding(name, result.holds, figures, SLOPE_TEST)
+    return Finding(name, result.holds, figures, SLOPE_TEST, effects=(result,))
 
 
 def is_rises_with_w(runs: Runs, cols: Columns) -> Finding:
@@ -293,7 +296,7 @@ def fid_minimum_interior(runs: Runs, cols: Columns) -> Finding:
     if overall != best:
         figures += f"lowest interior FID {fid.value(best):.2f} at w = {best:g}; "
     figures += "; ".join(m.describe() for m in margins)
-    return Finding(name, all(m.holds for m in margins), figures, test)
+    return Finding(name, all(m.holds for m in margins), figures, test, effects=tuple(margins))
 
 
 def accuracy_rises_with_w(runs: Runs, cols: Columns) -> Finding:
@@ -313,13 +316,13 @@ def cg_unconditional(runs: Runs, cols: Columns) -> Finding:
         if not (fid.scales > 0).any():
             raise MissingData("no cg row at s > 0: add guided scales to guidance.cg_scales")
     except MissingData as missing:
-        return Finding(name, False, f"{accuracy.figures}; {missing}", test)
+        return Finding(name, False, f"{accuracy.figures}; {missing}", test, effects=accuracy.effects)
     fid = fid.at(np.argsort(fid.scales != 0, kind="stable"))  # s = 0 first
     gain = effect("FID(s = 0) - lowest FID at s > 0", "FID", lambda y: y[0] - y[1:].min(axis=0), [fid])
     best = fid.scales[1:][np.argmin(fid.values[1:])]
     figures = (f"{accuracy.figures}; lowest FID at s > 0 is {fid.values[1:].min():.2f} at s = {best:g} against "
                f"{fid.value(0.0):.2f} at s = 0: {gain.describe()}")
-    return Finding(name, accuracy.passed and gain.holds, figures, test)
+    return Finding(name, accuracy.passed and gain.holds, figures, test, effects=(*accuracy.effects, gain))
 
 
 def _unguided_unconditional(runs: Runs, cg: Sweep, role: str) -> Sweep:
@@ -364,7 +367,7 @@ def cg_conditional_moderate(runs: Runs, cols: Columns) -> Finding:
     per_scale = ", ".join(f"{a:.3f} at s = {s:g}" for s, a in zip(moderate.scales, moderate.values))
     best = moderate.scales[np.argmax(moderate.values)]
     figures = f"accuracy {per_scale} vs {base.values[0]:.3f} unguided (cfg w = 0), best s = {best:g}: {gain.describe()}"
-    return Finding(name, gain.holds, figures, test)
+    return Finding(name, gain.holds, figures, test, effects=(gain,))
 
 
 def conditional_beats_unconditional(runs: Runs, cols: Columns) -> Finding:
@@ -381,7 +384,7 @@ def conditional_beats_unconditional(runs: Runs, cols: Columns) -> Finding:
         return Finding(name, False, str(missing), test)
     figures = (f"FID {conditional.values[0]:.2f} conditional vs {unconditional.values[0]:.2f} unconditional: "
                f"{gap.describe()}")
-    return Finding(name, gap.holds, figures, test)
+    return Finding(name, gap.holds, figures, test, effects=(gap,))
 
 
 def _table4_rows(runs: Runs, column: str) -> tuple[Sweep, list[Sweep]]:
@@ -413,7 +416,7 @@ def cond_cg_lowest_fid(runs: Runs, cols: Columns) -> Finding:
     symbol = method_symbol(runner_up[1])
     figures = (f"lowest moderate cond_cg FID {moderate.values.min():.2f} at s = {best:g}; lowest other row "
                f"{runner_up[0]:.2f} ({runner_up[1]} {symbol} = {runner_up[2]:g}): {gap.describe()}")
-    return Finding(name, gap.holds, figures, test)
+    return Finding(name, gap.holds, figures, test, effects=(gap,))
 
 
 def precision_up_recall_down(runs: Runs, cols: Columns) -> Finding:
@@ -423,7 +426,7 @@ def precision_up_recall_down(runs: Runs, cols: Columns) -> Finding:
     rises = _trend(runs, name, "cg", cols.precision, "precision")
     falls = _trend(runs, name, "cg", cols.recall, "recall", direction=-1)
     return Finding(name, rises.passed and falls.passed, f"{rises.figures}; {falls.figures}",
-                   f"{SLOPE_TEST}, one for each")
+                   f"{SLOPE_TEST}, one for each", effects=(*rises.effects, *falls.effects))
 
 
 # Findings 1-8, the papers' (H&S, D&N); findings_sdg.SDG_FINDINGS are 9-11.
@@ -509,6 +512,35 @@ def _read(path: Path, what: str, required: set[str]) -> pd.DataFrame:
     return df
 
 
+class UnreadableRun(Exception):
+    """metrics.csv or its replicates cannot be read; the message says why and what to run (exit code 2)."""
+
+
+def read_run(path: Path, reps_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """metrics.csv and its half-sample replicates, each checked against its checksum; UnreadableRun
+    with the message to print otherwise."""
+    try:
+        df = _read(path, "metrics", {"method", "scale"})
+    except CorruptArtifactError as error:
+        raise UnreadableRun(str(error)) from error
+    except (OSError, ValueError, pd.errors.ParserError) as error:  # FileNotFoundError is an OSError
+        raise UnreadableRun(f"cannot read {path} ({error}): run `make run` first to produce it") from error
+    try:
+        replicates = _read(reps_path, "replicates", {"method", "scale", "metric", "num_samples"})
+    except CorruptArtifactError as error:
+        raise UnreadableRun(str(error)) from error
+    except (OSError, ValueError, pd.errors.ParserError) as error:
+        raise UnreadableRun(f"cannot read {reps_path} ({error}): the findings judge effects with the half-sample "
+                            "replicates that the evaluation writes beside metrics.csv; rerun `make run` (it reruns "
+                            "the evaluation)") from error
+    return df, replicates
+
+
+def replicates_path(metrics_csv: Path, replicates: str | None = None) -> Path:
+    """``replicates`` where given, else metrics_replicates.csv beside ``metrics_csv``."""
+    return Path(replicates) if replicates else Path(metrics_csv).with_name(REPLICATES_NAME)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m diffguide.findings", description=__doc__.split("\n")[0])
     parser.add_argument("metrics_csv", help="results/<run>/metrics.csv of a finished run")
@@ -523,24 +555,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     path = Path(args.metrics_csv)
-    reps_path = Path(args.replicates) if args.replicates else path.with_name(REPLICATES_NAME)
     try:
-        df = _read(path, "metrics", {"method", "scale"})
-    except CorruptArtifactError as error:
+        df, replicates = read_run(path, replicates_path(path, args.replicates))
+    except UnreadableRun as error:
         print(error, file=sys.stderr)
-        return 2
-    except (OSError, ValueError, pd.errors.ParserError) as error:  # FileNotFoundError is an OSError
-        print(f"cannot read {path} ({error}): run `make run` first to produce it", file=sys.stderr)
-        return 2
-    try:
-        replicates = _read(reps_path, "replicates", {"method", "scale", "metric", "num_samples"})
-    except CorruptArtifactError as error:
-        print(error, file=sys.stderr)
-        return 2
-    except (OSError, ValueError, pd.errors.ParserError) as error:
-        print(f"cannot read {reps_path} ({error}): the findings judge effects with the half-sample replicates "
-              "that the evaluation writes beside metrics.csv; rerun `make run` (it reruns the evaluation)",
-              file=sys.stderr)
         return 2
 
     print(f"Sweeps in {path} (FID, IS, precision and recall from {args.features} features, accuracy from the "

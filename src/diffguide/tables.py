@@ -48,10 +48,11 @@ MISSING_MD, MISSING_TEX = "â€“", "--"  # LaTeX's "--" typesets as the en dash "â
 INTERVALS = "with 95% intervals over redraws of our samples, the reference fixed (config/README.md)"
 
 
-def paper_table(name: str) -> pd.DataFrame:
-    """A paper's transcribed table, read from the installed package (its ``# source:`` line skipped)."""
+def paper_table(name: str, dtype=None) -> pd.DataFrame:
+    """A paper's transcribed table, read from the installed package (its ``# source:`` line skipped);
+    ``dtype=str`` keeps each number as published (``12.00``, not 12.0)."""
     with (files("diffguide") / "paper_results" / name).open("r", encoding="utf-8") as handle:
-        return pd.read_csv(handle, comment="#")
+        return pd.read_csv(handle, comment="#", dtype=dtype)
 
 
 def _require_methods(metrics: pd.DataFrame, methods: list[str]) -> None:
