@@ -10,7 +10,7 @@ RUN ?= $(shell sed -n 's/^run: *//p' $(CONFIG))
 FEATURES ?= classifier
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: run run-sdg testbed test test-slow test-reliability test-slurm bench-gpu data venv bench bench-metrics clean-results findings report mutate
+.PHONY: run run-sdg testbed test test-slow test-reliability test-slurm bench-gpu data venv bench bench-metrics clean-results findings report mutate budget
 
 venv: $(STAMP)
 
@@ -59,8 +59,12 @@ testbed: venv data
 
 # Do the papers' findings hold on results/$(RUN)/metrics.csv? Exit 0: all hold, 1: one fails,
 # 2: no metrics yet. FEATURES=inception judges FID and IS on Inception features instead.
+# Findings 1-8 are first written as a Markdown table, results/$(RUN)/replication_status.md (both
+# feature families; a finding that fails is a result there, so only its exit code 2 stops the target):
+# the target's result is the findings command's.
 FINDINGS ?= papers
 findings: venv
+	$(BIN)/python -m diffguide.replication_status results/$(RUN)/metrics.csv --out results/$(RUN)/replication_status.md || [ $$? -eq 1 ]
 	$(BIN)/python -m diffguide.findings results/$(RUN)/metrics.csv --features $(FEATURES) --set $(FINDINGS)
 
 # results/$(RUN)/report.html: every figure and table with its caption (workflow/report/*.rst).
@@ -111,6 +115,13 @@ bench-gpu: venv data
 bench-metrics: venv data
 	$(BIN)/python benchmarks/feature_speed.py --threads 1
 	$(BIN)/python benchmarks/feature_speed.py --threads 2
+
+# Core-seconds per stage (training, sampling, evaluation, Inception reference) of results/$(RUN)'s
+# jobs, from the benchmark files Snakemake writes there, as Markdown. BUDGET_ARGS="--wall-seconds N"
+# adds the run's core utilisation over N seconds of wall time.
+BUDGET_ARGS ?=
+budget: venv
+	$(BIN)/python benchmarks/budget_table.py results/$(RUN) $(BUDGET_ARGS)
 
 # Mutation testing (issue 13): mutmut 3 plants one-line bugs in the modules listed under
 # [tool.mutmut] in pyproject.toml (schedules, samplers, guidance, losses, metrics, precision/recall,
