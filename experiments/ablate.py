@@ -46,6 +46,8 @@ CFG_SCALES = [0.0, 0.5, 1.0, 2.0]
 # name -> (changed keys, eps-models retrained). Each changes one thing from the baseline.
 TRIALS = {
     "baseline": ({}, ["conditional", "unconditional"]),
+    # The default has class_embed_std 0.15 since issue 24; 1.0 is diffusers' N(0, 1), the old default.
+    "class_embed_std_1": ({"networks.unet.class_embed_std": 1.0}, ["conditional"]),
     "class_embed_std_0.15": ({"networks.unet.class_embed_std": 0.15}, ["conditional"]),
     "min_snr_5": ({"training.unconditional.min_snr_gamma": 5.0, "training.conditional.min_snr_gamma": 5.0},
                   ["conditional", "unconditional"]),
