@@ -1,6 +1,7 @@
 """One ablation trial of the eps-models on the default run's budget (docs/ablations.md).
 
     .venv/bin/python experiments/ablate.py TRIAL [--threads 1]
+    .venv/bin/python experiments/ablate.py table      (the finished trials as docs/ablations.md's table)
 
 A trial is the default config (config/config.yaml) with a few keys changed. It retrains only the
 eps-models those keys touch (the others come from the ``baseline`` trial), samples the conditional
@@ -253,9 +254,43 @@ def run_trial(name: str, threads: int, quick: bool = False, only: list[str] | No
     return summary
 
 
+def _with_interval(row: pd.Series, metric: str, digits: int) -> str:
+    return (f"{row[metric]:.{digits}f} [{row[metric + '_lo']:.{digits}f}, "
+            f"{row[metric + '_hi']:.{digits}f}]")
+
+
+def trial_row(name: str, metrics: pd.DataFrame, summary: dict) -> str:
+    """One Markdown row: what changed, the training seconds, and each retrained eps-model's
+    headline numbers with their 95% intervals (conditional: unguided FID, best CFG FID and the
+    accuracy there; unconditional: unguided FID). A model the trial did not retrain shows '-'."""
+    changes = ", ".join(f"`{key}: {value}`" for key, value in summary["changes"].items()) or "none (the default)"
+    seconds = ", ".join(f"{net} {sec} s" for net, sec in summary["train_seconds"].items()) or "reused"
+    cfg, cg = metrics[metrics.method == "cfg"], metrics[metrics.method == "cg"]
+    if len(cfg):
+        unguided, best = cfg[cfg.scale == 0].iloc[0], cfg.loc[cfg.fid_classifier.idxmin()]
+        conditional = [_with_interval(unguided, "fid_classifier", 2),
+                       f"{_with_interval(best, 'fid_classifier', 2)} (w = {best.scale:g})",
+                       _with_interval(best, "accuracy_classifier", 3)]
+    else:
+        conditional = ["-", "-", "-"]
+    unconditional = _with_interval(cg[cg.scale == 0].iloc[0], "fid_classifier", 2) if len(cg) else "-"
+    return " | ".join(["", name, changes, seconds, *conditional, unconditional, ""]).strip()
+
+
+def trial_table(root: Path) -> str:
+    """The Markdown table of every finished trial under ``root`` (docs/ablations.md), baseline first."""
+    header = ("| trial | change from the default | training (one thread) | conditional, unguided FID | "
+              "best CFG FID (w) | accuracy there | unconditional, unguided FID |\n|---|---|---|---|---|---|---|")
+    names = sorted((p.parent.name for p in root.glob("*/summary.json")), key=lambda n: (n != "baseline", n))
+    rows = [trial_row(n, pd.read_csv(root / n / "metrics.csv"), json.loads((root / n / "summary.json").read_text()))
+            for n in names]
+    return "\n".join([header, *rows])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("trial", choices=sorted(TRIALS) + ["compare"])
+    parser.add_argument("trial", choices=sorted(TRIALS) + ["compare", "table"],
+                        help="a trial to run; compare: paired test losses; table: the Markdown table of finished trials")
     parser.add_argument("pairs", nargs="*", help="compare: FIRST=SECOND model specs, path under results/ablations:label|null")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--networks", nargs="+", choices=["unconditional", "conditional"],
@@ -267,6 +302,9 @@ def main() -> None:
     if args.quick:
         global ROOT
         ROOT = REPO / "results/ablations_quick"
+    if args.trial == "table":
+        print(trial_table(ROOT))
+        return
     ROOT.mkdir(parents=True, exist_ok=True)
     setup_logging(str(ROOT / f"{args.trial}{'_' + '_'.join(args.networks) if args.networks else ''}.log"))
     if args.trial == "compare":
