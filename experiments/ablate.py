@@ -28,6 +28,7 @@ import torch
 import yaml
 
 from diffguide import data, networks
+from diffguide.findings import with_interval
 from diffguide.registry import parse_method
 from diffguide.stages.data import prepare_data
 from diffguide.stages.evaluate import evaluate, reference_statistics
@@ -254,11 +255,6 @@ def run_trial(name: str, threads: int, quick: bool = False, only: list[str] | No
     return summary
 
 
-def _with_interval(row: pd.Series, metric: str, digits: int) -> str:
-    return (f"{row[metric]:.{digits}f} [{row[metric + '_lo']:.{digits}f}, "
-            f"{row[metric + '_hi']:.{digits}f}]")
-
-
 def trial_row(name: str, metrics: pd.DataFrame, summary: dict) -> str:
     """One Markdown row: what changed, the training seconds, and each retrained eps-model's
     headline numbers with their 95% intervals (conditional: unguided FID, best CFG FID and the
@@ -266,14 +262,14 @@ def trial_row(name: str, metrics: pd.DataFrame, summary: dict) -> str:
     changes = ", ".join(f"`{key}: {value}`" for key, value in summary["changes"].items()) or "none (the default)"
     seconds = ", ".join(f"{net} {sec} s" for net, sec in summary["train_seconds"].items()) or "reused"
     cfg, cg = metrics[metrics.method == "cfg"], metrics[metrics.method == "cg"]
+    conditional, unconditional = ["-", "-", "-"], "-"
     if len(cfg):
-        unguided, best = cfg[cfg.scale == 0].iloc[0], cfg.loc[cfg.fid_classifier.idxmin()]
-        conditional = [_with_interval(unguided, "fid_classifier", 2),
-                       f"{_with_interval(best, 'fid_classifier', 2)} (w = {best.scale:g})",
-                       _with_interval(best, "accuracy_classifier", 3)]
-    else:
-        conditional = ["-", "-", "-"]
-    unconditional = _with_interval(cg[cg.scale == 0].iloc[0], "fid_classifier", 2) if len(cg) else "-"
+        w = cfg.scale[cfg.fid_classifier.idxmin()]
+        fid, accuracy = (dict(zip(cfg.scale, with_interval(cfg, column, digits)))
+                         for column, digits in (("fid_classifier", 2), ("accuracy_classifier", 3)))
+        conditional = [fid[0], f"{fid[w]} (w = {w:g})", accuracy[w]]
+    if len(cg):
+        unconditional = with_interval(cg[cg.scale == 0], "fid_classifier", 2)[0]
     return " | ".join(["", name, changes, seconds, *conditional, unconditional, ""]).strip()
 
 

@@ -464,8 +464,9 @@ def check(metrics: pd.DataFrame, replicates: pd.DataFrame, features: str = "clas
     return [finding(runs, cols) for finding in FINDING_SETS[finding_set]()]
 
 
-def _with_interval(rows: pd.DataFrame, column: str, digits: int) -> list[str]:
-    """``value [lo, hi]`` per row (the value alone where no interval exists)."""
+def with_interval(rows: pd.DataFrame, column: str, digits: int) -> list[str]:
+    """``value [lo, hi]`` per row (the value alone where no interval exists), the format of every
+    sweep table (also experiments/ablate.py's trial table)."""
     if column not in rows:
         return ["nan"] * len(rows)
     lo, hi = (rows.get(f"{column}_{b}", pd.Series(np.nan, index=rows.index)) for b in ("lo", "hi"))
@@ -487,16 +488,16 @@ def sweep_table(df: pd.DataFrame, features: str = "classifier", saturation: bool
     table = pd.DataFrame({
         "method": [m + (" (info)" if m in extra else "") for m in rows["method"]],
         "scale": rows["scale"].map(lambda s: f"{s:g}"),
-        f"FID ({features})": _with_interval(rows, cols.fid, 2),
-        f"IS ({features})": _with_interval(rows, cols.is_, 2),
-        "precision": _with_interval(rows, cols.precision, 3),
-        "recall": _with_interval(rows, cols.recall, 3),
-        "accuracy": _with_interval(rows, cols.accuracy, 3),
+        f"FID ({features})": with_interval(rows, cols.fid, 2),
+        f"IS ({features})": with_interval(rows, cols.is_, 2),
+        "precision": with_interval(rows, cols.precision, 3),
+        "recall": with_interval(rows, cols.recall, 3),
+        "accuracy": with_interval(rows, cols.accuracy, 3),
     })
     if REFERENCE_SIMILARITY in df.columns:  # sdg_image's rows have it (older metrics.csv files lack it)
-        table["reference similarity"] = _with_interval(rows, REFERENCE_SIMILARITY, 3)
+        table["reference similarity"] = with_interval(rows, REFERENCE_SIMILARITY, 3)
     if saturation and "saturation" in df.columns:
-        table["saturation"] = _with_interval(rows, "saturation", 3)
+        table["saturation"] = with_interval(rows, "saturation", 3)
     return table.to_string(index=False)
 
 
