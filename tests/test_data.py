@@ -548,3 +548,25 @@ def test_images_to_uint8_clamps_and_rounds():
     np.testing.assert_array_equal(images_to_uint8(x)[0, 0, :, 0], [0, 0, 128, 255, 255])
     with pytest.raises(ValueError, match="4-D"):
         images_to_uint8(torch.zeros(3, 4, 4))
+
+
+# class_balanced_half: the guide on one half of the train split, an evaluator on the other.
+
+def test_the_two_halves_split_every_class_evenly_and_cover_the_split_once():
+    labels = np.repeat(np.arange(10), [7, 8, 9, 10, 11, 12, 13, 14, 15, 101])
+    first, second = (data.class_balanced_half(labels, half, seed=3) for half in (0, 1))
+    assert not set(first) & set(second)
+    assert np.array_equal(np.sort(np.concatenate([first, second])), np.arange(len(labels)))
+    counts = [np.bincount(labels[h], minlength=10) for h in (first, second)]
+    assert np.all(counts[0] - counts[1] == np.bincount(labels) % 2)  # odd classes: one more in half 0
+
+
+def test_the_halves_follow_the_seed():
+    labels = np.arange(200) % 10
+    assert np.array_equal(data.class_balanced_half(labels, 0, seed=1), data.class_balanced_half(labels, 0, seed=1))
+    assert not np.array_equal(data.class_balanced_half(labels, 0, seed=1), data.class_balanced_half(labels, 0, seed=2))
+
+
+def test_a_half_other_than_0_or_1_is_refused():
+    with pytest.raises(ValueError, match="train_half must be 0 or 1"):
+        data.class_balanced_half(np.arange(10), 2, seed=0)

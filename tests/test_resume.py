@@ -213,3 +213,28 @@ def test_the_noisy_classifier_job_stores_and_writes_its_accuracy_by_t(tmp_path):
     assert table[0] == "band,t_min,t_max,accuracy,images" and table[1].startswith("0-9,0,9,")
     assert table[1].endswith(",20") and len(table) == 5
     assert not (tmp_path / "checkpoints" / "noisy_classifier.ckpt").exists()
+
+
+@pytest.mark.parametrize("half", [0, 1])
+def test_train_half_trains_on_that_half_of_the_train_split_only(tmp_path, monkeypatch, half):
+    seen = {}
+    real_train = train_stage.train
+
+    def spy(model, loss_fn, images, labels, *args, **kwargs):
+        seen["images"], seen["labels"] = images, labels
+        return real_train(model, loss_fn, images, labels, *args, **kwargs)
+
+    monkeypatch.setattr(train_stage, "train", spy)
+    config = job_config("eval_classifier")
+    config["networks"]["eval_classifier"] = {"widths": [8, 16]}
+    sections = train_stage.config_sections(config, "eval_classifier")
+    sections["training"] = sections["training"] | {"train_half": half}
+    train_path = prepared(tmp_path, "train", 40)
+    train_stage.train_network("eval_classifier", **sections, train_path=train_path,
+                              test_path=prepared(tmp_path, "test", 20), output=str(tmp_path / "m.pt"),
+                              csv_log=str(tmp_path / "logs" / "train.csv"))
+    full = data.load_prepared(train_path)
+    keep = data.class_balanced_half(full.labels, half, seed=0)
+    assert len(seen["labels"]) == 20
+    assert torch.equal(seen["labels"], torch.from_numpy(full.labels[keep]))
+    assert torch.equal(seen["images"], full.to_tensor()[0][keep])

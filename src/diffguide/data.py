@@ -143,6 +143,22 @@ class PreparedData:
         return uint8_to_tensor(self.images), torch.from_numpy(self.labels.astype(np.int64))
 
 
+def class_balanced_half(labels: np.ndarray, half: int, seed: int) -> np.ndarray:
+    """Sorted indices of one of two disjoint halves of a split (``half`` 0 or 1), each class divided
+    evenly between them (an odd count gives half 0 the extra image), by a permutation seeded with
+    ``seed``. The two halves of one seed cover the split exactly once: training the guide on one and
+    an evaluator on the other keeps the evaluator from ever seeing the guide's images."""
+    if half not in (0, 1):
+        raise ValueError(f"train_half must be 0 or 1 (or null for the whole split), got {half!r}")
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        cut = (len(members) + 1) // 2
+        chosen.append(members[:cut] if half == 0 else members[cut:])
+    return np.sort(np.concatenate(chosen))
+
+
 def uint8_to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 NHWC images as float32 NCHW in [-1, 1] (the diffusion model's range)."""
     pixels = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()

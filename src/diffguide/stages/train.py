@@ -127,12 +127,14 @@ def train_network(network: str, *, arch: dict, training: dict, dataset: dict, di
              networks.count_parameters(model), device, distributed.rank() + 1, distributed.world_size())
     loop = dict(training)
     options = {key: loop.pop(key) for key in LOSS_OPTIONS if key in loop}
+    half = loop.pop("train_half", None)
     settings = TrainSettings(precision=resolve_precision(precision, device), **loop)
     log.info("%s: precision %s (config: %s)", network, settings.precision, precision)
     schedule = NoiseSchedule.make(diffusion["schedule"], diffusion["timesteps"])
-    images, labels = train_set.to_tensor()
+    images, labels = training_images(train_set, half, seed, network)
     context = {"network": network, "kind": row.kind, "arch": arch, "p_uncond": None, **options,
                "seed": seed, "dataset": dataset, "diffusion": diffusion} | ({"init": init[2]} if init else {})
+    context |= {"train_half": half} if half is not None else {}  # a resume never mixes halves
     target = init[0] if init else None
     kept = train(model, loss_function(row, options, schedule, target), images, labels, settings, device=device,
                  name=network, csv_path=csv_log, logger=log, checkpoint_path=checkpoint, context=context)
@@ -146,6 +148,19 @@ def train_network(network: str, *, arch: dict, training: dict, dataset: dict, di
         if checkpoint:
             Path(checkpoint).unlink(missing_ok=True)
     distributed.teardown()
+
+
+def training_images(train_set: data.PreparedData, half: int | None, seed: int,
+                    network: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The train split as tensors, or one class-balanced half of it (``train_half``: the guide on
+    one half and the evaluation classifier on the other, so the evaluator never saw the guide's
+    images; data.class_balanced_half)."""
+    images, labels = train_set.to_tensor()
+    if half is None:
+        return images, labels
+    keep = torch.from_numpy(data.class_balanced_half(train_set.labels, half, seed))
+    log.info("%s: trains on half %d of the train split (%d of %d images)", network, half, len(keep), len(labels))
+    return images[keep], labels[keep]
 
 
 def model_metadata(network: str, *, arch_config: dict, training: dict, dataset: dict, diffusion: dict, seed: int,
