@@ -227,8 +227,8 @@ def test_train_half_trains_on_that_half_of_the_train_split_only(tmp_path, monkey
     monkeypatch.setattr(train_stage, "train", spy)
     config = job_config("eval_classifier")
     config["networks"]["eval_classifier"] = {"widths": [8, 16]}
+    config["training"]["eval_classifier"]["train_half"] = half  # as config/config.yaml sets it
     sections = train_stage.config_sections(config, "eval_classifier")
-    sections["training"] = sections["training"] | {"train_half": half}
     train_path = prepared(tmp_path, "train", 40)
     train_stage.train_network("eval_classifier", **sections, train_path=train_path,
                               test_path=prepared(tmp_path, "test", 20), output=str(tmp_path / "m.pt"),
