@@ -12,6 +12,8 @@ from diffguide.registry.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import logging
 from pathlib import Path
@@ -155,12 +157,13 @@ def training_images(train_set: data.PreparedData, half: int | None, seed: int,
     """The train split as tensors, or one class-balanced half of it (``train_half``: the guide on
     one half and the evaluation classifier on the other, so the evaluator never saw the guide's
     images; data.class_balanced_half)."""
-    images, labels = train_set.to_tensor()
     if half is None:
-        return images, labels
-    keep = torch.from_numpy(data.class_balanced_half(train_set.labels, half, seed))
-    log.info("%s: trains on half %d of the train split (%d of %d images)", network, half, len(keep), len(labels))
-    return images[keep], labels[keep]
+        return train_set.to_tensor()
+    keep = data.class_balanced_half(train_set.labels, half, seed)
+    log.info("%s: trains on half %d of the train split (%d of %d images)", network, half, len(keep),
+             len(train_set.labels))
+    # Select in uint8 before converting: the float32 copy of the whole split is never made.
+    return dataclasses.replace(train_set, images=train_set.images[keep], labels=train_set.labels[keep]).to_tensor()
 
 
 def model_metadata(network: str, *, arch_config: dict, training: dict, dataset: dict, diffusion: dict, seed: int,
