@@ -34,17 +34,17 @@ data:
 # check_config first: for a config file that is not valid YAML, Snakemake says only "not valid
 # JSON or YAML"; check_config names the line (and checks every key, as the Snakefile does).
 run: venv data
-	$(BIN)/python -m diffguide.check_config $(CONFIG)
+	$(BIN)/python -m diffguide.pipeline.check_config $(CONFIG)
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
-	@$(BIN)/python -m diffguide.summary $(CONFIG)
+	@$(BIN)/python -m diffguide.pipeline.summary $(CONFIG)
 
 # Similarity guidance (issue 14) added to the default run's results/default/: config/sdg.yaml merged
 # over $(CONFIG); the default run's models, samples and metrics are reused, not redone.
 SDG_CONFIG ?= config/sdg.yaml
 run-sdg: venv data
-	$(BIN)/python -m diffguide.check_config $(CONFIG) $(SDG_CONFIG)
+	$(BIN)/python -m diffguide.pipeline.check_config $(CONFIG) $(SDG_CONFIG)
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) $(SDG_CONFIG)
-	@$(BIN)/python -m diffguide.summary $(CONFIG)
+	@$(BIN)/python -m diffguide.pipeline.summary $(CONFIG)
 
 # The guidance testbed (issue 16): config/testbed.yaml merged over $(CONFIG), its own run
 # (results/testbed/) on the default run's trained models (so `make run` first: models_from), every
@@ -53,7 +53,7 @@ run-sdg: venv data
 TESTBED_CONFIG ?= config/testbed.yaml
 TESTBED_RUN = $(shell sed -n 's/^run: *//p' $(TESTBED_CONFIG))
 testbed: venv data
-	$(BIN)/python -m diffguide.check_config $(CONFIG) $(TESTBED_CONFIG)
+	$(BIN)/python -m diffguide.pipeline.check_config $(CONFIG) $(TESTBED_CONFIG)
 	$(BIN)/snakemake testbed --cores $(CORES) --configfile $(CONFIG) $(TESTBED_CONFIG)
 	$(BIN)/python -m diffguide.findings results/$(TESTBED_RUN)/metrics.csv --set testbed || [ $$? -eq 1 ]
 
@@ -64,7 +64,7 @@ testbed: venv data
 # the target's result is the findings command's.
 FINDINGS ?= papers
 findings: venv
-	$(BIN)/python -m diffguide.replication_status results/$(RUN)/metrics.csv --out results/$(RUN)/replication_status.md || [ $$? -eq 1 ]
+	$(BIN)/python -m diffguide.reports.replication_status results/$(RUN)/metrics.csv --out results/$(RUN)/replication_status.md || [ $$? -eq 1 ]
 	$(BIN)/python -m diffguide.findings results/$(RUN)/metrics.csv --features $(FEATURES) --set $(FINDINGS)
 
 # results/$(RUN)/report.html: every figure and table with its caption (workflow/report/*.rst).
@@ -127,7 +127,7 @@ budget: venv
 # [tool.mutmut] in pyproject.toml (schedules, samplers, guidance, losses, metrics, precision/recall,
 # findings, registry) and runs on each the fast tests that call the mutated function. Prints the
 # mutants no test killed and the kill ratio. Not part of `make test`: about 1 s per mutant on 2
-# cores. MUTANTS="diffguide.schedules.*" runs a subset; each run starts from a fresh ./mutants.
+# cores. MUTANTS="diffguide.diffusion.schedules.*" runs a subset; each run starts from a fresh ./mutants.
 MUTANTS ?=
 MUTATE_CHILDREN ?= 2
 mutate: venv

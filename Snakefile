@@ -9,7 +9,7 @@ min_version("9.0")
 # The rules import diffguide: a Snakemake installed elsewhere (pipx, conda, the system's) cannot
 # see the project's environment, so say which interpreter this is and how to fix it.
 try:
-    import diffguide.config_schema
+    import diffguide.pipeline.config_schema
 except ImportError as err:
     sys.exit(
         f"diffguide: this Snakemake runs in {sys.executable}, which cannot import what the workflow "

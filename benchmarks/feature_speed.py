@@ -15,11 +15,11 @@ import time
 
 import torch
 
+from diffguide.base.runtime import pick_device
 from diffguide.data import prepare_dataset
-from diffguide.inception import load_inception
-from diffguide.metrics import classifier_outputs
-from diffguide.networks import build_network
-from diffguide.runtime import pick_device
+from diffguide.evaluation.inception import load_inception
+from diffguide.evaluation.metrics import classifier_outputs
+from diffguide.models.kinds import build_network
 
 
 def seconds_per_1000(run, images) -> float:

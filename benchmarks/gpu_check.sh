@@ -47,8 +47,8 @@ cfg["training"]["unconditional"].update(steps=2, warmup_steps=1, log_every=1)
 yaml.safe_dump(cfg, open(sys.argv[1], "w"))
 PY
 # torch.distributed.run, as the train_network rule launches it for resources.gpu > 1: on CUDA the
-# process group is NCCL (diffguide.distributed.init).
-if timeout 90 "$BIN/python" -m torch.distributed.run --standalone --nproc_per_node 1 -m diffguide.train_cli \
+# process group is NCCL (diffguide.training.distributed.init).
+if timeout 90 "$BIN/python" -m torch.distributed.run --standalone --nproc_per_node 1 -m diffguide.cli.train \
     --config "$ddp/ddp.yaml" --network unconditional --results "$ddp" && [ -s "$ddp/models/unconditional.pt" ]; then
     echo "DDP step with NCCL: ok"
 else

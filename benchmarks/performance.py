@@ -48,16 +48,19 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-from diffguide import data, networks, runtime, training
+from diffguide import data
+from diffguide.base import runtime
+from diffguide.base.runtime import autocast, pick_device
+from diffguide.diffusion.samplers import SAMPLERS, respaced_timesteps
+from diffguide.diffusion.schedules import NoiseSchedule
+from diffguide.diffusion.seeding import PerSampleNoise
+from diffguide.guidance.wrappers import NULL_LABEL, ClassifierFreeGuidance
+from diffguide.models import kinds
+from diffguide.pipeline.config_schema import SCHEMA_PATH
+from diffguide.pipeline.stages import sample as sample_stage
+from diffguide.pipeline.stages import train as train_stage
 from diffguide.registry import parse_method, parse_network, training_block
-from diffguide.stages import sample as sample_stage
-from diffguide.stages import train as train_stage
-from diffguide.config_schema import SCHEMA_PATH
-from diffguide.guidance import NULL_LABEL, ClassifierFreeGuidance
-from diffguide.runtime import autocast, pick_device
-from diffguide.samplers import SAMPLERS, respaced_timesteps
-from diffguide.schedules import NoiseSchedule
-from diffguide.seeding import PerSampleNoise
+from diffguide.training import loop as training
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = SCHEMA_PATH
@@ -337,7 +340,7 @@ class TrainingStep:
     def __init__(self, cfg: dict, network: str, precision: str, device: torch.device):
         info = data.DATASETS[cfg["dataset"]["name"]]
         kind, arch = architecture(cfg, network, info)
-        self.model = networks.build_network(kind, arch).to(device).train()
+        self.model = kinds.build_network(kind, arch).to(device).train()
         self.settings = s = train_settings(cfg, network, precision)
         self.ema = AveragedModel(self.model, avg_fn=training.ema_average(s.ema_decay)) if s.ema_decay else None
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
@@ -470,7 +473,7 @@ def save_untrained(cfg: dict, folder: Path) -> dict:
     for network in ("unconditional", "conditional", "noisy_classifier"):
         kind, arch = architecture(cfg, network, info)
         paths[network] = str(folder / f"{network}.pt")
-        networks.save_checkpoint(paths[network], kind, arch, networks.build_network(kind, arch))
+        kinds.save_checkpoint(paths[network], kind, arch, kinds.build_network(kind, arch))
     return paths
 
 

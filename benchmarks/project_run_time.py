@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from diffguide.check_config import merged, read_config
+from diffguide.pipeline.check_config import merged, read_config
 
 
 @dataclass(frozen=True)

@@ -27,16 +27,17 @@ import pandas as pd
 import torch
 import yaml
 
-from diffguide import data, networks
-from diffguide.findings import with_interval
+from diffguide import data
+from diffguide.base.runtime import setup_logging
+from diffguide.diffusion.schedules import NoiseSchedule
+from diffguide.findings.report import with_interval
+from diffguide.models import kinds
+from diffguide.pipeline.config_schema import SCHEMA_PATH
+from diffguide.pipeline.stages.data import prepare_data
+from diffguide.pipeline.stages.evaluate import evaluate, reference_statistics
+from diffguide.pipeline.stages.sample import sample
+from diffguide.pipeline.stages.train import config_sections, train_network
 from diffguide.registry import parse_method
-from diffguide.stages.data import prepare_data
-from diffguide.stages.evaluate import evaluate, reference_statistics
-from diffguide.stages.sample import sample
-from diffguide.stages.train import config_sections, train_network
-from diffguide.config_schema import SCHEMA_PATH
-from diffguide.runtime import setup_logging
-from diffguide.schedules import NoiseSchedule
 
 REPO = Path(__file__).resolve().parents[1]
 ROOT = REPO / "results/ablations"
@@ -116,7 +117,7 @@ def per_image_losses(model_path: str, test_path: str, schedule: NoiseSchedule, l
                      bands: int = 5, seed: int = 1) -> np.ndarray:
     """[bands, per_band] eps MSE of each test image, on draws (x_0, t, noise) that depend only on
     the seed, so two models' losses pair image by image (with the label, or the null label)."""
-    model, _ = networks.load_checkpoint(model_path, "cpu")
+    model, _ = kinds.load_checkpoint(model_path, "cpu")
     images, labels = data.load_prepared(test_path).to_tensor()
     g = torch.Generator().manual_seed(seed)
     edges = np.linspace(0, schedule.timesteps, bands + 1).astype(int)
@@ -174,7 +175,7 @@ def compare(pairs: list[tuple[str, str]], threads: int) -> None:
 def embedding_norms(model_path: str, timesteps: int) -> dict:
     """Mean norm of the timestep embedding over t and of the class embedding rows, as the UNet
     adds them (diffusers UNet2DModel: emb = time_embedding(t) + class_embedding(y))."""
-    model, _ = networks.load_checkpoint(model_path, "cpu")
+    model, _ = kinds.load_checkpoint(model_path, "cpu")
     unet = model.unet
     t = torch.arange(0, timesteps, 10)
     time_emb = unet.time_embedding(unet.time_proj(t).float())

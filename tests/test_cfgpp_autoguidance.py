@@ -1,4 +1,4 @@
-"""CFG++ (diffguide.cfgpp) and autoguidance (diffguide.autoguidance) proved exact on Gaussian mixtures,
+"""CFG++ (diffguide.guidance.methods.cfgpp) and autoguidance (diffguide.guidance.methods.autoguidance) proved exact on Gaussian mixtures,
 float64 (docs/equations.md section 10):
 - CFG++ at lambda = 0 is the unconditional chain (DDIM at any eta, ancestral; x0 clip on and off);
 - one CFG++ DDIM step is one CFG DDIM step at the step-dependent scale g_t = lambda sigma_t / (sigma_t - c_t);
@@ -11,12 +11,12 @@ float64 (docs/equations.md section 10):
 import pytest
 import torch
 
-from diffguide.autoguidance import Autoguidance, build_autoguidance
-from diffguide.cfgpp import CFGPlusPlus, build_cfgpp
-from diffguide.gaussian_mixture import GaussianMixture, MixtureEpsModel, random_mixture
-from diffguide.guidance import ClassifierFreeGuidance, ClipDenoised
-from diffguide.samplers import ddim_step, ddpm_step, respaced_timesteps, sample_ddim, sample_ddpm
-from diffguide.schedules import NoiseSchedule
+from diffguide.diffusion.samplers import ddim_step, ddpm_step, respaced_timesteps, sample_ddim, sample_ddpm
+from diffguide.diffusion.schedules import NoiseSchedule
+from diffguide.exact.gaussian_mixture import GaussianMixture, MixtureEpsModel, random_mixture
+from diffguide.guidance.methods.autoguidance import Autoguidance, build_autoguidance
+from diffguide.guidance.methods.cfgpp import CFGPlusPlus, build_cfgpp
+from diffguide.guidance.wrappers import ClassifierFreeGuidance, ClipDenoised
 
 F64 = torch.float64
 TOL = 1e-12

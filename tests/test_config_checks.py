@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from diffguide import config_checks, data
-from diffguide.check_config import main as check_config_main
-from diffguide.config_schema import SCHEMA_PATH, config_errors
+from diffguide import data
+from diffguide.pipeline import config_checks
+from diffguide.pipeline.check_config import main as check_config_main
+from diffguide.pipeline.config_schema import SCHEMA_PATH, config_errors
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = SCHEMA_PATH
@@ -130,7 +131,7 @@ def test_a_registered_method_without_its_scales_is_stopped_naming_the_key_to_add
     from diffguide.registry import Method, register_method, unregister_method
 
     register_method(Method("toy", "g", "toy (g)", "toy", "toy", eps_model="conditional", 
-                           builder="diffguide.guidance:build_classifier_free"))
+                           builder="diffguide.guidance.wrappers:build_classifier_free"))
     try:
         (line,) = config_errors(changed("guidance.methods", ["cfg", "cg", "toy"]), SCHEMA)
         assert line.startswith("  guidance.toy_scales: None: is missing: toy is in guidance.methods; add"), line
@@ -239,7 +240,7 @@ def test_make_run_sdg_changes_only_keys_that_the_default_runs_jobs_do_not_read()
     keys and methods only: every key a job of the default run reads as its params (diffguide's
     rules: the training blocks and shapes of its networks, sampling, the guidance options of its
     methods, evaluation) keeps its value, so Snakemake reuses those models, samples and metrics."""
-    from diffguide.check_config import merged
+    from diffguide.pipeline.check_config import merged
 
     def flat(node, prefix=""):
         if not isinstance(node, dict):
@@ -259,7 +260,7 @@ def test_make_run_sdg_changes_only_keys_that_the_default_runs_jobs_do_not_read()
 def test_sdg_image_needs_a_sample_for_every_reference_and_only_it_is_checked():
     """The smoke run with similarity guidance (config/smoke_sdg.yaml merged over it): 2 references
     per class are the 20 samples' 20; 3 would leave 10 references without a sample."""
-    from diffguide.check_config import merged
+    from diffguide.pipeline.check_config import merged
 
     sdg = merged([SMOKE, yaml.safe_load((REPO / "config/smoke_sdg.yaml").read_text())])
     assert config_errors(copy.deepcopy(sdg), SCHEMA) == []

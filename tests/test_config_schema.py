@@ -1,7 +1,9 @@
-import yaml
 from pathlib import Path
 
-from diffguide.config_schema import SCHEMA_PATH, coerce_command_line_values, describe_config_errors, load_schema
+import yaml
+
+from diffguide.pipeline.config_schema import (SCHEMA_PATH, coerce_command_line_values, describe_config_errors,
+                                              load_schema)
 
 SCHEMA = load_schema(SCHEMA_PATH)
 

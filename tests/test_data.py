@@ -14,17 +14,10 @@ import torch
 import torchvision.datasets
 
 from diffguide import data
-from diffguide.atomic import write_digest
-from diffguide.integrity import CorruptArtifactError, file_sha256
-from diffguide.data import (
-    DATASETS,
-    DataSourceError,
-    PreparedData,
-    images_to_uint8,
-    load_prepared,
-    prepare_dataset,
-    save_prepared,
-)
+from diffguide.base.atomic import write_digest
+from diffguide.base.integrity import CorruptArtifactError, file_sha256
+from diffguide.data import (DATASETS, DataSourceError, PreparedData, images_to_uint8, load_prepared, prepare_dataset,
+                            save_prepared)
 
 FASHION_STEMS = {
     "train-images-idx3-ubyte", "train-labels-idx1-ubyte",

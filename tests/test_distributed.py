@@ -9,10 +9,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from diffguide import distributed, networks
-from diffguide.losses import diffusion_loss
-from diffguide.schedules import NoiseSchedule
-from diffguide.training import TrainSettings, train
+from diffguide.diffusion.schedules import NoiseSchedule
+from diffguide.models import kinds
+from diffguide.training import distributed
+from diffguide.training.loop import TrainSettings, train
+from diffguide.training.losses import diffusion_loss
 
 SCHEDULE = NoiseSchedule.make("cosine", 100)
 
@@ -21,7 +22,7 @@ def tiny_unet():
     torch.manual_seed(0)
     arch = dict(image_size=8, channels=1, widths=[8, 16], attention_levels=[], num_classes=3, norm_groups=4,
                 dropout=0.1)
-    return networks.build_network("eps_unet", arch)
+    return kinds.build_network("eps_unet", arch)
 
 
 def worker(rank: int, world: int, port: int, out: str) -> None:
@@ -94,7 +95,7 @@ def test_snakemake_rule_launches_torchrun_when_the_config_asks_for_two_gpus(tmp_
     target = "results/smoke/models/noisy_classifier.pt"
     snakemake(workdir, "--configfile", SMOKE, "--config", "device=cpu", "resources={gpu: 2}", "--", target)
     log = (workdir / "results/smoke/logs/train_noisy_classifier.log").read_text()
-    assert "torch.distributed.run --standalone --nproc_per_node=2 -m diffguide.train_cli" in log
+    assert "torch.distributed.run --standalone --nproc_per_node=2 -m diffguide.cli.train" in log
     assert "process 1 of 2" in log and "process 2 of 2" in log
-    _, payload = networks.load_checkpoint(workdir / target)
+    _, payload = kinds.load_checkpoint(workdir / target)
     assert payload["extra"]["processes"] == 2 and payload["extra"]["steps"] == 20

@@ -15,8 +15,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from diffguide import distributed
-from diffguide.training import TrainSettings, train
+from diffguide.training import distributed
+from diffguide.training.loop import TrainSettings, train
 
 BLOWN_UP = 1e6
 

@@ -1,4 +1,4 @@
-"""Semantic diffusion guidance's encoders (diffguide.encoders): the tokenizer, the clip and the
+"""Semantic diffusion guidance's encoders (diffguide.models.encoders): the tokenizer, the clip and the
 noisy image encoder, their losses against hand-computed values, training on sklearn's digits,
 the training stage's initialisation from the clip, and checkpoint round trips."""
 
@@ -9,10 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from diffguide import data, encoders, networks
-from diffguide.losses import clip_contrastive_loss, noisy_embedding_loss
-from diffguide.schedules import NoiseSchedule
-from diffguide.stages import train as train_stage
+from diffguide import data
+from diffguide.diffusion.schedules import NoiseSchedule
+from diffguide.models import encoders, kinds, networks
+from diffguide.pipeline.stages import train as train_stage
+from diffguide.training.losses import clip_contrastive_loss, noisy_embedding_loss
 
 FASHION = data.DATASETS["fashion_mnist"].class_names
 DIGITS = data.DATASETS["digits"].class_names
@@ -225,23 +226,23 @@ def test_a_few_dozen_steps_on_digits_lift_zero_shot_accuracy_far_above_chance():
 def test_checkpoints_rebuild_both_kinds_and_the_older_noisy_classifiers(tmp_path):
     model = clip(class_names=FASHION).eval()
     arch = dict(IMAGE, class_names=list(FASHION), text_width=8, vocabulary=encoders.build_vocabulary(FASHION))
-    networks.save_checkpoint(tmp_path / "clip.pt", "clip", arch, model)
-    loaded, payload = networks.load_checkpoint(tmp_path / "clip.pt")
+    kinds.save_checkpoint(tmp_path / "clip.pt", "clip", arch, model)
+    loaded, payload = kinds.load_checkpoint(tmp_path / "clip.pt")
     assert isinstance(loaded, encoders.ClipModel) and loaded.tokenizer.vocabulary == arch["vocabulary"]
     x = images()
     assert torch.equal(loaded.encode_image(x), model.encode_image(x))
     assert torch.equal(loaded.encode_class_names(), model.encode_class_names())
     noisy, noisy_arch = encoders.noisy_encoder_from(model, arch)
-    networks.save_checkpoint(tmp_path / "noisy.pt", "noisy_image_encoder", noisy_arch, noisy)
-    rebuilt, _ = networks.load_checkpoint(tmp_path / "noisy.pt")
+    kinds.save_checkpoint(tmp_path / "noisy.pt", "noisy_image_encoder", noisy_arch, noisy)
+    rebuilt, _ = kinds.load_checkpoint(tmp_path / "noisy.pt")
     t = torch.arange(5)
     assert isinstance(rebuilt, encoders.NoisyImageEncoder) and torch.equal(rebuilt(x, t), noisy.eval()(x, t))
     for pool in ("mean", "attention"):  # written before "pool" was an arch key: the weights tell
         old = dict(IMAGE, num_classes=3)
         old.pop("embed_dim")
         classifier = networks.NoisyClassifier(**old, pool=pool)
-        networks.save_checkpoint(tmp_path / f"{pool}.pt", "noisy_classifier", old, classifier)
-        assert networks.load_checkpoint(tmp_path / f"{pool}.pt")[0].pool == pool
+        kinds.save_checkpoint(tmp_path / f"{pool}.pt", "noisy_classifier", old, classifier)
+        assert kinds.load_checkpoint(tmp_path / f"{pool}.pt")[0].pool == pool
 
 
 def prepared(tmp_path, split, n):
@@ -264,7 +265,7 @@ def train_job(tmp_path, network, init_path=None, recipe=None):
                               output=str(tmp_path / f"{network}.pt"),
                               csv_log=str(tmp_path / "logs" / f"train_{network}.csv"),
                               checkpoint=str(tmp_path / "checkpoints" / f"{network}.ckpt"), init_path=init_path)
-    return networks.load_checkpoint(tmp_path / f"{network}.pt")
+    return kinds.load_checkpoint(tmp_path / f"{network}.pt")
 
 
 def test_the_stage_trains_the_clip_then_the_noisy_encoder_from_it(tmp_path, monkeypatch):

@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 import torch
 
-from diffguide import metrics, networks
-from diffguide.stages.evaluate import INCEPTION_COLUMNS, evaluate, gather_metrics
-from diffguide.intervals import REPLICATES
-from diffguide.integrity import record
+from diffguide.base.integrity import record
+from diffguide.evaluation import metrics
+from diffguide.evaluation.intervals import REPLICATES
+from diffguide.models import kinds
+from diffguide.pipeline.stages.evaluate import INCEPTION_COLUMNS, evaluate, gather_metrics
 
 CLASSIFIER_METRICS = ["fid_classifier", "kid_classifier", "is_classifier", "accuracy_classifier",
                       "precision_classifier", "recall_classifier", "reference_similarity_classifier", "saturation"]
@@ -22,8 +23,8 @@ def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluation")
     torch.manual_seed(0)
     arch = {"channels": 1, "widths": [4, 8], "num_classes": 10}
-    classifier = networks.build_network("eval_classifier", arch)
-    networks.save_checkpoint(root / "eval_classifier.pt", "eval_classifier", arch, classifier.eval())
+    classifier = kinds.build_network("eval_classifier", arch)
+    kinds.save_checkpoint(root / "eval_classifier.pt", "eval_classifier", arch, classifier.eval())
     rng = np.random.default_rng(0)
     test_images = rng.integers(0, 256, size=(60, 8, 8, 1), dtype=np.uint8)
     features, _ = metrics.classifier_outputs(classifier, test_images, "cpu")
@@ -105,7 +106,7 @@ def test_a_sample_set_with_references_gets_its_mean_similarity_to_them_with_an_i
     np.savez(with_refs, **base, reference_images=references, reference_slots=slots, reference_indices=np.arange(5))
     record(with_refs)
     row = pd.read_csv(run(root, with_refs, "refs")[0]).iloc[0]
-    classifier = networks.load_checkpoint(root / "eval_classifier.pt")[0]
+    classifier = kinds.load_checkpoint(root / "eval_classifier.pt")[0]
     features = metrics.classifier_outputs(classifier, base["images"], "cpu")[0]
     expected = metrics.cosine_to_reference(features, features[slots])
     assert np.allclose(expected[:5], 1.0)

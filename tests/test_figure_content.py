@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from diffguide import figures
+from diffguide.reports import figures
 
 GRAYS = (40, 120, 200)  # the value of every pixel of class 0, 1, 2's samples at the first scale
 

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diffguide import figures, report_layout
-from diffguide.stages import figures as figure_stage
-from diffguide.figures import lowest_fid_scale
-from diffguide.integrity import record
+from diffguide.base.integrity import record
+from diffguide.pipeline.stages import figures as figure_stage
+from diffguide.reports import figures, report_layout
+from diffguide.reports.figures import lowest_fid_scale
 
 
 def metrics_frame() -> pd.DataFrame:

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diffguide import findings
-from diffguide.integrity import record
+from diffguide.base.integrity import record
+from diffguide.findings import framework, papers, report
 
 CFG_W = [0, 0.5, 1, 2, 4]
 CG_S = [0, 1, 2, 5, 10]
@@ -98,7 +98,7 @@ def run(tmp_path, capsys, data, *args, noise=None, shared=None):
     record(tmp_path / "metrics.csv")
     replicates(df, noise, shared).to_csv(tmp_path / "metrics_replicates.csv", index=False)
     record(tmp_path / "metrics_replicates.csv")
-    code = findings.main([str(tmp_path / "metrics.csv"), *args])
+    code = report.main([str(tmp_path / "metrics.csv"), *args])
     return code, capsys.readouterr()
 
 
@@ -337,32 +337,32 @@ def test_rows_of_different_sample_counts_are_not_paired(tmp_path, capsys):
     reps.loc[(reps["method"] == "cg") & (reps["scale"] == 0), "num_samples"] = 400
     reps.to_csv(tmp_path / "metrics_replicates.csv", index=False)
     record(tmp_path / "metrics_replicates.csv")
-    assert findings.main([str(tmp_path / "metrics.csv")]) == 1
+    assert report.main([str(tmp_path / "metrics.csv")]) == 1
     out = capsys.readouterr().out
     assert "different sample counts [400, 500]" in line(out, 6) and verdicts(out)[6] == "FAIL"
 
 
 def test_missing_or_unreadable_csv_exits_2(tmp_path, capsys):
-    assert findings.main([str(tmp_path / "absent.csv")]) == 2
+    assert report.main([str(tmp_path / "absent.csv")]) == 2
     assert "make run" in capsys.readouterr().err
     empty = tmp_path / "empty.csv"
     empty.write_text("")
-    assert findings.main([str(empty)]) == 2  # no checksum: not a file the pipeline wrote
+    assert report.main([str(empty)]) == 2  # no checksum: not a file the pipeline wrote
     assert f"{empty} has no checksum file empty.csv.sha256" in capsys.readouterr().err
     record(empty)
-    assert findings.main([str(empty)]) == 2
+    assert report.main([str(empty)]) == 2
     assert "make run" in capsys.readouterr().err
     empty.write_text("method,scale\n")  # changed after its checksum was written
-    assert findings.main([str(empty)]) == 2
+    assert report.main([str(empty)]) == 2
     assert f"{empty} does not match its checksum" in capsys.readouterr().err
     wrong = tmp_path / "wrong.csv"
     wrong.write_text("a,b\n1,2\n")
     record(wrong)
-    assert findings.main([str(wrong)]) == 2
+    assert report.main([str(wrong)]) == 2
     assert "no method, scale column" in capsys.readouterr().err
     frame(sweeps()).to_csv(tmp_path / "metrics.csv", index=False)  # without its replicates beside it
     record(tmp_path / "metrics.csv")
-    assert findings.main([str(tmp_path / "metrics.csv")]) == 2
+    assert report.main([str(tmp_path / "metrics.csv")]) == 2
     assert "metrics_replicates.csv" in capsys.readouterr().err
 
 
@@ -372,21 +372,21 @@ def test_replicates_can_be_named_explicitly(tmp_path, capsys):
     record(tmp_path / "metrics.csv")
     replicates(df).to_csv(tmp_path / "elsewhere.csv", index=False)
     record(tmp_path / "elsewhere.csv")
-    assert findings.main([str(tmp_path / "metrics.csv"), "--replicates", str(tmp_path / "elsewhere.csv")]) == 0
+    assert report.main([str(tmp_path / "metrics.csv"), "--replicates", str(tmp_path / "elsewhere.csv")]) == 0
 
 
 def test_finding_functions_return_results():
     df = frame(sweeps())
-    results = findings.check(df, replicates(df))
-    assert [type(r) for r in results] == [findings.Finding] * COUNT
+    results = report.check(df, replicates(df))
+    assert [type(r) for r in results] == [framework.Finding] * COUNT
     assert all(r.passed for r in results)
-    assert findings.MODERATE_SCALE == 5
+    assert framework.MODERATE_SCALE == 5
     moved = df.copy()
     moved.loc[moved["method"] == "cond_cg", "scale"] = [1, 6]  # the helpful s = 5 is no longer moderate
     moved.loc[moved["method"] == "cond_cg", "accuracy_classifier"] = [0.4, 0.9]
     reps = replicates(moved)
-    runs = findings.Runs(moved, reps)
-    assert not findings.cg_conditional_moderate(runs, findings.Columns.of("classifier")).passed
+    runs = framework.Runs(moved, reps)
+    assert not papers.cg_conditional_moderate(runs, framework.Columns.of("classifier")).passed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -497,7 +497,7 @@ def two_replicates(df, spread=SPREAD, num_samples=None):
     for column in [c for c in df.columns if c.split("_")[0] in ("fid", "is", "accuracy", "precision", "recall",
                                                                  "reference")]:
         for method, scale, value in zip(df["method"], df["scale"], df[column]):
-            if column == findings.REFERENCE_SIMILARITY and pd.isna(value):
+            if column == framework.REFERENCE_SIMILARITY and pd.isna(value):
                 continue  # only sdg_image's rows have a reference
             e = spread.get((method, column, scale), 0.0)
             n = (num_samples or {}).get((method, column, scale), 500)
@@ -522,19 +522,19 @@ def write_run(tmp_path, df, reps):
 
 def test_exact_findings_of_a_hand_made_run():
     df = tiny()
-    assert lines_of(findings.check(df, two_replicates(df))) == TINY_LINES
-    assert lines_of(findings.check(df, two_replicates(df), "classifier")) == TINY_LINES  # the default, named
+    assert lines_of(report.check(df, two_replicates(df))) == TINY_LINES
+    assert lines_of(report.check(df, two_replicates(df), "classifier")) == TINY_LINES  # the default, named
 
 
 def test_exact_report_and_exit_code_of_the_cli(tmp_path, capsys):
     df = tiny()
     path = write_run(tmp_path, df, two_replicates(df))
-    assert findings.main([str(path)]) == 0
+    assert report.main([str(path)]) == 0
     cap = capsys.readouterr()
     assert cap.err == ""
     header = (f"Sweeps in {path} (FID, IS, precision and recall from classifier features, accuracy from the "
               "evaluation classifier; 95% intervals in brackets):")
-    assert cap.out == "\n".join([header, findings.sweep_table(df, "classifier"), "", *TINY_LINES, "",
+    assert cap.out == "\n".join([header, report.sweep_table(df, "classifier"), "", *TINY_LINES, "",
                                  "11/11 findings hold (each significant at 95%)"]) + "\n"
     assert "FID (classifier)" in cap.out and "12.00" in cap.out  # the table is the classifier features'
 
@@ -542,7 +542,7 @@ def test_exact_report_and_exit_code_of_the_cli(tmp_path, capsys):
 def test_cli_exit_code_and_summary_when_findings_fail(tmp_path, capsys):
     df = tiny({("cfg", "is_classifier"): [4.0, 3.5, 3.0], ("cg", "recall_classifier"): [0.5, 0.55, 0.6]})
     path = write_run(tmp_path, df, two_replicates(df, {}))
-    assert findings.main([str(path)]) == 1
+    assert report.main([str(path)]) == 1
     out = capsys.readouterr().out
     assert line(out, 1) == ("FAIL  1. IS rises with w (cfg). Test: " + SLOPE + ". slope of IS per unit w = -0.50, "
                             "95% CI [-0.50, -0.50] (needs > 0; wrong sign); IS 4.00 -> 3.00 over w = 0, 1, 2")
@@ -598,8 +598,8 @@ def test_sweep_table_exact_values_and_intervals():
         cond_cg    10    5.00 [4.00, 6.00]           10.00 0.900 [0.850, 0.950]    nan 0.950 [0.900, 1.000]
 cfg_p0.1 (info)     0                30.00            6.00                0.750    nan                0.850
 cfg_p0.5 (info)     1 25.00 [24.00, 26.00]            5.00                0.700    nan                0.800"""
-    assert findings.sweep_table(table_rows()) == expected
-    assert findings.sweep_table(table_rows(), "classifier") == expected
+    assert report.sweep_table(table_rows()) == expected
+    assert report.sweep_table(table_rows(), "classifier") == expected
 
 
 def test_sweep_table_of_inception_features():
@@ -612,7 +612,7 @@ def test_sweep_table_of_inception_features():
         cond_cg    10    90.00 [89.00, 91.00]            nan       nan                  nan 0.950 [0.900, 1.000]
 cfg_p0.1 (info)     0                  140.00            nan       nan                  nan                0.850
 cfg_p0.5 (info)     1                  120.00            nan       nan                  nan                0.800"""
-    assert findings.sweep_table(table_rows(), "inception") == expected
+    assert report.sweep_table(table_rows(), "inception") == expected
 
 
 # Each finding's name and test, as TINY_LINES print them: the same whether it passes, fails or lacks data.
@@ -623,7 +623,7 @@ NAME_TEST = {int(n): (name, test) for n, name, test in
 def verdict_figures(df, reps=None, features="classifier"):
     """{finding number: (passed, figures)} of check() on ``df`` (replicates from SPREAD by default),
     each finding under its own name and test."""
-    results = findings.check(df, two_replicates(df) if reps is None else reps, features)
+    results = report.check(df, two_replicates(df) if reps is None else reps, features)
     assert {i: (f.name, f.test) for i, f in enumerate(results, 1)} == NAME_TEST
     return {i: (f.passed, f.figures) for i, f in enumerate(results, 1)}
 
@@ -677,7 +677,7 @@ def test_fid_minimum_at_either_end_names_the_end_and_the_lowest_interior_fid():
 def test_too_few_scales_names_what_to_fill_and_what_to_add():
     """MIN_SCALES = 3 values; empty cells are named with what fills them, and the scales key
     only when filling them would still leave too few."""
-    assert findings.MIN_SCALES == 3
+    assert framework.MIN_SCALES == 3
     cases = {
         (3.0, math.nan, 4.0): "cfg has is_classifier at 2 scale(s) (w = 0, 2); this check needs at least 3: "
                               "is_classifier is empty at w = 1: rerun the evaluation of those samples",
@@ -714,27 +714,27 @@ def test_missing_columns_name_the_setting_that_fills_them():
 
 
 def test_fill_hint_columns_label_and_scales_key():
-    assert findings._fill_hint("is_inception") == ("put NVlabs' inception-2015-12-05.pt (the logits head) at "
+    assert framework.fill_hint("is_inception") == ("put NVlabs' inception-2015-12-05.pt (the logits head) at "
                                                    "evaluation.inception_weights and rerun the evaluation")
-    assert findings._fill_hint("fid_inception") == "set evaluation.inception: true and rerun the evaluation"
-    assert findings._fill_hint("is_classifier") == "rerun the evaluation of those samples"
-    cols = findings.Columns.of("inception")
-    assert cols == findings.Columns("fid_inception", "is_inception", "precision_inception", "recall_inception",
+    assert framework.fill_hint("fid_inception") == "set evaluation.inception: true and rerun the evaluation"
+    assert framework.fill_hint("is_classifier") == "rerun the evaluation of those samples"
+    cols = framework.Columns.of("inception")
+    assert cols == framework.Columns("fid_inception", "is_inception", "precision_inception", "recall_inception",
                                     "accuracy_classifier")
     assert [cols.label(c) for c in ("fid_inception", "is_inception", "accuracy_classifier", "precision_inception",
                                     "recall_inception")] == ["FID", "IS", "accuracy", "precision", "recall"]
     with pytest.raises(KeyError):
         cols.label("fid_classifier")
-    assert [findings.scales_key(m) for m in ("cfg", "cg", "cond_cg", "cfg_p0.5", "mystery")] == [
+    assert [framework.scales_key(m) for m in ("cfg", "cg", "cond_cg", "cfg_p0.5", "mystery")] == [
         "guidance.cfg_scales", "guidance.cg_scales", "guidance.cond_cg_scales", "guidance.cfg_scales",
         "guidance.methods"]
-    assert [findings.is_registered(m) for m in ("cfg", "cfg_p0.5", "cg_p0.5", "mystery")] == [True, True, False, False]
+    assert [framework.is_registered(m) for m in ("cfg", "cfg_p0.5", "cg_p0.5", "mystery")] == [True, True, False, False]
 
 
 def test_missing_rows_replicates_and_unpaired_counts_name_the_fix():
     df = tiny()
-    runs = findings.Runs(df, two_replicates(df))
-    with pytest.raises(findings.MissingData) as missing:
+    runs = framework.Runs(df, two_replicates(df))
+    with pytest.raises(framework.MissingData) as missing:
         runs.sweep("mystery", "fid_classifier")
     assert str(missing.value) == ("no mystery rows in metrics.csv: add mystery to guidance.methods (and its scales "
                                   "to guidance.methods)")
@@ -751,11 +751,11 @@ def test_missing_rows_replicates_and_unpaired_counts_name_the_fix():
     assert verdict_figures(df, reps)[1] == (False, "cfg's rows of is_classifier have different sample counts "
                                                    "[400, 500], so their halves are not paired; evaluate every row "
                                                    "with one sampling.num_samples")
-    cfg = findings.Runs(df, two_replicates(df)).sweep("cfg", "fid_classifier")
-    cg = findings.Runs(df, two_replicates(df, SPREAD, {("cg", "fid_classifier", s): 400 for s in (0, 1, 2)})).sweep(
+    cfg = framework.Runs(df, two_replicates(df)).sweep("cfg", "fid_classifier")
+    cg = framework.Runs(df, two_replicates(df, SPREAD, {("cg", "fid_classifier", s): 400 for s in (0, 1, 2)})).sweep(
         "cg", "fid_classifier")
-    with pytest.raises(findings.MissingData) as missing:
-        findings.effect("gap", "FID", lambda u, c: u[0] - c[0], [cg, cfg])
+    with pytest.raises(framework.MissingData) as missing:
+        framework.effect("gap", "FID", lambda u, c: u[0] - c[0], [cg, cfg])
     assert str(missing.value) == ("the rows compared have different sample counts (cg 400, cfg 500), so their halves "
                                   "are not paired and they cannot be compared; evaluate every row with one "
                                   "sampling.num_samples")
@@ -792,7 +792,7 @@ def test_missing_baselines_and_guided_scales_name_the_scales_key():
 def test_help_names_the_arguments_and_their_defaults(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "100")
     with pytest.raises(SystemExit) as done:
-        findings.main(["--help"])
+        report.main(["--help"])
     assert done.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     for part in ("usage: python -m diffguide.findings [-h] [--replicates REPLICATES] [--features "
@@ -808,41 +808,41 @@ def test_help_names_the_arguments_and_their_defaults(capsys, monkeypatch):
                  "(default: the evaluation classifier; accuracy is always the evaluation classifier's)"):
         assert part in text
     with pytest.raises(SystemExit) as done:
-        findings.main(["metrics.csv", "--features", "clip"])
+        report.main(["metrics.csv", "--features", "clip"])
     assert done.value.code == 2 and "invalid choice: 'clip'" in capsys.readouterr().err
 
 
 def test_unreadable_inputs_exit_2_with_what_to_run(tmp_path, capsys):
     metrics, reps = tmp_path / "metrics.csv", tmp_path / "metrics_replicates.csv"
-    assert findings.main([str(metrics)]) == 2
+    assert report.main([str(metrics)]) == 2
     cap = capsys.readouterr()
     assert (cap.out, cap.err) == ("", f"cannot read {metrics} ({metrics} does not exist): run `make run` first to "
                                       "produce it\n")
     pd.DataFrame({"method": ["cfg"], "fid_classifier": [1.0]}).to_csv(metrics, index=False)
     record(metrics)
-    assert findings.main([str(metrics)]) == 2
+    assert report.main([str(metrics)]) == 2
     assert capsys.readouterr().err == (f"cannot read {metrics} (no scale column in the metrics): run `make run` "
                                        "first to produce it\n")
 
     df = tiny()
     write_run(tmp_path, df, two_replicates(df))
     reps.unlink()
-    assert findings.main([str(metrics)]) == 2
+    assert report.main([str(metrics)]) == 2
     cap = capsys.readouterr()
     assert (cap.out, cap.err) == ("", f"cannot read {reps} ({reps} does not exist): the findings judge effects with "
                                       "the half-sample replicates that the evaluation writes beside metrics.csv; "
                                       "rerun `make run` (it reruns the evaluation)\n")
     two_replicates(df).drop(columns=["metric", "num_samples"]).to_csv(reps, index=False)
     record(reps)
-    assert findings.main([str(metrics)]) == 2
+    assert report.main([str(metrics)]) == 2
     assert capsys.readouterr().err.startswith(f"cannot read {reps} (no metric, num_samples column in the "
                                               "replicates): the findings judge effects")
     two_replicates(df).to_csv(reps, index=False)  # changed after its checksum was written
-    assert findings.main([str(metrics)]) == 2
+    assert report.main([str(metrics)]) == 2
     cap = capsys.readouterr()
     assert cap.out == "" and cap.err.startswith(f"{reps} does not match its checksum")
     metrics.write_text(metrics.read_text() + "\n")
-    assert findings.main([str(metrics)]) == 2
+    assert report.main([str(metrics)]) == 2
     cap = capsys.readouterr()
     assert cap.out == "" and cap.err.startswith(f"{metrics} does not match its checksum")
 
@@ -852,7 +852,7 @@ def test_a_row_whose_scale_is_not_a_number_is_left_out_of_the_checks(tmp_path, c
     reps = two_replicates(df)
     df = pd.concat([df, df.iloc[[0]].assign(scale="?")], ignore_index=True)  # a hand-edited stray row
     write_run(tmp_path, df, reps)
-    assert findings.main([str(tmp_path / "metrics.csv")]) == 0
+    assert report.main([str(tmp_path / "metrics.csv")]) == 0
     summary = "11/11 findings hold (each significant at 95%)"
     assert capsys.readouterr().out.splitlines()[-13:] == [*TINY_LINES, "", summary]
 
@@ -917,17 +917,17 @@ def test_sdg_methods_not_run_name_guidance_methods_and_their_scales_keys(tmp_pat
     assert got[10] == (False, NOT_RUN.format("sdg_image"))
     assert got[11] == (False, NOT_RUN.format("sdg_text"))
     assert all(got[i][0] for i in range(1, 9))  # the papers' findings do not need them
-    skipped = [f.skipped for f in findings.check(df, two_replicates(df))]
+    skipped = [f.skipped for f in report.check(df, two_replicates(df))]
     assert skipped == [False] * 8 + [True] * 3  # optional methods: skipped, not failed
     got = verdict_figures(without(tiny(), "cg"))
     assert got[11] == (False, NOT_RUN.format("cg"))
-    assert not findings.check(without(tiny(), "cg"), two_replicates(tiny()))[10].skipped  # cg is not optional
+    assert not report.check(without(tiny(), "cg"), two_replicates(tiny()))[10].skipped  # cg is not optional
     assert got[9][0] and got[10][0]
     # An older metrics.csv: no sdg rows and no reference_similarity_classifier column at all.
-    old = df.drop(columns=findings.REFERENCE_SIMILARITY)
+    old = df.drop(columns=framework.REFERENCE_SIMILARITY)
     assert verdict_figures(old)[10] == (False, NOT_RUN.format("sdg_image"))
     path = write_run(tmp_path, old, two_replicates(old))
-    assert findings.main([str(path)]) == 0  # the papers' eight hold; the skipped three do not count
+    assert report.main([str(path)]) == 0  # the papers' eight hold; the skipped three do not count
     out = capsys.readouterr().out
     assert line(out, 10) == ("SKIP  10. similarity to the reference image rises with gamma (sdg_image). Test: " + SLOPE
                              + ". " + NOT_RUN.format("sdg_image"))
@@ -952,13 +952,13 @@ def test_python_dash_m_reports_missing_sdg_data_without_a_traceback(tmp_path):
 
 
 def test_reference_similarity_missing_or_empty_says_what_to_rerun():
-    old = tiny().drop(columns=findings.REFERENCE_SIMILARITY)  # an evaluation from before the column
+    old = tiny().drop(columns=framework.REFERENCE_SIMILARITY)  # an evaluation from before the column
     got = verdict_figures(old)
     assert got[10] == (False, "metrics.csv has no reference_similarity_classifier column: rerun the evaluation of the "
                               "sdg_image samples, which writes it")
     assert got[9] == (True, TINY_LINES[8].split(f"{SLOPE}. ")[1])
     assert got[11] == (True, TINY_LINES[10].split(f"{MATCHED}. ")[1])
-    empty = tiny({("sdg_image", findings.REFERENCE_SIMILARITY): [math.nan] * 3})
+    empty = tiny({("sdg_image", framework.REFERENCE_SIMILARITY): [math.nan] * 3})
     assert verdict_figures(empty)[10] == (
         False, "sdg_image has reference_similarity_classifier at 0 scale(s) (none); this check needs at least 3: "
                "reference_similarity_classifier is empty at gamma = 0, 1, 2: rerun the evaluation of the sdg_image "
@@ -981,7 +981,7 @@ def test_too_few_gammas_name_the_sdg_scales_keys():
 
 def test_sdg_trends_fail_on_an_interval_touching_0_and_pass_on_the_narrowest_positive_one():
     flat = tiny({("sdg_text", "accuracy_classifier"): [0.2, 0.2, 0.2],
-                 ("sdg_image", findings.REFERENCE_SIMILARITY): [0.4, 0.4, 0.4]})
+                 ("sdg_image", framework.REFERENCE_SIMILARITY): [0.4, 0.4, 0.4]})
     got = verdict_figures(flat, two_replicates(flat, {}))
     zero = "95% CI [+0.000, +0.000] (needs > 0; interval includes 0: not significant)"
     assert got[9] == (False, f"slope of accuracy per unit gamma = +0.000, {zero}; accuracy 0.200 -> 0.200 over "
@@ -989,7 +989,7 @@ def test_sdg_trends_fail_on_an_interval_touching_0_and_pass_on_the_narrowest_pos
     assert got[10] == (False, f"slope of reference similarity per unit gamma = +0.000, {zero}; reference similarity "
                               "0.400 -> 0.400 over gamma = 0, 1, 2")
     barely = tiny({("sdg_text", "accuracy_classifier"): [0.2, 0.2, 0.202],
-                   ("sdg_image", findings.REFERENCE_SIMILARITY): [0.4, 0.4, 0.402]})
+                   ("sdg_image", framework.REFERENCE_SIMILARITY): [0.4, 0.4, 0.402]})
     got = verdict_figures(barely, two_replicates(barely, {}))
     assert got[9] == (True, "slope of accuracy per unit gamma = +0.001, 95% CI [+0.001, +0.001] (needs > 0; "
                             "significant); accuracy 0.200 -> 0.202 over gamma = 0, 1, 2")
@@ -1080,7 +1080,7 @@ def test_methods_of_different_sample_counts_are_incomparable_not_a_traceback(tmp
     assert got[9][0]  # sdg_text's own sweep is paired
     reps.loc[reps["method"] == "cg", "num_samples"] = 400
     path = write_run(tmp_path, df, reps)
-    assert findings.main([str(path)]) == 1
+    assert report.main([str(path)]) == 1
     out = capsys.readouterr().out
     assert line(out, 6).endswith(". " + UNPAIRED.format("cg 400, cfg 500"))
     assert line(out, 11).startswith("PASS  11.")  # sdg_text and cg both 400: paired again
@@ -1096,9 +1096,9 @@ def test_empty_unguided_cg_fid_is_named_empty_in_findings_4_and_6():
 
 def test_sweep_table_shows_reference_similarity_where_metrics_has_it():
     df = tiny()
-    df.loc[df["method"] == "sdg_image", f"{findings.REFERENCE_SIMILARITY}_lo"] = [0.25, 0.35, 0.45]
-    df.loc[df["method"] == "sdg_image", f"{findings.REFERENCE_SIMILARITY}_hi"] = [0.35, 0.45, 0.55]
-    table = findings.sweep_table(df).splitlines()
+    df.loc[df["method"] == "sdg_image", f"{framework.REFERENCE_SIMILARITY}_lo"] = [0.25, 0.35, 0.45]
+    df.loc[df["method"] == "sdg_image", f"{framework.REFERENCE_SIMILARITY}_hi"] = [0.35, 0.45, 0.55]
+    table = report.sweep_table(df).splitlines()
     assert table[0].split() == ["method", "scale", "FID", "(classifier)", "IS", "(classifier)", "precision", "recall",
                                 "accuracy", "reference", "similarity"]
     assert [row.split()[:2] for row in table[1:]] == [[m, f"{s:g}"] for m in TINY for s in TINY[m]["scale"]]
@@ -1109,8 +1109,8 @@ def test_sweep_table_shows_reference_similarity_where_metrics_has_it():
 def test_an_effect_too_small_for_its_decimals_keeps_three_significant_digits():
     """A slope per unit gamma (scales in the hundreds) would print as +0.000: the value and its
     interval ends switch to three significant digits together when one would round to 0 unless 0."""
-    assert findings._signed(0.000412, 0.000398, 0.0013, label="accuracy") == ["+4.12e-04", "+3.98e-04", "+1.30e-03"]
-    assert findings._signed(0.0046, -0.000002, 0.01, label="accuracy") == ["+4.60e-03", "-2.00e-06", "+1.00e-02"]
-    assert findings._signed(0.0046, 0.001, 0.01, label="accuracy") == ["+0.005", "+0.001", "+0.010"]
-    assert findings._signed(-0.004, label="FID") == ["-4.00e-03"] and findings._signed(0.005, label="FID") == ["+0.01"]
-    assert findings._signed(0.0, 0.0, label="accuracy") == ["+0.000", "+0.000"]
+    assert framework.signed(0.000412, 0.000398, 0.0013, label="accuracy") == ["+4.12e-04", "+3.98e-04", "+1.30e-03"]
+    assert framework.signed(0.0046, -0.000002, 0.01, label="accuracy") == ["+4.60e-03", "-2.00e-06", "+1.00e-02"]
+    assert framework.signed(0.0046, 0.001, 0.01, label="accuracy") == ["+0.005", "+0.001", "+0.010"]
+    assert framework.signed(-0.004, label="FID") == ["-4.00e-03"] and framework.signed(0.005, label="FID") == ["+0.01"]
+    assert framework.signed(0.0, 0.0, label="accuracy") == ["+0.000", "+0.000"]

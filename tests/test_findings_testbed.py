@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from testbed_metrics import frame, replicates, sweeps, write_run
 
-from diffguide import findings, findings_testbed
-from diffguide.findings import Columns, Runs
+from diffguide.findings import report
+from diffguide.findings import testbed as findings_testbed
+from diffguide.findings.framework import Columns, Runs
 
 NUMBERS = {"cfg_interval": 12, "cfg_schedule": 13, "autoguidance": 14, "cfgpp": 15, "apg": 16, "cfg_rescale": 17,
            "dynamic_threshold": 18, "cfg_zero_star": 19}
@@ -18,7 +19,7 @@ NUMBERS = {"cfg_interval": 12, "cfg_schedule": 13, "autoguidance": 14, "cfgpp": 
 
 def run(tmp_path, capsys, data=None, *args, **kwargs):
     metrics, _ = write_run(tmp_path, data, **kwargs)
-    code = findings.main([str(metrics), "--set", "testbed", *args])
+    code = report.main([str(metrics), "--set", "testbed", *args])
     return code, capsys.readouterr().out
 
 
@@ -42,7 +43,7 @@ def test_every_claim_holds_numbered_after_the_papers_findings(tmp_path, capsys):
     assert verdicts(out) == {n: "PASS" for n in NUMBERS.values()}
     assert "8/8 findings hold" in out
     assert [f.__name__ for f in findings_testbed.TESTBED_FINDINGS] == list(NUMBERS)
-    assert findings.first_number("testbed") == len(findings.all_findings()) + 1 == 12
+    assert report.first_number("testbed") == len(report.all_findings()) + 1 == 12
     assert "saturation" in out.splitlines()[1]  # the sweep table shows what findings 16-17 read
     # the claim at the same w: 9.0 - 12.0, and beside it the calibrated comparison: 8.5 - 8.0, a loss
     value, lo, hi = reported(line(out, 12), "FID(cfg_interval) - FID(cfg) at w = 4")
@@ -62,7 +63,7 @@ def test_every_claim_holds_numbered_after_the_papers_findings(tmp_path, capsys):
 
 def test_the_papers_set_is_the_default_and_unchanged(tmp_path, capsys):
     metrics, _ = write_run(tmp_path)
-    code = findings.main([str(metrics)])
+    code = report.main([str(metrics)])
     out = capsys.readouterr().out
     assert set(verdicts(out)) == set(range(1, 12))  # findings 1-11, whatever the run has
     assert code == 1  # no cg rows in a testbed run: the papers' findings 4-8 fail
@@ -145,6 +146,6 @@ def test_the_best_scale_is_chosen_within_each_replicate():
 
 
 def test_unreadable_metrics_exit_2_with_the_testbed_set(tmp_path, capsys):
-    assert findings.main([str(tmp_path / "absent.csv"), "--set", "testbed"]) == 2
+    assert report.main([str(tmp_path / "absent.csv"), "--set", "testbed"]) == 2
     with pytest.raises(SystemExit):
-        findings.main([str(tmp_path / "absent.csv"), "--set", "nonsense"])
+        report.main([str(tmp_path / "absent.csv"), "--set", "nonsense"])

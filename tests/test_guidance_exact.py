@@ -12,24 +12,13 @@ import pytest
 import torch
 from torch.distributions import Categorical, MixtureSameFamily, MultivariateNormal
 
-from diffguide.gaussian_mixture import (
-    GaussianMixture,
-    MixtureClassifier,
-    MixtureEpsModel,
-    random_mixture,
-    three_class_mixture,
-)
-from diffguide.guidance import (
-    NULL_LABEL,
-    ClassifierFreeGuidance,
-    ClassifierCondFn,
-    ClassifierGuidance,
-    classifier_guided,
-    classifier_log_prob_grad,
-)
-from diffguide.mixture_figure import draw_mixture_figure, guided_density, plotting_grid
-from diffguide.samplers import ddpm_step, ddpm_variance, respaced_timesteps
-from diffguide.schedules import NoiseSchedule
+from diffguide.diffusion.samplers import ddpm_step, ddpm_variance, respaced_timesteps
+from diffguide.diffusion.schedules import NoiseSchedule
+from diffguide.exact.gaussian_mixture import (GaussianMixture, MixtureClassifier, MixtureEpsModel, random_mixture,
+                                              three_class_mixture)
+from diffguide.guidance.wrappers import (NULL_LABEL, ClassifierCondFn, ClassifierFreeGuidance, ClassifierGuidance,
+                                         classifier_guided, classifier_log_prob_grad)
+from diffguide.reports.mixture_figure import draw_mixture_figure, guided_density, plotting_grid
 
 F64 = torch.float64
 TIMESTEPS = [0, 1, 5, 50, 250, 500, 750, 950, 998, 999]

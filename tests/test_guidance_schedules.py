@@ -1,5 +1,5 @@
 """Guidance-weight schedules and the guidance interval, proved on the exact mixture in float64
-(diffguide.guidance_schedules, diffguide.guidance_interval; docs/equations.md section 10).
+(diffguide.guidance.methods.weight_schedules, diffguide.guidance.methods.limited_interval; docs/equations.md section 10).
 
 - degenerate settings are the plain methods: an interval covering every t is CFG / CG, an interval
   holding no sampled t is the unguided model, the constant schedule is CFG / CG, each as eps and
@@ -16,26 +16,15 @@ import math
 import pytest
 import torch
 
-from diffguide.gaussian_mixture import MixtureClassifier, MixtureEpsModel, random_mixture
-from diffguide.guidance import (
-    NULL_LABEL,
-    ClassifierFreeGuidance,
-    ClassifierGuidance,
-    build_classifier_free,
-    build_classifier_guided,
-)
-from diffguide.guidance_interval import build_cfg_interval, build_cg_interval, guided_steps
-from diffguide.guidance_schedules import (
-    WEIGHT_SCHEDULES,
-    ScheduledClassifierFreeGuidance,
-    ScheduledClassifierGuidance,
-    WeightSchedule,
-    build_cfg_schedule,
-    build_cg_schedule,
-    noise_level,
-)
-from diffguide.samplers import respaced_timesteps, sample_ddim
-from diffguide.schedules import NoiseSchedule
+from diffguide.diffusion.samplers import respaced_timesteps, sample_ddim
+from diffguide.diffusion.schedules import NoiseSchedule
+from diffguide.exact.gaussian_mixture import MixtureClassifier, MixtureEpsModel, random_mixture
+from diffguide.guidance.methods.limited_interval import build_cfg_interval, build_cg_interval, guided_steps
+from diffguide.guidance.methods.weight_schedules import (WEIGHT_SCHEDULES, ScheduledClassifierFreeGuidance,
+                                                         ScheduledClassifierGuidance, WeightSchedule,
+                                                         build_cfg_schedule, build_cg_schedule, noise_level)
+from diffguide.guidance.wrappers import (NULL_LABEL, ClassifierFreeGuidance, ClassifierGuidance, build_classifier_free,
+                                         build_classifier_guided)
 
 F64 = torch.float64
 TOL = 1e-12

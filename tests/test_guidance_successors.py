@@ -1,6 +1,6 @@
 """Exact float64 checks of the successors of classifier-free guidance on Gaussian mixtures
-(docs/equations.md section 10): APG (diffguide.apg), guidance rescale (diffguide.guidance_rescale),
-dynamic thresholding (diffguide.dynamic_thresholding) and CFG-Zero* (diffguide.cfg_zero_star).
+(docs/equations.md section 10): APG (diffguide.guidance.methods.apg), guidance rescale (diffguide.guidance.methods.rescale),
+dynamic thresholding (diffguide.guidance.methods.dynamic_thresholding) and CFG-Zero* (diffguide.guidance.methods.cfg_zero_star).
 
 - degenerate settings equal CFG (clipped as build_classifier_free) to 1e-12, eps by eps and
   through whole DDIM / ancestral chains;
@@ -17,14 +17,14 @@ import math
 import pytest
 import torch
 
-from diffguide.apg import AdaptiveProjectedGuidance, build_apg, project
-from diffguide.cfg_zero_star import CFGZeroStar, build_cfg_zero_star, optimized_scale
-from diffguide.dynamic_thresholding import build_dynamic_threshold, dynamic_threshold
-from diffguide.gaussian_mixture import MixtureEpsModel, random_mixture
-from diffguide.guidance import NULL_LABEL, ClipDenoised, build_classifier_free
-from diffguide.guidance_rescale import RescaledClassifierFreeGuidance, build_cfg_rescale
-from diffguide.samplers import ddim_step, respaced_timesteps, sample_ddim, sample_ddpm
-from diffguide.schedules import NoiseSchedule
+from diffguide.diffusion.samplers import ddim_step, respaced_timesteps, sample_ddim, sample_ddpm
+from diffguide.diffusion.schedules import NoiseSchedule
+from diffguide.exact.gaussian_mixture import MixtureEpsModel, random_mixture
+from diffguide.guidance.methods.apg import AdaptiveProjectedGuidance, build_apg, project
+from diffguide.guidance.methods.cfg_zero_star import CFGZeroStar, build_cfg_zero_star, optimized_scale
+from diffguide.guidance.methods.dynamic_thresholding import build_dynamic_threshold, dynamic_threshold
+from diffguide.guidance.methods.rescale import RescaledClassifierFreeGuidance, build_cfg_rescale
+from diffguide.guidance.wrappers import NULL_LABEL, ClipDenoised, build_classifier_free
 
 F64 = torch.float64
 SHAPE = (1, 4, 4)

@@ -17,22 +17,15 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
-
-from diffguide.config_schema import SCHEMA_PATH
-from diffguide.gaussian_mixture import MixtureClassifier, MixtureEpsModel, random_mixture
-from diffguide.guidance import classifier_guided
-from diffguide.samplers import (
-    SAMPLERS,
-    ddim_step,
-    ddpm_step,
-    ddpm_variance,
-    last_step_shift_variance,
-    respaced_timesteps,
-)
-from diffguide.schedules import NoiseSchedule
-from diffguide.seeding import PerSampleNoise
-
 from guided_diffusion_reference import GuidedDiffusionReference, space_timesteps
+
+from diffguide.diffusion.samplers import (SAMPLERS, ddim_step, ddpm_step, ddpm_variance, last_step_shift_variance,
+                                          respaced_timesteps)
+from diffguide.diffusion.schedules import NoiseSchedule
+from diffguide.diffusion.seeding import PerSampleNoise
+from diffguide.exact.gaussian_mixture import MixtureClassifier, MixtureEpsModel, random_mixture
+from diffguide.guidance.wrappers import classifier_guided
+from diffguide.pipeline.config_schema import SCHEMA_PATH
 
 F64 = torch.float64
 T, STEPS, DIM, BATCH = 1000, 10, 3, 12
@@ -109,7 +102,7 @@ def one_step_errors(mixture_setting, form, clip, scale, spacing, eta=0.0, varian
 
 
 def chain_error(mixture_setting, form, clip, scale, spacing, eta=0.0, variance="beta_tilde"):
-    """Max |ours - reference| after a 10-step chain: ours is diffguide.samplers.SAMPLERS[sampler] as
+    """Max |ours - reference| after a 10-step chain: ours is diffguide.diffusion.samplers.SAMPLERS[sampler] as
     stages.generate calls it, the reference gets the same initial noise and per-step draws (sample
     i's generator)."""
     schedule, eps, classifier, _, y = mixture_setting

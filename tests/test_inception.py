@@ -13,7 +13,7 @@ import torch
 from cleanfid.fid import frechet_distance
 from PIL import Image
 
-from diffguide import inception, inception_weights
+from diffguide.evaluation import inception, inception_weights
 
 N_PER_SET = 24
 BATCH = 10  # 24 images -> batches of 10, 10, 4
@@ -166,7 +166,7 @@ def fake_nvlabs_file(tmp_path_factory, model):
 
 
 def where_weights_are(monkeypatch, cache_dir, fid_helper_path=...) -> None:
-    """Point the weight lookup (diffguide.inception_weights, and the names inception imports from
+    """Point the weight lookup (diffguide.evaluation.inception_weights, and the names inception imports from
     it) at ``cache_dir`` as clean-fid's cache, and, when given, at another fid-helper file."""
     for module in (inception_weights, inception):
         monkeypatch.setattr(module, "cleanfid_cache_dir", lambda: cache_dir)

@@ -119,7 +119,7 @@ def test_every_third_party_import_is_declared():
 def test_the_import_check_finds_an_undeclared_package():
     """The check can fail: without jsonschema declared (as before issue 15) it names the importer."""
     problems = undeclared_imports(RUNTIME_SOURCES, RUNTIME - {"jsonschema"})
-    assert any(p.startswith("src/diffguide/config_schema.py imports jsonschema, from jsonschema,") for p in problems)
+    assert any(p.startswith("src/diffguide/pipeline/config_schema.py imports jsonschema, from jsonschema,") for p in problems)
     snakefile = _snakemake_imports('"""from the docstring import nothing"""\nimport os, re.sub as sub\nrule a:\n'
                                    "    run:\n        from pandas import (\n            DataFrame,\n        )\n")
     assert snakefile == {"os", "re.sub", "pandas"}
@@ -203,15 +203,15 @@ def test_the_wheel_carries_every_file_of_the_package(wheel):
 @pytest.mark.slow  # seconds each: make test-slow (CI runs it), for make test's 10-minute budget
 def test_a_wheel_install_checks_configs_and_reads_its_data_outside_the_checkout(installed, tmp_path):
     shutil.copytree(REPO / "config", tmp_path / "config")
-    probe = ("import diffguide, sys\nfrom diffguide.config_schema import SCHEMA_PATH\n"
-             "from diffguide.tables import DN_FILE, HS_FILE, paper_table\n"
+    probe = ("import diffguide, sys\nfrom diffguide.pipeline.config_schema import SCHEMA_PATH\n"
+             "from diffguide.reports.tables import DN_FILE, HS_FILE, paper_table\n"
              "print(diffguide.__file__)\nassert SCHEMA_PATH.is_file(), SCHEMA_PATH\n"
              "assert len(paper_table(HS_FILE)) and len(paper_table(DN_FILE))\n")
     result = _run([installed, "-c", probe], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert Path(result.stdout.strip()).is_relative_to(installed.parent.parent), "diffguide came from the checkout"
     for configs in (["config/config.yaml"], ["config/config.yaml", "config/sdg.yaml"], ["config/smoke.yaml"]):
-        result = _run([installed, "-m", "diffguide.check_config", *configs], tmp_path)
+        result = _run([installed, "-m", "diffguide.pipeline.check_config", *configs], tmp_path)
         assert result.returncode == 0 and ": valid" in result.stdout, result.stdout + result.stderr[-3000:]
 
 

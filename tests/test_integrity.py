@@ -7,8 +7,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from diffguide import integrity
-from diffguide.atomic import atomic_open
+from diffguide.base import integrity
+from diffguide.base.atomic import atomic_open
 
 
 def write(path, payload: bytes, checksum=True):

@@ -4,8 +4,8 @@ their coverage on synthetic cases with a known answer."""
 import numpy as np
 import pytest
 
-from diffguide import intervals, metrics
-from diffguide.intervals import Estimate
+from diffguide.evaluation import intervals, metrics
+from diffguide.evaluation.intervals import Estimate
 
 
 def test_halves_are_distinct_sorted_indices_that_depend_on_seed_and_count_only():

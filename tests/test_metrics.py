@@ -1,13 +1,13 @@
 """Metric definitions against exact answers and peer implementations (clean-fid, scikit-learn,
-diffguide.precision_recall, itself tested against prdc), on all samples and on subsets."""
+diffguide.evaluation.precision_recall, itself tested against prdc), on all samples and on subsets."""
 
 import numpy as np
 import pytest
 from cleanfid.fid import frechet_distance, kernel_distance
 from sklearn.metrics.pairwise import polynomial_kernel
 
-from diffguide import intervals, metrics
-from diffguide.precision_recall import precision_recall
+from diffguide.evaluation import intervals, metrics
+from diffguide.evaluation.precision_recall import precision_recall
 
 
 def test_inception_score_of_a_uniform_predictor_is_one():
@@ -202,7 +202,7 @@ def test_each_estimate_carries_its_own_replicates_and_the_bounds_of_its_interval
                                                      (1.0, 0.0, np.float64, 1)])
 def test_precision_recall_of_subsets_agree_with_the_reference_at_any_scale_offset_dtype_and_k(scale, offset, dtype, k):
     """Distances below 1 (no floor above 0, the self-distance 0), float32 features far from the
-    origin (computed in float64) and k = 1 (not the default 3) give diffguide.precision_recall's
+    origin (computed in float64) and k = 1 (not the default 3) give diffguide.evaluation.precision_recall's
     numbers (itself checked against prdc), computed in float64 on the same rows."""
     rng = np.random.default_rng(8)
     reference, x = rng.normal(size=(80, 6)), rng.normal(size=(40, 6)) * 1.2 + 0.3

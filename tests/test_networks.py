@@ -3,15 +3,15 @@
 import pytest
 import torch
 
-from diffguide import networks
-from diffguide.losses import augment_images
+from diffguide.models import kinds, networks
+from diffguide.training.losses import augment_images
 
 ARCH = dict(channels=1, widths=[8, 16], num_classes=3, attention_levels=[], norm_groups=4, head_dim=4)
 
 
 def classifier(image_size, **kw):
     torch.manual_seed(0)
-    return networks.build_network("noisy_classifier", dict(ARCH, image_size=image_size) | kw)
+    return kinds.build_network("noisy_classifier", dict(ARCH, image_size=image_size) | kw)
 
 
 @pytest.mark.parametrize("image_size, widths", [(16, [8, 16]), (32, [8, 16, 16])])
@@ -31,7 +31,7 @@ def test_mean_pooling_and_an_arch_without_pool():
     mean = classifier(16, pool="mean")
     assert mean(torch.randn(2, 1, 16, 16), torch.tensor([1, 2])).shape == (2, 3)
     assert isinstance(mean.head[2], torch.nn.AdaptiveAvgPool2d)  # the layout of older checkpoints
-    legacy = networks.build_network("noisy_classifier", dict(ARCH, image_size=16))  # no "pool" key
+    legacy = kinds.build_network("noisy_classifier", dict(ARCH, image_size=16))  # no "pool" key
     assert legacy.pool == "attention"
     assert legacy(torch.randn(1, 1, 16, 16), torch.tensor([0])).shape == (1, 3)
     with pytest.raises(ValueError, match="unknown pool"):
@@ -72,13 +72,13 @@ def test_random_crop_shifts_content_and_keeps_shape_and_range():
 @pytest.mark.parametrize("std", [1.0, 0.15])
 def test_class_embedding_starts_at_the_configured_std(std):
     arch = dict(image_size=8, channels=1, widths=[32, 64], attention_levels=[], norm_groups=8, num_classes=10)
-    model = networks.build_network("eps_unet", arch | {"class_embed_std": std})
+    model = kinds.build_network("eps_unet", arch | {"class_embed_std": std})
     weight = model.unet.class_embedding.weight  # 11 rows (10 classes and the null class) of 128
     assert abs(weight.std().item() / std - 1) < 0.1
 
 
 def test_precision_auto_is_bf16_only_where_native():
-    from diffguide.runtime import native_bf16, resolve_precision
+    from diffguide.base.runtime import native_bf16, resolve_precision
 
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu) == ("bf16" if native_bf16(cpu) else "fp32")

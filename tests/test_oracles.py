@@ -18,11 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from diffguide import metrics
-from diffguide.guidance import NULL_LABEL
-from diffguide.losses import augment_images, diffusion_loss, min_snr_weights, noisy_classifier_loss
-from diffguide.schedules import NoiseSchedule, cosine_betas, linear_betas
-
+from diffguide.diffusion.schedules import NoiseSchedule, cosine_betas, linear_betas
+from diffguide.evaluation import metrics
+from diffguide.guidance.wrappers import NULL_LABEL
+from diffguide.training.losses import augment_images, diffusion_loss, min_snr_weights, noisy_classifier_loss
 
 # --------------------------------------------------------------------------- schedules vs diffusers
 

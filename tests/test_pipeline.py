@@ -60,8 +60,8 @@ def test_smoke_run_writes_metrics_for_every_method_and_scale(smoke_run):
         assert ((lo <= metrics[column]) & (metrics[column] <= hi) & (lo < hi)).all(), column
     assert (metrics.num_samples == 20).all()
     # The row's IS and accuracy are those of the saved samples under the saved evaluation classifier.
-    from diffguide.metrics import classifier_outputs, inception_score, sample_accuracy
-    from diffguide.networks import load_checkpoint
+    from diffguide.evaluation.metrics import classifier_outputs, inception_score, sample_accuracy
+    from diffguide.models.kinds import load_checkpoint
 
     classifier = load_checkpoint(smoke_run / "results/smoke/models/eval_classifier.pt")[0]
     for row in metrics.itertuples():
@@ -174,9 +174,9 @@ def test_similarity_guidance_runs_through_the_pipeline_on_trained_encoders(sdg_r
     """Issue 14 on the smoke run: the sdg rows with their metrics, the references kept and measured,
     the figures, the encoders' logs, the findings; on the trained encoders grad F is finite and
     nonzero at every t for both targets, and gamma = 0 is the unguided model's sampling bit for bit."""
-    from diffguide.guidance import guide_gradient
-    from diffguide.networks import load_checkpoint
-    from diffguide.similarity import Similarity
+    from diffguide.guidance.methods.similarity import Similarity
+    from diffguide.guidance.wrappers import guide_gradient
+    from diffguide.models.kinds import load_checkpoint
 
     root = sdg_run / "results/smoke"
     metrics = pd.read_csv(root / "metrics.csv").set_index(["method", "scale"])
@@ -215,7 +215,7 @@ def test_similarity_guidance_runs_through_the_pipeline_on_trained_encoders(sdg_r
 
 
 def test_each_p_uncond_trains_its_own_conditional_model(smoke_run):
-    from diffguide.networks import load_checkpoint
+    from diffguide.models.kinds import load_checkpoint
 
     for name in ("conditional", "conditional_p0.5"):
         model, payload = load_checkpoint(smoke_run / f"results/smoke/models/{name}.pt")
@@ -237,7 +237,7 @@ def test_adding_a_p_uncond_value_trains_only_its_model_and_sweep(smoke_run):
 
 
 TOY_PLUGIN = '''"""A toy guidance method for the tests: classifier-free guidance at w = scale / 2."""
-from diffguide.guidance import ClassifierFreeGuidance, ClipDenoised, Guided
+from diffguide.guidance.wrappers import ClassifierFreeGuidance, ClipDenoised, Guided
 from diffguide.registry import Method, register_method
 
 

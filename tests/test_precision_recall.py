@@ -7,7 +7,7 @@ import pytest
 from prdc import compute_prdc
 from prdc.prdc import compute_nearest_neighbour_distances
 
-from diffguide.precision_recall import manifold_radii, precision_recall
+from diffguide.evaluation.precision_recall import manifold_radii, precision_recall
 
 
 def _pair(seed, n_real, n_fake, dim, shift, scale):
@@ -101,7 +101,7 @@ def test_a_generated_set_on_part_of_the_real_support_has_precision_one_and_recal
 def test_equal_size_subset_precision_and_recall_are_not_swapped():
     """metrics.precision_recall_subsets (the first n reference features against n samples) on the
     same case: precision 1 and recall 0.7, and on a subset the generated manifold is the subset's."""
-    from diffguide.metrics import all_samples, precision_recall_subsets
+    from diffguide.evaluation.metrics import all_samples, precision_recall_subsets
 
     real, fake = concentrated_pair()
     reference = np.concatenate([real, np.full((5, 1), 100.0)])  # rows past n are not used

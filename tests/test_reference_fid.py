@@ -8,8 +8,8 @@ import pytest
 from cleanfid.fid import frechet_distance
 
 from diffguide.data import prepare_dataset
-from diffguide.inception import load_inception
-from diffguide.metrics import feature_statistics
+from diffguide.evaluation.inception import load_inception
+from diffguide.evaluation.metrics import feature_statistics
 
 # Inception on a few hundred images: minutes on an AVX2-only CPU, so `make test-slow` runs it.
 pytestmark = pytest.mark.slow

@@ -4,10 +4,11 @@ towards, what the sample file keeps of them, and the figure that shows them (SDG
 import numpy as np
 import pytest
 
-from diffguide import data, figures
-from diffguide.integrity import record
-from diffguide.stages.figures import reference_grid
-from diffguide.stages.sample import choose_references, sample_conditions
+from diffguide import data
+from diffguide.base.integrity import record
+from diffguide.pipeline.stages.figures import reference_grid
+from diffguide.pipeline.stages.sample import choose_references, sample_conditions
+from diffguide.reports import figures
 
 
 def test_references_are_a_seeded_class_balanced_choice_in_slot_order():
@@ -65,7 +66,7 @@ def test_the_reference_grid_puts_each_reference_before_its_samples(tmp_path, mon
         record(path)
         paths.append(path)
     drawn = {}
-    monkeypatch.setattr("diffguide.stages.figures.plot_reference_grid", lambda *args, **kw: drawn.update(args=args))
+    monkeypatch.setattr("diffguide.pipeline.stages.figures.plot_reference_grid", lambda *args, **kw: drawn.update(args=args))
     reference_grid([str(p) for p in paths], "sdg_image", "digits", str(tmp_path / "grid.png"), per_reference=1)
     refs, by_scale, got_slots, scales, row_slots, names = drawn["args"][:6]
     assert scales == [0.0, 10.0] and row_slots == list(range(10)) and np.array_equal(got_slots, slots)

@@ -95,7 +95,7 @@ def test_labels_symbols_and_keys_come_from_the_row():
 
 def test_a_registered_method_is_known_everywhere_until_unregistered():
     toy = Method("toy", "g", "toy (g)", "toy, columns: g", "A toy.", eps_model="unconditional",
-                 builder="diffguide.guidance:build_classifier_free")
+                 builder="diffguide.guidance.wrappers:build_classifier_free")
     registry.register_method(toy)
     try:
         assert parse_method("toy").method is toy
@@ -148,19 +148,19 @@ def test_what_the_snakefile_imports_at_parse_time_imports_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, diffguide.registry, diffguide.config_checks, diffguide.config_schema, diffguide.integrity, "
-            "diffguide.training_keys, diffguide.inception_weights; print('torch' in sys.modules)")
+    code = ("import sys, diffguide.registry, diffguide.pipeline.config_checks, diffguide.pipeline.config_schema, diffguide.base.integrity, "
+            "diffguide.training.settings, diffguide.evaluation.inception_weights; print('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
 # The wiring: which eps-model each method guides, with which labels, and when the classifier acts.
 import torch  # noqa: E402
+from probes import ProbeEps  # noqa: E402
 from torch import nn  # noqa: E402
 
-from diffguide.guidance import NULL_LABEL  # noqa: E402
-from diffguide.schedules import NoiseSchedule  # noqa: E402
-from diffguide.stages.sample import guided_model  # noqa: E402
-from probes import ProbeEps  # noqa: E402
+from diffguide.diffusion.schedules import NoiseSchedule  # noqa: E402
+from diffguide.guidance.wrappers import NULL_LABEL  # noqa: E402
+from diffguide.pipeline.stages.sample import guided_model  # noqa: E402
 
 OPTIONS = {"cg_form": "score", "cg_clip_order": "unguided_x0", "cond_cg_w": 0.0}
 
@@ -296,7 +296,7 @@ def test_an_unknown_name_is_refused_naming_what_it_is_and_every_known_name():
 
 @pytest.mark.parametrize("w", [0.5, 3.0])
 def test_cfg_in_two_forwards_asks_for_the_null_label_and_equals_the_batched_forward(w):
-    from diffguide.guidance import ClassifierFreeGuidance
+    from diffguide.guidance.wrappers import ClassifierFreeGuidance
 
     schedule, x, t, y, _ = wiring_case()
     probe = ProbeEps()

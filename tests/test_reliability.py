@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from diffguide import integrity
 from test_config_checks import BAD, changed
 from test_pipeline import copy_workflow
+
+from diffguide.base import integrity
 
 pytestmark = pytest.mark.reliability
 

@@ -1,5 +1,5 @@
-"""`python -m diffguide.replication_status`: findings 1-8 as a Markdown table whose effects and
-verdicts are findings.check's (Finding.effects), whose claims quote paper_results/, and whose
+"""`python -m diffguide.reports.replication_status`: findings 1-8 as a Markdown table whose effects and
+verdicts are report.check's (Finding.effects), whose claims quote paper_results/, and whose
 exit codes are findings'. Runs are test_findings' hand-made TINY run (every interval worked out
 by hand there)."""
 
@@ -8,8 +8,9 @@ import re
 import pytest
 from test_findings import tiny, two_replicates, write_run
 
-from diffguide import findings, replication_status
-from diffguide.findings import Z95
+from diffguide.findings import report
+from diffguide.findings.framework import Z95
+from diffguide.reports import replication_status
 
 HEADER_CELLS = 7
 
@@ -45,7 +46,7 @@ def with_inception(df, **changes):
 def test_finding_effects_are_the_ones_judged():
     """Finding.effects of findings 1-8 on TINY: the numbers worked out by hand in test_findings."""
     df = tiny()
-    results = findings.check(df, two_replicates(df))
+    results = report.check(df, two_replicates(df))
     assert [len(f.effects) for f in results[:8]] == [1, 2, 1, 2, 1, 1, 1, 2]
     values = [e.value for f in results[:8] for e in f.effects]
     assert values == pytest.approx([0.5, 2.0, 1.0, 0.1, 0.2, 1.5, 0.2, 2.0, 3.0, 0.05, -0.05])
@@ -53,7 +54,7 @@ def test_finding_effects_are_the_ones_judged():
     assert ses == pytest.approx([0.05, 0.5, 0.0, 0.01, 0.0, 0.25, 0.01, 0.5, 0.4, 0.005, 0.0], abs=1e-9)
     assert [e.direction for e in results[7].effects] == [1, -1]
     assert all(all(e.holds for e in f.effects) == f.passed for f in results[:8])
-    missing = findings.check(df[df["method"] != "cond_cg"], two_replicates(df[df["method"] != "cond_cg"]))
+    missing = report.check(df[df["method"] != "cond_cg"], two_replicates(df[df["method"] != "cond_cg"]))
     assert missing[4].effects == () and missing[6].effects == ()  # no cond_cg rows: nothing measured
 
 
@@ -64,7 +65,7 @@ def test_a_holding_finding_says_yes_with_its_effects_numbers():
     table = rows(text)
     assert sorted(table) == list(range(1, 9))
     assert held == 8 and all(cells[4] == "yes" for cells in table.values())
-    results = findings.check(df, reps)
+    results = report.check(df, reps)
     for number, finding in enumerate(results[:8], 1):
         for e in finding.effects:
             value, lo, hi = numbers(table[number][3], e.name)
@@ -152,5 +153,5 @@ def test_exit_codes_out_file_and_unreadable_inputs(tmp_path, capsys):
     assert replication_status.main([str(path)]) == 2
     err = capsys.readouterr().err
     assert "metrics_replicates.csv" in err and "rerun `make run`" in err
-    assert findings.main([str(path)]) == 2  # the same reader, the same message
+    assert report.main([str(path)]) == 2  # the same reader, the same message
     assert capsys.readouterr().err == err

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from diffguide import data, networks
-from diffguide.stages import train as train_stage
-from diffguide.checkpointing import settings_fingerprint
-from diffguide.losses import diffusion_loss
-from diffguide.schedules import NoiseSchedule
-from diffguide.training import TrainSettings, train
+from diffguide import data
+from diffguide.diffusion.schedules import NoiseSchedule
+from diffguide.models import kinds
+from diffguide.pipeline.stages import train as train_stage
+from diffguide.training.checkpointing import settings_fingerprint
+from diffguide.training.loop import TrainSettings, train
+from diffguide.training.losses import diffusion_loss
 
 SCHEDULE = NoiseSchedule.make("cosine", 100)
 
@@ -52,7 +53,7 @@ def tiny_conditional_unet():
     torch.manual_seed(0)  # the pipeline seeds before building, so every rerun starts from these weights
     arch = dict(image_size=8, channels=1, widths=[8, 16], attention_levels=[], num_classes=3, norm_groups=4,
                 dropout=0.1)
-    return networks.build_network("eps_unet", arch)
+    return kinds.build_network("eps_unet", arch)
 
 
 def toy_data():
@@ -181,14 +182,14 @@ def train_job(tmp_path, network, out="model.pt"):
 
 
 def test_a_killed_job_reruns_to_the_same_model_and_deletes_its_checkpoint(tmp_path, monkeypatch):
-    straight = networks.load_checkpoint(train_job(tmp_path, "conditional", "straight.pt"))[0]
+    straight = kinds.load_checkpoint(train_job(tmp_path, "conditional", "straight.pt"))[0]
     real_loss = train_stage.loss_function
     monkeypatch.setattr(train_stage, "loss_function", lambda *args: dies_at_call(real_loss(*args), 5))
     with pytest.raises(Killed):
         train_job(tmp_path, "conditional")
     assert (tmp_path / "checkpoints" / "conditional.ckpt").exists() and not (tmp_path / "model.pt").exists()
     monkeypatch.setattr(train_stage, "loss_function", real_loss)
-    resumed = networks.load_checkpoint(train_job(tmp_path, "conditional"))[0]
+    resumed = kinds.load_checkpoint(train_job(tmp_path, "conditional"))[0]
     assert_same_weights(resumed, straight)
     assert not (tmp_path / "checkpoints" / "conditional.ckpt").exists()
     assert not (tmp_path / "checkpoints" / "conditional.ckpt.prev").exists()  # the fallback goes too
@@ -206,7 +207,7 @@ def test_a_nan_job_writes_no_model_and_keeps_its_checkpoint(tmp_path, monkeypatc
 
 def test_the_noisy_classifier_job_stores_and_writes_its_accuracy_by_t(tmp_path):
     model_path = train_job(tmp_path, "noisy_classifier")
-    _, payload = networks.load_checkpoint(model_path)
+    _, payload = kinds.load_checkpoint(model_path)
     by_t = payload["extra"]["test_accuracy_by_t"]
     assert list(by_t) == ["0-9", "10-19", "20-29", "30-39"]
     table = (tmp_path / "logs" / "noisy_classifier_accuracy_by_t.csv").read_text().splitlines()

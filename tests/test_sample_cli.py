@@ -1,4 +1,4 @@
-"""`diffguide sample` (diffguide.sample_cli) on a tiny run trained in seconds by the real training
+"""`diffguide sample` (diffguide.cli.sample) on a tiny run trained in seconds by the real training
 job (so its model files carry the metadata the pipeline writes): the files it writes, its seed,
 the settings it reads from the model files, scale 0 as the unguided sampler, and its error
 messages. The slow test checks that it reproduces a real Snakemake sampling job's file."""
@@ -14,14 +14,15 @@ import pytest
 import torch
 from PIL import Image
 
-from diffguide import data, networks
-from diffguide.guidance import ClipDenoised
-from diffguide.integrity import record
-from diffguide.sample_cli import main
-from diffguide.samplers import respaced_timesteps, sample_ddim
-from diffguide.schedules import NoiseSchedule
-from diffguide.seeding import PerSampleNoise
-from diffguide.stages import train as train_stage
+from diffguide import data
+from diffguide.base.integrity import record
+from diffguide.cli.sample import main
+from diffguide.diffusion.samplers import respaced_timesteps, sample_ddim
+from diffguide.diffusion.schedules import NoiseSchedule
+from diffguide.diffusion.seeding import PerSampleNoise
+from diffguide.guidance.wrappers import ClipDenoised
+from diffguide.models import kinds
+from diffguide.pipeline.stages import train as train_stage
 
 FASHION = list(data.DATASETS["fashion_mnist"].class_names)
 DIFFUSION = {"schedule": "cosine", "timesteps": 40}
@@ -112,13 +113,13 @@ def unguided(model, schedule: NoiseSchedule, labels, seed: int, steps: int = 3) 
 
 def test_scale_0_is_the_unguided_sampler_and_a_scale_above_it_guides(run, tmp_path):
     schedule = schedule_of(DIFFUSION)
-    conditional = networks.load_checkpoint(run / "models" / "conditional.pt")[0]
+    conditional = kinds.load_checkpoint(run / "models" / "conditional.pt")[0]
     bags_and_coats = ("--run", run, "--method", "cfg", "--classes", "bag,coat", "--count", 4)
     w0 = sample(tmp_path, *bags_and_coats, "--scale", 0)
     assert np.array_equal(w0["images"], unguided(conditional, schedule, [8, 4, 8, 4], RUN_SEED))
     w3 = sample(tmp_path, *bags_and_coats, "--scale", 3, name="w3")
     assert not np.array_equal(w3["images"], w0["images"])
-    unconditional = networks.load_checkpoint(run / "models" / "unconditional.pt")[0]
+    unconditional = kinds.load_checkpoint(run / "models" / "unconditional.pt")[0]
     s0 = sample(tmp_path, "--run", run, "--method", "cg", "--scale", 0, "--count", 3, name="s0")
     assert np.array_equal(s0["images"], unguided(unconditional, schedule, [0, 1, 2], RUN_SEED))
     s5 = sample(tmp_path, "--run", run, "--method", "cg", "--scale", 5, "--count", 3, name="s5")  # loads the classifier
@@ -131,7 +132,7 @@ def test_schedule_t_and_seed_come_from_the_model_files(tmp_path):
     out = sample(tmp_path, "--checkpoint", root / "models" / "conditional.pt", "--method", "cfg", "--scale", 0,
                  "--count", 2)
     assert json.loads(str(out["settings"]))["diffusion"] == linear | {"parameterisation": "eps"}
-    model = networks.load_checkpoint(root / "models" / "conditional.pt")[0]
+    model = kinds.load_checkpoint(root / "models" / "conditional.pt")[0]
     assert int(out["seed"]) == RUN_SEED  # the run's seed by default, as its sampling jobs
     assert np.array_equal(out["images"], unguided(model, schedule_of(linear), [0, 1], RUN_SEED))
     assert not np.array_equal(out["images"], unguided(model, schedule_of(DIFFUSION), [0, 1], RUN_SEED))
@@ -171,7 +172,7 @@ def test_a_method_whose_network_the_run_lacks_names_the_file_and_the_training_co
 
 
 def test_a_model_file_without_metadata_says_to_retrain_or_give_the_config(run, tmp_path, capsys):
-    model, payload = networks.load_checkpoint(run / "models" / "conditional.pt")
+    model, payload = kinds.load_checkpoint(run / "models" / "conditional.pt")
     old = tmp_path / "models" / "conditional.pt"
     old.parent.mkdir()
     torch.save({key: payload[key] for key in ("kind", "arch", "state_dict", "extra")}, old)  # an older diffguide's file
@@ -204,7 +205,7 @@ def test_the_run_settings_reproduce_a_sampling_job_of_the_smoke_run(tmp_path):
 def test_chosen_classes_get_references_of_their_own_class_in_turn(run):
     """sdg_image under --classes: the n-th sample of class c is guided towards reference n mod R_c
     of class c (slot (n mod per_class) * K + c); with every class in turn that is the job's i mod R."""
-    from diffguide.stages.sample import reference_slots, sample_conditions
+    from diffguide.pipeline.stages.sample import reference_slots, sample_conditions
 
     labels, slots, kept = sample_conditions("sdg_image", 5, 10, labels=np.array([3, 3, 3, 5, 3]), per_class=2, seed=0,
                                             references_path=str(run / "data" / "test.npz"))

@@ -14,20 +14,12 @@ import math
 import pytest
 import torch
 
-from diffguide.gaussian_mixture import MixtureClassifier, MixtureEpsModel, three_class_mixture
-from diffguide.guidance import ClassifierFreeGuidance, ClassifierGuidance, ClipDenoised, classifier_guided
-from diffguide.samplers import (
-    SAMPLERS,
-    clip_denoised,
-    ddim_step,
-    ddpm_step,
-    ddpm_variance,
-    respaced_timesteps,
-    sample_ddim,
-    sample_ddpm,
-)
-from diffguide.schedules import NoiseSchedule
-from diffguide.seeding import PerSampleNoise
+from diffguide.diffusion.samplers import (SAMPLERS, clip_denoised, ddim_step, ddpm_step, ddpm_variance,
+                                          respaced_timesteps, sample_ddim, sample_ddpm)
+from diffguide.diffusion.schedules import NoiseSchedule
+from diffguide.diffusion.seeding import PerSampleNoise
+from diffguide.exact.gaussian_mixture import MixtureClassifier, MixtureEpsModel, three_class_mixture
+from diffguide.guidance.wrappers import ClassifierFreeGuidance, ClassifierGuidance, ClipDenoised, classifier_guided
 
 T = 1000
 F64 = torch.float64

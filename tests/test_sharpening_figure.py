@@ -8,19 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-from diffguide.gaussian_mixture import GaussianMixture, three_class_mixture
-from diffguide.mixture_figure import plotting_grid
-from diffguide.schedules import NoiseSchedule
-from diffguide.sharpening_figure import (
-    acceptance_probability,
-    draw_sharpening_figure,
-    exact_tilted_samples,
-    grid_mean,
-    guided_samples,
-    mean_and_se,
-    sharpening_summary,
-    tilted_density,
-)
+from diffguide.diffusion.schedules import NoiseSchedule
+from diffguide.exact.gaussian_mixture import GaussianMixture, three_class_mixture
+from diffguide.reports.mixture_figure import plotting_grid
+from diffguide.reports.sharpening_figure import (acceptance_probability, draw_sharpening_figure, exact_tilted_samples,
+                                                 grid_mean, guided_samples, mean_and_se, sharpening_summary,
+                                                 tilted_density)
 
 # 1-D, two classes with equal variance: p(0 | x) = sigmoid(a), a = log(pi_0 / pi_1) - 2 m x / var.
 M, VAR, PI0 = 1.0, 0.8, 0.3

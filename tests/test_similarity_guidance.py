@@ -1,4 +1,4 @@
-"""Similarity guidance (SDG; diffguide.similarity) proved against exact answers, in float64.
+"""Similarity guidance (SDG; diffguide.guidance.methods.similarity) proved against exact answers, in float64.
 
 - With a guide whose values are the exact log p_t(y | x_t) of a Gaussian mixture (a "noisy encoder"
   returning log p_t(. | x_t) and identity "text embeddings", dot similarity), the sdg builders are
@@ -11,28 +11,18 @@
 
 import pytest
 import torch
+from probes import ProbeEps
 from torch import nn
 
-from diffguide.gaussian_mixture import MixtureClassifier, MixtureEpsModel, random_mixture
-from diffguide.guidance import (
-    ClipDenoised,
-    WithoutLabels,
-    build_classifier_guided,
-    classifier_guided,
-    gradient_guided,
-    guide_gradient,
-)
-from diffguide.samplers import ddim_step, ddpm_step, ddpm_variance, respaced_timesteps, sample_ddim, sample_ddpm
-from diffguide.schedules import NoiseSchedule
-from diffguide.seeding import PerSampleNoise
-from diffguide.similarity import (
-    SIMILARITIES,
-    NoisedReferenceSimilarity,
-    Similarity,
-    build_image_similarity_guided,
-    build_text_similarity_guided,
-)
-from probes import ProbeEps
+from diffguide.diffusion.samplers import (ddim_step, ddpm_step, ddpm_variance, respaced_timesteps, sample_ddim,
+                                          sample_ddpm)
+from diffguide.diffusion.schedules import NoiseSchedule
+from diffguide.diffusion.seeding import PerSampleNoise
+from diffguide.exact.gaussian_mixture import MixtureClassifier, MixtureEpsModel, random_mixture
+from diffguide.guidance.methods.similarity import (SIMILARITIES, NoisedReferenceSimilarity, Similarity,
+                                                   build_image_similarity_guided, build_text_similarity_guided)
+from diffguide.guidance.wrappers import (ClipDenoised, WithoutLabels, build_classifier_guided, classifier_guided,
+                                         gradient_guided, guide_gradient)
 
 F64 = torch.float64
 BUILDERS = {"text": build_text_similarity_guided, "image": build_image_similarity_guided}

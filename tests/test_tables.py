@@ -6,8 +6,8 @@ import math
 import pandas as pd
 import pytest
 
-from diffguide.tables import DN_FILE, HS_FILE, dn_table4, hs_table1, paper_table, provenance_line, write_tables
-from diffguide.integrity import record
+from diffguide.base.integrity import record
+from diffguide.reports.tables import DN_FILE, HS_FILE, dn_table4, hs_table1, paper_table, provenance_line, write_tables
 
 COLUMNS = ["method", "scale", "num_samples", "fid_classifier", "kid_classifier", "is_classifier",
            "accuracy_classifier", "precision_classifier", "recall_classifier", "fid_inception",

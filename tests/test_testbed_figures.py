@@ -9,8 +9,9 @@ import pytest
 from matplotlib.collections import PathCollection
 from testbed_metrics import frame, sweeps, write_run
 
-from diffguide import data, report_layout, testbed_figures
+from diffguide import data
 from diffguide.registry import method_label
+from diffguide.reports import report_layout, testbed_figures
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from testbed_metrics import frame, replicates, sweeps, write_run
 
-from diffguide import testbed_table
-from diffguide.findings_testbed import CLAIMS
+from diffguide.findings.testbed import CLAIMS
+from diffguide.reports import testbed_table
 
 
 def table(data=None):

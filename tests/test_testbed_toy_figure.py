@@ -20,18 +20,11 @@ import pytest
 import torch
 from torch.distributions import Categorical, MixtureSameFamily, MultivariateNormal
 
-from diffguide.guidance import NULL_LABEL
-from diffguide.schedules import NoiseSchedule
-from diffguide.testbed_toy_figure import (
-    DEFAULT_METHODS,
-    ClassMixture,
-    ClassMixtureEpsModel,
-    coverage_and_tails,
-    draw_toy_figure,
-    exact_models,
-    hdr_log_threshold,
-    toy_mixture,
-)
+from diffguide.diffusion.schedules import NoiseSchedule
+from diffguide.guidance.wrappers import NULL_LABEL
+from diffguide.reports.testbed_toy_figure import (DEFAULT_METHODS, ClassMixture, ClassMixtureEpsModel,
+                                                  coverage_and_tails, draw_toy_figure, exact_models, hdr_log_threshold,
+                                                  toy_mixture)
 
 F64 = torch.float64
 W = 3.0

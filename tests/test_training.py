@@ -4,16 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-from diffguide import networks
-from diffguide.guidance import NULL_LABEL
-from diffguide.losses import clean_classifier_loss, diffusion_loss
-from diffguide.schedules import NoiseSchedule
-from diffguide.training import TrainSettings, train
-from diffguide.integrity import CorruptArtifactError, record
+from diffguide.base.integrity import CorruptArtifactError, record
+from diffguide.diffusion.schedules import NoiseSchedule
+from diffguide.guidance.wrappers import NULL_LABEL
+from diffguide.models import kinds
+from diffguide.training.loop import TrainSettings, train
+from diffguide.training.losses import clean_classifier_loss, diffusion_loss
 
 
 def tiny_unet(num_classes=3):
-    return networks.build_network("eps_unet", dict(image_size=8, channels=1, widths=[8, 16], attention_levels=[],
+    return kinds.build_network("eps_unet", dict(image_size=8, channels=1, widths=[8, 16], attention_levels=[],
                                                    num_classes=num_classes, norm_groups=4))
 
 
@@ -31,7 +31,7 @@ def test_classifier_learns_a_separable_problem_and_keeps_its_csv_log(tmp_path):
     images = torch.randn(256, 1, 8, 8) * 0.1
     labels = torch.arange(256) % 2
     images[labels == 1] += 1.0
-    model = networks.build_network("eval_classifier", dict(channels=1, widths=[4, 8], num_classes=2))
+    model = kinds.build_network("eval_classifier", dict(channels=1, widths=[4, 8], num_classes=2))
     settings = TrainSettings(steps=40, batch_size=32, lr=0.01, precision="fp32", log_every=10)
     kept = train(model, clean_classifier_loss(), images, labels, settings, device=torch.device("cpu"),
                  name="toy", csv_path=tmp_path / "log.csv")
@@ -60,7 +60,7 @@ def test_ema_copy_is_what_training_returns_when_ema_is_set(tmp_path):
 
 
 def test_nan_loss_stops_with_the_network_and_step_named(tmp_path):
-    model = networks.build_network("eval_classifier", dict(channels=1, widths=[4], num_classes=2))
+    model = kinds.build_network("eval_classifier", dict(channels=1, widths=[4], num_classes=2))
     images = torch.full((8, 1, 8, 8), float("nan"))
     settings = TrainSettings(steps=3, batch_size=4, lr=0.01, precision="fp32")
     with pytest.raises(FloatingPointError, match=r"nan_net: the loss became nan at step 0"):
@@ -71,9 +71,9 @@ def test_nan_loss_stops_with_the_network_and_step_named(tmp_path):
 def test_checkpoint_roundtrip_rebuilds_the_same_function(tmp_path):
     torch.manual_seed(0)
     arch = dict(image_size=8, channels=1, widths=[8, 16], num_classes=3, attention_levels=[1], norm_groups=4)
-    model = networks.build_network("noisy_classifier", arch).eval()
-    networks.save_checkpoint(tmp_path / "c.pt", "noisy_classifier", arch, model, {"steps": 1})
-    loaded, payload = networks.load_checkpoint(tmp_path / "c.pt")
+    model = kinds.build_network("noisy_classifier", arch).eval()
+    kinds.save_checkpoint(tmp_path / "c.pt", "noisy_classifier", arch, model, {"steps": 1})
+    loaded, payload = kinds.load_checkpoint(tmp_path / "c.pt")
     x, t = torch.randn(2, 1, 8, 8), torch.tensor([3, 70])
     assert torch.equal(loaded(x, t), model(x, t))
     assert payload["extra"] == {"steps": 1} and not (tmp_path / "c.pt.tmp").exists()
@@ -83,10 +83,10 @@ def test_corrupt_checkpoint_is_named_with_a_fix(tmp_path):
     path = tmp_path / "broken.pt"
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(CorruptArtifactError, match=r"broken\.pt has no checksum file.*--forcerun .*broken\.pt$"):
-        networks.load_checkpoint(path)
+        kinds.load_checkpoint(path)
     record(path)  # its checksum matches, but torch cannot read it: a foreign file
     with pytest.raises(ValueError, match=r"broken\.pt.*run: snakemake --cores all --configfile .* --forcerun .*broken\.pt$"):
-        networks.load_checkpoint(path)
+        kinds.load_checkpoint(path)
 
 
 def test_p_uncond_drops_labels_at_the_requested_rate():
@@ -107,7 +107,7 @@ def test_p_uncond_drops_labels_at_the_requested_rate():
 
 
 def test_learning_rate_warms_up_then_decays_to_zero_with_cosine():
-    from diffguide.training import lr_factor
+    from diffguide.training.loop import lr_factor
 
     settings = TrainSettings(steps=110, batch_size=1, lr=1.0, warmup_steps=10, lr_schedule="cosine")
     assert lr_factor(settings, 0) == pytest.approx(0.1) and lr_factor(settings, 9) == pytest.approx(1.0)
@@ -118,7 +118,7 @@ def test_learning_rate_warms_up_then_decays_to_zero_with_cosine():
 
 
 def test_t_bands_split_all_timesteps_into_equal_quarters():
-    from diffguide.metrics import t_bands
+    from diffguide.evaluation.metrics import t_bands
 
     assert t_bands(1000) == [(0, 250), (250, 500), (500, 750), (750, 1000)]
     bands = t_bands(10)
@@ -135,7 +135,7 @@ class SignOfMean(torch.nn.Module):
 
 
 def test_accuracy_by_t_falls_to_chance_as_the_noise_grows_and_repeats():
-    from diffguide.metrics import accuracy_by_t
+    from diffguide.evaluation.metrics import accuracy_by_t
 
     labels = torch.arange(400) % 2
     images = (2.0 * labels - 1.0)[:, None, None, None].expand(400, 1, 4, 4).contiguous()
@@ -147,11 +147,11 @@ def test_accuracy_by_t_falls_to_chance_as_the_noise_grows_and_repeats():
 
 
 def test_accuracy_by_t_runs_the_noisy_classifier_network():
-    from diffguide.metrics import accuracy_by_t
+    from diffguide.evaluation.metrics import accuracy_by_t
 
     torch.manual_seed(0)
     arch = dict(image_size=8, channels=1, widths=[8, 16], num_classes=3, attention_levels=[], norm_groups=4)
-    model = networks.build_network("noisy_classifier", arch)
+    model = kinds.build_network("noisy_classifier", arch)
     by_t = accuracy_by_t(model, torch.randn(30, 1, 8, 8), torch.arange(30) % 3, NoiseSchedule.make("cosine", 40),
                          torch.device("cpu"), per_band=20, batch_size=7)
     assert list(by_t) == ["0-9", "10-19", "20-29", "30-39"]
@@ -160,7 +160,7 @@ def test_accuracy_by_t_runs_the_noisy_classifier_network():
 
 @pytest.mark.slow  # seconds each: make test-slow (CI runs it), for make test's 10-minute budget
 def test_plot_training_curves_writes_a_png(tmp_path):
-    from diffguide.figures import plot_training_curves
+    from diffguide.reports.figures import plot_training_curves
 
     paths = {}
     for name in ("unconditional", "conditional", "noisy_classifier", "eval_classifier"):
@@ -175,7 +175,7 @@ def test_plot_training_curves_writes_a_png(tmp_path):
 def test_min_snr_weights_are_hang_et_al_and_gamma_large_is_the_simple_loss():
     """w_t = min(SNR_t, gamma) / SNR_t: 1 where SNR < gamma (noisy steps), gamma / SNR above; with
     gamma beyond every SNR the weighted loss equals DDPM's simple loss on the same draws."""
-    from diffguide.losses import min_snr_weights
+    from diffguide.training.losses import min_snr_weights
 
     schedule = NoiseSchedule.make("cosine", 1000)
     t = torch.tensor([0, 100, 500, 900, 999])
@@ -186,7 +186,7 @@ def test_min_snr_weights_are_hang_et_al_and_gamma_large_is_the_simple_loss():
     assert torch.allclose(min_snr_weights(schedule, t, 5.0, x).double(), expected, rtol=1e-6)
     assert min_snr_weights(schedule, t, 5.0, x)[0] < 1e-3 and min_snr_weights(schedule, t, 5.0, x)[-1] == 1
 
-    model = networks.build_network("eps_unet", dict(image_size=8, channels=1, widths=[8, 16], attention_levels=[],
+    model = kinds.build_network("eps_unet", dict(image_size=8, channels=1, widths=[8, 16], attention_levels=[],
                                                     norm_groups=4, num_classes=None))
     x0, y = torch.randn(6, 1, 8, 8), torch.zeros(6, dtype=torch.long)
     torch.manual_seed(3)

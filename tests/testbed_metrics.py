@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from diffguide.integrity import record
+from diffguide.base.integrity import record
 
 REPLICATES = 100
 N = 500

@@ -6,6 +6,8 @@ An explicitly configured `source_dir` is the only source tried; without one,
 sources are tried in a fixed order and the first that works wins. A source that
 is missing or fails its checksum is reported, never silently replaced by a
 different data set; every error names the file and the fix.
+
+May import: diffguide.base.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import integrity
-from .atomic import atomic_open
+from diffguide.base import integrity
+from diffguide.base.atomic import atomic_open
 
 __all__ = [
     "DATASETS",

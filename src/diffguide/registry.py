@@ -15,6 +15,8 @@ docs/equations.md, and a ``build(models, scale, schedule, *, clip_x0, options) -
 ``Method`` row registered here (or from a plugin module named in the config's ``plugins``).
 
 This module imports no torch: the Snakefile imports it at parse time.
+
+May import: nothing of diffguide (builders and plugins are imported by name, when a job builds one).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class Network:
 
     ``name`` is its file stem (results/<run>/models/<name>.pt) and its training block
     (training.<name>); ``arch_key`` the block of ``networks`` that shapes it; ``kind`` what
-    networks.build_network builds; ``loss`` which training loss it learns with."""
+    diffguide.models.kinds.build_network builds; ``loss`` which training loss it learns with."""
 
     name: str
     kind: str
@@ -325,19 +327,19 @@ for _method in (
            "classifier-free guidance of the conditional model, columns: w",
            "Classifier-free guidance (H&S eq. 6): eps~ = (1 + w) eps(x, y) - w eps(x, null) on the conditional "
            "model; w = 0 is the conditional model itself.",
-           eps_model="conditional", builder="diffguide.guidance:build_classifier_free",
+           eps_model="conditional", builder="diffguide.guidance.wrappers:build_classifier_free",
            p_uncond_variants=True),
     Method("cg", "s", "classifier guidance, unconditional model (s)",
            "classifier guidance of the unconditional model, columns: s",
            "Classifier guidance (D&N Algorithms 1 and 2) of the unconditional model by the noisy classifier's "
            "gradient at scale s; s = 0 is the unguided model.",
-           eps_model="unconditional", builder="diffguide.guidance:build_classifier_guided", guides=CLASSIFIER,
+           eps_model="unconditional", builder="diffguide.guidance.wrappers:build_classifier_guided", guides=CLASSIFIER,
            options=("cg_form", "cg_clip_order")),
     Method("cond_cg", "s", "classifier guidance, conditional model (s)",
            "classifier guidance of the conditional model, columns: s",
            "Classifier guidance at scale s of the conditional model, itself guided at w = guidance.cond_cg_w "
            "(D&N Table 4's conditional rows when w = 0).",
-           eps_model="conditional", builder="diffguide.guidance:build_conditional_classifier_guided",
+           eps_model="conditional", builder="diffguide.guidance.wrappers:build_conditional_classifier_guided",
            guides=CLASSIFIER, options=("cg_form", "cg_clip_order", "cond_cg_w")),
     Method("sdg_text", "gamma", "similarity guidance by class name, unconditional model (gamma)",
            "text-similarity guidance of the unconditional model, columns: gamma",
@@ -346,7 +348,7 @@ for _method in (
            "embedding; gamma = 0 is the unguided model. SDG found that language guidance steers an unconditional "
            "model to the text's content as gamma grows; make findings 9 and 11 measure whether ours does, and its FID "
            "against classifier guidance at matched accuracy.",
-           eps_model="unconditional", builder="diffguide.similarity:build_text_similarity_guided", guides=ENCODERS,
+           eps_model="unconditional", builder="diffguide.guidance.methods.similarity:build_text_similarity_guided", guides=ENCODERS,
            options=SIMILARITY_OPTIONS),
     Method("sdg_image", "gamma", "similarity guidance by reference image, unconditional model (gamma)",
            "reference-image similarity guidance of the unconditional model, columns: gamma",
@@ -354,7 +356,7 @@ for _method in (
            "by gamma * grad F, F the similarity of E~(x_t) with the clean embedding E(x_ref) of a test image; "
            "gamma = 0 is the unguided model. SDG found that image guidance carries the reference's content into "
            "the sample; make findings 10 measures our samples' similarity to their references.",
-           eps_model="unconditional", builder="diffguide.similarity:build_image_similarity_guided", guides=ENCODERS,
+           eps_model="unconditional", builder="diffguide.guidance.methods.similarity:build_image_similarity_guided", guides=ENCODERS,
            condition="reference", options=(*SIMILARITY_OPTIONS, "sdg_reference", "sdg_references_per_class")),
 ):
     register_method(_method)
@@ -369,59 +371,59 @@ TESTBED_ROWS = (
            "Guidance interval (Kynkaanniemi et al. 2024): classifier-free guidance at w for noise levels "
            "sigma_t in (guidance.interval_sigma_lo, interval_sigma_hi], the conditional model elsewhere "
            "(their guidance scale = 1 + w).",
-           eps_model="conditional", builder="diffguide.guidance_interval:build_cfg_interval",
+           eps_model="conditional", builder="diffguide.guidance.methods.limited_interval:build_cfg_interval",
            options=INTERVAL_OPTIONS),
     Method("cg_interval", "s", "classifier guidance in a noise interval (s)",
            "classifier guidance of the unconditional model only for sigma in (lo, hi], columns: s",
            "Guidance interval applied to classifier guidance: the score shift at s for sigma_t in "
            "(guidance.interval_sigma_lo, interval_sigma_hi], the unguided unconditional model elsewhere.",
-           eps_model="unconditional", builder="diffguide.guidance_interval:build_cg_interval", guides=CLASSIFIER,
+           eps_model="unconditional", builder="diffguide.guidance.methods.limited_interval:build_cg_interval", guides=CLASSIFIER,
            options=("cg_clip_order", *INTERVAL_OPTIONS)),
     Method("cfg_schedule", "w", "CFG with a weight schedule (w)",
            "classifier-free guidance with weight w(t) = w f(t), columns: w",
            "Guidance-weight schedule (Wang et al. 2024): classifier-free guidance at w(t) = w f(t / (T - 1)), f as "
            "guidance.weight_schedule says (constant, linear_up, linear_down: mean w over t; interval).",
-           eps_model="conditional", builder="diffguide.guidance_schedules:build_cfg_schedule",
+           eps_model="conditional", builder="diffguide.guidance.methods.weight_schedules:build_cfg_schedule",
            options=("weight_schedule", *INTERVAL_OPTIONS)),
     Method("cg_schedule", "s", "classifier guidance with a weight schedule (s)",
            "classifier guidance of the unconditional model with scale s(t) = s f(t), columns: s",
            "Guidance-weight schedule (Wang et al. 2024) applied to classifier guidance: the score shift at "
            "s(t) = s f(t / (T - 1)), f as guidance.weight_schedule says.",
-           eps_model="unconditional", builder="diffguide.guidance_schedules:build_cg_schedule", guides=CLASSIFIER,
+           eps_model="unconditional", builder="diffguide.guidance.methods.weight_schedules:build_cg_schedule", guides=CLASSIFIER,
            options=("weight_schedule", "cg_clip_order", *INTERVAL_OPTIONS)),
     Method("autoguidance", "w", "autoguidance by a weak model (w)",
            "autoguidance of the conditional model by the weak one, columns: w",
            "Autoguidance (Karras et al. 2024): eps = (1 + w) eps_1(x, y) - w eps_0(x, y), eps_0 the smaller, "
            "shorter-trained conditional model weak_conditional (their w = 1 + ours); w = 0 is the conditional model.",
-           eps_model="conditional", builder="diffguide.autoguidance:build_autoguidance", guides=WEAK_MODEL),
+           eps_model="conditional", builder="diffguide.guidance.methods.autoguidance:build_autoguidance", guides=WEAK_MODEL),
     Method("cfgpp", "lambda", "CFG++ (lambda)",
            "CFG++ of the conditional model, columns: lambda",
            "CFG++ (Chung et al. 2024): x0 from eps_u + lambda (eps_c - eps_u), renoised with eps_u; lambda in "
            "[0, 1], lambda = 0 is the UNCONDITIONAL model (one CFG++ step is a CFG step at a w that grows with t).",
-           eps_model="conditional", builder="diffguide.cfgpp:build_cfgpp"),
+           eps_model="conditional", builder="diffguide.guidance.methods.cfgpp:build_cfgpp"),
     Method("apg", "w", "adaptive projected guidance (w)",
            "adaptive projected guidance of the conditional model, columns: w",
            "Adaptive projected guidance (Sadat et al. 2024): the x0 guidance difference, with momentum "
            "guidance.apg_momentum and norm cap apg_norm_threshold, split into parts parallel and orthogonal to "
            "the conditional x0, the parallel part weighted by apg_eta (their scale = 1 + w).",
-           eps_model="conditional", builder="diffguide.apg:build_apg",
+           eps_model="conditional", builder="diffguide.guidance.methods.apg:build_apg",
            options=("apg_eta", "apg_norm_threshold", "apg_momentum")),
     Method("cfg_rescale", "w", "CFG with guidance rescale (w)",
            "classifier-free guidance rescaled to the conditional std, columns: w",
            "Guidance rescale (Lin et al. 2023, sec. 3.4): the CFG eps rescaled to the conditional eps's "
            "per-sample std and mixed by guidance.rescale_phi (diffusers' guidance_rescale; scale = 1 + w).",
-           eps_model="conditional", builder="diffguide.guidance_rescale:build_cfg_rescale", options=("rescale_phi",)),
+           eps_model="conditional", builder="diffguide.guidance.methods.rescale:build_cfg_rescale", options=("rescale_phi",)),
     Method("dynamic_threshold", "w", "CFG with dynamic thresholding (w)",
            "classifier-free guidance with Imagen's dynamic thresholding, columns: w",
            "Dynamic thresholding (Saharia et al. 2022): the CFG x0 clipped at its guidance.threshold_percentile "
            "quantile of |x0| (at least 1) and divided by it, in place of the static clip (scale = 1 + w).",
-           eps_model="conditional", builder="diffguide.dynamic_thresholding:build_dynamic_threshold",
+           eps_model="conditional", builder="diffguide.guidance.methods.dynamic_thresholding:build_dynamic_threshold",
            options=("threshold_percentile", "threshold_max")),
     Method("cfg_zero_star", "w", "CFG-Zero* (w)",
            "CFG-Zero* of the conditional model, columns: w",
            "CFG-Zero* (Fan et al. 2025): eps = (1 + w) eps_c - w s* eps_u with s* = <eps_c, eps_u> / ||eps_u||^2, "
            "and the first guidance.zero_init_steps steps zeroed (their guidance scale = 1 + w).",
-           eps_model="conditional", builder="diffguide.cfg_zero_star:build_cfg_zero_star", options=("zero_init_steps",)),
+           eps_model="conditional", builder="diffguide.guidance.methods.cfg_zero_star:build_cfg_zero_star", options=("zero_init_steps",)),
 )
 for _method in TESTBED_ROWS:
     register_method(_method)

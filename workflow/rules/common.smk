@@ -5,8 +5,8 @@ import os
 import sys
 from pathlib import Path
 
-from diffguide.config_checks import reused_model_path
-from diffguide.config_schema import SCHEMA_PATH, config_errors
+from diffguide.pipeline.config_checks import reused_model_path
+from diffguide.pipeline.config_schema import SCHEMA_PATH, config_errors
 from diffguide.registry import (
     method_pattern,
     network_pattern,
@@ -17,12 +17,12 @@ from diffguide.registry import (
     scale_tag,
     training_block,
 )
-from diffguide.training_keys import RUN_ONLY_TRAINING_KEYS
+from diffguide.training.settings import RUN_ONLY_TRAINING_KEYS
 
 
 def validate_config(config):
     """Validate against the schema (which also fills in defaults), then every rule spanning keys
-    or depending on the data set or the machine (diffguide.config_checks), before any job is
+    or depending on the data set or the machine (diffguide.pipeline.config_checks), before any job is
     scheduled; on failure name every wrong key in one line each and stop, having created nothing."""
     lines = config_errors(config, SCHEMA_PATH)
     if lines:
@@ -43,13 +43,13 @@ CLEANUP_FLAGS = ("--unlock", "--delete-all-output", "--delete-temp-output", "--c
 
 
 def check_artifacts(results):
-    """Every finished artifact of this run against its checksum (diffguide.integrity), before
+    """Every finished artifact of this run against its checksum (diffguide.base.integrity), before
     Snakemake plans a job: a job that found a corrupt input itself would come too late, after
     Snakemake had deleted that job's previous outputs. Only the main process checks: a job
     re-parsing this file on a cluster must not see another job's artifact mid-write."""
     if not workflow.is_main_process or any(arg in CLEANUP_FLAGS for arg in sys.argv):
         return
-    from diffguide.integrity import check_run, forced_targets
+    from diffguide.base.integrity import check_run, forced_targets
 
     config_path = (workflow.overwrite_configfiles or ["config/config.yaml"])[-1]
     lines = check_run(results, configfile=os.path.relpath(config_path), remade=forced_targets(sys.argv))
@@ -115,7 +115,7 @@ def config_subset(*keys):
 
 
 def training_config(wildcards):
-    """The settings a training job's model depends on. Run-only keys (diffguide.training_keys)
+    """The settings a training job's model depends on. Run-only keys (diffguide.training.settings)
     change how the job runs, not the model, and p_uncond_sweep only names the other models: both
     are left out, so changing them retrains nothing (workflow/scripts/train.py reads the former
     from the config)."""
@@ -171,9 +171,9 @@ def sampling_config(wildcards):
 
 
 def figure_outputs(name, entry):
-    """results/<run>/figures/<name>.png, flagged for `snakemake --report` as diffguide.report_layout's
+    """results/<run>/figures/<name>.png, flagged for `snakemake --report` as diffguide.reports.report_layout's
     ``entry`` says (caption, category, subcategory, label), and the PDF the figure code writes beside it."""
-    from diffguide.report_layout import report_entry
+    from diffguide.reports.report_layout import report_entry
 
     png = report(f"{RESULTS}/figures/{name}.png", **report_entry(entry))
     return {"png": png, "pdf": f"{RESULTS}/figures/{name}.pdf"}

@@ -1,4 +1,4 @@
-from diffguide.report_layout import report_entry
+from diffguide.reports.report_layout import report_entry
 
 
 rule reference_statistics:

@@ -1,6 +1,6 @@
 # Figures (PNG for the README and the report, PDF beside each) and the papers' tables. Where each
-# sits in `snakemake --report`: diffguide.report_layout.
-from diffguide.report_layout import report_entry
+# sits in `snakemake --report`: diffguide.reports.report_layout.
+from diffguide.reports.report_layout import report_entry
 
 
 rule tradeoff_figure:

@@ -1,8 +1,8 @@
 # The guidance testbed (issue 16): the successors of classifier-free guidance against CFG on the
 # same trained models. Figures and table from metrics.csv; the claims are tested by
 # `python -m diffguide.findings --set testbed`. Where each sits in `snakemake --report`:
-# diffguide.report_layout.
-from diffguide.report_layout import report_entry
+# diffguide.reports.report_layout.
+from diffguide.reports.report_layout import report_entry
 
 
 rule testbed_figures:

@@ -1,5 +1,5 @@
-from diffguide.stages.evaluate import evaluate
-from diffguide.runtime import setup_logging
+from diffguide.base.runtime import setup_logging
+from diffguide.pipeline.stages.evaluate import evaluate
 
 setup_logging(snakemake.log[0])
 p = snakemake.params

@@ -1,6 +1,6 @@
+from diffguide.base.runtime import setup_logging
+from diffguide.pipeline.stages.figures import reference_grid
 from diffguide.registry import load_plugins
-from diffguide.runtime import setup_logging
-from diffguide.stages.figures import reference_grid
 
 setup_logging(snakemake.log[0])
 load_plugins(snakemake.config["plugins"])

@@ -1,5 +1,5 @@
-from diffguide.runtime import setup_logging
-from diffguide.stages.evaluate import reference_statistics
+from diffguide.base.runtime import setup_logging
+from diffguide.pipeline.stages.evaluate import reference_statistics
 
 setup_logging(snakemake.log[0])
 reference_statistics(snakemake.input.classifier, snakemake.input.test, snakemake.output[0], snakemake.config["device"],

@@ -1,6 +1,6 @@
+from diffguide.base.runtime import setup_logging
+from diffguide.pipeline.stages.sample import sample
 from diffguide.registry import load_plugins
-from diffguide.runtime import setup_logging
-from diffguide.stages.sample import sample
 
 setup_logging(snakemake.log[0])
 load_plugins(snakemake.config["plugins"])  # a plugin's method must be known in this process too

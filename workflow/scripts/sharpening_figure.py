@@ -1,7 +1,7 @@
 import torch
 
-from diffguide.runtime import setup_logging
-from diffguide.sharpening_figure import draw_sharpening_figure, format_summary
+from diffguide.base.runtime import setup_logging
+from diffguide.reports.sharpening_figure import draw_sharpening_figure, format_summary
 
 log = setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)  # tiny 2-D tensors: extra threads only add overhead

@@ -1,5 +1,5 @@
-from diffguide.runtime import setup_logging
-from diffguide.tables import write_tables
+from diffguide.base.runtime import setup_logging
+from diffguide.reports.tables import write_tables
 
 log = setup_logging(snakemake.log[0])
 p = snakemake.params

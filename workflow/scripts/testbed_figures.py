@@ -1,5 +1,5 @@
-from diffguide.runtime import setup_logging
-from diffguide.testbed_figures import draw_testbed_figures
+from diffguide.base.runtime import setup_logging
+from diffguide.reports.testbed_figures import draw_testbed_figures
 
 log = setup_logging(snakemake.log[0])
 out = snakemake.output

@@ -1,5 +1,5 @@
-from diffguide.runtime import setup_logging
-from diffguide.testbed_table import write_testbed_table
+from diffguide.base.runtime import setup_logging
+from diffguide.reports.testbed_table import write_testbed_table
 
 log = setup_logging(snakemake.log[0])
 written = write_testbed_table(snakemake.input.metrics, snakemake.input.replicates, snakemake.output.md,

@@ -1,10 +1,10 @@
 from pathlib import Path
 
+from diffguide.base.runtime import setup_logging
+from diffguide.cli.train import launch
+from diffguide.pipeline.stages.train import config_sections, train_network
 from diffguide.registry import parse_network
-from diffguide.runtime import setup_logging
-from diffguide.stages.train import config_sections, train_network
-from diffguide.train_cli import launch
-from diffguide.training_keys import RUN_ONLY_TRAINING_KEYS
+from diffguide.training.settings import RUN_ONLY_TRAINING_KEYS
 
 network = snakemake.wildcards.network
 # The run-only keys are left out of params (no rerun when they change): read them from the config.

@@ -1,5 +1,5 @@
-from diffguide.runtime import setup_logging
-from diffguide.stages.figures import training_curves
+from diffguide.base.runtime import setup_logging
+from diffguide.pipeline.stages.figures import training_curves
 
 setup_logging(snakemake.log[0])
 training_curves(snakemake.params.logs, snakemake.output.png)

@@ -1,0 +1,111 @@
+"""Adaptive projected guidance (APG; Sadat, Hilliges & Weber 2024, arXiv 2410.02416, sec. 3 and
+Algorithm 1; docs/equations.md section 10).
+
+APG rewrites classifier-free guidance on the denoised predictions x0 (the paper's D(x, t)):
+CFG is x0 = x0_c + w (x0_c - x0_u) (their eq. with guidance scale w_paper = 1 + w, ours is w), and
+APG replaces the update Delta = x0_c - x0_u by
+
+    Delta <- Delta + beta * Delta_prev_running      reverse momentum (sec. 3.3), beta = apg_momentum
+    Delta <- Delta * min(1, r / ||Delta||)           norm threshold (sec. 3.2), r = apg_norm_threshold
+    Delta_par = (<Delta, x0_c> / ||x0_c||^2) x0_c,  Delta_orth = Delta - Delta_par  (sec. 3.1)
+    x0 = x0_c + w (Delta_orth + eta * Delta_par)     eta = apg_eta
+
+with norms and inner products per sample over all of C, H, W. eta = 1, r = infinity, beta = 0 is
+CFG. The parallel part is what oversaturates (it rescales x0_c), the orthogonal part is what
+sharpens; eta = 0 (the default) keeps only the latter. The projection runs in float64 as in
+Algorithm 1. The guided x0 is turned back into eps for the sampler (schedule.eps_from_x0), so APG
+works with DDIM (any eta) and the ancestral sampler alike.
+
+Against diffusers' ``AdaptiveProjectedGuidance`` (guiders/adaptive_projected_guidance.py):
+- with ``use_original_formulation=True`` it computes x0_c + g * update, so its guidance_scale g is
+  our w (the paper's w_paper - 1);
+- by default it computes pred_uncond + g * update with g = 1 + w: equal to ours when eta = 1 and
+  neither the threshold nor momentum changes Delta, otherwise it differs by update - (x0_c - x0_u)
+  (e.g. (eta - 1) Delta_par without threshold and momentum);
+- it treats a threshold of 0 as "no threshold"; ours is None (config null) = infinity;
+- it applies the update to whatever the model predicts (eps for eps-models) unless the pipeline
+  hands it x0; the paper and we use the x0 predictions.
+
+The momentum buffer lives in the wrapper and is reset when a new chain starts (guidance_parts.ChainStart).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from diffguide.diffusion.schedules import NoiseSchedule
+from diffguide.guidance.parts import (ChainStart, check_optional_min, check_range, cond_and_null, per_sample_dot,
+                                      per_sample_norm)
+from diffguide.guidance.wrappers import ClipDenoised, Guided
+
+DEFAULTS = {"apg_eta": 0.0, "apg_norm_threshold": 15.0, "apg_momentum": -0.5}
+
+
+def project(diff: torch.Tensor, onto: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(parallel, orthogonal) parts of ``diff`` with respect to ``onto``, per sample, computed in
+    float64 (APG sec. 3.1, Algorithm 1's project) and returned in diff's dtype."""
+    d, u = diff.double(), onto.double()
+    u = u / per_sample_norm(u).clamp(min=1e-300)  # unit vector; x0_c = 0 has no direction: parallel part 0
+    parallel = per_sample_dot(d, u) * u
+    return parallel.to(diff.dtype), (d - parallel).to(diff.dtype)
+
+
+def clip_norm(diff: torch.Tensor, threshold: float | None) -> torch.Tensor:
+    """diff * min(1, r / ||diff||) per sample (APG sec. 3.2); r = None is infinity (no change)."""
+    if threshold is None:
+        return diff
+    return diff * torch.clamp(threshold / per_sample_norm(diff), max=1.0)
+
+
+class AdaptiveProjectedGuidance(nn.Module):
+    """APG (arXiv 2410.02416, Algorithm 1) of a conditional eps-model at our w (diffusers' /
+    the paper's guidance scale = 1 + w); see the module docstring. w = 0 or y = None return the
+    conditional model unchanged (nothing to guide, null half skipped)."""
+
+    def __init__(self, model: nn.Module, w: float, schedule: NoiseSchedule, *, eta: float = 0.0,
+                 norm_threshold: float | None = 15.0, momentum: float = -0.5):
+        super().__init__()
+        self.model, self.w, self.schedule = model, float(w), schedule
+        self.eta, self.norm_threshold, self.momentum = float(eta), norm_threshold, float(momentum)
+        self.chain_start, self.running = ChainStart(), None
+
+    def with_momentum(self, diff: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """running = diff + beta * running (APG sec. 3.3, Algorithm 1's MomentumBuffer), zero at a
+        chain's first step."""
+        if self.chain_start(x, t) or self.running is None:
+            self.running = torch.zeros_like(diff)
+        self.running = diff + self.momentum * self.running
+        return self.running
+
+    def forward(self, x, t, y):
+        if self.w == 0 or y is None:
+            return self.model(x, t, y)
+        eps_c, eps_u = cond_and_null(self.model, x, t, y)
+        x0_c, x0_u = self.schedule.predict_x0(x, t, eps_c), self.schedule.predict_x0(x, t, eps_u)
+        diff = clip_norm(self.with_momentum(x0_c - x0_u, x, t), self.norm_threshold)
+        parallel, orthogonal = project(diff, x0_c)
+        x0 = x0_c + self.w * (orthogonal + self.eta * parallel)
+        return self.schedule.eps_from_x0(x, t, x0)
+
+
+def apg_options(options: dict) -> dict:
+    """The APG constructor's keyword arguments from guidance.apg_* (validated)."""
+    opts = DEFAULTS | {k: options[k] for k in DEFAULTS if k in options}
+    return {
+        "eta": check_range("apg_eta", opts["apg_eta"], 0.0, 1.0,
+                           fix="set it in [0, 1]: 0 drops the parallel part (the paper's choice), 1 keeps it as CFG"),
+        "norm_threshold": check_optional_min(
+            "apg_norm_threshold", opts["apg_norm_threshold"], 0.0, lo_open=True,
+            fix="give a positive norm r (default 15) or null for no threshold"),
+        "momentum": check_range("apg_momentum", opts["apg_momentum"], -1.0, 1.0, lo_open=True, hi_open=True,
+                                fix="set |beta| < 1 (reverse momentum is negative, e.g. -0.5; 0 turns it off)"),
+    }
+
+
+def build_apg(models: dict, scale: float, schedule: NoiseSchedule, *, clip_x0: bool, options: dict) -> Guided:
+    """apg: APG at w = scale on the conditional model, its guided x0 clipped like cfg's when clip_x0
+    (guidance.build_classifier_free); options guidance.apg_eta, apg_norm_threshold (null =
+    infinity), apg_momentum."""
+    guided = AdaptiveProjectedGuidance(models["eps_model"], scale, schedule, **apg_options(options))
+    return Guided(ClipDenoised(guided, schedule) if clip_x0 else guided)

@@ -1,0 +1,101 @@
+"""Pieces shared by the successors of classifier-free guidance (APG, guidance rescale, dynamic
+thresholding, CFG-Zero*): the one batched conditional / null call, per-sample reductions over all
+non-batch dims (C, H, W for images, d for the mixtures' vectors), the detection of a new sampling
+chain for stateful wrappers, and option checks whose errors name the config key to fix
+(docs/equations.md section 10).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from diffguide.guidance.wrappers import conditional_and_null
+
+
+def cond_and_null(model: nn.Module, x, t, y):
+    """eps(x, y) and eps(x, null) from one forward pass over 2B rows (guidance.conditional_and_null),
+    in x's dtype."""
+    eps_cond, eps_null = conditional_and_null(model, x, t, y)
+    return eps_cond.to(x.dtype), eps_null.to(x.dtype)
+
+
+def _dims(x: torch.Tensor) -> list[int]:
+    return list(range(1, x.dim()))
+
+
+def per_sample_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """<a_i, b_i> over every non-batch dim, shaped [B, 1, ...] to broadcast against a."""
+    return (a * b).sum(dim=_dims(a), keepdim=True)
+
+
+def per_sample_norm(a: torch.Tensor) -> torch.Tensor:
+    """||a_i||_2 over every non-batch dim, shaped [B, 1, ...]."""
+    return per_sample_dot(a, a).sqrt()
+
+
+def per_sample_std(a: torch.Tensor) -> torch.Tensor:
+    """Standard deviation of each sample's entries (unbiased, as torch.std and diffusers'
+    rescale_noise_cfg), shaped [B, 1, ...]."""
+    return a.std(dim=_dims(a), keepdim=True)
+
+
+def per_sample_quantile(a: torch.Tensor, q: float) -> torch.Tensor:
+    """The q-quantile of each sample's entries (linear interpolation, numpy's default percentile),
+    shaped [B, 1, ...]."""
+    values = torch.quantile(a.reshape(len(a), -1), q, dim=1)
+    return values.reshape(-1, *([1] * (a.dim() - 1)))
+
+
+class ChainStart:
+    """Tells a stateful wrapper when a new sampling chain begins. Samplers call the model at strictly
+    decreasing timesteps within a chain, so a timestep >= the previous call's, or a different batch
+    size, means a new chain (docs/equations.md section 10)."""
+
+    def __init__(self):
+        self.last: tuple[int, int] | None = None  # (timestep, batch size) of the previous call
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> bool:
+        current = (int(t.max()), len(x))
+        new = self.last is None or current[1] != self.last[1] or current[0] >= self.last[0]
+        self.last = current
+        return new
+
+
+def _bad(key: str, value, requirement: str, fix: str) -> ValueError:
+    return ValueError(f"guidance.{key} must be {requirement}, got {value!r}; {fix}")
+
+
+def _real(key: str, value, fix: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _bad(key, value, "a finite number", fix)
+    return float(value)
+
+
+def check_range(key: str, value, lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False,
+                fix: str) -> float:
+    """``value`` as a float if it lies in the interval (lo / hi open or closed), else a ValueError
+    naming guidance.<key> and ``fix``."""
+    value = _real(key, value, fix)
+    above = value > lo if lo_open else value >= lo
+    below = value < hi if hi_open else value <= hi
+    if not (above and below):
+        interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        raise _bad(key, value, f"in {interval}", fix)
+    return value
+
+
+def check_optional_min(key: str, value, lo: float, *, lo_open: bool, fix: str) -> float | None:
+    """None (no bound: null in the config) or a number above lo (> lo if lo_open, else >= lo)."""
+    if value is None:
+        return None
+    return check_range(key, value, lo, math.inf, lo_open=lo_open, hi_open=True, fix=fix)
+
+
+def check_count(key: str, value, fix: str) -> int:
+    """A non-negative integer (a number of steps)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _bad(key, value, "an integer >= 0", fix)
+    return value
