@@ -218,18 +218,18 @@ def test_a_wheel_install_checks_configs_and_reads_its_data_outside_the_checkout(
 # Every `python -m diffguide.<module>` of README.md and the Makefile, and how the test runs it
 # in a fresh working directory (config/ copied there): arguments, exit status, a phrase of its output.
 DOCUMENTED = {
-    "check_config": (["config/config.yaml"], 0, "valid"),
-    "summary": (["config/smoke.yaml"], 1, "no metrics yet"),
+    "pipeline.check_config": (["config/config.yaml"], 0, "valid"),
+    "pipeline.summary": (["config/smoke.yaml"], 1, "no metrics yet"),
     "findings": (["results/smoke/metrics.csv"], 2, "metrics.csv"),
-    "replication_status": (["results/smoke/metrics.csv"], 2, "metrics.csv"),
-    "train_cli": (["--config", "config/smoke.yaml", "--network", "eval_classifier", "--results", "results/smoke"], 0,
+    "reports.replication_status": (["results/smoke/metrics.csv"], 2, "metrics.csv"),
+    "cli.train": (["--config", "config/smoke.yaml", "--network", "eval_classifier", "--results", "results/smoke"], 0,
                   ""),
 }
 
 
 def documented_modules() -> set[str]:
     text = (REPO / "README.md").read_text() + (REPO / "Makefile").read_text()
-    return set(re.findall(r"-m diffguide\.(\w+)", text))
+    return set(re.findall(r"-m diffguide\.([\w.]*\w)", text))
 
 
 @pytest.mark.slow
