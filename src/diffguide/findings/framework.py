@@ -7,6 +7,7 @@ How an interval is made: see `diffguide.findings.report`'s docstring.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -284,3 +285,21 @@ def replicates_path(metrics_csv: Path, replicates: str | None = None) -> Path:
     """``replicates`` where given, else metrics_replicates.csv beside ``metrics_csv``."""
     return Path(replicates) if replicates else Path(metrics_csv).with_name(REPLICATES_NAME)
 
+
+def add_run_arguments(parser) -> None:
+    """The arguments every command that reads a finished run takes: its metrics.csv and, optionally,
+    where its half-sample replicates are."""
+    parser.add_argument("metrics_csv", help="results/<run>/metrics.csv of a finished run")
+    parser.add_argument("--replicates", help=f"the half-sample replicates (default: {REPLICATES_NAME} beside "
+                                             "metrics_csv)")
+
+
+def read_run_or_explain(args) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The run ``add_run_arguments`` named; None, with the reason and the fix on stderr, when it
+    cannot be read (the caller exits 2)."""
+    path = Path(args.metrics_csv)
+    try:
+        return read_run(path, replicates_path(path, args.replicates))
+    except UnreadableRun as error:
+        print(error, file=sys.stderr)
+        return None

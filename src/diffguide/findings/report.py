@@ -34,15 +34,14 @@ lacks are skipped.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from diffguide.findings.framework import (REFERENCE_SIMILARITY, REPLICATES_NAME, Columns, Finding, Runs, UnreadableRun,
-                                          is_registered, read_run, replicates_path)
+from diffguide.findings.framework import (REFERENCE_SIMILARITY, Columns, Finding, Runs, add_run_arguments, is_registered,
+                                          read_run_or_explain)
 from diffguide.findings.papers import FINDINGS
 from diffguide.findings.sdg import SDG_FINDINGS
 from diffguide.findings.testbed import TESTBED_FINDINGS
@@ -115,9 +114,7 @@ def sweep_table(df: pd.DataFrame, features: str = "classifier", saturation: bool
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m diffguide.findings", description=__doc__.split("\n")[0])
-    parser.add_argument("metrics_csv", help="results/<run>/metrics.csv of a finished run")
-    parser.add_argument("--replicates", help=f"the half-sample replicates (default: {REPLICATES_NAME} beside "
-                                             "metrics_csv)")
+    add_run_arguments(parser)
     parser.add_argument("--features", choices=("classifier", "inception"), default="classifier",
                         help="feature network of the FID, IS, precision and recall columns (default: the evaluation "
                              "classifier; accuracy is always the evaluation classifier's)")
@@ -126,12 +123,11 @@ def main(argv: list[str] | None = None) -> int:
                              "(each successor method's claim against CFG; run on the testbed run's metrics.csv)")
     args = parser.parse_args(argv)
 
-    path = Path(args.metrics_csv)
-    try:
-        df, replicates = read_run(path, replicates_path(path, args.replicates))
-    except UnreadableRun as error:
-        print(error, file=sys.stderr)
+    run = read_run_or_explain(args)
+    if run is None:
         return 2
+    df, replicates = run
+    path = Path(args.metrics_csv)
 
     print(f"Sweeps in {path} (FID, IS, precision and recall from {args.features} features, accuracy from the "
           "evaluation classifier; 95% intervals in brackets):")

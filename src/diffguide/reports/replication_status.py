@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from diffguide.base.atomic import atomic_open
 from diffguide.findings import framework, papers, report
-from diffguide.findings.framework import Finding, UnreadableRun, read_run, replicates_path, signed
+from diffguide.findings.framework import Finding, add_run_arguments, read_run_or_explain, signed
 from diffguide.reports.tables import DN_FILE, HS_FILE, paper_table
 
 PAPER_FINDINGS = len(papers.FINDINGS)  # 8: findings 1-8, the papers'
@@ -198,19 +197,14 @@ def status_table(metrics: pd.DataFrame, replicates: pd.DataFrame, source: str = 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m diffguide.reports.replication_status",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("metrics_csv", help="results/<run>/metrics.csv of a finished run")
-    parser.add_argument("--replicates", help=f"the half-sample replicates (default: {framework.REPLICATES_NAME} "
-                                             "beside metrics_csv)")
+    add_run_arguments(parser)
     parser.add_argument("--out", help="write the Markdown here, atomically (default: print it)")
     args = parser.parse_args(argv)
 
-    path = Path(args.metrics_csv)
-    try:
-        metrics, replicates = read_run(path, replicates_path(path, args.replicates))
-    except UnreadableRun as error:
-        print(error, file=sys.stderr)
+    run = read_run_or_explain(args)
+    if run is None:
         return 2
-    text, held = status_table(metrics, replicates, str(path))
+    text, held = status_table(*run, args.metrics_csv)
     if args.out:
         with atomic_open(args.out) as handle:
             handle.write(text.encode("utf-8"))
