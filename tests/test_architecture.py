@@ -2,10 +2,10 @@
 allows, the allowed directions form layers (no cycle between units), and no module imports
 itself back through others (no cycle between modules, imports inside functions included).
 
-A unit is a subpackage of diffguide (``guidance.methods`` and ``pipeline`` counted apart from
-their parents' rules as named below) or one of the top-level modules ``data`` and ``registry``. Its
-``__init__`` (or module) docstring has one line ``May import: diffguide.a, diffguide.b.``: the
-units it may use besides itself. docs/architecture.md's table of them must say the same."""
+A unit is a subpackage of diffguide (``guidance.methods`` is a unit of its own; ``pipeline.stages``
+belongs to ``pipeline``) or one of the top-level modules ``data`` and ``registry``. Its
+``__init__`` (or module) docstring ends with ``May import: diffguide.a, diffguide.b.``: the units
+it may use besides itself. docs/architecture.md's table of them must say the same."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "diffguide"
 DOC = Path(__file__).resolve().parents[1] / "docs/architecture.md"
-ALLOWED_LINE = re.compile(r"^May import: (.+?)\.?$", re.M)
+ALLOWED_LINE = re.compile(r"^May import: (.+?)\.?\s*\Z", re.M | re.S)  # the docstring's last paragraph
 UNITS = ("base", "data", "registry", "diffusion", "models", "evaluation", "guidance", "guidance.methods", "training",
          "exact", "findings", "reports", "pipeline", "cli")
 
@@ -49,7 +49,7 @@ def declared(unit: str) -> set[str]:
     doc = ast.get_docstring(ast.parse(unit_source(unit).read_text())) or ""
     match = ALLOWED_LINE.search(doc)
     assert match, f"{unit_source(unit)}: its docstring needs a line 'May import: diffguide.<unit>, ...'"
-    text = match.group(1)
+    text = " ".join(match.group(1).split())
     if text.startswith("nothing of diffguide"):
         return set()
     return {name.strip().removeprefix("diffguide.") for name in text.split(",")}

@@ -348,7 +348,8 @@ for _method in (
            "embedding; gamma = 0 is the unguided model. SDG found that language guidance steers an unconditional "
            "model to the text's content as gamma grows; make findings 9 and 11 measure whether ours does, and its FID "
            "against classifier guidance at matched accuracy.",
-           eps_model="unconditional", builder="diffguide.guidance.methods.similarity:build_text_similarity_guided", guides=ENCODERS,
+           eps_model="unconditional",
+           builder="diffguide.guidance.methods.similarity:build_text_similarity_guided", guides=ENCODERS,
            options=SIMILARITY_OPTIONS),
     Method("sdg_image", "gamma", "similarity guidance by reference image, unconditional model (gamma)",
            "reference-image similarity guidance of the unconditional model, columns: gamma",
@@ -356,7 +357,8 @@ for _method in (
            "by gamma * grad F, F the similarity of E~(x_t) with the clean embedding E(x_ref) of a test image; "
            "gamma = 0 is the unguided model. SDG found that image guidance carries the reference's content into "
            "the sample; make findings 10 measures our samples' similarity to their references.",
-           eps_model="unconditional", builder="diffguide.guidance.methods.similarity:build_image_similarity_guided", guides=ENCODERS,
+           eps_model="unconditional",
+           builder="diffguide.guidance.methods.similarity:build_image_similarity_guided", guides=ENCODERS,
            condition="reference", options=(*SIMILARITY_OPTIONS, "sdg_reference", "sdg_references_per_class")),
 ):
     register_method(_method)
@@ -377,7 +379,8 @@ TESTBED_ROWS = (
            "classifier guidance of the unconditional model only for sigma in (lo, hi], columns: s",
            "Guidance interval applied to classifier guidance: the score shift at s for sigma_t in "
            "(guidance.interval_sigma_lo, interval_sigma_hi], the unguided unconditional model elsewhere.",
-           eps_model="unconditional", builder="diffguide.guidance.methods.limited_interval:build_cg_interval", guides=CLASSIFIER,
+           eps_model="unconditional",
+           builder="diffguide.guidance.methods.limited_interval:build_cg_interval", guides=CLASSIFIER,
            options=("cg_clip_order", *INTERVAL_OPTIONS)),
     Method("cfg_schedule", "w", "CFG with a weight schedule (w)",
            "classifier-free guidance with weight w(t) = w f(t), columns: w",
@@ -389,13 +392,15 @@ TESTBED_ROWS = (
            "classifier guidance of the unconditional model with scale s(t) = s f(t), columns: s",
            "Guidance-weight schedule (Wang et al. 2024) applied to classifier guidance: the score shift at "
            "s(t) = s f(t / (T - 1)), f as guidance.weight_schedule says.",
-           eps_model="unconditional", builder="diffguide.guidance.methods.weight_schedules:build_cg_schedule", guides=CLASSIFIER,
+           eps_model="unconditional",
+           builder="diffguide.guidance.methods.weight_schedules:build_cg_schedule", guides=CLASSIFIER,
            options=("weight_schedule", "cg_clip_order", *INTERVAL_OPTIONS)),
     Method("autoguidance", "w", "autoguidance by a weak model (w)",
            "autoguidance of the conditional model by the weak one, columns: w",
            "Autoguidance (Karras et al. 2024): eps = (1 + w) eps_1(x, y) - w eps_0(x, y), eps_0 the smaller, "
            "shorter-trained conditional model weak_conditional (their w = 1 + ours); w = 0 is the conditional model.",
-           eps_model="conditional", builder="diffguide.guidance.methods.autoguidance:build_autoguidance", guides=WEAK_MODEL),
+           eps_model="conditional",
+           builder="diffguide.guidance.methods.autoguidance:build_autoguidance", guides=WEAK_MODEL),
     Method("cfgpp", "lambda", "CFG++ (lambda)",
            "CFG++ of the conditional model, columns: lambda",
            "CFG++ (Chung et al. 2024): x0 from eps_u + lambda (eps_c - eps_u), renoised with eps_u; lambda in "
@@ -412,7 +417,8 @@ TESTBED_ROWS = (
            "classifier-free guidance rescaled to the conditional std, columns: w",
            "Guidance rescale (Lin et al. 2023, sec. 3.4): the CFG eps rescaled to the conditional eps's "
            "per-sample std and mixed by guidance.rescale_phi (diffusers' guidance_rescale; scale = 1 + w).",
-           eps_model="conditional", builder="diffguide.guidance.methods.rescale:build_cfg_rescale", options=("rescale_phi",)),
+           eps_model="conditional",
+           builder="diffguide.guidance.methods.rescale:build_cfg_rescale", options=("rescale_phi",)),
     Method("dynamic_threshold", "w", "CFG with dynamic thresholding (w)",
            "classifier-free guidance with Imagen's dynamic thresholding, columns: w",
            "Dynamic thresholding (Saharia et al. 2022): the CFG x0 clipped at its guidance.threshold_percentile "
@@ -423,7 +429,8 @@ TESTBED_ROWS = (
            "CFG-Zero* of the conditional model, columns: w",
            "CFG-Zero* (Fan et al. 2025): eps = (1 + w) eps_c - w s* eps_u with s* = <eps_c, eps_u> / ||eps_u||^2, "
            "and the first guidance.zero_init_steps steps zeroed (their guidance scale = 1 + w).",
-           eps_model="conditional", builder="diffguide.guidance.methods.cfg_zero_star:build_cfg_zero_star", options=("zero_init_steps",)),
+           eps_model="conditional",
+           builder="diffguide.guidance.methods.cfg_zero_star:build_cfg_zero_star", options=("zero_init_steps",)),
 )
 for _method in TESTBED_ROWS:
     register_method(_method)

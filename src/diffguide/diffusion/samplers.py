@@ -79,8 +79,9 @@ def clip_denoised(schedule: NoiseSchedule, x, t, eps):
 
 
 def direction_eps_of(model, x: torch.Tensor) -> torch.Tensor | None:
-    """The direction eps the model computed at its last call (CFG++'s unconditional eps, diffguide.guidance.methods.cfgpp),
-    in x's dtype, or None for a model that has none (every other model: the step uses its eps)."""
+    """The direction eps the model computed at its last call (CFG++'s unconditional eps,
+    diffguide.guidance.methods.cfgpp), in x's dtype, or None for a model that has none (every other
+    model: the step uses its eps)."""
     direction = getattr(model, "direction_eps", None)
     return None if direction is None else direction.to(x.dtype)
 

@@ -40,8 +40,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from diffguide.findings.framework import (REFERENCE_SIMILARITY, Columns, Finding, Runs, add_run_arguments, is_registered,
-                                          read_run_or_explain)
+from diffguide.findings.framework import (REFERENCE_SIMILARITY, Columns, Finding, Runs, add_run_arguments,
+                                          is_registered, read_run_or_explain)
 from diffguide.findings.papers import FINDINGS
 from diffguide.findings.sdg import SDG_FINDINGS
 from diffguide.findings.testbed import TESTBED_FINDINGS

@@ -119,7 +119,8 @@ def sdg_text_vs_cg_at_matched_accuracy(runs: Runs, cols: Columns) -> Finding:
     figures = (f"sdg_text's FID is {verdict} cg's at matched accuracy ({sdg_fid.values[i]:.2f} at {text} = {gamma:g} "
                f"vs {cg_fid.values[j]:.2f} at {symbol} = {s:g}, difference {fid_text[0]}, 95% CI "
                f"[{fid_text[1]}, {fid_text[2]}]); accuracy "
-               f"{format_value(sdg_accuracy.values[i], 'accuracy')} vs {format_value(cg_accuracy.values[j], 'accuracy')} (gap "
+               f"{format_value(sdg_accuracy.values[i], 'accuracy')} vs "
+               f"{format_value(cg_accuracy.values[j], 'accuracy')} (gap "
                f"{gap[0]}, 95% CI [{gap[1]}, {gap[2]}]), the closest in accuracy of {text} = "
                f"{format_scales(sdg_fid.scales)} and {symbol} = {format_scales(cg_fid.scales)}")
     return Finding(name, True, figures, MATCHED_TEST)

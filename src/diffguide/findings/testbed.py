@@ -287,7 +287,8 @@ def _autoguidance(runs: Runs, cols: Columns) -> tuple[bool, str]:
     i, j = best_index(fid_m.values), best_index(fid_c.values)
     symbol = method_symbol(method)
     figures = (f"best FID {fid_m.values[i]:.2f} at {symbol} = {fid_m.scales[i]:g} vs cfg's {fid_c.values[j]:.2f} at "
-               f"w = {fid_c.scales[j]:g}: {fid.describe()}; recall there {format_value(recall_m.values[i], 'recall')} vs "
+               f"w = {fid_c.scales[j]:g}: {fid.describe()}; recall there "
+               f"{format_value(recall_m.values[i], 'recall')} vs "
                f"{format_value(recall_c.values[j], 'recall')}: {recall_text}")
     return fid.holds and recall_holds, figures
 

@@ -2,5 +2,6 @@
 (`config_schema`, `config_checks`, `check_config`), one module per rule file (`stages/`), and the
 run summary (`summary`).
 
-May import: diffguide.base, diffguide.data, diffguide.diffusion, diffguide.evaluation, diffguide.guidance, diffguide.models, diffguide.registry, diffguide.reports, diffguide.training.
+May import: diffguide.base, diffguide.data, diffguide.diffusion, diffguide.evaluation,
+diffguide.guidance, diffguide.models, diffguide.registry, diffguide.reports, diffguide.training.
 """

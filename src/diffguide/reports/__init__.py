@@ -2,5 +2,6 @@
 `testbed_table`), the replication-status table, the exact mixture figures, and the report's
 layout.
 
-May import: diffguide.base, diffguide.data, diffguide.diffusion, diffguide.evaluation, diffguide.exact, diffguide.findings, diffguide.guidance, diffguide.models, diffguide.registry.
+May import: diffguide.base, diffguide.data, diffguide.diffusion, diffguide.evaluation,
+diffguide.exact, diffguide.findings, diffguide.guidance, diffguide.models, diffguide.registry.
 """

@@ -1,7 +1,7 @@
 """Guidance weights that vary with the timestep: w(t) for classifier-free guidance, s(t) for classifier
 guidance (Wang et al. 2024, "Analysis of Classifier-Free Guidance Weight Schedulers", arXiv 2404.13040;
-the interval of Kynkaanniemi et al. 2024, arXiv 2404.07724, is one of them, see diffguide.guidance.methods.limited_interval).
-docs/equations.md section 10.
+the interval of Kynkaanniemi et al. 2024, arXiv 2404.07724, is one of them, see
+diffguide.guidance.methods.limited_interval). docs/equations.md section 10.
 
 A schedule multiplies the row's scale by a factor f of the timestep t (``WeightSchedule``):
 
