@@ -303,3 +303,30 @@ def test_cfg_in_two_forwards_asks_for_the_null_label_and_equals_the_batched_forw
     two = ClassifierFreeGuidance(probe, w, batched=False)(x, t, y)
     assert probe.calls == [y.tolist(), [NULL_LABEL] * 3]
     assert torch.allclose(two, ClassifierFreeGuidance(ProbeEps(), w)(x, t, y), atol=1e-15, rtol=0)
+
+
+# Every row's builder and option keys, resolved (issue 26: a builder is named by a string, so a
+# typo or a moved module would surface only when a sampling job of that method runs).
+@pytest.mark.parametrize("name", sorted(registry.REGISTRY.methods))
+def test_every_registered_builder_resolves_to_a_builder_of_the_sampling_contract(name):
+    """The builder imports, and takes what the sampling stage passes it: (models, scale, schedule,
+    *, clip_x0, options)."""
+    import inspect
+
+    build = registry.REGISTRY.methods[name].build()
+    parameters = inspect.signature(build).parameters
+    positional = [p.name for p in parameters.values() if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    assert positional[:3] == ["models", "scale", "schedule"], (name, positional)
+    assert {"clip_x0", "options"} <= {p.name for p in parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+@pytest.mark.parametrize("name", sorted(registry.REGISTRY.methods))
+def test_every_option_a_row_names_is_a_guidance_key_of_the_schema(name):
+    """A row's ``options`` are the guidance.* keys its sampling jobs depend on: each must exist in
+    the schema, with a default, or a job would depend on a key no config can set."""
+    from diffguide.pipeline.config_schema import SCHEMA_PATH, load_schema
+
+    guidance = load_schema(SCHEMA_PATH)["properties"]["guidance"]["properties"]
+    for option in registry.REGISTRY.methods[name].options:
+        assert option in guidance, f"{name}: guidance.{option} is not in the schema"
+        assert "default" in guidance[option], f"{name}: guidance.{option} has no default in the schema"
