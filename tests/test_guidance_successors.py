@@ -391,7 +391,7 @@ def test_dynamic_threshold_against_diffusers(setting, threshold_max):
 
 BAD_OPTIONS = [
     (build_apg, "apg_eta", 1.5), (build_apg, "apg_eta", float("nan")), (build_apg, "apg_norm_threshold", 0.0),
-    (build_apg, "apg_momentum", -1.0), (build_apg, "apg_momentum", "x"),
+    (build_apg, "apg_momentum", -1.0), (build_apg, "apg_momentum", 0.5), (build_apg, "apg_momentum", "x"),
     (build_cfg_rescale, "rescale_phi", -0.1), (build_cfg_rescale, "rescale_phi", 1.2),
     (build_dynamic_threshold, "threshold_percentile", 99.5), (build_dynamic_threshold, "threshold_percentile", 0.0),
     (build_dynamic_threshold, "threshold_max", 0.5),

@@ -98,8 +98,9 @@ def apg_options(options: dict) -> dict:
         "norm_threshold": check_optional_min(
             "apg_norm_threshold", opts["apg_norm_threshold"], 0.0, lo_open=True,
             fix="give a positive norm r (default 15) or null for no threshold"),
-        "momentum": check_range("apg_momentum", opts["apg_momentum"], -1.0, 1.0, lo_open=True, hi_open=True,
-                                fix="set |beta| < 1 (reverse momentum is negative, e.g. -0.5; 0 turns it off)"),
+        # (-1, 0], the schema's range: APG's momentum is reverse (sec. 3.3), and |beta| < 1 keeps it bounded.
+        "momentum": check_range("apg_momentum", opts["apg_momentum"], -1.0, 0.0, lo_open=True,
+                                fix="set beta in (-1, 0] (reverse momentum is negative, e.g. -0.5; 0 turns it off)"),
     }
 
 
