@@ -508,8 +508,7 @@ def two_replicates(df, spread=SPREAD, num_samples=None):
 
 def lines_of(results):
     """The verdict lines main prints for check()'s results."""
-    return [f"{'PASS' if f.passed else 'FAIL'}  {i}. {f.name}. Test: {f.test}. {f.figures}"
-            for i, f in enumerate(results, 1)]
+    return [f"{'PASS' if f.passed else 'FAIL'}  {f.number}. {f.name}. Test: {f.test}. {f.figures}" for f in results]
 
 
 def write_run(tmp_path, df, reps):
@@ -624,8 +623,8 @@ def verdict_figures(df, reps=None, features="classifier"):
     """{finding number: (passed, figures)} of check() on ``df`` (replicates from SPREAD by default),
     each finding under its own name and test."""
     results = report.check(df, two_replicates(df) if reps is None else reps, features)
-    assert {i: (f.name, f.test) for i, f in enumerate(results, 1)} == NAME_TEST
-    return {i: (f.passed, f.figures) for i, f in enumerate(results, 1)}
+    assert {f.number: (f.name, f.test) for f in results} == NAME_TEST
+    return {f.number: (f.passed, f.figures) for f in results}
 
 
 def test_an_effect_of_exactly_zero_fails_and_the_narrowest_positive_one_passes():
@@ -1114,3 +1113,27 @@ def test_an_effect_too_small_for_its_decimals_keeps_three_significant_digits():
     assert framework.signed(0.0046, 0.001, 0.01, label="accuracy") == ["+0.005", "+0.001", "+0.010"]
     assert framework.signed(-0.004, label="FID") == ["-4.00e-03"] and framework.signed(0.005, label="FID") == ["+0.01"]
     assert framework.signed(0.0, 0.0, label="accuracy") == ["+0.000", "+0.000"]
+
+
+def test_every_finding_has_one_stable_number_and_key_across_the_sets():
+    """Numbers are declared by each set, not counted: unique across sets, and each result carries
+    its set's number and its check's name."""
+    from diffguide.findings.testbed import TESTBED_FINDINGS
+
+    sets = [report.all_findings(), TESTBED_FINDINGS]
+    numbers = [n for findings in sets for n in findings]
+    keys = [check.__name__ for findings in sets for check in findings.values()]
+    assert len(numbers) == len(set(numbers)) and len(keys) == len(set(keys))
+    assert numbers == list(range(1, len(numbers) + 1))  # no gaps today: 1-11 the papers', 12 on the testbed's
+
+
+def test_dropping_a_finding_renumbers_no_other(monkeypatch):
+    """A finding is addressed by its number, not its position: with finding 1 removed from the set,
+    finding 8 still prints as 8."""
+    df = tiny()
+    reps = two_replicates(df)
+    without_first = {n: check for n, check in report.all_findings().items() if n != 1}
+    monkeypatch.setitem(report.FINDING_SETS, "papers", lambda: without_first)
+    results = report.check(df, reps)
+    assert [f.number for f in results] == list(range(2, 12))
+    assert results[6].key == "precision_up_recall_down" and results[6].number == 8

@@ -7,6 +7,7 @@ How an interval is made: see `diffguide.findings.report`'s docstring.
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,10 @@ class Finding:
     # The Effect objects the verdict was judged on (filled by findings 1-8 and the slope findings 9
     # and 10; empty where data are missing), for tables that print them (diffguide.reports.replication_status).
     effects: tuple = ()
+    # Its stable address (issue 26): the number its set declares for it, and its key, the check's
+    # function name. Neither depends on where the check stands in its set.
+    number: int = 0
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -303,3 +308,11 @@ def read_run_or_explain(args) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     except UnreadableRun as error:
         print(error, file=sys.stderr)
         return None
+
+
+def run_findings(findings: dict[int, Callable], runs: Runs, cols: Columns) -> list[Finding]:
+    """Each check of ``findings`` (stable number -> check) on the run, in number order, each result
+    carrying its number and its key. A set declares its numbers, so adding a finding never
+    renumbers another (the tests, the README and the status table address findings by them)."""
+    return [dataclasses.replace(check(runs, cols), number=number, key=check.__name__)
+            for number, check in sorted(findings.items())]

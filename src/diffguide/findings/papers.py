@@ -167,7 +167,8 @@ def precision_up_recall_down(runs: Runs, cols: Columns) -> Finding:
                    f"{SLOPE_TEST}, one for each", effects=(*rises.effects, *falls.effects))
 
 
-# Findings 1-8, the papers' (H&S, D&N); findings.sdg.SDG_FINDINGS are 9-11.
-FINDINGS = (is_rises_with_w, fid_minimum_interior, accuracy_rises_with_w, cg_unconditional,
-            cg_conditional_moderate, conditional_beats_unconditional, cond_cg_lowest_fid, precision_up_recall_down)
+# Findings 1-8, the papers' (H&S, D&N), by their stable numbers; findings.sdg.SDG_FINDINGS are 9-11.
+FINDINGS = {1: is_rises_with_w, 2: fid_minimum_interior, 3: accuracy_rises_with_w, 4: cg_unconditional,
+            5: cg_conditional_moderate, 6: conditional_beats_unconditional, 7: cond_cg_lowest_fid,
+            8: precision_up_recall_down}
 

@@ -41,20 +41,20 @@ import numpy as np
 import pandas as pd
 
 from diffguide.findings.framework import (REFERENCE_SIMILARITY, Columns, Finding, Runs, add_run_arguments,
-                                          is_registered, read_run_or_explain)
+                                          is_registered, read_run_or_explain, run_findings)
 from diffguide.findings.papers import FINDINGS
 from diffguide.findings.sdg import SDG_FINDINGS
 from diffguide.findings.testbed import TESTBED_FINDINGS
 from diffguide.registry import REGISTRY
 
 
-def all_findings() -> tuple[Callable, ...]:
+def all_findings() -> dict[int, Callable]:
     """The report's findings in their printed order: the papers' 1-8, then semantic diffusion
     guidance's 9-11."""
-    return (*FINDINGS, *SDG_FINDINGS)
+    return FINDINGS | SDG_FINDINGS
 
 
-def testbed_findings() -> tuple[Callable, ...]:
+def testbed_findings() -> dict[int, Callable]:
     """The guidance testbed's findings (``--set testbed``), numbered after all_findings()."""
     return TESTBED_FINDINGS
 
@@ -63,15 +63,10 @@ def testbed_findings() -> tuple[Callable, ...]:
 FINDING_SETS = {"papers": all_findings, "testbed": testbed_findings}
 
 
-def first_number(finding_set: str) -> int:
-    """The printed number of a set's first finding: the testbed's follow the papers' 1-11."""
-    return 1 if finding_set == "papers" else len(all_findings()) + 1
-
 
 def check(metrics: pd.DataFrame, replicates: pd.DataFrame, features: str = "classifier",
           finding_set: str = "papers") -> list[Finding]:
-    runs, cols = Runs(metrics, replicates), Columns.of(features)
-    return [finding(runs, cols) for finding in FINDING_SETS[finding_set]()]
+    return run_findings(FINDING_SETS[finding_set](), Runs(metrics, replicates), Columns.of(features))
 
 
 def with_interval(rows: pd.DataFrame, column: str, digits: int) -> list[str]:
@@ -134,9 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     print(sweep_table(df, args.features, saturation=args.finding_set == "testbed"))
     print()
     results = check(df, replicates, args.features, args.finding_set)
-    for i, finding in enumerate(results, first_number(args.finding_set)):
+    for finding in results:
         verdict = "SKIP" if finding.skipped else "PASS" if finding.passed else "FAIL"
-        print(f"{verdict}  {i}. {finding.name}. Test: {finding.test}. {finding.figures}")
+        print(f"{verdict}  {finding.number}. {finding.name}. Test: {finding.test}. {finding.figures}")
     judged = [f for f in results if not f.skipped]
     held = sum(f.passed for f in judged)
     skipped = len(results) - len(judged)

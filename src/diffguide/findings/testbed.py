@@ -314,23 +314,23 @@ def _less_saturation(method: str) -> Callable:
                             "both ran, paired half-sample 95% intervals; beside them best vs best", body)
 
 
-# In registry order; numbered from 12 on after the papers' findings 1-11.
-TESTBED_FINDINGS = (
-    _lower_fid_at_same_w("cfg_interval"),
-    _lower_fid_at_same_w("cfg_schedule"),
-    _finding("autoguidance", f"{BEST_TEST}; recall at each best scale, the same way", _autoguidance,
-             claim_is_calibrated=True),
-    _lower_best_fid("cfgpp"),
-    _less_saturation("apg"),
-    _less_saturation("cfg_rescale"),
-    _lower_fid_at_same_w("dynamic_threshold"),
-    _lower_fid_at_same_w("cfg_zero_star"),
-)
+# In registry order, by their stable numbers: 12 onwards, after the papers' findings 1-11.
+TESTBED_FINDINGS = {
+    12: _lower_fid_at_same_w("cfg_interval"),
+    13: _lower_fid_at_same_w("cfg_schedule"),
+    14: _finding("autoguidance", f"{BEST_TEST}; recall at each best scale, the same way", _autoguidance,
+                 claim_is_calibrated=True),
+    15: _lower_best_fid("cfgpp"),
+    16: _less_saturation("apg"),
+    17: _less_saturation("cfg_rescale"),
+    18: _lower_fid_at_same_w("dynamic_threshold"),
+    19: _lower_fid_at_same_w("cfg_zero_star"),
+}
 
 
 def check(runs: Runs, cols: Columns) -> dict[str, Finding]:
     """method -> its finding, in TESTBED_FINDINGS' order."""
-    return {finding.__name__: finding(runs, cols) for finding in TESTBED_FINDINGS}
+    return {finding.__name__: finding(runs, cols) for _, finding in sorted(TESTBED_FINDINGS.items())}
 
 
 def compared_methods(methods) -> list[str]:

@@ -140,7 +140,7 @@ def has_inception(metrics: pd.DataFrame) -> bool:
 
 def paper_findings(metrics: pd.DataFrame, replicates: pd.DataFrame, features: str) -> list[Finding]:
     """report.check's verdicts on findings 1-8 (the semantic-guidance ones that follow are not here)."""
-    return report.check(metrics, replicates, features)[:PAPER_FINDINGS]
+    return [f for f in report.check(metrics, replicates, features) if f.number in papers.FINDINGS]
 
 
 def _interval_note(replicates: pd.DataFrame) -> str:
@@ -177,7 +177,7 @@ def status_table(metrics: pd.DataFrame, replicates: pd.DataFrame, source: str = 
         else:
             inc_effect = effect_cell(inception[i], expected)
             inc_holds = verdict(inception[i])
-        lines.append(f"| {i + 1} | {name} | {claim} | {effect_cell(ours, expected)} | "
+        lines.append(f"| {ours.number} | {name} | {claim} | {effect_cell(ours, expected)} | "
                      f"{verdict(ours)} | {inc_effect} | {inc_holds} |")
     held = sum(f.passed for f in classifier)
     if inception is None:

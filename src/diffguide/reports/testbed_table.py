@@ -27,7 +27,6 @@ import pandas as pd
 from diffguide.base import integrity
 from diffguide.base.atomic import atomic_open
 from diffguide.findings.framework import Columns, MissingData, Runs
-from diffguide.findings.report import first_number
 from diffguide.findings.testbed import (BASELINE, CLAIMS, TESTBED_FINDINGS, calibrated, compared_methods, guided_rows,
                                         verdict)
 from diffguide.registry import method_label, method_symbol
@@ -47,8 +46,8 @@ def _bounds(row: pd.Series, column: str) -> tuple[float, float, float]:
 def testbed_rows(metrics: pd.DataFrame, replicates: pd.DataFrame, features: str = "classifier") -> pd.DataFrame:
     """The table's rows (CSV_COLUMNS), one per compared method with an FID."""
     runs, cols = Runs(metrics, replicates), Columns.of(features)
-    numbers = {f.__name__: first_number("testbed") + i for i, f in enumerate(TESTBED_FINDINGS)}
-    found = {f.__name__: f(runs, cols) for f in TESTBED_FINDINGS}
+    numbers = {f.__name__: number for number, f in TESTBED_FINDINGS.items()}
+    found = {f.__name__: f(runs, cols) for f in TESTBED_FINDINGS.values()}
     rows = []
     for method in compared_methods(metrics["method"].astype(str)):
         own = guided_rows(metrics[metrics["method"] == method], method).dropna(subset=[cols.fid])
