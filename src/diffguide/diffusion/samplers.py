@@ -32,8 +32,10 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch import nn
 
 from diffguide.base.runtime import progress_bar
+from diffguide.diffusion.chain import enter_step, start_chain
 from diffguide.diffusion.schedules import NoiseSchedule, Step
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
@@ -201,7 +203,9 @@ def sample_ddim(model: EpsModel, x: torch.Tensor, timesteps, *, schedule: NoiseS
                          "sample_ddpm, or the score form (guidance.ClassifierGuidance) under DDIM")
     y = None if labels is None else labels.to(x.device)
     steps = schedule.steps(timesteps, like=x)
-    for step in progress_bar(steps, desc=f"ddim x{len(x)}", disable=not progress, leave=False):
+    start_chain(model, len(steps))
+    for index, step in enumerate(progress_bar(steps, desc=f"ddim x{len(x)}", disable=not progress, leave=False)):
+        enter_step(model, index, step.t)
         eps = model(x, _batch_timestep(step, x), y).to(x.dtype)
         z = noise(x) if eta > 0 and not step.is_last else None
         x = ddim_step(x, eps, step=step, eta=eta, noise=z, direction_eps=direction_eps_of(model, x))
@@ -222,7 +226,9 @@ def sample_ddpm(model: EpsModel, x: torch.Tensor, timesteps, *, schedule: NoiseS
     y = None if labels is None else labels.to(x.device)
     steps = schedule.steps(timesteps, like=x)
     last_shift = last_step_shift_variance(steps, variance, v, last_step_variance)
-    for step in progress_bar(steps, desc=f"ddpm x{len(x)}", disable=not progress, leave=False):
+    start_chain(model, len(steps))
+    for index, step in enumerate(progress_bar(steps, desc=f"ddpm x{len(x)}", disable=not progress, leave=False)):
+        enter_step(model, index, step.t)
         eps = model(x, _batch_timestep(step, x), y).to(x.dtype)
         z = None if step.is_last else noise(x)
         x = ddpm_step(x, eps, step=step, sigma2=ddpm_variance(step, variance, v), noise=z, cond_fn=cond_fn,
@@ -231,4 +237,48 @@ def sample_ddpm(model: EpsModel, x: torch.Tensor, timesteps, *, schedule: NoiseS
     return x
 
 
-SAMPLERS = {"ddim": sample_ddim, "ddpm": sample_ddpm}
+@torch.no_grad()
+def sample_heun(model: EpsModel, x: torch.Tensor, timesteps, *, schedule: NoiseSchedule, labels=None, noise: Noise,
+                cond_fn: CondFn | None = None, progress: bool = True) -> torch.Tensor:
+    """Heun's second-order method on DDIM's ODE (DDIM eq. 14; Karras et al. 2022, Algorithm 1 with
+    no churn), from x = x_T to x_0. In x~ = x / sqrt(abar_t) and sigma_t = sqrt((1 - abar_t) / abar_t),
+    the ODE is dx~/dsigma = eps(x, t); a DDIM step (eta = 0) is its Euler step. Heun averages the
+    slope at both ends:
+
+        x~_E = x~_t + (sigma_{t'} - sigma_t) eps_t                       (the DDIM step)
+        x~_{t'} = x~_t + (sigma_{t'} - sigma_t) (eps_t + eps(x_E, t')) / 2
+
+    The corrector's call belongs to the same step (``enter_step`` is announced once), so stateful
+    guidance counts steps, not calls. The last step (to t' = -1, sigma = 0) is Euler's, as Karras et
+    al.'s. Deterministic (``noise`` is not drawn); ``cond_fn`` is refused, as under DDIM, and so is a
+    model with a direction eps (CFG++): the ODE has one slope."""
+    if cond_fn is not None:
+        raise ValueError("cond_fn shifts the mean of an ancestral step (D&N Alg. 1); the Heun ODE sampler has no such "
+                         "mean: use sample_ddpm, or the score form (guidance.ClassifierGuidance)")
+    if any(hasattr(part, "direction_eps") for part in (model.modules() if isinstance(model, nn.Module) else [model])):
+        raise ValueError("this model renoises with its own direction eps (CFG++), the second term of a DDIM or DDPM "
+                         "step; Heun's ODE step has one slope: sample it with sample_ddim or sample_ddpm")
+    y = None if labels is None else labels.to(x.device)
+    steps = schedule.steps(timesteps, like=x)
+    start_chain(model, len(steps))
+    for index, step in enumerate(progress_bar(steps, desc=f"heun x{len(x)}", disable=not progress, leave=False)):
+        enter_step(model, index, step.t)
+        eps = model(x, _batch_timestep(step, x), y).to(x.dtype)
+        euler = ddim_step(x, eps, step=step, eta=0.0, noise=None)
+        if step.is_last:
+            x = euler
+            continue
+        eps_next = model(euler, torch.full((len(x),), step.t_prev, device=x.device, dtype=torch.long), y).to(x.dtype)
+        x = heun_step(x, eps, eps_next, step=step)
+    return x
+
+
+def heun_step(x: torch.Tensor, eps: torch.Tensor, eps_next: torch.Tensor, *, step: Step) -> torch.Tensor:
+    """x_{t'} from the two slopes of Heun's step (see sample_heun), in x = sqrt(abar) x~."""
+    sigma = ((1 - step.abar) / step.abar).sqrt()
+    sigma_next = ((1 - step.abar_prev) / step.abar_prev).sqrt()
+    x_tilde = x / step.sqrt_abar + (sigma_next - sigma) * (eps + eps_next) / 2
+    return step.abar_prev.sqrt() * x_tilde
+
+
+SAMPLERS = {"ddim": sample_ddim, "ddpm": sample_ddpm, "heun": sample_heun}

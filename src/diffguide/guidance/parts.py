@@ -64,6 +64,45 @@ class ChainStart:
         return new
 
 
+class StepTracker:
+    """Which step of which chain a stateful wrapper's call belongs to. A sampler announces it
+    (diffguide.diffusion.chain: ``start_chain``, ``enter_step``), and every call of one step, a
+    corrector's included, gets that step's index. Called outside a sampler, it falls back to
+    ``ChainStart``'s guess, one step per call."""
+
+    def __init__(self):
+        self.announced, self.chain, self.index = False, -1, 0
+        self.guess = ChainStart()
+
+    def start_chain(self, num_steps: int) -> None:
+        self.announced, self.chain, self.index = True, self.chain + 1, 0
+
+    def enter_step(self, index: int, timestep: int) -> None:
+        self.index = index
+
+    def position(self, x: torch.Tensor, t: torch.Tensor) -> tuple[int, int]:
+        """(chain, step index) of this call at (x, t); the index is 0 at a chain's first step."""
+        if not self.announced:
+            if self.guess(x, t):
+                self.chain, self.index = self.chain + 1, 0
+            else:
+                self.index += 1
+        return self.chain, self.index
+
+
+class FollowsSteps:
+    """Mixin of a stateful wrapper: it hears the sampler's announcements (diffguide.diffusion.chain)
+    through its ``steps``, a StepTracker."""
+
+    steps: StepTracker
+
+    def start_chain(self, num_steps: int) -> None:
+        self.steps.start_chain(num_steps)
+
+    def enter_step(self, index: int, timestep: int) -> None:
+        self.steps.enter_step(index, timestep)
+
+
 def _bad(key: str, value, requirement: str, fix: str) -> ValueError:
     return ValueError(f"guidance.{key} must be {requirement}, got {value!r}; {fix}")
 

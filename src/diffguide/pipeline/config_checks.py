@@ -166,6 +166,10 @@ def check_sampling(cfg: dict) -> list[str]:
         if classifier_guided and cfg["guidance"]["cg_form"] == "mean" and setting["sampler"] != "ddpm":
             lines.append(problem("guidance.cg_form", "mean", f"the mean shift needs the ddpm sampler, but {key}.sampler "
                                  f"is {setting['sampler']}", f"set {key}.sampler: ddpm, or guidance.cg_form: score"))
+        if "cfgpp" in cfg["guidance"]["methods"] and setting["sampler"] == "heun":
+            lines.append(problem(f"{key}.sampler", "heun", "CFG++ (cfgpp) renoises with the unconditional eps, the "
+                                 "direction term of a DDIM or DDPM step; Heun's ODE step has one slope and no such "
+                                 "term", f"set {key}.sampler: ddim or ddpm, or leave cfgpp out of guidance.methods"))
     g = cfg["guidance"]
     if classifier_guided and g["cg_form"] == "mean" and g["cg_clip_order"] == "guided_x0" and cfg["sampling"]["clip_x0"]:
         lines.append(problem("guidance.cg_clip_order", "guided_x0", "the mean shift (cg_form: mean) is added to the "

@@ -26,7 +26,8 @@ Against diffusers' ``AdaptiveProjectedGuidance`` (guiders/adaptive_projected_gui
 - it applies the update to whatever the model predicts (eps for eps-models) unless the pipeline
   hands it x0; the paper and we use the x0 predictions.
 
-The momentum buffer lives in the wrapper and is reset when a new chain starts (guidance_parts.ChainStart).
+The momentum buffer lives in the wrapper, is reset when a new chain starts and updates once per step
+(the sampler announces both: diffguide.diffusion.chain; guidance.parts.StepTracker).
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ import torch
 from torch import nn
 
 from diffguide.diffusion.schedules import NoiseSchedule
-from diffguide.guidance.parts import (ChainStart, check_optional_min, check_range, cond_and_null, per_sample_dot,
-                                      per_sample_norm)
+from diffguide.guidance.parts import (FollowsSteps, StepTracker, check_optional_min, check_range, cond_and_null,
+                                      per_sample_dot, per_sample_norm)
 from diffguide.guidance.wrappers import ClipDenoised, Guided
 
 DEFAULTS = {"apg_eta": 0.0, "apg_norm_threshold": 15.0, "apg_momentum": -0.5}
@@ -58,7 +59,7 @@ def clip_norm(diff: torch.Tensor, threshold: float | None) -> torch.Tensor:
     return diff * torch.clamp(threshold / per_sample_norm(diff), max=1.0)
 
 
-class AdaptiveProjectedGuidance(nn.Module):
+class AdaptiveProjectedGuidance(FollowsSteps, nn.Module):
     """APG (arXiv 2410.02416, Algorithm 1) of a conditional eps-model at our w (diffusers' /
     the paper's guidance scale = 1 + w); see the module docstring. w = 0 or y = None return the
     conditional model unchanged (nothing to guide, null half skipped)."""
@@ -68,14 +69,18 @@ class AdaptiveProjectedGuidance(nn.Module):
         super().__init__()
         self.model, self.w, self.schedule = model, float(w), schedule
         self.eta, self.norm_threshold, self.momentum = float(eta), norm_threshold, float(momentum)
-        self.chain_start, self.running = ChainStart(), None
+        # running: the momentum buffer of the current step; previous: the one the step started from
+        # (a corrector call of the same step starts from it again, so it updates once per step).
+        self.steps, self.running, self.previous, self.running_step = StepTracker(), None, None, None
 
     def with_momentum(self, diff: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """running = diff + beta * running (APG sec. 3.3, Algorithm 1's MomentumBuffer), zero at a
-        chain's first step."""
-        if self.chain_start(x, t) or self.running is None:
-            self.running = torch.zeros_like(diff)
-        self.running = diff + self.momentum * self.running
+        chain's first step; once per step, whatever the number of calls in it."""
+        position = self.steps.position(x, t)  # (chain, step index)
+        if position != self.running_step:
+            self.previous = torch.zeros_like(diff) if position[1] == 0 or self.running is None else self.running
+            self.running_step = position
+        self.running = diff + self.momentum * self.previous
         return self.running
 
     def forward(self, x, t, y):

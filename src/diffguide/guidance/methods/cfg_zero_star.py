@@ -29,7 +29,8 @@ Differences from the references, stated:
   x_t / (sqrt(abar_t) + sqrt(1 - abar_t)) fixed, the paper's standing-still ODE step.
 - At w = 0 (the paper's scale 1) it is the conditional model, no step zeroed: the official code
   applies both changes only when guidance is on (guidance_scale > 1); diffusers zeroes anyway.
-The zeroed-step counter lives in the wrapper and restarts with each chain (guidance_parts.ChainStart).
+The zeroed steps are counted by the step index the sampler announces (diffguide.diffusion.chain;
+guidance.parts.StepTracker), so a corrector call does not count as a step.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import torch
 from torch import nn
 
 from diffguide.diffusion.schedules import NoiseSchedule
-from diffguide.guidance.parts import ChainStart, check_count, cond_and_null, per_sample_dot
+from diffguide.guidance.parts import FollowsSteps, StepTracker, check_count, cond_and_null, per_sample_dot
 from diffguide.guidance.wrappers import ClipDenoised, Guided
 
 DEFAULTS = {"zero_init_steps": 1}
@@ -51,7 +52,7 @@ def optimized_scale(cond: torch.Tensor, uncond: torch.Tensor) -> torch.Tensor:
     return torch.where(norm2 > 0, dot / torch.where(norm2 > 0, norm2, torch.ones_like(norm2)), torch.zeros_like(dot))
 
 
-class CFGZeroStar(nn.Module):
+class CFGZeroStar(FollowsSteps, nn.Module):
     """CFG-Zero* at our w (the paper's / diffusers' guidance_scale = 1 + w); see the module docstring.
     ``unit_scale=True`` forces s* = 1 (then, with no zeroed steps, it is CFG)."""
 
@@ -62,7 +63,7 @@ class CFGZeroStar(nn.Module):
             raise ValueError(f"zero_init must be one of {ZERO_INITS}, got {zero_init!r}")
         self.model, self.w, self.schedule = model, float(w), schedule
         self.zero_init_steps, self.unit_scale, self.zero_init = int(zero_init_steps), unit_scale, zero_init
-        self.chain_start, self.step = ChainStart(), 0
+        self.steps = StepTracker()
 
     def zero_prediction(self, x, t):
         """The zeroed step's eps: 0, or the eps of zero flow velocity (see ``zero_init``)."""
@@ -74,8 +75,7 @@ class CFGZeroStar(nn.Module):
     def forward(self, x, t, y):
         if self.w == 0 or y is None:
             return self.model(x, t, y)
-        self.step = 0 if self.chain_start(x, t) else self.step + 1
-        if self.step < self.zero_init_steps:
+        if self.steps.position(x, t)[1] < self.zero_init_steps:  # counts steps, not calls (Heun calls twice)
             return self.zero_prediction(x, t)
         eps_c, eps_u = cond_and_null(self.model, x, t, y)
         scale = 1.0 if self.unit_scale else optimized_scale(eps_c, eps_u)

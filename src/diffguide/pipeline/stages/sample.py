@@ -27,8 +27,10 @@ log = logging.getLogger("diffguide")
 
 
 def sampler_options(sampling: dict) -> dict:
-    """The sampler-specific keywords: DDIM's eta, or the ancestral step's variance."""
-    return {"eta": sampling["eta"]} if sampling["sampler"] == "ddim" else {"variance": sampling["variance"]}
+    """The sampler-specific keywords: DDIM's eta, the ancestral step's variance; Heun takes none."""
+    if sampling["sampler"] == "ddim":
+        return {"eta": sampling["eta"]}
+    return {"variance": sampling["variance"]} if sampling["sampler"] == "ddpm" else {}
 
 
 def guided_model(method: str, scale: float, models: dict, schedule: NoiseSchedule, *, clip_x0: bool,
