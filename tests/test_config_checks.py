@@ -298,3 +298,18 @@ def test_models_from_refuses_what_it_cannot_read(tmp_path, run, networks, fragme
     cfg["run"] = "smoke"
     lines = config_checks.check_models_from(cfg, root=tmp_path)
     assert any(fragment in line for line in lines), lines
+
+
+def test_heun_with_cfgpp_is_stopped_naming_the_sampler_and_the_fix():
+    """CFG++ renoises with a direction term that Heun's ODE step does not have (issue 26): the
+    check stops it before any job, in the main setting and in a sweep's."""
+    cfg = changed("sampling.sampler", "heun")
+    cfg.setdefault("guidance", {})["methods"] = ["cfg", "cfgpp"]
+    (line,) = config_errors(cfg, SCHEMA)
+    assert line.startswith("  sampling.sampler: 'heun': CFG++ (cfgpp)") and "set sampling.sampler: ddim or ddpm" in line
+    cfg["sampling"]["sampler"] = "ddim"
+    cfg["sampling"]["sweep"] = [{"sampler": "heun", "steps": 4}]
+    (line,) = config_errors(cfg, SCHEMA)
+    assert line.startswith("  sampling.sweep[0].sampler: 'heun'")
+    cfg["guidance"]["methods"].remove("cfgpp")
+    assert config_errors(cfg, SCHEMA) == []
