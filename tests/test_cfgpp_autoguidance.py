@@ -95,7 +95,8 @@ def test_one_cfgpp_step_is_cfg_at_the_equivalent_scale(eta):
         z = None if step.is_last else torch.randn(x.shape, generator=torch.Generator().manual_seed(step.t), dtype=F64)
         z = z if eta > 0 else None
         cfgpp = CFGPlusPlus(eps_model, lam)
-        ours = ddim_step(x, cfgpp(x, t, y), step=step, eta=eta, noise=z, direction_eps=cfgpp.direction_eps)
+        eps, direction = cfgpp.eps_and_direction(x, t, y)
+        ours = ddim_step(x, eps, step=step, eta=eta, noise=z, direction_eps=direction)
         g = cfg_scale_equivalent_to_cfgpp(step, lam, eta).item()
         cfg = ddim_step(x, ClassifierFreeGuidance(eps_model, w=g - 1)(x, t, y), step=step, eta=eta, noise=z)
         worst, scales = max(worst, max_err(ours, cfg) / (1 + cfg.abs().max().item())), scales + [g]

@@ -11,6 +11,11 @@ inside ``ClipDenoised`` hears it too):
 - ``enter_step(index, timestep)`` before each step's first model call. A step may call the model
   more than once (Heun's corrector calls it at the next timestep): those calls share the index.
 
+And a model that renoises along a direction of its own (CFG++: x0 from the guided eps, the step's
+direction term from the unconditional one) returns that direction as a value: it defines
+``eps_and_direction(x, t, y) -> (eps, direction)``, which the samplers call through
+``eps_and_direction`` below; every other model's call is (eps, None).
+
 A wrapper called outside a sampler (a test calling it directly) hears nothing, and falls back to
 guessing from the timesteps (``diffguide.guidance.parts.StepTracker``).
 """
@@ -36,3 +41,18 @@ def enter_step(model, index: int, timestep: int) -> None:
     for part in _parts(model):
         if hasattr(part, "enter_step"):
             part.enter_step(index, timestep)
+
+
+def renoises_own_direction(model) -> bool:
+    """Whether ``model`` returns a direction eps of its own (see ``eps_and_direction``)."""
+    return hasattr(model, "eps_and_direction")
+
+
+def eps_and_direction(model, x, t, y):
+    """(eps, direction eps or None) of one model call, both in x's dtype: the direction is the eps
+    of DDIM eq. 12's second term where the model gives its own (CFG++), None where the step takes
+    eps for both terms."""
+    if renoises_own_direction(model):
+        eps, direction = model.eps_and_direction(x, t, y)
+        return eps.to(x.dtype), direction.to(x.dtype)
+    return model(x, t, y).to(x.dtype), None

@@ -15,10 +15,12 @@ Every sampler has the same leading signature, as k-diffusion's (k_diffusion/samp
 - ``cond_fn``: guided-diffusion's hook for guidance that shifts the ancestral mean (D&N Alg. 1):
   mu <- mu + Sigma * cond_fn(x_t, t, y, mean=mu, t_prev=t'). Only ancestral steps have that mean;
   DDIM refuses it.
-- the direction eps (CFG++, diffguide.guidance.methods.cfgpp): a model may expose ``direction_eps``, the eps its
-  last call computed for the *direction* term of the step (DDIM eq. 12's second term), distinct
-  from the eps whose x0 the step keeps. The samplers read it after each call
-  (``direction_eps_of``); every other model has none, and its steps take the eps for both.
+- the direction eps (CFG++, diffguide.guidance.methods.cfgpp): a model may return, beside its eps,
+  the eps of the *direction* term of the step (DDIM eq. 12's second term), distinct from the eps
+  whose x0 the step keeps (diffguide.diffusion.chain.eps_and_direction); every other model has
+  none, and its steps take the eps for both.
+- the chain: each sampler announces the chain and each step to its model
+  (diffguide.diffusion.chain), so stateful guidance counts steps, not calls.
 
 Equation labels are those of docs/equations.md.
 
@@ -32,10 +34,9 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch import nn
 
 from diffguide.base.runtime import progress_bar
-from diffguide.diffusion.chain import enter_step, start_chain
+from diffguide.diffusion.chain import enter_step, eps_and_direction, renoises_own_direction, start_chain
 from diffguide.diffusion.schedules import NoiseSchedule, Step
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
@@ -78,14 +79,6 @@ def clip_denoised(schedule: NoiseSchedule, x, t, eps):
     (guided-diffusion's ``clip_denoised`` in p_mean_variance, then _predict_eps_from_xstart)."""
     x0 = schedule.predict_x0(x, t, eps).clamp(-1, 1)
     return x0, schedule.eps_from_x0(x, t, x0)
-
-
-def direction_eps_of(model, x: torch.Tensor) -> torch.Tensor | None:
-    """The direction eps the model computed at its last call (CFG++'s unconditional eps,
-    diffguide.guidance.methods.cfgpp), in x's dtype, or None for a model that has none (every other
-    model: the step uses its eps)."""
-    direction = getattr(model, "direction_eps", None)
-    return None if direction is None else direction.to(x.dtype)
 
 
 def _batch_timestep(step: Step, x: torch.Tensor) -> torch.Tensor:
@@ -206,9 +199,9 @@ def sample_ddim(model: EpsModel, x: torch.Tensor, timesteps, *, schedule: NoiseS
     start_chain(model, len(steps))
     for index, step in enumerate(progress_bar(steps, desc=f"ddim x{len(x)}", disable=not progress, leave=False)):
         enter_step(model, index, step.t)
-        eps = model(x, _batch_timestep(step, x), y).to(x.dtype)
+        eps, direction = eps_and_direction(model, x, _batch_timestep(step, x), y)
         z = noise(x) if eta > 0 and not step.is_last else None
-        x = ddim_step(x, eps, step=step, eta=eta, noise=z, direction_eps=direction_eps_of(model, x))
+        x = ddim_step(x, eps, step=step, eta=eta, noise=z, direction_eps=direction)
     return x
 
 
@@ -229,11 +222,11 @@ def sample_ddpm(model: EpsModel, x: torch.Tensor, timesteps, *, schedule: NoiseS
     start_chain(model, len(steps))
     for index, step in enumerate(progress_bar(steps, desc=f"ddpm x{len(x)}", disable=not progress, leave=False)):
         enter_step(model, index, step.t)
-        eps = model(x, _batch_timestep(step, x), y).to(x.dtype)
+        eps, direction = eps_and_direction(model, x, _batch_timestep(step, x), y)
         z = None if step.is_last else noise(x)
         x = ddpm_step(x, eps, step=step, sigma2=ddpm_variance(step, variance, v), noise=z, cond_fn=cond_fn,
                       labels=y, shift_sigma2=last_shift if step.is_last else None,
-                      direction_eps=direction_eps_of(model, x))
+                      direction_eps=direction)
     return x
 
 
@@ -255,7 +248,7 @@ def sample_heun(model: EpsModel, x: torch.Tensor, timesteps, *, schedule: NoiseS
     if cond_fn is not None:
         raise ValueError("cond_fn shifts the mean of an ancestral step (D&N Alg. 1); the Heun ODE sampler has no such "
                          "mean: use sample_ddpm, or the score form (guidance.ClassifierGuidance)")
-    if any(hasattr(part, "direction_eps") for part in (model.modules() if isinstance(model, nn.Module) else [model])):
+    if renoises_own_direction(model):
         raise ValueError("this model renoises with its own direction eps (CFG++), the second term of a DDIM or DDPM "
                          "step; Heun's ODE step has one slope: sample it with sample_ddim or sample_ddpm")
     y = None if labels is None else labels.to(x.device)

@@ -20,9 +20,9 @@ DDIM step with CFG at the guidance_scale g_t = lambda sigma_t / (sigma_t - sigma
 w_t = g_t - 1, with EDM's sigma_t = sqrt((1 - abar_t) / abar_t) and
 sigma''_t = sqrt(1 - abar_{t'} - sigma_eta^2) / sqrt(abar_{t'}) (sigma_{t'} at eta = 0).
 
-The sampler hook: the guided eps goes to the sampler as the model's output; the unconditional eps
-is left on the module as ``direction_eps``, which samplers.sample_ddim / sample_ddpm read after each
-call (samplers.direction_eps_of) and hand to the step as its direction term.
+The sampler hook: the module returns both as a value, ``eps_and_direction(x, t, y) -> (guided eps,
+unconditional eps)``, which samplers.sample_ddim / sample_ddpm call (diffguide.diffusion.chain) and
+hand to the step, the second as its direction term. Called plainly it returns the guided eps.
 
 Scale: the registry's scale is lambda itself (in [0, 1]); it has no diffusers guidance_scale.
 Unlike the w of the other rows, scale 0 is the *unconditional* model, not the conditional one.
@@ -30,7 +30,6 @@ Unlike the w of the other rows, scale 0 is the *unconditional* model, not the co
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from diffguide.diffusion.samplers import clip_denoised
@@ -41,7 +40,7 @@ from diffguide.guidance.wrappers import Guided
 
 class CFGPlusPlus(nn.Module):
     """The CFG++ eps pair at lambda: returns eps_lambda = eps_u + lambda (eps_c - eps_u) (what x0_hat is
-    computed from) and keeps eps_u as ``direction_eps`` (what the step renoises with).
+    computed from), and with ``eps_and_direction`` eps_u too (what the step renoises with).
 
     With ``schedule`` given (x0 clipping on), each eps passes through the x0 clip on its own
     (samplers.clip_denoised), so lambda = 0 is exactly the clipped unconditional chain. Both come from
@@ -51,15 +50,17 @@ class CFGPlusPlus(nn.Module):
     def __init__(self, model: nn.Module, lam: float, schedule: NoiseSchedule | None = None):
         super().__init__()
         self.model, self.lam, self.schedule = model, float(lam), schedule
-        self.direction_eps: torch.Tensor | None = None
 
-    def forward(self, x, t, y):
+    def eps_and_direction(self, x, t, y):
+        """(eps_lambda, eps_u): the eps whose x0 the step keeps and the one it renoises with."""
         eps_c, eps_u = self._pair(x, t, y)
         guided = eps_u + self.lam * (eps_c - eps_u)
         if self.schedule is not None:  # each eps clipped on its own (the guided x0, the unconditional direction)
             guided, eps_u = self._clip(x, t, guided), self._clip(x, t, eps_u)
-        self.direction_eps = eps_u
-        return guided
+        return guided, eps_u
+
+    def forward(self, x, t, y):
+        return self.eps_and_direction(x, t, y)[0]
 
     def _pair(self, x, t, y):
         if y is None:
@@ -83,7 +84,7 @@ def check_lambda(scale: float) -> float:
 def build_cfgpp(models: dict, scale: float, schedule: NoiseSchedule, *, clip_x0: bool, options: dict) -> Guided:
     """cfgpp: CFG++ at lambda = scale on the conditional model (which gives eps_u with NULL_LABEL), each
     of its two eps x0-clipped when ``clip_x0``. Runs under samplers.sample_ddim (any eta) and
-    sample_ddpm, which read the model's ``direction_eps``. No cond_fn. Scale 0 is the unconditional
+    sample_ddpm, which take its direction eps as a value (diffguide.diffusion.chain). No cond_fn. Scale 0 is the unconditional
     chain."""
     lam = check_lambda(scale)
     if models.get("eps_model") is None:
