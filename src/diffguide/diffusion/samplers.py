@@ -183,6 +183,22 @@ def _ddim_eta1_mean(step: Step, x0: torch.Tensor, direction_eps: torch.Tensor) -
     return step.abar_prev.sqrt() * x0 + (1 - step.abar_prev - step.beta_tilde).clamp(min=0).sqrt() * direction_eps
 
 
+def announced_steps(model, steps: list[Step], x: torch.Tensor, kind: str, progress: bool):
+    """The run's steps under a progress bar, each announced to the model before its first call
+    (diffguide.diffusion.chain): the chain's start, then each step's index and timestep."""
+    start_chain(model, len(steps))
+    for index, step in enumerate(progress_bar(steps, desc=f"{kind} x{len(x)}", disable=not progress, leave=False)):
+        enter_step(model, index, step.t)
+        yield step
+
+
+def refuse_mean_shift(cond_fn: CondFn | None, sampler: str) -> None:
+    """A mean shift (D&N Alg. 1) needs an ancestral step's mean and variance, which ``sampler`` lacks."""
+    if cond_fn is not None:
+        raise ValueError(f"cond_fn shifts the mean of an ancestral step (D&N Alg. 1); {sampler} has no such mean: use "
+                         "sample_ddpm, or the score form of classifier guidance (guidance.ClassifierGuidance)")
+
+
 @torch.no_grad()
 def sample_ddim(model: EpsModel, x: torch.Tensor, timesteps, *, schedule: NoiseSchedule, labels=None, noise: Noise,
                 cond_fn: CondFn | None = None, progress: bool = True, eta: float = 0.0) -> torch.Tensor:
@@ -191,14 +207,9 @@ def sample_ddim(model: EpsModel, x: torch.Tensor, timesteps, *, schedule: NoiseS
     ``eta`` = 0 is deterministic and draws no noise; eta > 0 draws ``noise(x)`` at every step but
     the last. ``cond_fn`` must be None: a mean shift needs an ancestral step's mean and variance
     (use the score form of classifier guidance, an eps wrapper, under DDIM)."""
-    if cond_fn is not None:
-        raise ValueError("cond_fn shifts the mean of an ancestral step (D&N Alg. 1); DDIM has no such mean: use "
-                         "sample_ddpm, or the score form (guidance.ClassifierGuidance) under DDIM")
+    refuse_mean_shift(cond_fn, "DDIM")
     y = None if labels is None else labels.to(x.device)
-    steps = schedule.steps(timesteps, like=x)
-    start_chain(model, len(steps))
-    for index, step in enumerate(progress_bar(steps, desc=f"ddim x{len(x)}", disable=not progress, leave=False)):
-        enter_step(model, index, step.t)
+    for step in announced_steps(model, schedule.steps(timesteps, like=x), x, "ddim", progress):
         eps, direction = eps_and_direction(model, x, _batch_timestep(step, x), y)
         z = noise(x) if eta > 0 and not step.is_last else None
         x = ddim_step(x, eps, step=step, eta=eta, noise=z, direction_eps=direction)
@@ -219,9 +230,7 @@ def sample_ddpm(model: EpsModel, x: torch.Tensor, timesteps, *, schedule: NoiseS
     y = None if labels is None else labels.to(x.device)
     steps = schedule.steps(timesteps, like=x)
     last_shift = last_step_shift_variance(steps, variance, v, last_step_variance)
-    start_chain(model, len(steps))
-    for index, step in enumerate(progress_bar(steps, desc=f"ddpm x{len(x)}", disable=not progress, leave=False)):
-        enter_step(model, index, step.t)
+    for step in announced_steps(model, steps, x, "ddpm", progress):
         eps, direction = eps_and_direction(model, x, _batch_timestep(step, x), y)
         z = None if step.is_last else noise(x)
         x = ddpm_step(x, eps, step=step, sigma2=ddpm_variance(step, variance, v), noise=z, cond_fn=cond_fn,
@@ -245,17 +254,12 @@ def sample_heun(model: EpsModel, x: torch.Tensor, timesteps, *, schedule: NoiseS
     guidance counts steps, not calls. The last step (to t' = -1, sigma = 0) is Euler's, as Karras et
     al.'s. Deterministic (``noise`` is not drawn); ``cond_fn`` is refused, as under DDIM, and so is a
     model with a direction eps (CFG++): the ODE has one slope."""
-    if cond_fn is not None:
-        raise ValueError("cond_fn shifts the mean of an ancestral step (D&N Alg. 1); the Heun ODE sampler has no such "
-                         "mean: use sample_ddpm, or the score form (guidance.ClassifierGuidance)")
+    refuse_mean_shift(cond_fn, "the Heun ODE sampler")
     if renoises_own_direction(model):
         raise ValueError("this model renoises with its own direction eps (CFG++), the second term of a DDIM or DDPM "
                          "step; Heun's ODE step has one slope: sample it with sample_ddim or sample_ddpm")
     y = None if labels is None else labels.to(x.device)
-    steps = schedule.steps(timesteps, like=x)
-    start_chain(model, len(steps))
-    for index, step in enumerate(progress_bar(steps, desc=f"heun x{len(x)}", disable=not progress, leave=False)):
-        enter_step(model, index, step.t)
+    for step in announced_steps(model, schedule.steps(timesteps, like=x), x, "heun", progress):
         eps = model(x, _batch_timestep(step, x), y).to(x.dtype)
         euler = ddim_step(x, eps, step=step, eta=0.0, noise=None)
         if step.is_last:
