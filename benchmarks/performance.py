@@ -436,7 +436,7 @@ class SamplingRun:
             schedule = NoiseSchedule.make(cfg["diffusion"]["schedule"], cfg["diffusion"]["timesteps"])
             roles = parse_method(self.method).models(self.scale)
             models, arch = sample_stage.load_models({role: self.paths[net] for role, net in roles.items()}, self.device)
-            options = {key: cfg["guidance"][key] for key in parse_method(self.method).method.options}
+            options = {key: cfg["guidance"][key] for key in parse_method(self.method).method.option_keys}
             guided = sample_stage.guided_model(self.method, self.scale, models, schedule,
                                                clip_x0=cfg["sampling"]["clip_x0"], options=options)
             if self.two_forwards:

@@ -90,7 +90,7 @@ def sample_with(cfg: dict, method: str, scale: float, model_files: dict, output:
     """The pipeline's sampling stage, with the models the method's registry row asks for."""
     roles = parse_method(method).models(scale)
     sample(method, scale, model_paths={role: model_files[network] for role, network in roles.items()},
-           sampling=cfg["sampling"], guidance={k: cfg["guidance"][k] for k in parse_method(method).method.options},
+           sampling=cfg["sampling"], guidance={k: cfg["guidance"][k] for k in parse_method(method).method.option_keys},
            diffusion=cfg["diffusion"], dataset_name=cfg["dataset"]["name"], seed=cfg["seed"],
            precision=cfg["precision"], device=cfg["device"], output=output, threads=threads)
 

@@ -14,8 +14,8 @@ import torch
 from diffguide.diffusion.samplers import ddim_step, ddpm_step, respaced_timesteps, sample_ddim, sample_ddpm
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.exact.gaussian_mixture import GaussianMixture, MixtureEpsModel, random_mixture
-from diffguide.guidance.methods.autoguidance import Autoguidance, build_autoguidance
-from diffguide.guidance.methods.cfgpp import CFGPlusPlus, build_cfgpp
+from diffguide.guidance.methods.autoguidance.wrapper import Autoguidance, build_autoguidance
+from diffguide.guidance.methods.cfgpp.wrapper import CFGPlusPlus, build_cfgpp
 from diffguide.guidance.wrappers import ClassifierFreeGuidance, ClipDenoised
 
 F64 = torch.float64

@@ -12,9 +12,10 @@ from testbed_metrics import frame, replicates, sweeps, write_run
 from diffguide.findings import report
 from diffguide.findings import testbed as findings_testbed
 from diffguide.findings.framework import Columns, Runs
+from diffguide.registry import REGISTRY
 
-NUMBERS = {"cfg_interval": 12, "cfg_schedule": 13, "autoguidance": 14, "cfgpp": 15, "apg": 16, "cfg_rescale": 17,
-           "dynamic_threshold": 18, "cfg_zero_star": 19}
+# method -> the number its declaration gives its claim's finding (diffguide.guidance.methods.<unit>).
+NUMBERS = {name: method.claim.finding for name, method in REGISTRY.methods.items() if method.claim is not None}
 
 
 def run(tmp_path, capsys, data=None, *args, **kwargs):
@@ -37,12 +38,39 @@ def reported(text, name):
     return tuple(float(g) for g in match.groups())
 
 
+def test_a_method_declared_with_a_claim_of_any_kind_gets_fixture_rows_on_which_it_holds():
+    """The synthetic run covers every kind of claim test, so a new method's claim is tested by
+    these tests without editing them (testbed_metrics.BY_TEST): a method declared with a claim of
+    each kind holds on its kind's rows."""
+    import dataclasses
+
+    from testbed_metrics import BY_TEST
+
+    from diffguide.registry import CLAIM_TESTS, Claim, register_method, unregister_method
+
+    assert set(BY_TEST) == set(CLAIM_TESTS)
+    names = [f"new_{kind}" for kind in CLAIM_TESTS]
+    try:
+        for name, kind in zip(names, CLAIM_TESTS):
+            register_method(dataclasses.replace(REGISTRY.methods["cfg_interval"], name=name,
+                                                claim=Claim("Someone 2026", f"a claim tested by {kind}", 90, kind)))
+        df = frame({"cfg": sweeps()["cfg"], **{name: BY_TEST[kind] for name, kind in zip(names, CLAIM_TESTS)}})
+        runs = Runs(df, replicates(df))
+        for name, kind in zip(names, CLAIM_TESTS):
+            finding = findings_testbed.CLAIM_TESTS[kind](name)(runs, Columns.of("classifier"))
+            assert finding.passed and f"a claim tested by {kind}" in finding.name, (kind, finding)
+    finally:
+        for name in names:
+            unregister_method(name)
+
+
 def test_every_claim_holds_numbered_after_the_papers_findings(tmp_path, capsys):
     code, out = run(tmp_path, capsys)
     assert code == 0, out
     assert verdicts(out) == {n: "PASS" for n in NUMBERS.values()}
-    assert "8/8 findings hold" in out
+    assert f"{len(NUMBERS)}/{len(NUMBERS)} findings hold" in out
     assert {f.__name__: n for n, f in findings_testbed.TESTBED_FINDINGS.items()} == NUMBERS
+    assert sorted(NUMBERS.values()) == list(range(12, 12 + len(NUMBERS)))  # contiguous, none lost or doubled
     assert min(findings_testbed.TESTBED_FINDINGS) == max(report.all_findings()) + 1 == 12
     assert "saturation" in out.splitlines()[1]  # the sweep table shows what findings 16-17 read
     # the claim at the same w: 9.0 - 12.0, and beside it the calibrated comparison: 8.5 - 8.0, a loss

@@ -19,8 +19,8 @@ import torch
 from diffguide.diffusion.samplers import respaced_timesteps, sample_ddim
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.exact.gaussian_mixture import MixtureClassifier, MixtureEpsModel, random_mixture
-from diffguide.guidance.methods.limited_interval import build_cfg_interval, build_cg_interval, guided_steps
-from diffguide.guidance.methods.weight_schedules import (WEIGHT_SCHEDULES, ScheduledClassifierFreeGuidance,
+from diffguide.guidance.methods.limited_interval.wrapper import build_cfg_interval, build_cg_interval, guided_steps
+from diffguide.guidance.methods.weight_schedules.wrapper import (WEIGHT_SCHEDULES, ScheduledClassifierFreeGuidance,
                                                          ScheduledClassifierGuidance, WeightSchedule,
                                                          build_cfg_schedule, build_cg_schedule, noise_level)
 from diffguide.guidance.wrappers import (NULL_LABEL, ClassifierFreeGuidance, ClassifierGuidance, build_classifier_free,

@@ -20,10 +20,10 @@ import torch
 from diffguide.diffusion.samplers import ddim_step, respaced_timesteps, sample_ddim, sample_ddpm
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.exact.gaussian_mixture import MixtureEpsModel, random_mixture
-from diffguide.guidance.methods.apg import AdaptiveProjectedGuidance, build_apg, project
-from diffguide.guidance.methods.cfg_zero_star import CFGZeroStar, build_cfg_zero_star, optimized_scale
-from diffguide.guidance.methods.dynamic_thresholding import build_dynamic_threshold, dynamic_threshold
-from diffguide.guidance.methods.rescale import RescaledClassifierFreeGuidance, build_cfg_rescale
+from diffguide.guidance.methods.apg.wrapper import AdaptiveProjectedGuidance, build_apg, project
+from diffguide.guidance.methods.cfg_zero_star.wrapper import CFGZeroStar, build_cfg_zero_star, optimized_scale
+from diffguide.guidance.methods.dynamic_thresholding.wrapper import build_dynamic_threshold, dynamic_threshold
+from diffguide.guidance.methods.rescale.wrapper import RescaledClassifierFreeGuidance, build_cfg_rescale
 from diffguide.guidance.wrappers import NULL_LABEL, ClipDenoised, build_classifier_free
 
 F64 = torch.float64

@@ -11,9 +11,8 @@ import torch
 from diffguide.diffusion.samplers import respaced_timesteps, sample_ddim, sample_heun
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.exact.gaussian_mixture import MixtureClassifier, MixtureEpsModel, random_mixture
-from diffguide.guidance.methods.apg import AdaptiveProjectedGuidance
-from diffguide.guidance.methods.cfg_zero_star import CFGZeroStar
-from diffguide.pipeline.config_schema import SCHEMA_PATH, load_schema
+from diffguide.guidance.methods.apg.wrapper import AdaptiveProjectedGuidance
+from diffguide.guidance.methods.cfg_zero_star.wrapper import CFGZeroStar
 from diffguide.pipeline.stages.sample import guided_model
 from diffguide.registry import REGISTRY
 
@@ -58,9 +57,9 @@ def test_heun_is_second_order_and_ddim_first_on_the_exact_flow():
     assert heun[1] < ddim[1] / 10
 
 
-def schema_defaults(options) -> dict:
-    guidance = load_schema(SCHEMA_PATH)["properties"]["guidance"]["properties"]
-    return {key: guidance[key]["default"] for key in options}
+def declared_defaults(row) -> dict:
+    """The row's options at their declared defaults (the schema's, tests/test_method_declarations.py)."""
+    return {option.key: option.default for option in row.options}
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +78,7 @@ ODE_METHODS = sorted(set(REGISTRY.methods) - {"sdg_text", "sdg_image", "cfgpp"})
 @pytest.mark.parametrize("method", ODE_METHODS)
 def test_every_method_samples_on_heun(mixture_models, method):
     row = REGISTRY.methods[method]
-    options = schema_defaults(row.options) | {"cg_form": "score"}
+    options = declared_defaults(row) | {"cg_form": "score"}
     guided = guided_model(method, 1.0, mixture_models, SCHEDULE, clip_x0=True, options=options)
     x_T = torch.randn(6, 16, generator=torch.Generator().manual_seed(2), dtype=F64)
     labels = torch.arange(6) % 4

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,7 +175,7 @@ def test_similarity_guidance_runs_through_the_pipeline_on_trained_encoders(sdg_r
     """Issue 14 on the smoke run: the sdg rows with their metrics, the references kept and measured,
     the figures, the encoders' logs, the findings; on the trained encoders grad F is finite and
     nonzero at every t for both targets, and gamma = 0 is the unguided model's sampling bit for bit."""
-    from diffguide.guidance.methods.similarity import Similarity
+    from diffguide.guidance.methods.similarity.wrapper import Similarity
     from diffguide.guidance.wrappers import guide_gradient
     from diffguide.models.kinds import load_checkpoint
 
@@ -371,8 +372,8 @@ def test_missing_inception_weights_stop_the_run_at_start_with_the_fix(tmp_path):
 
 
 SMOKE_TESTBED = "config/smoke_testbed.yaml"
-TESTBED_METHODS = ("cfg_interval", "cfg_schedule", "cfg_zero_star", "dynamic_threshold", "apg", "cfg_rescale",
-                   "autoguidance", "cfgpp")
+# The testbed's methods the smoke testbed runs, as its config lists them (cfg is their baseline).
+TESTBED_METHODS = tuple(m for m in yaml.safe_load((REPO / SMOKE_TESTBED).read_text())["guidance"]["methods"] if m != "cfg")
 
 
 @pytest.mark.slow  # one small training and ten sampling jobs (about a minute): make test-slow, which CI runs

@@ -19,7 +19,7 @@ from diffguide.diffusion.samplers import (ddim_step, ddpm_step, ddpm_variance, r
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.diffusion.seeding import PerSampleNoise
 from diffguide.exact.gaussian_mixture import MixtureClassifier, MixtureEpsModel, random_mixture
-from diffguide.guidance.methods.similarity import (SIMILARITIES, NoisedReferenceSimilarity, Similarity,
+from diffguide.guidance.methods.similarity.wrapper import (SIMILARITIES, NoisedReferenceSimilarity, Similarity,
                                                    build_image_similarity_guided, build_text_similarity_guided)
 from diffguide.guidance.wrappers import (ClipDenoised, WithoutLabels, build_classifier_guided, classifier_guided,
                                          gradient_guided, guide_gradient)

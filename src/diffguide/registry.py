@@ -22,6 +22,8 @@ May import: nothing of diffguide (builders and plugins are imported by name, whe
 from __future__ import annotations
 
 import importlib
+import math
+import pkgutil
 import re
 from dataclasses import dataclass, field
 from typing import Callable
@@ -55,11 +57,133 @@ class Network:
 
 
 CONDITIONS = ("class", "reference")
+OPTION_TYPES = ("number", "integer", "string")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One guidance.* key a method's sampling jobs depend on: its default, its range and what it
+    means, declared once beside the method (diffguide.guidance.methods.<unit>). config.schema.yaml
+    and config/README.md hold the same facts for users; tests/test_method_declarations.py fails on
+    any drift between them and this declaration, and the method's builder validates its values
+    with ``validate`` (so the range a job accepts is the range the schema states).
+
+    ``type``: number, integer or string (``enum`` its values); ``nullable``: null (None) is allowed,
+    meaning what ``description`` says; bounds as JSON Schema's minimum / maximum /
+    exclusiveMinimum / exclusiveMaximum; ``fix``: the advice a refused value's message ends with."""
+
+    key: str
+    default: object
+    description: str
+    type: str = "number"
+    nullable: bool = False
+    enum: tuple = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: float | None = None
+    exclusive_maximum: float | None = None
+    fix: str = ""
+
+    def __post_init__(self):
+        if self.type not in OPTION_TYPES:
+            raise ValueError(f"option {self.key!r}: type {self.type!r} is not one of {OPTION_TYPES}")
+        if self.default is not None or not self.nullable:
+            self.validate(self.default)  # a declaration whose own default it refuses is a typo
+
+    def schema(self) -> dict:
+        """The entry config.schema.yaml's guidance block holds for this key."""
+        entry = {"type": [self.type, "null"] if self.nullable else self.type}
+        if self.enum:
+            entry["enum"] = list(self.enum)
+        for name, bound in (("minimum", self.minimum), ("maximum", self.maximum),
+                            ("exclusiveMinimum", self.exclusive_minimum), ("exclusiveMaximum", self.exclusive_maximum)):
+            if bound is not None:
+                entry[name] = bound
+        return entry | {"default": self.default, "description": self.description}
+
+    def requirement(self) -> str:
+        """What a value must be, in words: 'in (-1, 0]', 'an integer >= 0', 'one of score, mean'."""
+        if self.enum:
+            return f"one of {', '.join(map(str, self.enum))}"
+        if self.type == "integer":
+            return f"an integer >= {self.minimum:g}" if self.minimum is not None else "an integer"
+        lo, lo_open = ((self.exclusive_minimum, True) if self.exclusive_minimum is not None
+                       else (self.minimum if self.minimum is not None else -math.inf, False))
+        hi, hi_open = ((self.exclusive_maximum, True) if self.exclusive_maximum is not None
+                       else (self.maximum if self.maximum is not None else math.inf, False))
+        return f"in {'(' if lo_open or lo == -math.inf else '['}{lo:g}, {hi:g}{')' if hi_open or hi == math.inf else ']'}"
+
+    def validate(self, value):
+        """``value`` as this option's type (a float for numbers), or a ValueError naming guidance.<key>,
+        what it must be, and the fix."""
+        if value is None and self.nullable:
+            return None
+        if self.type == "string":
+            if value not in self.enum:
+                raise self._refused(value, self.requirement())
+            return value
+        if isinstance(value, bool) or not isinstance(value, int if self.type == "integer" else (int, float)):
+            raise self._refused(value, self.requirement() if self.type == "integer" else "a finite number")
+        if self.type == "number" and not math.isfinite(value):
+            raise self._refused(value, "a finite number")
+        inside = ((self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
+                  and (self.exclusive_minimum is None or value > self.exclusive_minimum)
+                  and (self.exclusive_maximum is None or value < self.exclusive_maximum))
+        if not inside:
+            raise self._refused(value, self.requirement())
+        return float(value) if self.type == "number" else value
+
+    def value_in(self, options: dict):
+        """Its validated value in a guidance block (or a row's options): the given one, else the default."""
+        return self.validate(options.get(self.key, self.default))
+
+    def _refused(self, value, requirement: str) -> ValueError:
+        fix = self.fix or f"{self.key}: {self.description}"
+        return ValueError(f"guidance.{self.key} must be {requirement}, got {value!r}; {fix}")
+
+
+@dataclass(frozen=True)
+class Scales:
+    """A method's sweep, guidance.<name>_scales: its default values, what a scale means, and the
+    largest scale the method accepts (CFG++'s lambda <= 1), if any."""
+
+    default: tuple[float, ...]
+    description: str
+    maximum: float | None = None
+
+    def schema(self) -> dict:
+        items = {"type": "number", "minimum": 0} | ({"maximum": self.maximum} if self.maximum is not None else {})
+        return {"type": "array", "items": items, "minItems": 1, "default": list(self.default),
+                "description": self.description}
+
+
+# How diffguide.findings.testbed tests a claim (its functions of the same names).
+CLAIM_TESTS = ("lower_fid_at_same_w", "lower_best_fid", "lower_best_fid_keeping_recall", "less_saturation")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A paper's headline claim, restated for this setting: who claims it, what, the number of the
+    finding that tests it (``make findings``'s stable number) and how (one of CLAIM_TESTS)."""
+
+    paper: str
+    claim: str
+    finding: int
+    test: str
+
+    def __post_init__(self):
+        if self.test not in CLAIM_TESTS:
+            raise ValueError(f"claim {self.claim!r}: test {self.test!r} is not one of {CLAIM_TESTS}")
+
+
+# What a method is compared in: the papers' own methods, similarity guidance, or the testbed of
+# the methods since 2022 (its report category, its findings and its table).
+GROUPS = ("papers", "similarity", "testbed")
 
 
 @dataclass(frozen=True)
 class Method:
-    """One guidance method.
+    """One guidance method, as its unit of diffguide.guidance.methods declares it.
 
     - ``symbol``: the paper's name of its scale (H&S's w, D&N's s); ``label``: legend text;
       ``title``: what a grid of its samples shows; ``caption``: one sentence for the report.
@@ -69,9 +193,12 @@ class Method:
     - ``condition``: what a sample is guided towards: ``"class"`` (sample i asks for class i mod K)
       or ``"reference"`` (sample i is guided towards a reference image of the test split, of class
       i mod K; the sampling job reads the test split and stores the references it chose).
-    - ``options``: the guidance.* keys (besides its scales) its sampling jobs depend on.
+    - ``options``: the guidance.* keys (besides its scales) its sampling jobs depend on, each an
+      Option with its default and range; ``scales``: its sweep's default (None for a plugin's
+      method whose config must give guidance.<name>_scales).
     - ``builder``: ``"module:function"`` building the guided eps-model, imported only when a
-      job samples (so this table stays torch-free).
+      job samples (so this table stays torch-free; tests/test_registry.py resolves every one).
+    - ``group``: one of GROUPS; ``claim``: the paper's claim a testbed finding tests, if any.
     - ``p_uncond_variants``: cfg_p<p> guides the model trained at p_uncond = p.
     """
 
@@ -84,12 +211,32 @@ class Method:
     builder: str
     guides: tuple[tuple[str, str], ...] = ()
     condition: str = "class"
-    options: tuple[str, ...] = ()
+    options: tuple[Option, ...] = ()
+    scales: Scales | None = None
+    group: str = "papers"
+    claim: Claim | None = None
     p_uncond_variants: bool = False
 
     def __post_init__(self):
         if self.condition not in CONDITIONS:
             raise ValueError(f"method {self.name!r}: condition {self.condition!r} is not one of {CONDITIONS}")
+        if self.group not in GROUPS:
+            raise ValueError(f"method {self.name!r}: group {self.group!r} is not one of {GROUPS}")
+        if not all(isinstance(option, Option) for option in self.options):
+            raise ValueError(f"method {self.name!r}: options must be Option declarations (diffguide.registry.Option), "
+                             f"got {self.options!r}")
+
+    @property
+    def option_keys(self) -> tuple[str, ...]:
+        """The guidance.* keys of its options, e.g. ('apg_eta', 'apg_norm_threshold', 'apg_momentum')."""
+        return tuple(option.key for option in self.options)
+
+    def option(self, key: str) -> Option:
+        return next(option for option in self.options if option.key == key)
+
+    def resolved(self, options: dict) -> dict:
+        """key -> validated value of each of its options: the given value, else the declared default."""
+        return {option.key: option.value_in(options) for option in self.options}
 
     @property
     def scales_option(self) -> str:
@@ -154,8 +301,23 @@ class NetworkName:
 
 @dataclass
 class Registry:
+    """The registered networks and methods. The built-in methods are read from their declarations
+    (builtin_units) when the table is first used, not when this module is imported: a unit's
+    declaration imports this module for Method and Option, so a unit imported first must find it
+    importable without the units."""
+
     networks: dict[str, Network] = field(default_factory=dict)
-    methods: dict[str, Method] = field(default_factory=dict)
+    registered: dict[str, Method] = field(default_factory=dict)
+    builtins_loaded: bool = False
+
+    @property
+    def methods(self) -> dict[str, Method]:
+        if not self.builtins_loaded:
+            self.builtins_loaded = True
+            for unit in builtin_units():  # register_method reads this property: the flag is set first
+                for method in unit.METHODS:
+                    register_method(method)
+        return self.registered
 
 
 REGISTRY = Registry()
@@ -318,121 +480,39 @@ for _network in (
 ):
     register_network(_network)
 
-# The guidance methods, and the networks that steer them (loaded by role).
-CLASSIFIER = (("classifier", "noisy_classifier"),)
-ENCODERS = (("noisy_encoder", "noisy_image_encoder"), ("clip", "clip"))
-SIMILARITY_OPTIONS = ("cg_form", "cg_clip_order", "sdg_similarity")
-for _method in (
-    Method("cfg", "w", "classifier-free, conditional model (w)",
-           "classifier-free guidance of the conditional model, columns: w",
-           "Classifier-free guidance (H&S eq. 6): eps~ = (1 + w) eps(x, y) - w eps(x, null) on the conditional "
-           "model; w = 0 is the conditional model itself.",
-           eps_model="conditional", builder="diffguide.guidance.wrappers:build_classifier_free",
-           p_uncond_variants=True),
-    Method("cg", "s", "classifier guidance, unconditional model (s)",
-           "classifier guidance of the unconditional model, columns: s",
-           "Classifier guidance (D&N Algorithms 1 and 2) of the unconditional model by the noisy classifier's "
-           "gradient at scale s; s = 0 is the unguided model.",
-           eps_model="unconditional", builder="diffguide.guidance.wrappers:build_classifier_guided", guides=CLASSIFIER,
-           options=("cg_form", "cg_clip_order")),
-    Method("cond_cg", "s", "classifier guidance, conditional model (s)",
-           "classifier guidance of the conditional model, columns: s",
-           "Classifier guidance at scale s of the conditional model, itself guided at w = guidance.cond_cg_w "
-           "(D&N Table 4's conditional rows when w = 0).",
-           eps_model="conditional", builder="diffguide.guidance.wrappers:build_conditional_classifier_guided",
-           guides=CLASSIFIER, options=("cg_form", "cg_clip_order", "cond_cg_w")),
-    Method("sdg_text", "gamma", "similarity guidance by class name, unconditional model (gamma)",
-           "text-similarity guidance of the unconditional model, columns: gamma",
-           "Semantic diffusion guidance by language (Liu et al. 2021): the unconditional model steered by "
-           "gamma * grad F, F the similarity of the noise-aware image encoder's E~(x_t) with the class name's "
-           "embedding; gamma = 0 is the unguided model. SDG found that language guidance steers an unconditional "
-           "model to the text's content as gamma grows; make findings 9 and 11 measure whether ours does, and its FID "
-           "against classifier guidance at matched accuracy.",
-           eps_model="unconditional",
-           builder="diffguide.guidance.methods.similarity:build_text_similarity_guided", guides=ENCODERS,
-           options=SIMILARITY_OPTIONS),
-    Method("sdg_image", "gamma", "similarity guidance by reference image, unconditional model (gamma)",
-           "reference-image similarity guidance of the unconditional model, columns: gamma",
-           "Semantic diffusion guidance by a reference image (Liu et al. 2021): the unconditional model steered "
-           "by gamma * grad F, F the similarity of E~(x_t) with the clean embedding E(x_ref) of a test image; "
-           "gamma = 0 is the unguided model. SDG found that image guidance carries the reference's content into "
-           "the sample; make findings 10 measures our samples' similarity to their references.",
-           eps_model="unconditional",
-           builder="diffguide.guidance.methods.similarity:build_image_similarity_guided", guides=ENCODERS,
-           condition="reference", options=(*SIMILARITY_OPTIONS, "sdg_reference", "sdg_references_per_class")),
-):
-    register_method(_method)
 
-# The guidance testbed (issue 16): the methods since 2022, each one module and one row, in our w
-# convention (w = 0 is the unguided model; every paper's and diffusers' guidance_scale is 1 + w).
-INTERVAL_OPTIONS = ("interval_sigma_lo", "interval_sigma_hi")
-WEAK_MODEL = (("weak_model", "weak_conditional"),)
-TESTBED_ROWS = (
-    Method("cfg_interval", "w", "CFG in a noise interval (w)",
-           "classifier-free guidance only for sigma in (lo, hi], columns: w",
-           "Guidance interval (Kynkaanniemi et al. 2024): classifier-free guidance at w for noise levels "
-           "sigma_t in (guidance.interval_sigma_lo, interval_sigma_hi], the conditional model elsewhere "
-           "(their guidance scale = 1 + w).",
-           eps_model="conditional", builder="diffguide.guidance.methods.limited_interval:build_cfg_interval",
-           options=INTERVAL_OPTIONS),
-    Method("cg_interval", "s", "classifier guidance in a noise interval (s)",
-           "classifier guidance of the unconditional model only for sigma in (lo, hi], columns: s",
-           "Guidance interval applied to classifier guidance: the score shift at s for sigma_t in "
-           "(guidance.interval_sigma_lo, interval_sigma_hi], the unguided unconditional model elsewhere.",
-           eps_model="unconditional",
-           builder="diffguide.guidance.methods.limited_interval:build_cg_interval", guides=CLASSIFIER,
-           options=("cg_clip_order", *INTERVAL_OPTIONS)),
-    Method("cfg_schedule", "w", "CFG with a weight schedule (w)",
-           "classifier-free guidance with weight w(t) = w f(t), columns: w",
-           "Guidance-weight schedule (Wang et al. 2024): classifier-free guidance at w(t) = w f(t / (T - 1)), f as "
-           "guidance.weight_schedule says (constant, linear_up, linear_down: mean w over t; interval).",
-           eps_model="conditional", builder="diffguide.guidance.methods.weight_schedules:build_cfg_schedule",
-           options=("weight_schedule", *INTERVAL_OPTIONS)),
-    Method("cg_schedule", "s", "classifier guidance with a weight schedule (s)",
-           "classifier guidance of the unconditional model with scale s(t) = s f(t), columns: s",
-           "Guidance-weight schedule (Wang et al. 2024) applied to classifier guidance: the score shift at "
-           "s(t) = s f(t / (T - 1)), f as guidance.weight_schedule says.",
-           eps_model="unconditional",
-           builder="diffguide.guidance.methods.weight_schedules:build_cg_schedule", guides=CLASSIFIER,
-           options=("weight_schedule", "cg_clip_order", *INTERVAL_OPTIONS)),
-    Method("autoguidance", "w", "autoguidance by a weak model (w)",
-           "autoguidance of the conditional model by the weak one, columns: w",
-           "Autoguidance (Karras et al. 2024): eps = (1 + w) eps_1(x, y) - w eps_0(x, y), eps_0 the smaller, "
-           "shorter-trained conditional model weak_conditional (their w = 1 + ours); w = 0 is the conditional model.",
-           eps_model="conditional",
-           builder="diffguide.guidance.methods.autoguidance:build_autoguidance", guides=WEAK_MODEL),
-    Method("cfgpp", "lambda", "CFG++ (lambda)",
-           "CFG++ of the conditional model, columns: lambda",
-           "CFG++ (Chung et al. 2024): x0 from eps_u + lambda (eps_c - eps_u), renoised with eps_u; lambda in "
-           "[0, 1], lambda = 0 is the UNCONDITIONAL model (one CFG++ step is a CFG step at a w that grows with t).",
-           eps_model="conditional", builder="diffguide.guidance.methods.cfgpp:build_cfgpp"),
-    Method("apg", "w", "adaptive projected guidance (w)",
-           "adaptive projected guidance of the conditional model, columns: w",
-           "Adaptive projected guidance (Sadat et al. 2024): the x0 guidance difference, with momentum "
-           "guidance.apg_momentum and norm cap apg_norm_threshold, split into parts parallel and orthogonal to "
-           "the conditional x0, the parallel part weighted by apg_eta (their scale = 1 + w).",
-           eps_model="conditional", builder="diffguide.guidance.methods.apg:build_apg",
-           options=("apg_eta", "apg_norm_threshold", "apg_momentum")),
-    Method("cfg_rescale", "w", "CFG with guidance rescale (w)",
-           "classifier-free guidance rescaled to the conditional std, columns: w",
-           "Guidance rescale (Lin et al. 2023, sec. 3.4): the CFG eps rescaled to the conditional eps's "
-           "per-sample std and mixed by guidance.rescale_phi (diffusers' guidance_rescale; scale = 1 + w).",
-           eps_model="conditional",
-           builder="diffguide.guidance.methods.rescale:build_cfg_rescale", options=("rescale_phi",)),
-    Method("dynamic_threshold", "w", "CFG with dynamic thresholding (w)",
-           "classifier-free guidance with Imagen's dynamic thresholding, columns: w",
-           "Dynamic thresholding (Saharia et al. 2022): the CFG x0 clipped at its guidance.threshold_percentile "
-           "quantile of |x0| (at least 1) and divided by it, in place of the static clip (scale = 1 + w).",
-           eps_model="conditional", builder="diffguide.guidance.methods.dynamic_thresholding:build_dynamic_threshold",
-           options=("threshold_percentile", "threshold_max")),
-    Method("cfg_zero_star", "w", "CFG-Zero* (w)",
-           "CFG-Zero* of the conditional model, columns: w",
-           "CFG-Zero* (Fan et al. 2025): eps = (1 + w) eps_c - w s* eps_u with s* = <eps_c, eps_u> / ||eps_u||^2, "
-           "and the first guidance.zero_init_steps steps zeroed (their guidance scale = 1 + w).",
-           eps_model="conditional",
-           builder="diffguide.guidance.methods.cfg_zero_star:build_cfg_zero_star", options=("zero_init_steps",)),
-)
-for _method in TESTBED_ROWS:
-    register_method(_method)
-# The testbed's method names, in registry order (its report category, its findings).
-TESTBED_METHODS = tuple(method.name for method in TESTBED_ROWS)
+
+# The guidance methods: each unit of diffguide.guidance.methods declares its own (METHODS in its
+# torch-free __init__, the implementation beside it in wrapper.py) and its place in the report
+# (ORDER: the papers' methods first, then similarity guidance, then the testbed in the order its
+# methods were added). They are imported here by name, as the config's plugins are, so that this
+# table is whole whenever anything reads it and no file but each unit's own lists a method.
+METHOD_UNITS = "diffguide.guidance.methods"
+
+
+def builtin_units() -> list:
+    """The units of diffguide.guidance.methods (their __init__ modules), in their declared ORDER."""
+    package = importlib.import_module(METHOD_UNITS)
+    units = [importlib.import_module(f"{METHOD_UNITS}.{info.name}")
+             for info in pkgutil.iter_modules(package.__path__) if info.ispkg]
+    for unit in units:
+        if not isinstance(getattr(unit, "ORDER", None), int) or not getattr(unit, "METHODS", None):
+            raise ValueError(f"{unit.__name__}: a unit of {METHOD_UNITS} declares ORDER (an int, its place in "
+                             "the report) and METHODS (its Method declarations) in its __init__")
+    orders = [unit.ORDER for unit in units]
+    if len(set(orders)) != len(orders):
+        raise ValueError(f"units of {METHOD_UNITS} share an ORDER: {sorted(orders)}; give each its own number")
+    return sorted(units, key=lambda unit: unit.ORDER)
+
+
+def group_methods(group: str) -> tuple[str, ...]:
+    """The registered methods of one of GROUPS, in registry order."""
+    return tuple(name for name, method in REGISTRY.methods.items() if method.group == group)
+
+
+def __getattr__(name: str):
+    """TESTBED_METHODS: the testbed's method names, in registry order (its report category, its
+    findings), computed when first asked for (the declarations load lazily, see Registry)."""
+    if name == "TESTBED_METHODS":
+        return group_methods("testbed")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

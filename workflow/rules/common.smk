@@ -162,7 +162,7 @@ def sampling_config(wildcards):
     """The settings a sampling job's samples depend on: only this job's sampling setting (adding
     one to sampling.sweep reruns nothing cached) and only its method's guidance options."""
     sampling = {k: v for k, v in config["sampling"].items() if k != "sweep"} | sampling_setting(wildcards.sampling)
-    options = parse_method(wildcards.method).method.options
+    options = parse_method(wildcards.method).method.option_keys
     return {
         **config_subset("seed", "precision", "dataset", "diffusion"),
         "sampling": sampling,

@@ -157,11 +157,11 @@ def sampling_settings(args, cfg: dict, timesteps: int) -> dict:
 def guidance_options(parsed: MethodName, cfg: dict, overrides: list[str]) -> dict:
     """The method's guidance options (its registry row's ``options``, as the sampling job gets
     them), from the config or the schema's defaults, with --option KEY=VALUE on top."""
-    options = {key: cfg["guidance"][key] for key in parsed.method.options if key in cfg["guidance"]}
+    options = {key: cfg["guidance"][key] for key in parsed.method.option_keys if key in cfg["guidance"]}
     for item in overrides:
         key, sep, value = item.partition("=")
-        if not sep or key not in parsed.method.options:
-            known = ", ".join(parsed.method.options) or "none"
+        if not sep or key not in parsed.method.option_keys:
+            known = ", ".join(parsed.method.option_keys) or "none"
             raise UsageError(f"--option {item!r}: {parsed.name}'s options are {known} (as KEY=VALUE)")
         options[key] = yaml.safe_load(value)
     return options

@@ -62,37 +62,16 @@ import numpy as np
 from diffguide.findings.framework import (Columns, Effect, Finding, MissingData, Runs, Sweep, effect, format_scales,
                                           format_value, scales_key, signed)
 from diffguide.findings.sdg import NotRun
-from diffguide.registry import method_symbol
+from diffguide.registry import REGISTRY, Claim, method_symbol
 
 BASELINE = "cfg"
 SATURATION = "saturation"
 
 
-@dataclass(frozen=True)
-class Claim:
-    """A paper's headline claim, restated for this setting: who claims it and what, in one line."""
-
-    paper: str
-    claim: str
-
-
-# method -> its paper's claim as findings 12 onwards test it (the testbed table prints it beside the results).
-CLAIMS = {
-    "cfg_interval": Claim("Kynkaanniemi et al. 2024 (arXiv 2404.07724)",
-                          "guidance only in a noise interval lowers FID at the same w"),
-    "cfg_schedule": Claim("Wang et al. 2024 (arXiv 2404.13040)",
-                          "a guidance-weight schedule lowers FID at the same mean w"),
-    "autoguidance": Claim("Karras et al. 2024 (arXiv 2406.02507)",
-                          "guiding by a weaker model lowers the best FID without lowering recall"),
-    "cfgpp": Claim("Chung et al. 2024 (arXiv 2406.08070)", "CFG++ reaches a lower best FID than CFG"),
-    "apg": Claim("Sadat et al. 2024 (arXiv 2410.02416)",
-                 "APG reduces saturation at large w without raising FID"),
-    "cfg_rescale": Claim("Lin et al. 2023 (arXiv 2305.08891, sec. 3.4)",
-                         "guidance rescale reduces saturation at large w without raising FID"),
-    "dynamic_threshold": Claim("Saharia et al. 2022 (Imagen, sec. 2.3)",
-                               "dynamic thresholding lowers FID against static clipping at large w"),
-    "cfg_zero_star": Claim("Fan et al. 2025 (arXiv 2503.18886)", "CFG-Zero* lowers FID at the same w"),
-}
+def claims() -> dict[str, Claim]:
+    """method -> its paper's claim as findings 12 onwards test it, from each method's declaration
+    (diffguide.guidance.methods.<unit>; the testbed table prints it beside the results)."""
+    return {name: method.claim for name, method in REGISTRY.methods.items() if method.claim is not None}
 
 
 @dataclass
@@ -223,7 +202,7 @@ def _finding(method: str, test: str, body: Callable[[Runs, Columns], tuple[bool,
     """A finding function of (runs, cols): SKIP when ``method`` was not run, FAIL with the message
     when data are missing, else the claim's verdict with the calibrated comparison beside it (its
     outcome alone where the claim's FID part is that comparison, ``claim_is_calibrated``)."""
-    claim = CLAIMS[method]
+    claim = REGISTRY.methods[method].claim
     name = f"{claim.claim} ({method} vs cfg; {claim.paper})"
 
     def check(runs: Runs, cols: Columns) -> Finding:
@@ -275,22 +254,24 @@ def _lower_best_fid(method: str) -> Callable:
     return _finding(method, BEST_TEST, body, claim_is_calibrated=True)
 
 
-def _autoguidance(runs: Runs, cols: Columns) -> tuple[bool, str]:
-    method = "autoguidance"
-    fid_m, recall_m = aligned(runs, method, (cols.fid, cols.recall))
-    fid_c, recall_c = aligned(runs, BASELINE, (cols.fid, cols.recall))
-    fid = effect("best FID(autoguidance) - best FID(cfg)", "FID", lambda m, c: m.min(axis=0) - c.min(axis=0),
-                 [fid_m, fid_c], direction=-1)
-    recall = effect("recall at autoguidance's best - recall at cfg's best", "recall",
-                    lambda fm, rm, fc, rc: at_best(fm, rm) - at_best(fc, rc), [fid_m, recall_m, fid_c, recall_c])
-    recall_holds, recall_text = not_significantly(recall, side=-1)
-    i, j = best_index(fid_m.values), best_index(fid_c.values)
-    symbol = method_symbol(method)
-    figures = (f"best FID {fid_m.values[i]:.2f} at {symbol} = {fid_m.scales[i]:g} vs cfg's {fid_c.values[j]:.2f} at "
-               f"w = {fid_c.scales[j]:g}: {fid.describe()}; recall there "
-               f"{format_value(recall_m.values[i], 'recall')} vs "
-               f"{format_value(recall_c.values[j], 'recall')}: {recall_text}")
-    return fid.holds and recall_holds, figures
+def _lower_best_fid_keeping_recall(method: str) -> Callable:
+    def body(runs: Runs, cols: Columns) -> tuple[bool, str]:
+        fid_m, recall_m = aligned(runs, method, (cols.fid, cols.recall))
+        fid_c, recall_c = aligned(runs, BASELINE, (cols.fid, cols.recall))
+        fid = effect(f"best FID({method}) - best FID(cfg)", "FID", lambda m, c: m.min(axis=0) - c.min(axis=0),
+                     [fid_m, fid_c], direction=-1)
+        recall = effect(f"recall at {method}'s best - recall at cfg's best", "recall",
+                        lambda fm, rm, fc, rc: at_best(fm, rm) - at_best(fc, rc), [fid_m, recall_m, fid_c, recall_c])
+        recall_holds, recall_text = not_significantly(recall, side=-1)
+        i, j = best_index(fid_m.values), best_index(fid_c.values)
+        symbol = method_symbol(method)
+        figures = (f"best FID {fid_m.values[i]:.2f} at {symbol} = {fid_m.scales[i]:g} vs cfg's {fid_c.values[j]:.2f} "
+                   f"at w = {fid_c.scales[j]:g}: {fid.describe()}; recall there "
+                   f"{format_value(recall_m.values[i], 'recall')} vs "
+                   f"{format_value(recall_c.values[j], 'recall')}: {recall_text}")
+        return fid.holds and recall_holds, figures
+
+    return _finding(method, f"{BEST_TEST}; recall at each best scale, the same way", body, claim_is_calibrated=True)
 
 
 def _less_saturation(method: str) -> Callable:
@@ -314,18 +295,19 @@ def _less_saturation(method: str) -> Callable:
                             "both ran, paired half-sample 95% intervals; beside them best vs best", body)
 
 
-# In registry order, by their stable numbers: 12 onwards, after the papers' findings 1-11.
-TESTBED_FINDINGS = {
-    12: _lower_fid_at_same_w("cfg_interval"),
-    13: _lower_fid_at_same_w("cfg_schedule"),
-    14: _finding("autoguidance", f"{BEST_TEST}; recall at each best scale, the same way", _autoguidance,
-                 claim_is_calibrated=True),
-    15: _lower_best_fid("cfgpp"),
-    16: _less_saturation("apg"),
-    17: _less_saturation("cfg_rescale"),
-    18: _lower_fid_at_same_w("dynamic_threshold"),
-    19: _lower_fid_at_same_w("cfg_zero_star"),
-}
+# How a claim is tested, by the name its declaration gives (diffguide.registry.CLAIM_TESTS).
+CLAIM_TESTS = {"lower_fid_at_same_w": _lower_fid_at_same_w, "lower_best_fid": _lower_best_fid,
+               "lower_best_fid_keeping_recall": _lower_best_fid_keeping_recall, "less_saturation": _less_saturation}
+
+
+def testbed_findings() -> dict[int, Callable]:
+    """number -> finding function, one per declared claim under the number its declaration gives
+    (12 onwards, after the papers' findings 1-11; numbers are declared, so none is renumbered)."""
+    return {claim.finding: CLAIM_TESTS[claim.test](method) for method, claim in claims().items()}
+
+
+TESTBED_FINDINGS = testbed_findings()
+CLAIMS = claims()
 
 
 def check(runs: Runs, cols: Columns) -> dict[str, Finding]:

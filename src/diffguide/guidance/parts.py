@@ -1,13 +1,11 @@
 """Pieces shared by the successors of classifier-free guidance (APG, guidance rescale, dynamic
 thresholding, CFG-Zero*): the one batched conditional / null call, per-sample reductions over all
-non-batch dims (C, H, W for images, d for the mixtures' vectors), the detection of a new sampling
-chain for stateful wrappers, and option checks whose errors name the config key to fix
-(docs/equations.md section 10).
+non-batch dims (C, H, W for images, d for the mixtures' vectors), and the step tracking of stateful
+wrappers (docs/equations.md section 10). Their options are checked by their declarations
+(diffguide.registry.Option.validate), not here.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
@@ -101,40 +99,3 @@ class FollowsSteps:
 
     def enter_step(self, index: int, timestep: int) -> None:
         self.steps.enter_step(index, timestep)
-
-
-def _bad(key: str, value, requirement: str, fix: str) -> ValueError:
-    return ValueError(f"guidance.{key} must be {requirement}, got {value!r}; {fix}")
-
-
-def _real(key: str, value, fix: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _bad(key, value, "a finite number", fix)
-    return float(value)
-
-
-def check_range(key: str, value, lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False,
-                fix: str) -> float:
-    """``value`` as a float if it lies in the interval (lo / hi open or closed), else a ValueError
-    naming guidance.<key> and ``fix``."""
-    value = _real(key, value, fix)
-    above = value > lo if lo_open else value >= lo
-    below = value < hi if hi_open else value <= hi
-    if not (above and below):
-        interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-        raise _bad(key, value, f"in {interval}", fix)
-    return value
-
-
-def check_optional_min(key: str, value, lo: float, *, lo_open: bool, fix: str) -> float | None:
-    """None (no bound: null in the config) or a number above lo (> lo if lo_open, else >= lo)."""
-    if value is None:
-        return None
-    return check_range(key, value, lo, math.inf, lo_open=lo_open, hi_open=True, fix=fix)
-
-
-def check_count(key: str, value, fix: str) -> int:
-    """A non-negative integer (a number of steps)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _bad(key, value, "an integer >= 0", fix)
-    return value

@@ -59,8 +59,10 @@ def check_methods(cfg: dict) -> list[str]:
                                  f"use one of {', '.join(REGISTRY.methods)}, or name the module that registers it "
                                  "in plugins"))
         elif parse_method(name).method.scales_option not in cfg["guidance"]:
-            key = parse_method(name).method.scales_key
-            lines.append(problem(key, None, f"is missing: {name} is in guidance.methods", f"add {key}: [0, 1, 2]"))
+            method = parse_method(name).method
+            example = list(method.scales.default) if method.scales else [0, 1, 2]  # its declared sweep, if any
+            lines.append(problem(method.scales_key, None, f"is missing: {name} is in guidance.methods",
+                                 f"add {method.scales_key}: {example}"))
     for key in scale_lists(cfg):
         owner = key.removeprefix("guidance.").removesuffix("_scales")
         if owner not in REGISTRY.methods:
@@ -158,7 +160,7 @@ def check_sampling(cfg: dict) -> list[str]:
     """K respaced steps are K of the T timesteps, starting from noise; the mean shift (D&N
     Algorithm 1) needs the ancestral sampler's Sigma, which DDIM does not have."""
     lines, timesteps = [], cfg["diffusion"]["timesteps"]
-    classifier_guided = any("cg_form" in parse_method(m).method.options
+    classifier_guided = any("cg_form" in parse_method(m).method.option_keys
                             for m in cfg["guidance"]["methods"] if m in REGISTRY.methods)
     for key, setting in sampling_settings(cfg):
         spacing = spacing_problem(key, setting["steps"], setting.get("timestep_spacing", "linspace"), timesteps)

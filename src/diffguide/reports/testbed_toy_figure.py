@@ -54,7 +54,7 @@ from diffguide.diffusion.seeding import PerSampleNoise  # noqa: E402
 from diffguide.evaluation.intervals import Estimate, half_samples  # noqa: E402
 from diffguide.exact.gaussian_mixture import GaussianMixture, MixtureEpsModel  # noqa: E402
 from diffguide.models.networks import NULL_LABEL  # noqa: E402
-from diffguide.registry import parse_method  # noqa: E402
+from diffguide.registry import REGISTRY, parse_method  # noqa: E402
 from diffguide.reports.figures import save_figure  # noqa: E402
 from diffguide.reports.mixture_figure import _mass_levels  # noqa: E402
 
@@ -82,10 +82,11 @@ TITLES = {"unguided": "conditional model", "cfg": "CFG", "autoguidance": "autogu
 #   at high noise). Below the branch width (0.05) there is no structure left to guide. So the interval
 #   guides from half the spacing down to the width: the branch choice is the conditional model's,
 #   guidance only pushes samples within their branch away from the other class.
-# - APG: the registry's defaults (eta 0, r 15, beta -0.5). r = 15 never acts here: the x0 difference
-#   is bounded by the data's extent (|x| < 3), so it stays below 15 at every step.
+# - APG: its declared defaults (diffguide.guidance.methods.apg: eta 0, r 15, beta -0.5). r = 15 never
+#   acts here: the x0 difference is bounded by the data's extent (|x| < 3), so it stays below 15 at
+#   every step.
 TOY_OPTIONS = {"interval_sigma_lo": 0.05, "interval_sigma_hi": 0.5,
-               "apg_eta": 0.0, "apg_norm_threshold": 15.0, "apg_momentum": -0.5}
+               **{option.key: option.default for option in REGISTRY.methods["apg"].options}}
 
 
 def _branch_cov(angle_deg: float, along: float, across: float) -> torch.Tensor:

@@ -39,8 +39,10 @@ import torch
 from torch import nn
 
 from diffguide.diffusion.schedules import NoiseSchedule
-from diffguide.guidance.parts import FollowsSteps, StepTracker, check_count, cond_and_null, per_sample_dot
+from diffguide.guidance.methods.cfg_zero_star import ZERO_INIT_STEPS
+from diffguide.guidance.parts import FollowsSteps, StepTracker, cond_and_null, per_sample_dot
 from diffguide.guidance.wrappers import ClipDenoised, Guided
+
 
 DEFAULTS = {"zero_init_steps": 1}
 ZERO_INITS = ("eps", "velocity")
@@ -83,10 +85,8 @@ class CFGZeroStar(FollowsSteps, nn.Module):
 
 
 def zero_star_options(options: dict) -> dict:
-    steps = options.get("zero_init_steps", DEFAULTS["zero_init_steps"])
-    return {"zero_init_steps": check_count(
-        "zero_init_steps", steps,
-        fix="give how many first steps to zero, e.g. 1 (about 4% of the steps, as the paper suggests), 0 for none")}
+    """guidance.zero_init_steps, validated against its declaration (its default where absent)."""
+    return {"zero_init_steps": ZERO_INIT_STEPS.value_in(options)}
 
 
 def build_cfg_zero_star(models: dict, scale: float, schedule: NoiseSchedule, *, clip_x0: bool,

@@ -37,7 +37,7 @@ from typing import Sequence
 import torch
 
 from diffguide.diffusion.schedules import NoiseSchedule
-from diffguide.guidance.methods.weight_schedules import (build_cfg_schedule, build_cg_schedule, check_interval,
+from diffguide.guidance.methods.weight_schedules.wrapper import (build_cfg_schedule, build_cg_schedule, check_interval,
                                                          noise_level)
 from diffguide.guidance.wrappers import Guided
 

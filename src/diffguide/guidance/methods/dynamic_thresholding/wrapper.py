@@ -28,10 +28,9 @@ import torch
 from torch import nn
 
 from diffguide.diffusion.schedules import NoiseSchedule
-from diffguide.guidance.parts import check_optional_min, check_range, per_sample_quantile
+from diffguide.guidance.methods.dynamic_thresholding import THRESHOLD_MAX, THRESHOLD_PERCENTILE
+from diffguide.guidance.parts import per_sample_quantile
 from diffguide.guidance.wrappers import ClassifierFreeGuidance, Guided
-
-DEFAULTS = {"threshold_percentile": 0.995, "threshold_max": None}
 
 
 def dynamic_threshold(x0: torch.Tensor, percentile: float, threshold_max: float | None) -> torch.Tensor:
@@ -60,14 +59,8 @@ class DynamicThresholding(nn.Module):
 
 
 def threshold_options(options: dict) -> dict:
-    opts = DEFAULTS | {k: options[k] for k in DEFAULTS if k in options}
-    return {
-        "percentile": check_range("threshold_percentile", opts["threshold_percentile"], 0.0, 1.0, lo_open=True,
-                                  fix="give a fraction in (0, 1], e.g. 0.995 (Imagen's 99.5th percentile), not 99.5"),
-        "threshold_max": check_optional_min(
-            "threshold_max", opts["threshold_max"], 1.0, lo_open=False,
-            fix="give a cap >= 1 on the threshold s (1 is static clipping) or null for no cap (Imagen)"),
-    }
+    """guidance.threshold_percentile and threshold_max, validated against their declarations."""
+    return {"percentile": THRESHOLD_PERCENTILE.value_in(options), "threshold_max": THRESHOLD_MAX.value_in(options)}
 
 
 def build_dynamic_threshold(models: dict, scale: float, schedule: NoiseSchedule, *, clip_x0: bool,

@@ -36,11 +36,10 @@ import torch
 from torch import nn
 
 from diffguide.diffusion.schedules import NoiseSchedule
-from diffguide.guidance.parts import (FollowsSteps, StepTracker, check_optional_min, check_range, cond_and_null,
+from diffguide.guidance.methods.apg import APG_ETA, APG_MOMENTUM, APG_NORM_THRESHOLD
+from diffguide.guidance.parts import (FollowsSteps, StepTracker, cond_and_null,
                                       per_sample_dot, per_sample_norm)
 from diffguide.guidance.wrappers import ClipDenoised, Guided
-
-DEFAULTS = {"apg_eta": 0.0, "apg_norm_threshold": 15.0, "apg_momentum": -0.5}
 
 
 def project(diff: torch.Tensor, onto: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,18 +94,10 @@ class AdaptiveProjectedGuidance(FollowsSteps, nn.Module):
 
 
 def apg_options(options: dict) -> dict:
-    """The APG constructor's keyword arguments from guidance.apg_* (validated)."""
-    opts = DEFAULTS | {k: options[k] for k in DEFAULTS if k in options}
-    return {
-        "eta": check_range("apg_eta", opts["apg_eta"], 0.0, 1.0,
-                           fix="set it in [0, 1]: 0 drops the parallel part (the paper's choice), 1 keeps it as CFG"),
-        "norm_threshold": check_optional_min(
-            "apg_norm_threshold", opts["apg_norm_threshold"], 0.0, lo_open=True,
-            fix="give a positive norm r (default 15) or null for no threshold"),
-        # (-1, 0], the schema's range: APG's momentum is reverse (sec. 3.3), and |beta| < 1 keeps it bounded.
-        "momentum": check_range("apg_momentum", opts["apg_momentum"], -1.0, 0.0, lo_open=True,
-                                fix="set beta in (-1, 0] (reverse momentum is negative, e.g. -0.5; 0 turns it off)"),
-    }
+    """The APG constructor's keyword arguments from guidance.apg_*, each validated against its
+    declaration (diffguide.guidance.methods.apg), its declared default where absent."""
+    return {"eta": APG_ETA.value_in(options), "norm_threshold": APG_NORM_THRESHOLD.value_in(options),
+            "momentum": APG_MOMENTUM.value_in(options)}
 
 
 def build_apg(models: dict, scale: float, schedule: NoiseSchedule, *, clip_x0: bool, options: dict) -> Guided:

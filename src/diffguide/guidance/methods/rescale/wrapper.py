@@ -20,10 +20,9 @@ import torch
 from torch import nn
 
 from diffguide.diffusion.schedules import NoiseSchedule
-from diffguide.guidance.parts import check_range, cond_and_null, per_sample_std
+from diffguide.guidance.methods.rescale import RESCALE_PHI
+from diffguide.guidance.parts import cond_and_null, per_sample_std
 from diffguide.guidance.wrappers import ClipDenoised, Guided
-
-DEFAULTS = {"rescale_phi": 0.7}
 
 
 def rescale(guided: torch.Tensor, cond: torch.Tensor, phi: float) -> torch.Tensor:
@@ -48,9 +47,8 @@ class RescaledClassifierFreeGuidance(nn.Module):
 
 
 def rescale_options(options: dict) -> dict:
-    phi = options.get("rescale_phi", DEFAULTS["rescale_phi"])
-    return {"phi": check_range("rescale_phi", phi, 0.0, 1.0,
-                               fix="set it in [0, 1]: 0 is plain CFG, 1 the full rescale (Lin et al. use 0.7)")}
+    """guidance.rescale_phi, validated against its declaration (its default where absent)."""
+    return {"phi": RESCALE_PHI.value_in(options)}
 
 
 def build_cfg_rescale(models: dict, scale: float, schedule: NoiseSchedule, *, clip_x0: bool,
