@@ -58,6 +58,9 @@ class Network:
 
 CONDITIONS = ("class", "reference")
 OPTION_TYPES = ("number", "integer", "string")
+# Where an option acts: in the guided eps-model the builder makes, or in the sampling job's choice of
+# reference images (similarity guidance by image).
+OPTION_SCOPES = ("model", "references")
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,8 @@ class Option:
 
     ``type``: number, integer or string (``enum`` its values); ``nullable``: null (None) is allowed,
     meaning what ``description`` says; bounds as JSON Schema's minimum / maximum /
-    exclusiveMinimum / exclusiveMaximum; ``fix``: the advice a refused value's message ends with."""
+    exclusiveMinimum / exclusiveMaximum; ``fix``: the advice a refused value's message ends with;
+    ``acts_in``: one of OPTION_SCOPES (tests/test_wiring.py checks that it acts there)."""
 
     key: str
     default: object
@@ -83,8 +87,11 @@ class Option:
     exclusive_minimum: float | None = None
     exclusive_maximum: float | None = None
     fix: str = ""
+    acts_in: str = "model"
 
     def __post_init__(self):
+        if self.acts_in not in OPTION_SCOPES:
+            raise ValueError(f"option {self.key!r}: acts_in {self.acts_in!r} is not one of {OPTION_SCOPES}")
         if self.type not in OPTION_TYPES:
             raise ValueError(f"option {self.key!r}: type {self.type!r} is not one of {OPTION_TYPES}")
         if self.default is not None or not self.nullable:
@@ -179,6 +186,7 @@ class Claim:
 # What a method is compared in: the papers' own methods, similarity guidance, or the testbed of
 # the methods since 2022 (its report category, its findings and its table).
 GROUPS = ("papers", "similarity", "testbed")
+SCALE_ZERO = ("eps_model", "null_label", "own_clip")
 
 
 @dataclass(frozen=True)
@@ -199,6 +207,14 @@ class Method:
     - ``builder``: ``"module:function"`` building the guided eps-model, imported only when a
       job samples (so this table stays torch-free; tests/test_registry.py resolves every one).
     - ``group``: one of GROUPS; ``claim``: the paper's claim a testbed finding tests, if any.
+    - ``scale_zero``: what its scale 0 samples, one of SCALE_ZERO: the eps_model role as it is
+      (``"eps_model"``), its unconditional half (``"null_label"``: CFG++'s lambda = 0), or the
+      eps_model role with the method's own treatment of x0 in place of the static clip
+      (``"own_clip"``: dynamic thresholding thresholds at every w).
+    - ``inert_unless``: (option, other option, value) triples: the option acts only where the
+      other has that value (a weight schedule's interval bounds act only for weight_schedule:
+      interval). The documented composition of its options; tests/test_wiring.py holds every
+      other pair to acting together or being refused.
     - ``p_uncond_variants``: cfg_p<p> guides the model trained at p_uncond = p.
     """
 
@@ -215,9 +231,16 @@ class Method:
     scales: Scales | None = None
     group: str = "papers"
     claim: Claim | None = None
+    scale_zero: str = "eps_model"
+    inert_unless: tuple[tuple[str, str, object], ...] = ()
     p_uncond_variants: bool = False
 
     def __post_init__(self):
+        if self.scale_zero not in SCALE_ZERO:
+            raise ValueError(f"method {self.name!r}: scale_zero {self.scale_zero!r} is not one of {SCALE_ZERO}")
+        unknown = {key for triple in self.inert_unless for key in triple[:2]} - {o.key for o in self.options}
+        if unknown:
+            raise ValueError(f"method {self.name!r}: inert_unless names options it does not declare: {sorted(unknown)}")
         if self.condition not in CONDITIONS:
             raise ValueError(f"method {self.name!r}: condition {self.condition!r} is not one of {CONDITIONS}")
         if self.group not in GROUPS:

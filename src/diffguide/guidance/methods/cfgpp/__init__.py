@@ -28,5 +28,6 @@ METHODS = (
         ),
         group="testbed",
         claim=CLAIM,
+        scale_zero="null_label",  # lambda = 0 interpolates nothing in: the unconditional model
     ),
 )

@@ -48,5 +48,6 @@ METHODS = (
         scales=Scales((0, 1, 2, 4), "w of classifier-free guidance with dynamic thresholding"),
         group="testbed",
         claim=CLAIM,
+        scale_zero="own_clip",  # Imagen thresholds every step, whatever its guidance weight
     ),
 )

@@ -36,6 +36,7 @@ SDG_REFERENCES_PER_CLASS = Option(
     "reference i // K of class i mod K, cyclically",
     type="integer",
     minimum=1,
+    acts_in="references",  # the sampling job's choice (pipeline.stages.sample.choose_references)
 )
 
 METHODS = (

@@ -10,6 +10,10 @@ from diffguide.registry import Claim, Method, Option, Scales
 
 ORDER = 4  # its place in the registry, the report and the testbed table
 
+# The interval's bounds shape the weight only for weight_schedule: interval (f = 1 inside, 0 outside).
+BOUNDS_NEED_THE_INTERVAL = (("interval_sigma_lo", "weight_schedule", "interval"),
+                            ("interval_sigma_hi", "weight_schedule", "interval"))
+
 WEIGHT_SCHEDULE = Option(
     "weight_schedule",
     "linear_up",
@@ -44,6 +48,7 @@ METHODS = (
         ),
         group="testbed",
         claim=CLAIM,
+        inert_unless=BOUNDS_NEED_THE_INTERVAL,
     ),
     Method(
         "cg_schedule",
@@ -58,5 +63,6 @@ METHODS = (
         options=(WEIGHT_SCHEDULE, CG_CLIP_ORDER, INTERVAL_SIGMA_LO, INTERVAL_SIGMA_HI),
         scales=Scales((0, 1, 3, 10), "s of cg_schedule: classifier guidance at s(t) = s f(t)"),
         group="testbed",
+        inert_unless=BOUNDS_NEED_THE_INTERVAL,
     ),
 )
