@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -229,8 +230,9 @@ def mutants(path: str) -> list[Mutant]:
     return found
 
 
-def run(mutant: Mutant, tests: list[str], copy: Path, timeout: int) -> str:
-    """'killed', 'survived' or 'timeout', with the mutant written into ``copy`` and restored after."""
+def run(mutant: Mutant, tests: list[str], copy: Path, timeout: int) -> tuple[str, str]:
+    """('killed', the test file that failed first), ('survived', '') or ('timeout', ''), with the
+    mutant written into ``copy`` and restored after."""
     target = copy / mutant.path
     original = target.read_text()
     target.write_text(mutant.source)
@@ -238,9 +240,12 @@ def run(mutant: Mutant, tests: list[str], copy: Path, timeout: int) -> str:
         result = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
                                 cwd=copy, capture_output=True, text=True, timeout=timeout,
                                 env={**os.environ, "PYTHONPATH": str(copy / "src"), "PYTHONDONTWRITEBYTECODE": "1"})
-        return "survived" if result.returncode == 0 else "killed"
+        if result.returncode == 0:
+            return "survived", ""
+        failed = re.search(r"^(?:FAILED|ERROR) (tests/[^:\s]+)", result.stdout, re.M)
+        return "killed", failed.group(1) if failed else "(collection)"
     except subprocess.TimeoutExpired:
-        return "timeout"
+        return "timeout", ""
     finally:
         target.write_text(original)
 
@@ -274,12 +279,13 @@ def main(argv=None) -> int:
                 (shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
                  if source.is_dir() else (copy.mkdir(parents=True, exist_ok=True), shutil.copy(source, copy / name)))
             copies.append(copy)
-        outcomes = [None] * len(todo)
+        outcomes, killers = [None] * len(todo), [""] * len(todo)
 
         def work(w: int):
             for i in range(w, len(todo), args.workers):
-                outcomes[i] = run(*todo[i], copies[w], args.timeout)
-                print(f"  [{i + 1}/{len(todo)}] {outcomes[i]:8s} {todo[i][0].name}", flush=True)
+                outcomes[i], killer = run(*todo[i], copies[w], args.timeout)
+                killers[i] = killer
+                print(f"  [{i + 1}/{len(todo)}] {outcomes[i]:8s} {todo[i][0].name}  {killer}", flush=True)
 
         with ThreadPoolExecutor(args.workers) as pool:
             list(pool.map(work, range(args.workers)))
@@ -293,6 +299,12 @@ def main(argv=None) -> int:
         print(f"  {operator:15s} killed {sum(o != 'survived' for o in n)} of {len(n)}")
     print(f"wiring mutants: killed {killed} of {len(todo)} ({100 * killed / max(len(todo), 1):.1f}%)"
           + (f", without {', '.join(args.without)}" if args.without else ""))
+    # The wiring tests run last (REGISTRY_DRIVEN's order, pytest -x): a mutant they killed passed
+    # every file before them, so without them it survives; the ratio before them follows exactly.
+    by_wiring = sum(k == "tests/test_wiring.py" for k in killers)
+    if by_wiring and not args.without:
+        print(f"killed only by tests/test_wiring.py: {by_wiring}; without it: killed {killed - by_wiring} of "
+              f"{len(todo)} ({100 * (killed - by_wiring) / max(len(todo), 1):.1f}%)")
     return 0
 
 
