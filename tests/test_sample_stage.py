@@ -26,7 +26,7 @@ def run(tmp_path_factory):
     return train_run(tmp_path_factory.mktemp("stage"), ["unconditional", "noisy_classifier"])
 
 
-def job(run, tmp_path, *, seed=11, sampling=SAMPLING, guidance=GUIDANCE, scale=3.0, name="out"):
+def job(run, tmp_path, *, seed=11, sampling=SAMPLING, guidance=GUIDANCE, scale=2.0, name="out"):
     output = tmp_path / f"{name}.npz"
     sample("cg", scale, model_paths={"eps_model": str(run / "models/unconditional.pt"),
                                      "classifier": str(run / "models/noisy_classifier.pt")},
@@ -35,7 +35,7 @@ def job(run, tmp_path, *, seed=11, sampling=SAMPLING, guidance=GUIDANCE, scale=3
     return np.load(output)
 
 
-def expected(run, *, seed, sampling=SAMPLING, guidance=GUIDANCE, scale=3.0) -> np.ndarray:
+def expected(run, *, seed, sampling=SAMPLING, guidance=GUIDANCE, scale=2.0) -> np.ndarray:
     """The same images, assembled here from the model files with every argument named."""
     models = {"eps_model": kinds.load_checkpoint(run / "models/unconditional.pt")[0],
               "classifier": kinds.load_checkpoint(run / "models/noisy_classifier.pt")[0]}
@@ -49,7 +49,7 @@ def expected(run, *, seed, sampling=SAMPLING, guidance=GUIDANCE, scale=3.0) -> n
 def test_the_job_writes_the_images_its_files_settings_and_seed_give(run, tmp_path):
     out = job(run, tmp_path)
     assert np.array_equal(out["images"], expected(run, seed=11))
-    assert out["labels"].tolist() == [0, 1, 2, 3, 4] and str(out["method"]) == "cg" and float(out["scale"]) == 3.0
+    assert out["labels"].tolist() == [0, 1, 2, 3, 4] and str(out["method"]) == "cg" and float(out["scale"]) == 2.0
     assert (str(out["sampler"]), int(out["steps"]), str(out["timestep_spacing"])) == ("ddpm", 3, "leading")
 
 

@@ -11,7 +11,7 @@ Operators (each mutant is one application of one):
   (``APG_ETA.value_in`` -> ``APG_MOMENTUM.value_in``), or ``options["a"]`` -> ``options["b"]`` (one
   option silently standing for another);
 - ``swap_keywords``: the values of two keyword arguments of one call exchanged (two weights,
-  decays or thresholds swapped);
+  decays or thresholds swapped; not in calls that only draw a progress bar);
 - ``swap_constants``: two different float constants of one statement exchanged;
 - ``aggregate``: ``.mean(`` -> ``.sum(``, ``.max(`` <-> ``.min(``, ``np.mean(v)`` -> ``v[0]`` (an
   aggregation changed: first against mean);
@@ -63,7 +63,10 @@ def targets() -> dict[str, list[str]]:
     tests = [t for t in sorted((REPO / "tests").glob("test_*.py")) if t.name not in WHOLE_RUNS]
     plan = {}
     for path, dotted in chosen.items():
-        importing = [f"tests/{t.name}" for t in tests if dotted in t.read_text()]
+        package, module = dotted.rsplit(".", 1)
+        # "guidance.wrappers" in the text, or "from diffguide.evaluation import metrics, ..."
+        imports = re.compile(rf"{re.escape(dotted)}\b|from diffguide\.{re.escape(package)} import [^\n]*\b{module}\b")
+        importing = [f"tests/{t.name}" for t in tests if imports.search(t.read_text())]
         driven = REGISTRY_DRIVEN if "/guidance/" in path or "stages" in path else []
         plan[path] = sorted(set(importing + driven), key=lambda t: (t in REGISTRY_DRIVEN, t))
     return plan
@@ -143,9 +146,15 @@ def option_mutants(source: str, tree: ast.AST):
                     yield "option", node.slice, repr(other), f"options[{node.slice.value!r}] -> options[{other!r}]"
 
 
+# Calls that only draw a progress bar: swapping their arguments changes what a terminal shows, no result.
+COSMETIC = {"progress_bar", "set_postfix", "tqdm"}
+
+
 def swap_mutants(source: str, tree: ast.AST):
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and len(node.keywords) >= 2:
+        called = node.func.attr if isinstance(getattr(node, "func", None), ast.Attribute) else getattr(
+            getattr(node, "func", None), "id", None)
+        if isinstance(node, ast.Call) and len(node.keywords) >= 2 and called not in COSMETIC:
             keywords = [k for k in node.keywords if k.arg is not None]
             for i in range(len(keywords)):
                 for j in range(i + 1, len(keywords)):
@@ -253,13 +262,16 @@ def run(mutant: Mutant, tests: list[str], copy: Path, timeout: int) -> tuple[str
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--without", action="append", default=[], help="a test file to leave out (the 'before' ratio)")
-    parser.add_argument("--only", help="mutate only files whose path contains this")
+    parser.add_argument("--only", action="append", default=[], help="mutate only files whose path contains this "
+                        "(repeatable)")
+    parser.add_argument("--tests", nargs="+", help="run only these test files on every mutant (e.g. how many the "
+                        "generated wiring tests kill alone)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=int, default=300, help="seconds a mutant's tests may run")
     parser.add_argument("--list", action="store_true", help="list the mutants and stop")
     args = parser.parse_args(argv)
-    plan = {path: [t for t in tests if t not in args.without] for path, tests in targets().items()
-            if not args.only or args.only in path}
+    plan = {path: [t for t in (args.tests or tests) if t not in args.without] for path, tests in targets().items()
+            if not args.only or any(part in path for part in args.only)}
     todo = [(m, plan[path]) for path in plan for m in mutants(path)]
     by_operator: dict[str, int] = {}
     for mutant, _ in todo:
