@@ -314,7 +314,7 @@ def main(argv=None) -> int:
     # The wiring tests run last (REGISTRY_DRIVEN's order, pytest -x): a mutant they killed passed
     # every file before them, so without them it survives; the ratio before them follows exactly.
     by_wiring = sum(k == "tests/test_wiring.py" for k in killers)
-    if by_wiring and not args.without:
+    if by_wiring and not args.without and not args.tests:
         print(f"killed only by tests/test_wiring.py: {by_wiring}; without it: killed {killed - by_wiring} of "
               f"{len(todo)} ({100 * (killed - by_wiring) / max(len(todo), 1):.1f}%)")
     return 0

@@ -187,6 +187,9 @@ class Method:
       other has that value (a weight schedule's interval bounds act only for weight_schedule:
       interval). The documented composition of its options; tests/test_wiring.py holds every
       other pair to acting together or being refused.
+    - ``role_inert_unless``: (role, option, value) triples: the role's network reaches the samples
+      only where the option has that value (sdg_image's clean encoder ``clip`` only for
+      sdg_reference: clean; with noised references the noisy encoder embeds them itself).
     - ``p_uncond_variants``: cfg_p<p> guides the model trained at p_uncond = p.
     """
 
@@ -205,14 +208,19 @@ class Method:
     claim: Claim | None = None
     scale_zero: str = "eps_model"
     inert_unless: tuple[tuple[str, str, object], ...] = ()
+    role_inert_unless: tuple[tuple[str, str, object], ...] = ()
     p_uncond_variants: bool = False
 
     def __post_init__(self):
         if self.scale_zero not in SCALE_ZERO:
             raise ValueError(f"method {self.name!r}: scale_zero {self.scale_zero!r} is not one of {SCALE_ZERO}")
         unknown = {key for triple in self.inert_unless for key in triple[:2]} - {o.key for o in self.options}
+        unknown |= {option for _, option, _ in self.role_inert_unless} - {o.key for o in self.options}
         if unknown:
             raise ValueError(f"method {self.name!r}: inert_unless names options it does not declare: {sorted(unknown)}")
+        roles = {"eps_model", *(role for role, _ in self.guides)}
+        if {role for role, _, _ in self.role_inert_unless} - roles:
+            raise ValueError(f"method {self.name!r}: role_inert_unless names a role it does not declare")
         if self.condition not in CONDITIONS:
             raise ValueError(f"method {self.name!r}: condition {self.condition!r} is not one of {CONDITIONS}")
         if self.group not in GROUPS:

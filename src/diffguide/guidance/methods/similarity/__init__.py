@@ -82,5 +82,6 @@ METHODS = (
             "similarity-guidance scales gamma of sdg_image (a reference test image's embedding as target)",
         ),
         group="similarity",
+        role_inert_unless=(("clip", "sdg_reference", "clean"),),  # noised: E~ embeds the references itself
     ),
 )
