@@ -87,15 +87,14 @@ class Mutant:
 
 def replace_segment(source: str, node: ast.AST, text: str) -> str:
     """``source`` with ``node``'s own text replaced by ``text`` (positions from the AST)."""
-    lines = source.splitlines(keepends=True)
-    start = sum(len(line) for line in lines[:node.lineno - 1]) + _byte_to_char(lines[node.lineno - 1], node.col_offset)
-    end = sum(len(line) for line in lines[:node.end_lineno - 1]) + _byte_to_char(lines[node.end_lineno - 1],
-                                                                                   node.end_col_offset)
+    start, end = _offset(source, node.lineno, node.col_offset), _offset(source, node.end_lineno, node.end_col_offset)
     return source[:start] + text + source[end:]
 
 
-def _byte_to_char(line: str, offset: int) -> int:
-    return len(line.encode()[:offset].decode(errors="ignore"))
+def _offset(source: str, lineno: int, col_offset: int) -> int:
+    """The character index in ``source`` of an AST position (a 1-based line, a byte offset in it)."""
+    lines = source.splitlines(keepends=True)
+    return sum(len(line) for line in lines[:lineno - 1]) + len(lines[lineno - 1].encode()[:col_offset].decode())
 
 
 def segment(source: str, node: ast.AST) -> str:
@@ -179,15 +178,14 @@ def swap_mutants(source: str, tree: ast.AST):
 
 
 def _swap_in(source: str, statement: ast.AST, a: ast.Constant, b: ast.Constant) -> str:
-    """The statement's text with constants a and b exchanged."""
+    """The statement's text with constants a and b exchanged. The later one is replaced first, so the
+    earlier one's position still holds; the two texts trade places, so the statement keeps its start
+    and its length."""
     first, second = sorted((a, b), key=lambda n: (n.lineno, n.col_offset))
     text = replace_segment(source, second, segment(source, first))
     text = replace_segment(text, first, segment(source, second))
-    new_tree_text = text.splitlines(keepends=True)
-    shift = 0  # the statement's text in the mutated source: same start, length changed by the swap
-    length = len(segment(source, statement)) + shift
-    start = sum(len(line) for line in new_tree_text[:statement.lineno - 1]) + statement.col_offset
-    return text[start:start + length]
+    start = _offset(source, statement.lineno, statement.col_offset)
+    return text[start:start + len(segment(source, statement))]
 
 
 def aggregate_mutants(source: str, tree: ast.AST):
