@@ -57,11 +57,6 @@ def test_heun_is_second_order_and_ddim_first_on_the_exact_flow():
     assert heun[1] < ddim[1] / 10
 
 
-def declared_defaults(row) -> dict:
-    """The row's options at their declared defaults (the schema's, tests/test_method_declarations.py)."""
-    return {option.key: option.default for option in row.options}
-
-
 @pytest.fixture(scope="module")
 def mixture_models():
     """Exact networks for every role a built-in method needs, on a K = 4 mixture in 16 dims."""
@@ -78,7 +73,7 @@ ODE_METHODS = sorted(set(REGISTRY.methods) - {"sdg_text", "sdg_image", "cfgpp"})
 @pytest.mark.parametrize("method", ODE_METHODS)
 def test_every_method_samples_on_heun(mixture_models, method):
     row = REGISTRY.methods[method]
-    options = declared_defaults(row) | {"cg_form": "score"}
+    options = row.defaults | {"cg_form": "score"}
     guided = guided_model(method, 1.0, mixture_models, SCHEDULE, clip_x0=True, options=options)
     x_T = torch.randn(6, 16, generator=torch.Generator().manual_seed(2), dtype=F64)
     labels = torch.arange(6) % 4

@@ -108,7 +108,7 @@ def role_models(method: Method, replaced: str | None = None) -> dict:
 
 def defaults(methods=METHODS.values()) -> dict:
     """Every declared option at its default (what a full guidance block holds)."""
-    return {option.key: option.default for method in methods for option in method.options}
+    return {key: value for method in methods for key, value in method.defaults.items()}
 
 
 def samples(method: Method, scale: float, options: dict, models: dict | None = None) -> torch.Tensor:

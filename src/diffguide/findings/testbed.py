@@ -300,14 +300,14 @@ CLAIM_TESTS = {"lower_fid_at_same_w": _lower_fid_at_same_w, "lower_best_fid": _l
                "lower_best_fid_keeping_recall": _lower_best_fid_keeping_recall, "less_saturation": _less_saturation}
 
 
-def testbed_findings() -> dict[int, Callable]:
+def findings_of(claimed: dict[str, Claim]) -> dict[int, Callable]:
     """number -> finding function, one per declared claim under the number its declaration gives
     (12 onwards, after the papers' findings 1-11; numbers are declared, so none is renumbered)."""
-    return {claim.finding: CLAIM_TESTS[claim.test](method) for method, claim in claims().items()}
+    return {claim.finding: CLAIM_TESTS[claim.test](method) for method, claim in claimed.items()}
 
 
-TESTBED_FINDINGS = testbed_findings()
 CLAIMS = claims()
+TESTBED_FINDINGS = findings_of(CLAIMS)
 
 
 def check(runs: Runs, cols: Columns) -> dict[str, Finding]:

@@ -214,10 +214,11 @@ class Method:
     def __post_init__(self):
         if self.scale_zero not in SCALE_ZERO:
             raise ValueError(f"method {self.name!r}: scale_zero {self.scale_zero!r} is not one of {SCALE_ZERO}")
-        unknown = {key for triple in self.inert_unless for key in triple[:2]} - {o.key for o in self.options}
-        unknown |= {option for _, option, _ in self.role_inert_unless} - {o.key for o in self.options}
-        if unknown:
-            raise ValueError(f"method {self.name!r}: inert_unless names options it does not declare: {sorted(unknown)}")
+        named = {key for triple in self.inert_unless for key in triple[:2]}
+        named |= {option for _, option, _ in self.role_inert_unless}
+        if named - set(self.option_keys):
+            raise ValueError(f"method {self.name!r}: inert_unless / role_inert_unless name options it does not "
+                             f"declare: {sorted(named - set(self.option_keys))}")
         roles = {"eps_model", *(role for role, _ in self.guides)}
         if {role for role, _, _ in self.role_inert_unless} - roles:
             raise ValueError(f"method {self.name!r}: role_inert_unless names a role it does not declare")
@@ -237,9 +238,10 @@ class Method:
     def option(self, key: str) -> Option:
         return next(option for option in self.options if option.key == key)
 
-    def resolved(self, options: dict) -> dict:
-        """key -> validated value of each of its options: the given value, else the declared default."""
-        return {option.key: option.value_in(options) for option in self.options}
+    @property
+    def defaults(self) -> dict:
+        """key -> declared default of each of its options (what a guidance block holds unless set)."""
+        return {option.key: option.default for option in self.options}
 
     @property
     def scales_option(self) -> str:

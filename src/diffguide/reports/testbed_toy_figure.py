@@ -86,7 +86,7 @@ TITLES = {"unguided": "conditional model", "cfg": "CFG", "autoguidance": "autogu
 #   acts here: the x0 difference is bounded by the data's extent (|x| < 3), so it stays below 15 at
 #   every step.
 TOY_OPTIONS = {"interval_sigma_lo": 0.05, "interval_sigma_hi": 0.5,
-               **{option.key: option.default for option in REGISTRY.methods["apg"].options}}
+               **REGISTRY.methods["apg"].defaults}
 
 
 def _branch_cov(angle_deg: float, along: float, across: float) -> torch.Tensor:
