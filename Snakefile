@@ -44,6 +44,7 @@ include: "workflow/rules/testbed.smk"
 localrules:
     all,
     prepare_data,
+    record_config,
     gather_metrics,
     tradeoff_figure,
     metrics_vs_scale_figure,
@@ -68,6 +69,7 @@ PAPER_TABLES = (
 rule all:
     default_target: True
     input:
+        rules.record_config.output,
         rules.gather_metrics.output.primary,
         rules.tradeoff_figure.output.png,
         rules.metrics_vs_scale_figure.output.png,
@@ -84,6 +86,7 @@ rule testbed:
     """The guidance testbed (issue 16; `make testbed`, config/testbed.yaml): every method's sweep on
     the default run's models, compared with CFG at each one's best scale, and the 2-D toy figure."""
     input:
+        rules.record_config.output,
         rules.gather_metrics.output.primary,
         rules.testbed_figures.output.testbed_tradeoff_png,
         rules.testbed_table.output.md,

@@ -51,7 +51,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from diffguide import data
 from diffguide.base import runtime
 from diffguide.base.runtime import autocast, pick_device
-from diffguide.diffusion.samplers import SAMPLERS, respaced_timesteps
+from diffguide.diffusion.noise_levels import respaced_timesteps
+from diffguide.diffusion.samplers import SAMPLERS
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.diffusion.seeding import PerSampleNoise
 from diffguide.guidance.wrappers import NULL_LABEL, ClassifierFreeGuidance

@@ -11,7 +11,8 @@ float64 (docs/equations.md section 10):
 import pytest
 import torch
 
-from diffguide.diffusion.samplers import ddim_step, ddpm_step, respaced_timesteps, sample_ddim, sample_ddpm
+from diffguide.diffusion.noise_levels import respaced_timesteps
+from diffguide.diffusion.samplers import ddim_step, ddpm_step, sample_ddim, sample_ddpm
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.exact.gaussian_mixture import GaussianMixture, MixtureEpsModel, random_mixture
 from diffguide.guidance.methods.autoguidance.wrapper import Autoguidance, build_autoguidance

@@ -313,3 +313,31 @@ def test_heun_with_cfgpp_is_stopped_naming_the_sampler_and_the_fix():
     assert line.startswith("  sampling.sweep[0].sampler: 'heun'")
     cfg["guidance"]["methods"].remove("cfgpp")
     assert config_errors(cfg, SCHEMA) == []
+
+
+def test_a_start_that_saturates_score_form_guidance_is_a_warning_naming_the_key_and_the_fix(capsys, tmp_path):
+    """smoke.yaml's T = 100 cosine from t = 99 (linspace or trailing) amplifies cg's and cond_cg's
+    score-form shift 2,029-fold: a warning (the run goes on), per sampling setting, naming the
+    spacing that starts lower; the mean form, scale 0 alone, or leading spacing get none."""
+    cfg = changed("sampling.timestep_spacing", "linspace")
+    cfg["sampling"]["sweep"] = [{"sampler": "ddim", "steps": 4, "timestep_spacing": "trailing"}]
+    assert config_errors(cfg, SCHEMA) == []  # allowed
+    first, sweep = config_checks.config_warnings(cfg)
+    assert first.startswith("  sampling.timestep_spacing: 'linspace': 4 steps of T = 100 spaced linspace start at "
+                            "t = 99, where abar = 2.4e-07: the score-form guidance of cg, cond_cg moves x0 there by "
+                            "2,029 times"), first
+    assert "set sampling.timestep_spacing: leading (t = 75, factor 2)" in first
+    assert sweep.startswith("  sampling.sweep[0].timestep_spacing: 'trailing'")
+    quiet = [changed("sampling.timestep_spacing", "leading"), changed("guidance.methods", ["cfg"])]
+    quiet[1]["sampling"]["timestep_spacing"] = "linspace"
+    mean = changed("guidance.cg_form", "mean")
+    mean["sampling"] |= {"sampler": "ddpm", "timestep_spacing": "linspace"}
+    only_zero = changed("guidance.cg_scales", [0])
+    only_zero["guidance"] |= {"methods": ["cfg", "cg"]}
+    only_zero["sampling"]["timestep_spacing"] = "linspace"
+    for config in (*quiet, mean, only_zero):
+        assert config_errors(config, SCHEMA) == [] and config_checks.config_warnings(config) == [], config
+    path = tmp_path / "linspace.yaml"
+    path.write_text(yaml.safe_dump(changed("sampling.timestep_spacing", "linspace")))
+    assert check_config_main([str(path)]) == 0  # valid, and it says why it may not be what you want
+    assert "warning" in capsys.readouterr().err

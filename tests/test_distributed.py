@@ -89,7 +89,7 @@ def test_single_process_is_not_distributed(monkeypatch):
 def test_snakemake_rule_launches_torchrun_when_the_config_asks_for_two_gpus(tmp_path):
     """resources.gpu: 2 makes train_network start torchrun with 2 ranks (gloo here: device cpu);
     the model lands where the rest of the pipeline reads it."""
-    from test_pipeline import SMOKE, copy_workflow, snakemake
+    from workflow_copies import SMOKE, copy_workflow, snakemake
 
     workdir = copy_workflow(tmp_path)
     target = "results/smoke/models/noisy_classifier.pt"

@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch.distributions import Categorical, MixtureSameFamily, MultivariateNormal
 
-from diffguide.diffusion.samplers import ddpm_step, ddpm_variance, respaced_timesteps
+from diffguide.diffusion.noise_levels import respaced_timesteps
+from diffguide.diffusion.samplers import ddpm_step, ddpm_variance
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.exact.gaussian_mixture import (GaussianMixture, MixtureClassifier, MixtureEpsModel, random_mixture,
                                               three_class_mixture)

@@ -16,7 +16,8 @@ import math
 import pytest
 import torch
 
-from diffguide.diffusion.samplers import respaced_timesteps, sample_ddim
+from diffguide.diffusion.noise_levels import respaced_timesteps
+from diffguide.diffusion.samplers import sample_ddim
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.exact.gaussian_mixture import MixtureClassifier, MixtureEpsModel, random_mixture
 from diffguide.guidance.methods.limited_interval.wrapper import build_cfg_interval, build_cg_interval, guided_steps

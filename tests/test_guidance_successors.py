@@ -17,7 +17,8 @@ import math
 import pytest
 import torch
 
-from diffguide.diffusion.samplers import ddim_step, respaced_timesteps, sample_ddim, sample_ddpm
+from diffguide.diffusion.noise_levels import respaced_timesteps
+from diffguide.diffusion.samplers import ddim_step, sample_ddim, sample_ddpm
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.exact.gaussian_mixture import MixtureEpsModel, random_mixture
 from diffguide.guidance.methods.apg.wrapper import AdaptiveProjectedGuidance, build_apg, project

@@ -19,8 +19,8 @@ import torch
 import yaml
 from guided_diffusion_reference import GuidedDiffusionReference, space_timesteps
 
-from diffguide.diffusion.samplers import (SAMPLERS, ddim_step, ddpm_step, ddpm_variance, last_step_shift_variance,
-                                          respaced_timesteps)
+from diffguide.diffusion.noise_levels import respaced_timesteps
+from diffguide.diffusion.samplers import SAMPLERS, ddim_step, ddpm_step, ddpm_variance, last_step_shift_variance
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.diffusion.seeding import PerSampleNoise
 from diffguide.exact.gaussian_mixture import MixtureClassifier, MixtureEpsModel, random_mixture
@@ -144,7 +144,8 @@ def test_mean_form_under_ancestral_sampling_equals_guided_diffusion(mixture_sett
 
 
 def test_the_pipeline_defaults_are_the_reference_order():
-    assert pipeline_defaults() == {"clip_order": "unguided_x0", "spacing": "linspace"}
+    """guided-diffusion's clip order, and its ddimK spacing (leading; parity is tested for both)."""
+    assert pipeline_defaults() == {"clip_order": "unguided_x0", "spacing": "leading"}
 
 
 @pytest.mark.parametrize("form", ["score", "mean"])

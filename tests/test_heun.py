@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from diffguide.diffusion.samplers import respaced_timesteps, sample_ddim, sample_heun
+from diffguide.diffusion.noise_levels import respaced_timesteps
+from diffguide.diffusion.samplers import sample_ddim, sample_heun
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.exact.gaussian_mixture import MixtureClassifier, MixtureEpsModel, random_mixture
 from diffguide.guidance.methods.apg.wrapper import AdaptiveProjectedGuidance

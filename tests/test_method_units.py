@@ -45,7 +45,8 @@ def build_toy(models, scale, schedule, *, clip_x0, options):
 CHECK = textwrap.dedent('''
     import copy, torch, yaml
     from diffguide import registry
-    from diffguide.diffusion.samplers import respaced_timesteps, sample_ddim
+    from diffguide.diffusion.noise_levels import respaced_timesteps
+    from diffguide.diffusion.samplers import sample_ddim
     from diffguide.diffusion.schedules import NoiseSchedule
     from diffguide.exact.gaussian_mixture import MixtureEpsModel, random_mixture
     from diffguide.pipeline.config_schema import SCHEMA_PATH, config_errors
@@ -110,5 +111,5 @@ def test_the_snakefile_plans_the_new_units_jobs(package_with_toy):
     result = run_in(package_with_toy, [SNAKEMAKE, "--cores", "1", "--configfile", str(config), "--dry-run"])
     assert result.returncode == 0, result.stderr[-3000:]
     for scale in (0, 2):  # each scale of its sweep: a sampling job and its evaluation
-        for path in (f"samples/ddim4-linspace/toy/scale_{scale}.npz", f"metrics/ddim4-linspace/toy/scale_{scale}.csv"):
+        for path in (f"samples/ddim4-leading/toy/scale_{scale}.npz", f"metrics/ddim4-leading/toy/scale_{scale}.csv"):
             assert f"output: results/smoke/{path}" in result.stdout, (path, result.stdout[-3000:])

@@ -16,38 +16,10 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from workflow_copies import REPO, SMOKE, SNAKEMAKE, copy_workflow, job_counts, snakemake
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-SMOKE = "config/smoke.yaml"
-
-
-def copy_workflow(dest: Path) -> Path:
-    for name in ("Snakefile", "workflow", "config", "profiles"):
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
-    return dest
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run([SNAKEMAKE, "--cores", "2", *args], cwd=workdir, capture_output=True, text=True, env=env)
-    if check and result.returncode != 0:
-        pytest.fail(f"snakemake {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
-    return result
-
-
-def job_counts(dry_run_output: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry run: rule -> number of jobs (the 'total' row excluded)."""
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)\s*$", dry_run_output, flags=re.MULTILINE))
-    counts.pop("total", None)
-    return {rule: int(n) for rule, n in counts.items()}
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> Path:
-    workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
-    snakemake(workdir, "--configfile", SMOKE)
-    return workdir
+# The smoke run (conftest.py's session fixture smoke_run) is config/smoke.yaml run by the real
+# Snakefile in a copy of the workflow; the documented-commands tests read it too.
 
 
 def test_smoke_run_writes_metrics_for_every_method_and_scale(smoke_run):
@@ -66,7 +38,7 @@ def test_smoke_run_writes_metrics_for_every_method_and_scale(smoke_run):
 
     classifier = load_checkpoint(smoke_run / "results/smoke/models/eval_classifier.pt")[0]
     for row in metrics.itertuples():
-        samples = np.load(smoke_run / f"results/smoke/samples/ddim4-linspace/{row.method}/scale_{row.scale:g}.npz")
+        samples = np.load(smoke_run / f"results/smoke/samples/ddim4-leading/{row.method}/scale_{row.scale:g}.npz")
         _, logits = classifier_outputs(classifier, samples["images"], "cpu")
         assert row.is_classifier == pytest.approx(inception_score(logits), rel=1e-9), row
         assert row.accuracy_classifier == pytest.approx(sample_accuracy(logits, samples["labels"]), abs=1e-12), row
@@ -82,7 +54,7 @@ def test_smoke_run_writes_figures_samples_and_logs(smoke_run):
             pixels = np.asarray(png.convert("L"))
         assert min(pixels.shape) >= 150 and pixels.std() > 5 and len(np.unique(pixels)) > 10, figure
         assert (root / "figures" / f"{figure}.pdf").read_bytes()[:5] == b"%PDF-", figure
-    samples = np.load(root / "samples/ddim4-linspace/cfg/scale_1.npz")
+    samples = np.load(root / "samples/ddim4-leading/cfg/scale_1.npz")
     assert samples["images"].shape == (20, 16, 16, 1) and samples["images"].dtype == np.uint8
     assert list(samples["labels"][:12]) == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
     for network in ("unconditional", "conditional", "conditional_p0.5", "noisy_classifier", "eval_classifier"):
@@ -90,7 +62,7 @@ def test_smoke_run_writes_figures_samples_and_logs(smoke_run):
         assert list(log.columns) == ["step", "loss", "lr", "images_per_s"]
         assert log.step.iloc[-1] == {"eval_classifier": 39}.get(network, 19)
         assert np.isfinite(log.loss).all()
-    assert "samples 0-19 of 20" in (root / "logs/sample_ddim4-linspace_cg_2.log").read_text()
+    assert "samples 0-19 of 20" in (root / "logs/sample_ddim4-leading_cg_2.log").read_text()
     assert "has only 2 samples; showing 2" in (root / "logs/best_scale_gallery_cfg.log").read_text()
 
 
@@ -186,7 +158,7 @@ def test_similarity_guidance_runs_through_the_pipeline_on_trained_encoders(sdg_r
     similarity = metrics["reference_similarity_classifier"].dropna()
     assert list(similarity.index) == [("sdg_image", 0.0), ("sdg_image", 10.0)]
     assert metrics.loc[("sdg_text", 0.0), "fid_classifier"] == metrics.loc[("cg", 0.0), "fid_classifier"]
-    references = np.load(root / "samples/ddim4-linspace/sdg_image/scale_10.npz")
+    references = np.load(root / "samples/ddim4-leading/sdg_image/scale_10.npz")
     assert references["reference_images"].shape == (20, 16, 16, 1)  # 2 per class, one per sample
     assert list(references["reference_slots"]) == list(range(20))
     for figure in ("grid_sdg_text", "grid_sdg_image", "references_sdg_image", "best_sdg_text", "metrics_vs_scale"):
@@ -208,10 +180,10 @@ def test_similarity_guidance_runs_through_the_pipeline_on_trained_encoders(sdg_r
         grad = guide_gradient(Similarity(noisy, target), x, t, t % len(target))
         assert torch.isfinite(grad).all(), name
         assert (grad.flatten(1).norm(dim=1) > 0).all(), name
-    unguided = np.load(root / "samples/ddim4-linspace/cg/scale_0.npz")["images"]
+    unguided = np.load(root / "samples/ddim4-leading/cg/scale_0.npz")["images"]
     for method in ("sdg_text", "sdg_image"):
-        assert np.array_equal(np.load(root / f"samples/ddim4-linspace/{method}/scale_0.npz")["images"], unguided)
-        guided = np.load(root / f"samples/ddim4-linspace/{method}/scale_10.npz")["images"]
+        assert np.array_equal(np.load(root / f"samples/ddim4-leading/{method}/scale_0.npz")["images"], unguided)
+        guided = np.load(root / f"samples/ddim4-leading/{method}/scale_10.npz")["images"]
         assert not np.array_equal(guided, unguided), method  # gamma reached the wrapper
 
 
@@ -265,11 +237,11 @@ def test_a_method_registered_by_a_plugin_runs_through_the_plan_and_a_real_sampli
     counts = job_counts(plan.stdout)
     assert counts["sample"] == 2 and counts["evaluate"] == 2 and "train_network" not in counts, counts
     assert counts["sample_grid"] == 1 and counts["best_scale_gallery"] == 5, counts  # its own, and the others (the best may move)
-    target = "results/smoke/samples/ddim4-linspace/toy/scale_2.npz"
+    target = "results/smoke/samples/ddim4-leading/toy/scale_2.npz"
     snakemake(smoke_run, target, "--configfile", str(config), env=env)  # the target first: --configfile takes several
-    toy, cfg = np.load(smoke_run / target), np.load(smoke_run / "results/smoke/samples/ddim4-linspace/cfg/scale_1.npz")
+    toy, cfg = np.load(smoke_run / target), np.load(smoke_run / "results/smoke/samples/ddim4-leading/cfg/scale_1.npz")
     assert str(toy["method"]) == "toy" and np.array_equal(toy["images"], cfg["images"])
-    unguided = np.load(smoke_run / "results/smoke/samples/ddim4-linspace/cfg/scale_0.npz")
+    unguided = np.load(smoke_run / "results/smoke/samples/ddim4-leading/cfg/scale_0.npz")
     assert not np.array_equal(toy["images"], unguided["images"])  # the scale reached the wrapper
     (smoke_run / target).unlink()  # the other tests plan the smoke config without it
     Path(f"{smoke_run / target}.sha256").unlink(missing_ok=True)
@@ -280,27 +252,52 @@ def test_second_run_schedules_no_job(smoke_run):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
+def test_every_file_of_the_run_is_readable_by_group_and_others(smoke_run):
+    """Written under umask 022 (conftest.py), every artifact, log and figure has the mode any new
+    file gets (atomic writes chmod their 0600 temp files): a shared run can be read by colleagues."""
+    files = [path for path in (smoke_run / "results/smoke").rglob("*") if path.is_file()]
+    unreadable = [str(path) for path in files if path.stat().st_mode & 0o044 != 0o044]
+    assert len(files) > 100 and not unreadable, unreadable[:10]
+
+
+def test_the_run_records_its_resolved_config_and_that_config_reruns_it(smoke_run):
+    """results/smoke/config.yaml is smoke.yaml with the schema's defaults filled in, checksummed,
+    and itself a config file of the same run: given instead of smoke.yaml, nothing is to be done."""
+    from diffguide.base.integrity import problem
+    from diffguide.pipeline.config_schema import SCHEMA_PATH, config_errors
+
+    recorded_path = smoke_run / "results/smoke/config.yaml"
+    assert problem(recorded_path) is None  # its checksum matches
+    expected = yaml.safe_load((REPO / SMOKE).read_text())
+    assert config_errors(expected, SCHEMA_PATH) == []  # fills in the defaults, as the Snakefile does
+    recorded = yaml.safe_load(recorded_path.read_text())
+    assert recorded == expected and recorded["sampling"]["timestep_spacing"] == "leading"  # a default, written out
+    result = snakemake(smoke_run, "--configfile", "results/smoke/config.yaml", "--dry-run")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
 def test_adding_a_scale_reruns_only_that_scale_and_the_figures(smoke_run):
     result = snakemake(smoke_run, "--configfile", SMOKE, "--dry-run",
                        "--config", "guidance={cfg_scales: [0, 1, 3], cg_scales: [0, 2]}")
     # w = 3 for the p_uncond = 0.2 model (cfg) and the p_uncond = 0.5 one (cfg_p0.5), nothing else
     assert job_counts(result.stdout) == {"sample": 2, "evaluate": 2, "gather_metrics": 1, "tradeoff_figure": 1,
                                          "metrics_vs_scale_figure": 1, "tables": 1, "sample_grid": 2,
-                                         "best_scale_gallery": 4, "all": 1}  # every gallery: the best scale may move
-    assert "results/smoke/samples/ddim4-linspace/cfg/scale_3.npz" in result.stdout
-    assert "results/smoke/samples/ddim4-linspace/cfg_p0.5/scale_3.npz" in result.stdout
+                                         "best_scale_gallery": 4, "record_config": 1,
+                                         "all": 1}  # every gallery: the best scale may move; the record: a setting changed
+    assert "results/smoke/samples/ddim4-leading/cfg/scale_3.npz" in result.stdout
+    assert "results/smoke/samples/ddim4-leading/cfg_p0.5/scale_3.npz" in result.stdout
 
 
 def test_a_sampling_sweep_adds_one_job_per_method_and_scale_and_reruns_nothing_cached(smoke_run):
     result = snakemake(smoke_run, "--configfile", SMOKE, "--dry-run", "--config",
                        "sampling={sampler: ddim, steps: 4, num_samples: 20, batch_size: 20, "
-                       "sweep: [{sampler: ddpm, steps: 3}]}")
+                       "sweep: [{sampler: ddpm, steps: 3, timestep_spacing: linspace}]}")
     counts = job_counts(result.stdout)
     # The 7 (method, scale) points again at DDPM with 3 steps; no model retrains and no sample of
     # the primary setting (DDIM, 4 steps) is drawn again.
     assert counts["sample"] == 7 and counts["evaluate"] == 7 and "train_network" not in counts, counts
     assert "results/smoke/samples/ddpm3-linspace/cg/scale_2.npz" in result.stdout
-    assert not re.search(r"output: [^\n]*samples/ddim4-linspace/", result.stdout)  # galleries only read them
+    assert not re.search(r"output: [^\n]*samples/ddim4-leading/", result.stdout)  # galleries only read them
 
 
 def test_changing_a_training_knob_retrains_only_that_network(smoke_run, tmp_path):
@@ -399,8 +396,8 @@ def test_the_testbed_runs_on_another_runs_models(smoke_run, tmp_path_factory):
     table = (root / "tables/testbed.md").read_text()
     assert all(method in table for method in TESTBED_METHODS), table
     # scale 0 of the reused conditional model here is the smoke run's own cfg w = 0, bit for bit
-    ours = np.load(root / "samples/ddim4-linspace/cfg/scale_0.npz")["images"]
-    assert np.array_equal(ours, np.load(copy / "results/smoke/samples/ddim4-linspace/cfg/scale_0.npz")["images"])
+    ours = np.load(root / "samples/ddim4-leading/cfg/scale_0.npz")["images"]
+    assert np.array_equal(ours, np.load(copy / "results/smoke/samples/ddim4-leading/cfg/scale_0.npz")["images"])
     findings = subprocess.run([sys.executable, "-m", "diffguide.findings", "results/smoke_testbed/metrics.csv",
                                "--set", "testbed"], cwd=copy, capture_output=True, text=True)
     assert findings.returncode in (0, 1), findings.stderr
@@ -410,3 +407,21 @@ def test_the_testbed_runs_on_another_runs_models(smoke_run, tmp_path_factory):
                              text=True)
     assert missing.returncode != 0 and "results/nowhere/models/conditional.pt does not exist" in missing.stdout + \
         missing.stderr
+
+
+@pytest.mark.slow  # a second smoke run to metrics.csv (about 3 minutes on 2 cores): make test-slow, which CI runs
+def test_a_second_run_under_another_name_is_byte_identical(smoke_run, tmp_path):
+    """Every random draw is seeded, so the smoke config rerun into another run folder gives the
+    same bytes: prepared data, models, samples, features and metrics (logs, timings and figures'
+    PDF dates aside, and the recorded config, which names its run)."""
+    workdir = copy_workflow(tmp_path)
+    again = workdir / "again.yaml"
+    again.write_text((REPO / SMOKE).read_text().replace("run: smoke", "run: smoke_again"))
+    snakemake(workdir, "results/smoke_again/metrics.csv", "--configfile", str(again))
+    first, second = smoke_run / "results/smoke", workdir / "results/smoke_again"
+    compared = [path.relative_to(second) for pattern in ("data/*.npz", "models/*.pt", "samples/**/*.npz",
+                                                         "reference/*.npz", "metrics/**/*.csv", "metrics*.csv")
+                for path in second.glob(pattern)]
+    assert len(compared) > 30 and any(p.match("samples/**/*.npz") for p in compared) and Path("metrics.csv") in compared
+    differing = [str(p) for p in compared if (first / p).read_bytes() != (second / p).read_bytes()]
+    assert not differing, differing

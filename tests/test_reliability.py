@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 from test_config_checks import BAD, changed
-from test_pipeline import copy_workflow
+from workflow_copies import copy_workflow
 
 from diffguide.base import integrity
 
@@ -154,7 +154,7 @@ def test_a_finished_sample_that_went_missing_stops_the_run_and_its_fix_ends_in_a
     that is gone: e.g. a rerun killed after Snakemake deleted the old samples."""
     source, reference = uninterrupted
     workdir = clone_run(source, tmp_path / "run")
-    relative = f"results/{RUN}/samples/ddim4-linspace/cfg/scale_1.npz"
+    relative = f"results/{RUN}/samples/ddim4-leading/cfg/scale_1.npz"
     (workdir / relative).unlink()
     stop = snakemake(workdir, check=False)
     assert stop.returncode != 0

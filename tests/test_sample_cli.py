@@ -1,7 +1,8 @@
 """`diffguide sample` (diffguide.cli.sample) on a tiny run trained in seconds by the real training
 job (so its model files carry the metadata the pipeline writes): the files it writes, its seed,
 the settings it reads from the model files, scale 0 as the unguided sampler, and its error
-messages. The slow test checks that it reproduces a real Snakemake sampling job's file."""
+messages, the run's recorded config and the saturation warning; and that, on the smoke run, it
+reproduces a real Snakemake sampling job's file."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from PIL import Image
 from diffguide import data
 from diffguide.base.integrity import record
 from diffguide.cli.sample import main
-from diffguide.diffusion.samplers import respaced_timesteps, sample_ddim
+from diffguide.diffusion.noise_levels import respaced_timesteps
+from diffguide.diffusion.samplers import sample_ddim
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.diffusion.seeding import PerSampleNoise
 from diffguide.guidance.wrappers import ClipDenoised
@@ -25,7 +27,7 @@ from diffguide.models import kinds
 from diffguide.pipeline.stages import train as train_stage
 
 FASHION = list(data.DATASETS["fashion_mnist"].class_names)
-DIFFUSION = {"schedule": "cosine", "timesteps": 40}
+DIFFUSION = {"schedule": "cosine", "timesteps": 100}
 RUN_SEED = 7
 
 
@@ -59,13 +61,30 @@ def train_run(root: Path, networks_to_train, diffusion: dict = DIFFUSION) -> Pat
     return root
 
 
+def record_run_config(root: Path, sampling: dict) -> dict:
+    """results/<run>/config.yaml as rule record_config writes it: the schema's defaults filled in
+    (the synthetic 8x8 'fashion_mnist' passes the schema, not the data set's cross-key checks)."""
+    from snakemake.utils import validate
+
+    from diffguide.pipeline.config_schema import SCHEMA_PATH
+    from diffguide.pipeline.run_record import run_config_path, write_run_config
+
+    cfg = job_config("conditional", DIFFUSION) | {"run": root.name, "training": {}, "sampling": sampling}
+    validate(cfg, str(SCHEMA_PATH), set_default=True)
+    write_run_config(cfg, run_config_path(root))
+    return cfg
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    return train_run(tmp_path_factory.mktemp("run"), ["conditional", "unconditional", "noisy_classifier"])
+    """A run of the three networks that recorded its config: DDIM, 10 leading steps (T = 100)."""
+    root = train_run(tmp_path_factory.mktemp("run"), ["conditional", "unconditional", "noisy_classifier"])
+    record_run_config(root, {"sampler": "ddim", "steps": 10, "timestep_spacing": "leading"})
+    return root
 
 
-def sample(tmp_path, *args, name="out", steps: int | None = 3):
-    """Run the command (with 3 sampling steps unless ``steps`` is None: the config's); return its npz."""
+def sample(tmp_path, *args, name="out", steps: int | None = 4):
+    """Run the command (with 4 sampling steps unless ``steps`` is None: the run's); return its npz."""
     prefix = tmp_path / name
     code = main(["sample", *map(str, args), *(["--steps", str(steps)] if steps else []), "--device", "cpu",
                  "--out", str(prefix)])
@@ -74,7 +93,7 @@ def sample(tmp_path, *args, name="out", steps: int | None = 3):
 
 
 def error_of(capsys, *args) -> str:
-    assert main(["sample", *map(str, args), "--steps", "3", "--out", "/nonexistent/never"]) == 1
+    assert main(["sample", *map(str, args), "--steps", "4", "--out", "/nonexistent/never"]) == 1
     return capsys.readouterr().err
 
 
@@ -84,7 +103,7 @@ def test_the_npz_holds_count_images_of_the_asked_classes_and_the_png_shows_them(
     assert out["labels"].tolist() == [5, 7, 5, 7, 5]  # sample i asks for the i-th class, cyclically
     assert list(out["class_names"]) == FASHION
     settings = json.loads(str(out["settings"]))
-    assert (str(out["method"]), float(out["scale"]), int(out["steps"])) == ("cfg", 2.0, 3)
+    assert (str(out["method"]), float(out["scale"]), int(out["steps"])) == ("cfg", 2.0, 4)
     assert settings["sampling"]["sampler"] == "ddim" and settings["models"]["eps_model"].endswith("conditional.pt")
     assert Image.open(tmp_path / "out.png").size[0] > 100  # a grid, not an empty figure
 
@@ -102,10 +121,10 @@ def schedule_of(diffusion: dict) -> NoiseSchedule:
     return NoiseSchedule.make(diffusion["schedule"], diffusion["timesteps"])
 
 
-def unguided(model, schedule: NoiseSchedule, labels, seed: int, steps: int = 3) -> np.ndarray:
+def unguided(model, schedule: NoiseSchedule, labels, seed: int, steps: int = 4, spacing: str = "leading") -> np.ndarray:
     """The sampler by hand: DDIM (eta 0) of the x0-clipped model from seeded per-sample noise."""
     noise = PerSampleNoise(seed, range(len(labels)))
-    timesteps = respaced_timesteps(schedule.timesteps, steps)
+    timesteps = respaced_timesteps(schedule.timesteps, steps, spacing)
     x = sample_ddim(ClipDenoised(model, schedule), noise.initial((1, 8, 8)), timesteps, schedule=schedule,
                     labels=torch.as_tensor(labels), noise=noise, progress=False)
     return data.images_to_uint8(x)
@@ -127,7 +146,7 @@ def test_scale_0_is_the_unguided_sampler_and_a_scale_above_it_guides(run, tmp_pa
 
 
 def test_schedule_t_and_seed_come_from_the_model_files(tmp_path):
-    linear = {"schedule": "linear", "timesteps": 30}
+    linear = {"schedule": "linear", "timesteps": 32}
     root = train_run(tmp_path / "linear", ["conditional"], diffusion=linear)
     out = sample(tmp_path, "--checkpoint", root / "models" / "conditional.pt", "--method", "cfg", "--scale", 0,
                  "--count", 2)
@@ -140,7 +159,7 @@ def test_schedule_t_and_seed_come_from_the_model_files(tmp_path):
 
 def test_a_model_file_carries_what_it_was_trained_on(run):
     meta = torch.load(run / "models" / "noisy_classifier.pt", weights_only=True)["metadata"]
-    assert meta["network"] == "noisy_classifier" and meta["diffusion"]["timesteps"] == 40
+    assert meta["network"] == "noisy_classifier" and meta["diffusion"]["timesteps"] == 100
     assert meta["dataset"]["class_names"] == FASHION and meta["dataset"]["image_size"] == 8
     assert meta["config"]["networks"] == {"noisy_classifier": job_config("noisy_classifier", DIFFUSION)["networks"]
                                           ["noisy_classifier"]}
@@ -187,18 +206,13 @@ def test_a_model_file_without_metadata_says_to_retrain_or_give_the_config(run, t
     assert np.array_equal(from_config["images"], from_metadata["images"])
 
 
-@pytest.mark.slow
-def test_the_run_settings_reproduce_a_sampling_job_of_the_smoke_run(tmp_path):
-    """The real Snakefile trains the smoke run's conditional model and samples cfg at w = 1 (only
-    those jobs: about a minute); the command, given the run and its config, writes the same images."""
-    from test_pipeline import SMOKE, copy_workflow, snakemake
-
-    workdir = copy_workflow(tmp_path)
-    target = "results/smoke/samples/ddim4-linspace/cfg/scale_1.npz"
-    snakemake(workdir, target, "--configfile", SMOKE)  # the target first: --configfile takes several
-    job = np.load(workdir / target)
-    out = sample(tmp_path, "--run", workdir / "results/smoke", "--config", workdir / SMOKE, "--method", "cfg",
-                 "--scale", 1, "--count", len(job["images"]), steps=None)
+def test_the_runs_own_settings_reproduce_a_sampling_job_of_the_smoke_run(smoke_run, tmp_path):
+    """The smoke run (the real Snakefile, conftest.py) sampled cfg at w = 1; the command, given only
+    the run, reads its recorded config (4 DDIM steps, leading) and writes the same images."""
+    target = smoke_run / "results/smoke/samples/ddim4-leading/cfg/scale_1.npz"
+    job = np.load(target)
+    out = sample(tmp_path, "--run", smoke_run / "results/smoke", "--method", "cfg", "--scale", 1, "--count",
+                 len(job["images"]), steps=None)
     assert np.array_equal(out["labels"], job["labels"]) and np.array_equal(out["images"], job["images"])
 
 
@@ -212,3 +226,52 @@ def test_chosen_classes_get_references_of_their_own_class_in_turn(run):
     assert slots.tolist() == [3, 13, 3, 5, 13]
     assert (data.load_prepared(run / "data" / "test.npz").labels[kept["reference_indices"][slots]] == labels).all()
     assert np.array_equal(reference_slots(np.arange(45) % 10, 2, 10), np.arange(45) % 20)
+
+
+def test_the_runs_recorded_config_gives_the_settings_and_flags_override_it(run, tmp_path):
+    """Without flags the command samples as the run's jobs did (its config.yaml: 10 leading DDIM
+    steps); a flag overrides one setting and keeps the others."""
+    recorded = sample(tmp_path, "--run", run, "--method", "cfg", "--scale", 0, "--count", 2, steps=None)
+    settings = json.loads(str(recorded["settings"]))["sampling"]
+    assert (settings["sampler"], settings["steps"], settings["timestep_spacing"]) == ("ddim", 10, "leading")
+    conditional = kinds.load_checkpoint(run / "models" / "conditional.pt")[0]
+    assert np.array_equal(recorded["images"], unguided(conditional, schedule_of(DIFFUSION), [0, 1], RUN_SEED, steps=10))
+    trailing = sample(tmp_path, "--run", run, "--method", "cfg", "--scale", 0, "--count", 2,
+                      "--timestep-spacing", "trailing", steps=None, name="trailing")
+    settings = json.loads(str(trailing["settings"]))["sampling"]
+    assert (settings["steps"], settings["timestep_spacing"]) == (10, "trailing")
+    assert np.array_equal(trailing["images"], unguided(conditional, schedule_of(DIFFUSION), [0, 1], RUN_SEED,
+                                                       steps=10, spacing="trailing"))
+
+
+def test_a_run_without_a_recorded_config_says_so_and_samples_with_the_schemas_defaults(run, tmp_path, caplog):
+    older = tmp_path / "older"
+    shutil.copytree(run, older)
+    (older / "config.yaml").unlink()
+    out = sample(tmp_path, "--run", older, "--method", "cfg", "--scale", 0, "--count", 2)
+    assert f"{older}/config.yaml does not exist" in caplog.text and "--config" in caplog.text
+    assert json.loads(str(out["settings"]))["sampling"]["timestep_spacing"] == "leading"  # the schema's default
+
+
+def test_an_edited_recorded_config_is_refused_naming_the_file(run, tmp_path, capsys):
+    edited = tmp_path / "edited"
+    shutil.copytree(run, edited)
+    config = edited / "config.yaml"
+    config.write_text(config.read_text().replace("steps: 10", "steps: 20"))
+    err = error_of(capsys, "--run", edited, "--method", "cfg", "--scale", 1)
+    assert f"{config} does not match its checksum" in err and "--forcerun" in err
+
+
+@pytest.mark.parametrize("method, spacing, scale, warned", [
+    ("cg", "linspace", 5, True),  # starts at t = 99 of 100: abar 2.4e-7, the shift amplified 2,029-fold
+    ("cg", "trailing", 5, True),
+    ("cg", "leading", 5, False),  # starts at t = 75: 2.4-fold
+    ("cg", "linspace", 0, False),  # unguided: nothing to amplify
+    ("cfg", "linspace", 5, False),  # no gradient: CFG mixes two predictions
+])
+def test_a_start_that_saturates_score_form_guidance_is_warned_about_with_the_flag_that_fixes_it(
+        run, tmp_path, caplog, method, spacing, scale, warned):
+    sample(tmp_path, "--run", run, "--method", method, "--scale", scale, "--count", 2, "--timestep-spacing", spacing)
+    assert ("saturate" in caplog.text) == warned
+    if warned:
+        assert "start at t = 99" in caplog.text and "pass --timestep-spacing leading (t = 75, factor 2)" in caplog.text

@@ -14,8 +14,9 @@ import math
 import pytest
 import torch
 
-from diffguide.diffusion.samplers import (SAMPLERS, clip_denoised, ddim_step, ddpm_step, ddpm_variance,
-                                          respaced_timesteps, sample_ddim, sample_ddpm)
+from diffguide.diffusion.noise_levels import respaced_timesteps
+from diffguide.diffusion.samplers import (SAMPLERS, clip_denoised, ddim_step, ddpm_step, ddpm_variance, sample_ddim,
+                                          sample_ddpm)
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.diffusion.seeding import PerSampleNoise
 from diffguide.exact.gaussian_mixture import MixtureClassifier, MixtureEpsModel, three_class_mixture

@@ -14,7 +14,8 @@ import torch
 from probes import ProbeEps
 from torch import nn
 
-from diffguide.diffusion.samplers import (ddim_step, ddpm_step, ddpm_variance, respaced_timesteps, sample_ddim,
+from diffguide.diffusion.noise_levels import respaced_timesteps
+from diffguide.diffusion.samplers import (ddim_step, ddpm_step, ddpm_variance, sample_ddim,
                                           sample_ddpm)
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.diffusion.seeding import PerSampleNoise

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_pipeline import REPO, SMOKE, copy_workflow, snakemake
+from workflow_copies import REPO, SMOKE, copy_workflow, snakemake
 
 pytestmark = pytest.mark.slurm
 
@@ -28,7 +28,7 @@ RESOURCES = {"gpu": 1, "threads": 2, "train_mem_mb": 2000, "train_runtime": 20, 
              "sample_runtime": 15, "light_mem_mb": 1000, "light_runtime": 10}
 GPU_RULES = {"train_network": "train", "sample": "sample", "evaluate": "light", "inception_reference": "light"}
 CPU_RULES = {"reference_statistics": "light"}
-LOCAL_RULES = {"prepare_data", "gather_metrics", "tradeoff_figure", "metrics_vs_scale_figure", "sample_grid",
+LOCAL_RULES = {"prepare_data", "record_config", "gather_metrics", "tradeoff_figure", "metrics_vs_scale_figure", "sample_grid",
                "best_scale_gallery", "training_curves", "tables", "mixture_figure", "sharpening_figure"}
 # What differs between two runs by design: logs and timings (dates, durations, paths); and the
 # PDFs, whose metadata carries the creation date (their PNG twins are compared).

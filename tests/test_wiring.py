@@ -30,7 +30,8 @@ import pytest
 import torch
 from torch import nn
 
-from diffguide.diffusion.samplers import respaced_timesteps, sample_ddpm
+from diffguide.diffusion.noise_levels import respaced_timesteps
+from diffguide.diffusion.samplers import sample_ddpm
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.exact.gaussian_mixture import MixtureClassifier, MixtureEpsModel, random_mixture
 from diffguide.guidance.wrappers import NULL_LABEL, ClipDenoised

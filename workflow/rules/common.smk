@@ -5,7 +5,7 @@ import os
 import sys
 from pathlib import Path
 
-from diffguide.pipeline.config_checks import reused_model_path
+from diffguide.pipeline.config_checks import config_warnings, reused_model_path
 from diffguide.pipeline.config_schema import SCHEMA_PATH, config_errors
 from diffguide.registry import (
     method_pattern,
@@ -23,7 +23,9 @@ from diffguide.training.settings import RUN_ONLY_TRAINING_KEYS
 def validate_config(config):
     """Validate against the schema (which also fills in defaults), then every rule spanning keys
     or depending on the data set or the machine (diffguide.pipeline.config_checks), before any job is
-    scheduled; on failure name every wrong key in one line each and stop, having created nothing."""
+    scheduled; on failure name every wrong key in one line each and stop, having created nothing.
+    What runs but is almost surely unintended (a sampling start that saturates guided samples) is
+    printed as a warning, once, by the main process."""
     lines = config_errors(config, SCHEMA_PATH)
     if lines:
         sys.exit(
@@ -31,6 +33,9 @@ def validate_config(config):
             + "\n".join(lines)
             + "\nSee config/README.md for every key, its default and its range."
         )
+    warnings = config_warnings(config) if workflow.is_main_process else []
+    if warnings:
+        print("diffguide: warning: this config runs, but:\n" + "\n".join(warnings), file=sys.stderr)
 
 
 validate_config(config)
@@ -75,11 +80,11 @@ SCALES = {method: method_scales(method) for method in METHODS}
 REFERENCE_METHODS = [method for method in METHODS if parse_method(method).method.condition == "reference"]
 
 
-# Sampling settings as they appear in paths, e.g. ddim25-linspace (25 steps spaced as diffusers'
-# timestep_spacing "linspace"; guided-diffusion's "ddim25" is ddim25-leading): the primary one
+# Sampling settings as they appear in paths, e.g. ddim25-leading (25 steps spaced as diffusers'
+# timestep_spacing "leading", which is guided-diffusion's "ddim25"): the primary one
 # (which metrics.csv, the figures and the tables use) first, then sampling.sweep's.
 def sampling_tag(setting):
-    return f"{setting['sampler']}{setting['steps']}-{setting.get('timestep_spacing', 'linspace')}"
+    return f"{setting['sampler']}{setting['steps']}-{setting['timestep_spacing']}"
 
 
 PRIMARY_SAMPLING = sampling_tag(config["sampling"])

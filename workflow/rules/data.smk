@@ -12,3 +12,21 @@ rule prepare_data:
         cfg=config_subset("dataset"),
     script:
         "../scripts/prepare_data.py"
+
+
+rule record_config:
+    """results/<run>/config.yaml: the run's config as its jobs saw it (every config file merged,
+    the schema's defaults filled in), read by `diffguide sample --run`. Its params are the whole
+    config: any changed setting rewrites it, and nothing else reruns for it."""
+    output:
+        f"{RESULTS}/config.yaml",
+    log:
+        f"{LOGS}/record_config.log",
+    threads: 1
+    resources:
+        mem_mb=RES["light_mem_mb"],
+        runtime=RES["light_runtime"],
+    params:
+        cfg=config,
+    script:
+        "../scripts/record_config.py"

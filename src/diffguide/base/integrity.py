@@ -16,6 +16,7 @@ everything made from it (Snakemake's --forcerun).
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -23,14 +24,14 @@ from pathlib import Path
 from diffguide.base.atomic import SUFFIX, digest_path, file_sha256, write_digest
 
 # The artifacts of a run (relative to results/<run>/) that carry a checksum: everything a later
-# rule reads. Checkpoints (rotated while training, with their own fingerprint), logs, figures and
+# rule reads, and the run's recorded config (diffguide.pipeline.run_record), which `diffguide sample` reads. Checkpoints (rotated while training, with their own fingerprint), logs, figures and
 # tables (read by no rule) do not.
-ARTIFACT_PATTERNS = ("data/*.npz", "models/*.pt", "samples/**/*.npz", "reference/*.npz", "metrics/**/*.csv",
-                     "metrics*.csv")
+ARTIFACT_PATTERNS = ("config.yaml", "data/*.npz", "models/*.pt", "samples/**/*.npz", "reference/*.npz",
+                     "metrics/**/*.csv", "metrics*.csv")
 # What may be made from each kind of artifact (the rules' inputs, coarsely): the artifacts that
 # would be stale if it changed.
 METRICS = ("metrics/**/*.csv", "metrics*.csv")
-CONSUMERS = {"data/*.npz": ("models/*.pt", "reference/*.npz", "samples/**/*.npz", *METRICS),
+CONSUMERS = {"config.yaml": (), "data/*.npz": ("models/*.pt", "reference/*.npz", "samples/**/*.npz", *METRICS),
              "models/*.pt": ("samples/**/*.npz", *METRICS), "samples/**/*.npz": METRICS,
              "reference/*.npz": METRICS, "metrics/**/*.csv": ("metrics*.csv",), "metrics*.csv": ()}
 
@@ -162,18 +163,26 @@ def forced_targets(argv: list[str]) -> tuple[str, ...]:
     return tuple(targets)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m diffguide.base.integrity", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("check", "adopt"), help="check every artifact against its checksum, "
+                        "or record the checksums of trusted files written before artifacts carried them")
+    parser.add_argument("root", help="a run's results folder, e.g. results/default")
+    return parser
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] not in ("check", "adopt"):
-        print(__doc__.strip().splitlines()[-2].strip() + "\n" + __doc__.strip().splitlines()[-1].strip(),
-              file=sys.stderr)
-        return 2
-    command, root = argv
-    if command == "adopt":
-        adopted = adopt(root)
-        print(f"recorded the checksums of {len(adopted)} artifacts under {root}")
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help (0) or a usage error (2), as argparse says
+        return int(stop.code or 0)
+    if args.command == "adopt":
+        adopted = adopt(args.root)
+        print(f"recorded the checksums of {len(adopted)} artifacts under {args.root}")
         return 0
-    lines = check_run(root)
-    print("\n".join(lines) if lines else f"every artifact under {root} matches its checksum",
+    lines = check_run(args.root)
+    print("\n".join(lines) if lines else f"every artifact under {args.root} matches its checksum",
           file=sys.stderr if lines else sys.stdout)
     return 1 if lines else 0
 

@@ -10,8 +10,10 @@ samples a method that needs one model only (cfg, or any method at scale 0).
 
 What the models were trained on (data set, image size, class names, diffusion schedule and T,
 seed, precision) comes from the model files' metadata (stages.train.model_metadata); the sampling
-settings from the flags, else from ``--config`` (the run's config files), else from the schema's
-defaults. The guided model and the sampling loop are the sampling job's own (stages.sample), and
+settings (sampler, steps, spacing, guidance options) from the flags, else from ``--config`` (config
+files), else from the config the run recorded (results/<run>/config.yaml, pipeline.run_record),
+else from the schema's defaults. A setting whose first step saturates score-form guidance is
+warned about, with the flag that fixes it. The guided model and the sampling loop are the sampling job's own (stages.sample), and
 the seed defaults to the run's, so the run's settings reproduce a sampling job's file: sample i
 asks for the i-th of the chosen classes, cyclically (all classes in order by default, as the job
 asks), and its noise depends on (seed, i) only.
@@ -20,7 +22,6 @@ asks), and its noise depends on (seed, i) only.
 from __future__ import annotations
 
 import argparse
-import copy
 import functools
 import json
 import logging
@@ -105,25 +106,44 @@ def main(argv: list[str] | None = None) -> int:
 
 # ----------------------------------------------------------------------------- settings
 
-def read_configs(paths: list[Path] | None) -> dict:
+def read_configs(paths: list[Path]) -> dict:
     """The run's config (several files merged as Snakemake merges them), with the schema's defaults
-    filled in; with no files, the defaults alone. Only the schema is checked: the cross-key checks
-    concern running the pipeline (data sources, devices), not sampling from its models."""
-    if not paths:
-        return copy.deepcopy(schema_defaults())
+    filled in."""
+    from diffguide.pipeline.check_config import merged, read_config
+
+    return completed(merged([read_config(path) for path in paths]), " + ".join(map(str, paths)))
+
+
+def read_run_settings(run: Path) -> dict | None:
+    """The config a run's jobs saw (results/<run>/config.yaml, diffguide.pipeline.run_record), or
+    None, with a warning saying how to get it, for a run that has not recorded one."""
+    from diffguide.pipeline.run_record import read_run_config, run_config_path
+
+    recorded = read_run_config(run)
+    if recorded is None:
+        log.warning("%s does not exist (the run finished before runs recorded their config, or has not finished): "
+                    "sampling with the schema's defaults where no flag is given. Pass --config <the run's config "
+                    "files>, or let Snakemake write it: snakemake --cores 1 --configfile <the run's config> %s",
+                    run_config_path(run), run_config_path(run))
+        return None
+    return completed(recorded, str(run_config_path(run)))
+
+
+def completed(cfg: dict, source: str) -> dict:
+    """``cfg`` checked against the schema, its missing keys filled with the defaults. Only the
+    schema: the cross-key checks concern running the pipeline (data sources, devices), not
+    sampling from its models."""
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
-    from diffguide.pipeline.check_config import merged, read_config
     from diffguide.pipeline.config_schema import SCHEMA_PATH, describe_config_errors, load_schema
 
-    cfg = merged([read_config(path) for path in paths or []])
     load_plugins(cfg.get("plugins"))
     try:
         validate(cfg, str(SCHEMA_PATH), set_default=True)
     except WorkflowError:
         lines = describe_config_errors(cfg, load_schema(SCHEMA_PATH))
-        raise UsageError("invalid config " + " + ".join(map(str, paths)) + ":\n" + "\n".join(lines)) from None
+        raise UsageError(f"invalid config {source}:\n" + "\n".join(lines)) from None
     return cfg
 
 
@@ -165,6 +185,19 @@ def guidance_options(parsed: MethodName, cfg: dict, overrides: list[str]) -> dic
             raise UsageError(f"--option {item!r}: {parsed.name}'s options are {known} (as KEY=VALUE)")
         options[key] = yaml.safe_load(value)
     return options
+
+
+def warn_if_saturating(parsed: MethodName, scale: float, sampling: dict, options: dict, diffusion: dict) -> None:
+    """Say so, with the flag that fixes it, when the first step amplifies the method's score-form
+    shift until the samples saturate (pipeline.config_checks.saturating_start): the schema's old
+    default, linspace from t = T - 1, made the README's cg command draw pure noise."""
+    from diffguide.pipeline.config_checks import saturating_start
+
+    start = saturating_start(sampling, diffusion) if scale != 0 and parsed.method.shifts_score(options) else None
+    if start:
+        fix = (f"--timestep-spacing leading ({start.lower_start()})" if start.leading_first is not None
+               else "--steps dividing T with --timestep-spacing leading")
+        log.warning("%s; pass %s, or --option cg_form=mean --sampler ddpm", start.describe([parsed.name]), fix)
 
 
 def check_combination(sampling: dict, options: dict) -> None:
@@ -310,7 +343,10 @@ def plan(args) -> Plan:
     if args.count < 1 or (args.threads is not None and args.threads < 1):
         raise UsageError(f"--count and --threads must be at least 1, got {args.count} and {args.threads}")
     load_plugins(args.plugin)
-    cfg = read_configs(args.config) if args.config else None
+    if args.config:
+        cfg = read_configs(args.config)
+    else:
+        cfg = read_run_settings(args.run) if args.run is not None else None
     defaults = cfg or schema_defaults()
     torch.set_num_threads(args.threads or defaults["resources"]["threads"])
     try:
@@ -326,6 +362,7 @@ def plan(args) -> Plan:
     sampling = sampling_settings(args, defaults, meta["diffusion"]["timesteps"])
     options = guidance_options(parsed, defaults, args.option)
     check_combination(sampling, options)
+    warn_if_saturating(parsed, args.scale, sampling, options, meta["diffusion"])
     return Plan(parsed, paths, models, arch, meta, sampling, options, device,
                 seed=meta["seed"] if args.seed is None else args.seed,
                 precision=args.precision or meta["precision"]["config"])

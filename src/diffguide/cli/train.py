@@ -48,15 +48,20 @@ def _load_config(args) -> dict:
     return cfg
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m diffguide.cli.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="a config file, as given to snakemake --configfile")
     source.add_argument("--resolved-config", help="JSON of an already validated config (what the rule passes)")
     parser.add_argument("--network", required=True, type=_network_name)
     parser.add_argument("--results", required=True, help="the run's results folder, e.g. results/default")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per process")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     cfg = _load_config(args)
     res = Path(args.results)
     setup_logging(None)

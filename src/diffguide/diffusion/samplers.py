@@ -8,7 +8,7 @@ Every sampler has the same leading signature, as k-diffusion's (k_diffusion/samp
   the score form of classifier guidance) and x0 clipping are wrappers of it (diffguide.guidance.wrappers),
   so the sampler takes eps as it is and never clips;
 - ``x``: the initial noise x_T, drawn by the caller; ``timesteps``: the descending respaced sequence
-  (``respaced_timesteps``), whose last step goes to t' = -1 (abar = 1, the clean data);
+  (``noise_levels.respaced_timesteps``), whose last step goes to t' = -1 (abar = 1, the clean data);
 - ``noise``: a callable ``noise(x)`` returning a standard normal draw shaped like x (EDM's
   ``randn_like``, k-diffusion's ``noise_sampler``); seeding lives with the caller
   (diffguide.diffusion.seeding.PerSampleNoise);
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
 import torch
 
 from diffguide.base.runtime import progress_bar
@@ -44,34 +43,7 @@ Noise = Callable[[torch.Tensor], torch.Tensor]
 CondFn = Callable[..., torch.Tensor]
 
 DDPM_VARIANCES = ("beta", "beta_tilde", "interpolated")
-TIMESTEP_SPACINGS = ("linspace", "leading", "trailing")
 LAST_STEP_VARIANCES = ("guided_diffusion", "posterior")
-
-
-def respaced_timesteps(timesteps: int, steps: int, spacing: str = "linspace") -> list[int]:
-    """K of the T timesteps, descending, named as diffusers' ``timestep_spacing``:
-
-    - ``linspace``: round(linspace(0, T-1, K)), both ends included. This is guided-diffusion's
-      section spacing "K" (``space_timesteps(T, "K")``, e.g. timestep_respacing="25").
-    - ``leading``: 0, T//K, 2 T//K, ... (K values). This is guided-diffusion's ``ddimK`` spacing
-      (e.g. "ddim25" = range(0, 1000, 40)) whenever K divides T; when it does not, guided-diffusion
-      picks the stride whose range has K elements (ceil(T / stride) = K), diffusers keeps T//K.
-    - ``trailing``: round(T - i T/K) - 1 for i < K, which starts at T-1 (Lin et al. 2023, Table 2).
-      diffusers writes it round(arange(T, 0, -T/K)) - 1, whose float steps can leave a (K+1)-th
-      value near 0 and so a timestep of -1 (T = 100, K = 29: 0/0 in the last step); taking i < K
-      gives diffusers' values without that one.
-    """
-    if not 1 <= steps <= timesteps:
-        raise ValueError(f"sampling steps must be in [1, {timesteps}], got {steps}")
-    if spacing == "linspace":
-        chosen = np.linspace(0, timesteps - 1, steps).round()
-    elif spacing == "leading":
-        chosen = np.arange(steps) * (timesteps // steps)
-    elif spacing == "trailing":
-        chosen = np.round(timesteps - np.arange(steps) * (timesteps / steps)) - 1
-    else:
-        raise ValueError(f"unknown timestep spacing {spacing!r}; choose one of {TIMESTEP_SPACINGS}")
-    return sorted({int(v) for v in chosen}, reverse=True)
 
 
 def clip_denoised(schedule: NoiseSchedule, x, t, eps):

@@ -11,11 +11,13 @@ Exit status 0: the config is good; 1: it is not (one line per problem); 2: unrea
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 import yaml
 
+from diffguide.pipeline.config_checks import config_warnings
 from diffguide.pipeline.config_schema import SCHEMA_PATH, config_errors
 
 
@@ -49,11 +51,20 @@ def merged(configs: list[dict]) -> dict:
     return result
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; its description is this module's docstring."""
+    parser = argparse.ArgumentParser(prog="python -m diffguide.pipeline.check_config", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("configs", nargs="+", type=Path, metavar="CONFIG.yaml",
+                        help="config file(s), merged in order as snakemake --configfile merges them")
+    return parser
+
+
 def main(argv: list[str]) -> int:
-    if not argv:
-        print(__doc__.strip().splitlines()[0], file=sys.stderr)
-        return 2
-    paths = [Path(arg) for arg in argv]
+    try:
+        paths = build_parser().parse_args(argv).configs
+    except SystemExit as stop:  # --help (0) or a usage error (2), as argparse says
+        return int(stop.code or 0)
     try:
         config = merged([read_config(path) for path in paths])
     except ValueError as err:
@@ -65,6 +76,9 @@ def main(argv: list[str]) -> int:
         print(f"diffguide: invalid config {names}:\n" + "\n".join(lines), file=sys.stderr)
         return 1
     print(f"{names}: valid (run '{config['run']}' writes under results/{config['run']}/)")
+    warnings = config_warnings(config)
+    if warnings:
+        print("diffguide: warning: it runs, but:\n" + "\n".join(warnings), file=sys.stderr)
     return 0
 
 

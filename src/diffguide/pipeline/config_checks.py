@@ -14,8 +14,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from diffguide.diffusion.noise_levels import SATURATING_SHIFT, alphas_cumprod, respaced_timesteps, score_shift_factor
 from diffguide.evaluation.inception_weights import InceptionUnavailableError, inception_weights_path
 from diffguide.registry import REGISTRY, parse_method, scale_tag
 
@@ -163,7 +165,7 @@ def check_sampling(cfg: dict) -> list[str]:
     classifier_guided = any("cg_form" in parse_method(m).method.option_keys
                             for m in cfg["guidance"]["methods"] if m in REGISTRY.methods)
     for key, setting in sampling_settings(cfg):
-        spacing = spacing_problem(key, setting["steps"], setting.get("timestep_spacing", "linspace"), timesteps)
+        spacing = spacing_problem(key, setting["steps"], setting["timestep_spacing"], timesteps)
         lines += [spacing] if spacing else []
         if classifier_guided and cfg["guidance"]["cg_form"] == "mean" and setting["sampler"] != "ddpm":
             lines.append(problem("guidance.cg_form", "mean", f"the mean shift needs the ddpm sampler, but {key}.sampler "
@@ -386,3 +388,70 @@ CHECKS = (check_run_name, check_methods, check_unique_scales, check_network_shap
 def config_problems(cfg: dict) -> list[str]:
     """Every cross-key and data-set problem of a schema-valid config, one line each."""
     return [line for check in CHECKS for line in check(cfg)]
+
+
+@dataclass(frozen=True)
+class SaturatingStart:
+    """A sampling setting whose first step amplifies a score-form guidance shift more than
+    SATURATING_SHIFT-fold (diffguide.diffusion.noise_levels), and what leading spacing would give."""
+
+    spacing: str
+    steps: int
+    timesteps: int
+    first: int
+    abar: float
+    leading_first: int | None  # None where leading spacing cannot start near T - 1 (K does not divide T)
+    leading_abar: float | None
+
+    def describe(self, methods: list[str]) -> str:
+        return (f"{self.steps} steps of T = {self.timesteps} spaced {self.spacing} start at t = {self.first}, where "
+                f"abar = {self.abar:.2g}: the score-form guidance of {', '.join(methods)} moves x0 there by "
+                f"{score_shift_factor(self.abar):,.0f} times s * grad log p(y | x_t), and its guided samples saturate "
+                "(pixels at 0 or 255)")
+
+    def lower_start(self) -> str:
+        """Where leading spacing starts, e.g. 't = 960, factor 16'."""
+        return f"t = {self.leading_first}, factor {score_shift_factor(self.leading_abar):,.0f}"
+
+
+def saturating_start(setting: dict, diffusion: dict) -> SaturatingStart | None:
+    """The sampling setting's start when it amplifies a score-form shift beyond SATURATING_SHIFT,
+    else None (also for a setting spacing_problem refuses). Only a warning, not a stop: sampling
+    there is how the saturation is shown (config/README.md, sampling.timestep_spacing), but it is
+    never what one wants by accident."""
+    spacing, steps, timesteps = setting["timestep_spacing"], setting["steps"], diffusion["timesteps"]
+    if spacing_problem("sampling", steps, spacing, timesteps):
+        return None
+    abar = alphas_cumprod(diffusion["schedule"], timesteps)
+    first = respaced_timesteps(timesteps, steps, spacing)[0]
+    if score_shift_factor(abar[first]) <= SATURATING_SHIFT:
+        return None
+    lower = respaced_timesteps(timesteps, steps, "leading")[0] if timesteps % steps == 0 else None
+    return SaturatingStart(spacing, steps, timesteps, first, float(abar[first]), lower,
+                           None if lower is None else float(abar[lower]))
+
+
+def check_saturating_start(cfg: dict) -> list[str]:
+    """A warning for each sampling setting of the run (saturating_start) where one of its
+    score-form methods samples at a nonzero scale."""
+    g = cfg["guidance"]
+    shifting = [m for m in g["methods"] if m in REGISTRY.methods and parse_method(m).method.shifts_score(g)
+                and any(scale != 0 for scale in g.get(parse_method(m).method.scales_option, []))]
+    lines = []
+    for key, setting in sampling_settings(cfg) if shifting else []:
+        start = saturating_start(setting, cfg["diffusion"])
+        if start:
+            leading = (f"set {key}.timestep_spacing: leading ({start.lower_start()})" if start.leading_first is not None
+                       else f"choose {key}.steps dividing T with timestep_spacing: leading")
+            lines.append(f"  {key}.timestep_spacing: {start.spacing!r}: {start.describe(shifting)}; {leading}, or "
+                         "guidance.cg_form: mean with the ddpm sampler")
+    return lines
+
+
+# What is allowed but almost surely unintended: printed, and the run goes on.
+WARNINGS = (check_saturating_start,)
+
+
+def config_warnings(cfg: dict) -> list[str]:
+    """Every warning about a config without problems (config_problems), one line each."""
+    return [line for check in WARNINGS for line in check(cfg)]

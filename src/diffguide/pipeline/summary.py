@@ -1,18 +1,24 @@
-"""`python -m diffguide.pipeline.summary CONFIG`: print where a finished run's figures and metrics are."""
+"""`python -m diffguide.pipeline.summary [CONFIG]`: print where a finished run's figures and metrics are
+(`make run` ends with it), and its metrics table. CONFIG is the run's config file (default
+config/config.yaml); its `run:` key names the folder under results/."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
-
 from diffguide.base.integrity import read_csv
+from diffguide.pipeline.check_config import read_config
 
 
 def main(config_path: str) -> int:
-    run = yaml.safe_load(Path(config_path).read_text()).get("run", "default")
+    try:
+        run = read_config(Path(config_path)).get("run", "default")
+    except ValueError as err:  # unreadable or not YAML: the message names the file and line
+        print(f"diffguide: {err}", file=sys.stderr)
+        return 2
     root = Path("results") / run
     metrics = root / "metrics.csv"
     if not metrics.exists():
@@ -32,5 +38,12 @@ def main(config_path: str) -> int:
     return 0
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m diffguide.pipeline.summary", description=__doc__)
+    parser.add_argument("config", nargs="?", default="config/config.yaml",
+                        help="the run's config file (default: config/config.yaml)")
+    return parser
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "config/config.yaml"))
+    sys.exit(main(build_parser().parse_args().config))

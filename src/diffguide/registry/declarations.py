@@ -243,6 +243,14 @@ class Method:
         """key -> declared default of each of its options (what a guidance block holds unless set)."""
         return {option.key: option.default for option in self.options}
 
+    def shifts_score(self, options: dict) -> bool:
+        """Whether, with these guidance options, it adds its guide's gradient to eps scaled by
+        sqrt(1 - abar_t) (the score form: D&N Algorithm 2, SDG's eps_hat): the methods that pick a
+        form with guidance.cg_form (classifier and similarity guidance) when it is ``score``. Such
+        a shift moves x0 by (1 - abar) / sqrt(abar) times the gradient, which sampling from
+        abar near 0 turns into saturation (diffusion.noise_levels)."""
+        return "cg_form" in self.option_keys and self.option("cg_form").value_in(options) == "score"
+
     @property
     def scales_option(self) -> str:
         """Its key in the guidance block listing its scales, e.g. cfg_scales."""

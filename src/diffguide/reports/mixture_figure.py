@@ -25,7 +25,8 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 
-from diffguide.diffusion.samplers import SAMPLERS, respaced_timesteps  # noqa: E402
+from diffguide.diffusion.noise_levels import respaced_timesteps  # noqa: E402
+from diffguide.diffusion.samplers import SAMPLERS  # noqa: E402
 from diffguide.diffusion.schedules import NoiseSchedule  # noqa: E402
 from diffguide.diffusion.seeding import PerSampleNoise  # noqa: E402
 from diffguide.exact.gaussian_mixture import GaussianMixture, MixtureEpsModel, three_class_mixture  # noqa: E402

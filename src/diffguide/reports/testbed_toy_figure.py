@@ -48,7 +48,8 @@ import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from diffguide.diffusion.samplers import respaced_timesteps, sample_ddim  # noqa: E402
+from diffguide.diffusion.noise_levels import respaced_timesteps  # noqa: E402
+from diffguide.diffusion.samplers import sample_ddim  # noqa: E402
 from diffguide.diffusion.schedules import NoiseSchedule  # noqa: E402
 from diffguide.diffusion.seeding import PerSampleNoise  # noqa: E402
 from diffguide.evaluation.intervals import Estimate, half_samples  # noqa: E402

@@ -16,7 +16,8 @@ import torch
 from diffguide import data
 from diffguide.base.atomic import atomic_open
 from diffguide.base.runtime import autocast, pick_device
-from diffguide.diffusion.samplers import SAMPLERS, respaced_timesteps
+from diffguide.diffusion.noise_levels import respaced_timesteps
+from diffguide.diffusion.samplers import SAMPLERS
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.diffusion.seeding import PerSampleNoise
 from diffguide.guidance.wrappers import Guided
