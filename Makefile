@@ -86,9 +86,11 @@ test-slow: venv data
 	$(BIN)/python -m pytest -m slow
 
 # Bad configs, damaged artifacts and kill -9 in each stage, replayed on whole Snakemake runs of
-# a reduced smoke config (tests/test_reliability.py; several minutes). CI runs it after make test.
+# a reduced smoke config (tests/test_reliability.py; several minutes), and the config fuzzer's long
+# budget (tests/test_config_fuzz.py: thousands of drawn configs through the checks, dozens through
+# snakemake -n). CI runs it after make test.
 test-reliability: venv
-	$(BIN)/python -m pytest -m reliability tests/test_reliability.py
+	$(BIN)/python -m pytest -m reliability tests/test_reliability.py tests/test_config_fuzz.py
 
 # The smoke run through the SLURM profile on a one-node cluster started on this machine
 # (tests/slurm/cluster.sh: installs slurm-wlm and munge with apt when missing, so root), checked

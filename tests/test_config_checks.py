@@ -341,3 +341,19 @@ def test_a_start_that_saturates_score_form_guidance_is_a_warning_naming_the_key_
     path.write_text(yaml.safe_dump(changed("sampling.timestep_spacing", "linspace")))
     assert check_config_main([str(path)]) == 0  # valid, and it says why it may not be what you want
     assert "warning" in capsys.readouterr().err
+
+
+# What tests/test_config_fuzz.py found, each class of problem with the check that now names its
+# key (key changed, value, key the stop line must name, a phrase of the line).
+FUZZED = [
+    # plugins were imported before the schema had seen them: a float or a list of numbers raised
+    # TypeError; now only a list of module names is imported and the schema names the rest.
+    ("plugins", 2.5, "plugins", "is not of type 'array'"),
+    ("plugins", [3], "plugins.0", "is not of type 'string'"),
+]
+
+
+@pytest.mark.parametrize("key,value,named,rule", FUZZED)
+def test_what_the_fuzzer_found_stops_with_one_line_naming_the_key(key, value, named, rule):
+    lines = config_errors(changed(key, value), SCHEMA)
+    assert len(lines) == 1 and lines[0].startswith(f"  {named}: ") and rule in lines[0], lines

@@ -422,6 +422,7 @@ def test_a_second_run_under_another_name_is_byte_identical(smoke_run, tmp_path):
     compared = [path.relative_to(second) for pattern in ("data/*.npz", "models/*.pt", "samples/**/*.npz",
                                                          "reference/*.npz", "metrics/**/*.csv", "metrics*.csv")
                 for path in second.glob(pattern)]
-    assert len(compared) > 30 and any(p.match("samples/**/*.npz") for p in compared) and Path("metrics.csv") in compared
+    assert len(compared) > 30 and Path("metrics.csv") in compared
+    assert sum(p.parts[0] == "samples" for p in compared) == 7  # every (method, scale) of the smoke run
     differing = [str(p) for p in compared if (first / p).read_bytes() != (second / p).read_bytes()]
     assert not differing, differing

@@ -138,7 +138,9 @@ def completed(cfg: dict, source: str) -> dict:
 
     from diffguide.pipeline.config_schema import SCHEMA_PATH, describe_config_errors, load_schema
 
-    load_plugins(cfg.get("plugins"))
+    plugins = cfg.get("plugins")
+    if isinstance(plugins, list) and all(isinstance(name, str) for name in plugins):  # else the schema names it
+        load_plugins(plugins)
     try:
         validate(cfg, str(SCHEMA_PATH), set_default=True)
     except WorkflowError:

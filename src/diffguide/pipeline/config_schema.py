@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 from pathlib import Path
 
 import yaml
@@ -23,8 +25,16 @@ SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 SCALAR_TYPES = {"number": (int, float), "integer": (int,), "boolean": (bool,), "null": (type(None),)}
 
 
-def load_schema(schema_path: str | Path) -> dict:
+@functools.cache
+def _parsed_schema(schema_path: str) -> dict:
     return yaml.safe_load(Path(schema_path).read_text())
+
+
+def load_schema(schema_path: str | Path) -> dict:
+    """The schema as a dict, parsed once per process (pure-Python YAML takes a tenth of a second,
+    and config_errors needs it on every config: the config fuzzer checks thousands). A copy: the
+    caller may change it."""
+    return copy.deepcopy(_parsed_schema(str(Path(schema_path).resolve())))
 
 
 def _coerce_scalar(value: str, schema: dict):
@@ -81,10 +91,14 @@ def config_errors(config: dict, schema_path: str | Path) -> list[str]:
     from diffguide.pipeline.config_checks import config_problems
     from diffguide.registry import load_plugins
 
-    try:  # before the checks: a plugin's methods are valid guidance.methods
-        load_plugins(config.get("plugins", []))
-    except ImportError as err:
-        return [f"  plugins: {config.get('plugins')!r}: {err}; put the module on PYTHONPATH, or remove it from plugins"]
+    plugins = config.get("plugins", [])
+    # Before the checks: a plugin's methods are valid guidance.methods. Only a list of module names
+    # is imported; anything else is the schema's to name (found by tests/test_config_fuzz.py).
+    if isinstance(plugins, list) and all(isinstance(name, str) for name in plugins):
+        try:
+            load_plugins(plugins)
+        except ImportError as err:
+            return [f"  plugins: {plugins!r}: {err}; put the module on PYTHONPATH, or remove it from plugins"]
     schema = load_schema(schema_path)
     config.update(coerce_command_line_values(config, schema))
     try:
