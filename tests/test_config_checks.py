@@ -337,6 +337,11 @@ def test_a_start_that_saturates_score_form_guidance_is_a_warning_naming_the_key_
     only_zero["sampling"]["timestep_spacing"] = "linspace"
     for config in (*quiet, mean, only_zero):
         assert config_errors(config, SCHEMA) == [] and config_checks.config_warnings(config) == [], config
+    every_step = changed("sampling.steps", 100)  # leading over all T steps starts at t = 99 too: no fix there
+    assert config_errors(every_step, SCHEMA) == []
+    (line,) = config_checks.config_warnings(every_step)
+    assert "'leading': 100 steps of T = 100 spaced leading start at t = 99" in line
+    assert "use fewer sampling.steps, dividing T, with timestep_spacing: leading" in line
     path = tmp_path / "linspace.yaml"
     path.write_text(yaml.safe_dump(changed("sampling.timestep_spacing", "linspace")))
     assert check_config_main([str(path)]) == 0  # valid, and it says why it may not be what you want

@@ -198,7 +198,7 @@ def warn_if_saturating(parsed: MethodName, scale: float, sampling: dict, options
     start = saturating_start(sampling, diffusion) if scale != 0 and parsed.method.shifts_score(options) else None
     if start:
         fix = (f"--timestep-spacing leading ({start.lower_start()})" if start.leading_first is not None
-               else "--steps dividing T with --timestep-spacing leading")
+               else "fewer --steps, dividing T, with --timestep-spacing leading")
         log.warning("%s; pass %s, or --option cg_form=mean --sampler ddpm", start.describe([parsed.name]), fix)
 
 

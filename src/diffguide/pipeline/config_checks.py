@@ -400,7 +400,7 @@ class SaturatingStart:
     timesteps: int
     first: int
     abar: float
-    leading_first: int | None  # None where leading spacing cannot start near T - 1 (K does not divide T)
+    leading_first: int | None  # None where leading spacing is no fix (K does not divide T, or it starts as high)
     leading_abar: float | None
 
     def describe(self, methods: list[str]) -> str:
@@ -427,6 +427,8 @@ def saturating_start(setting: dict, diffusion: dict) -> SaturatingStart | None:
     if score_shift_factor(abar[first]) <= SATURATING_SHIFT:
         return None
     lower = respaced_timesteps(timesteps, steps, "leading")[0] if timesteps % steps == 0 else None
+    if lower is not None and score_shift_factor(abar[lower]) > SATURATING_SHIFT:  # K = T: leading starts at T - 1
+        lower = None
     return SaturatingStart(spacing, steps, timesteps, first, float(abar[first]), lower,
                            None if lower is None else float(abar[lower]))
 
@@ -442,7 +444,7 @@ def check_saturating_start(cfg: dict) -> list[str]:
         start = saturating_start(setting, cfg["diffusion"])
         if start:
             leading = (f"set {key}.timestep_spacing: leading ({start.lower_start()})" if start.leading_first is not None
-                       else f"choose {key}.steps dividing T with timestep_spacing: leading")
+                       else f"use fewer {key}.steps, dividing T, with timestep_spacing: leading")
             lines.append(f"  {key}.timestep_spacing: {start.spacing!r}: {start.describe(shifting)}; {leading}, or "
                          "guidance.cg_form: mean with the ddpm sampler")
     return lines
