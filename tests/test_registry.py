@@ -79,6 +79,44 @@ def test_a_method_guided_by_reference_images_says_so_and_a_bad_condition_is_refu
         Method("bad", "g", "bad", "bad", "bad", eps_model="unconditional", builder="x:y", condition="prompt")
 
 
+def declared(**fields) -> Method:
+    """A method declaration with these fields on top of a minimal valid one."""
+    return Method("bad", "g", "bad", "bad", "bad", eps_model="unconditional", builder="x:y", **fields)
+
+
+OPTION = registry.Option("bad_weight", 1.0, "a weight", minimum=0)
+# Each field a declaration checks, a value it refuses, and the message naming method, field and
+# the allowed values (found by make mutate: the checks added in issue 26 had no test of their own).
+BAD_DECLARATIONS = [
+    ({"scale_zero": "zero"}, "method 'bad': scale_zero 'zero' is not one of ('eps_model', 'null_label', 'own_clip')"),
+    ({"options": (OPTION,), "inert_unless": (("bad_weight", "bad_mode", "on"),)},
+     "method 'bad': inert_unless / role_inert_unless name options it does not declare: ['bad_mode']"),
+    ({"options": (OPTION,), "role_inert_unless": (("classifier", "bad_other", 1),)},
+     "method 'bad': inert_unless / role_inert_unless name options it does not declare: ['bad_other']"),
+    ({"options": (OPTION,), "role_inert_unless": (("classifier", "bad_weight", 1),)},
+     "method 'bad': role_inert_unless names a role it does not declare"),
+    ({"condition": "prompt"}, "method 'bad': condition 'prompt' is not one of ('class', 'reference')"),
+    ({"group": "extras"}, "method 'bad': group 'extras' is not one of ('papers', 'similarity', 'testbed')"),
+    ({"options": ("bad_weight",)}, "method 'bad': options must be Option declarations (diffguide.registry.Option), "
+                                   "got ('bad_weight',)"),
+]
+
+
+@pytest.mark.parametrize("fields, message", BAD_DECLARATIONS)
+def test_each_field_of_a_declaration_is_checked_with_a_message_naming_it(fields, message):
+    with pytest.raises(ValueError) as refused:
+        declared(**fields)
+    assert str(refused.value) == message
+
+
+def test_a_declaration_within_its_allowed_values_is_accepted():
+    method = declared(options=(OPTION,), guides=(("classifier", "noisy_classifier"),), scale_zero="own_clip",
+                      inert_unless=(("bad_weight", "bad_weight", 1.0),),
+                      role_inert_unless=(("classifier", "bad_weight", 1.0), ("eps_model", "bad_weight", 0.0)),
+                      condition="reference", group="testbed")
+    assert method.option_keys == ("bad_weight",) and method.defaults == {"bad_weight": 1.0}
+
+
 def test_a_method_must_name_registered_guiding_networks():
     with pytest.raises(ValueError, match="method 'bad': classifier 'nope' is not a registered network"):
         registry.register_method(Method("bad", "g", "bad", "bad", "bad", eps_model="unconditional", builder="x:y",

@@ -212,6 +212,10 @@ class Method:
     p_uncond_variants: bool = False
 
     def __post_init__(self):
+        # First: the checks below read the options' keys (a plugin passing strings got an AttributeError).
+        if not all(isinstance(option, Option) for option in self.options):
+            raise ValueError(f"method {self.name!r}: options must be Option declarations (diffguide.registry.Option), "
+                             f"got {self.options!r}")
         if self.scale_zero not in SCALE_ZERO:
             raise ValueError(f"method {self.name!r}: scale_zero {self.scale_zero!r} is not one of {SCALE_ZERO}")
         named = {key for triple in self.inert_unless for key in triple[:2]}
@@ -226,9 +230,6 @@ class Method:
             raise ValueError(f"method {self.name!r}: condition {self.condition!r} is not one of {CONDITIONS}")
         if self.group not in GROUPS:
             raise ValueError(f"method {self.name!r}: group {self.group!r} is not one of {GROUPS}")
-        if not all(isinstance(option, Option) for option in self.options):
-            raise ValueError(f"method {self.name!r}: options must be Option declarations (diffguide.registry.Option), "
-                             f"got {self.options!r}")
 
     @property
     def option_keys(self) -> tuple[str, ...]:
