@@ -100,8 +100,11 @@ def smoke_version(command: str, smoke_run: Path, out: Path) -> list[str]:
 SAMPLE_COMMANDS = [command for _, command in ALL_BASH if kind_of(command) == "diffguide"]
 
 
-@pytest.mark.parametrize("command", SAMPLE_COMMANDS)
-@pytest.mark.parametrize("method", ["cfg", "cg"])
+# Each documented command as written (cfg), and the first with cg: the noise.
+SAMPLE_CASES = [(command, "cfg") for command in SAMPLE_COMMANDS] + [(SAMPLE_COMMANDS[0], "cg")]
+
+
+@pytest.mark.parametrize("command, method", SAMPLE_CASES)
 def test_the_documented_sampling_command_draws_unsaturated_samples(smoke_run, tmp_path, command, method):
     args = smoke_version(command.replace("--method cfg", f"--method {method}"), smoke_run, tmp_path / "out")
     result = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=600)
