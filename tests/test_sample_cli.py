@@ -61,7 +61,7 @@ def train_run(root: Path, networks_to_train, diffusion: dict = DIFFUSION) -> Pat
     return root
 
 
-def record_run_config(root: Path, sampling: dict) -> dict:
+def record_run_config(root: Path, sampling: dict, **keys) -> dict:
     """results/<run>/config.yaml as rule record_config writes it: the schema's defaults filled in
     (the synthetic 8x8 'fashion_mnist' passes the schema, not the data set's cross-key checks)."""
     from snakemake.utils import validate
@@ -69,7 +69,7 @@ def record_run_config(root: Path, sampling: dict) -> dict:
     from diffguide.pipeline.config_schema import SCHEMA_PATH
     from diffguide.pipeline.run_record import run_config_path, write_run_config
 
-    cfg = job_config("conditional", DIFFUSION) | {"run": root.name, "training": {}, "sampling": sampling}
+    cfg = job_config("conditional", DIFFUSION) | {"run": root.name, "training": {}, "sampling": sampling} | keys
     validate(cfg, str(SCHEMA_PATH), set_default=True)
     write_run_config(cfg, run_config_path(root))
     return cfg
@@ -275,3 +275,20 @@ def test_a_start_that_saturates_score_form_guidance_is_warned_about_with_the_fla
     assert ("saturate" in caplog.text) == warned
     if warned:
         assert "start at t = 99" in caplog.text and "pass --timestep-spacing leading (t = 75, factor 2)" in caplog.text
+
+
+def test_a_run_that_reads_another_runs_models_samples_with_them(run, tmp_path):
+    """A run whose recorded config reuses another run's conditional model (models_from, as the
+    testbed reuses the default run's) samples cfg with that file, found beside it under results/."""
+    results = tmp_path / "results"
+    shutil.copytree(run, results / "donor")
+    reuser = results / "reuser"
+    (reuser / "models").mkdir(parents=True)
+    cfg = record_run_config(reuser, {"sampler": "ddim", "steps": 10, "timestep_spacing": "leading"},
+                            models_from={"run": "donor", "networks": ["conditional"]})
+    assert cfg["models_from"]["run"] == "donor"
+    out = sample(tmp_path, "--run", reuser, "--method", "cfg", "--scale", 0, "--count", 2, steps=None)
+    assert json.loads(str(out["settings"]))["models"]["eps_model"] == str(results / "donor/models/conditional.pt")
+    donor = sample(tmp_path, "--run", results / "donor", "--method", "cfg", "--scale", 0, "--count", 2, steps=None,
+                   name="donor")
+    assert np.array_equal(out["images"], donor["images"])

@@ -232,9 +232,18 @@ def parse_classes(text: str | None, class_names: list[str]) -> list[int]:
 
 # ----------------------------------------------------------------------------- models and metadata
 
-def model_files(parsed: MethodName, scale: float, args) -> dict[str, Path]:
+def model_folder(run: Path, network: str, cfg: dict | None) -> Path:
+    """Where a run keeps a network's model: its own models/, or, for a network its config reads
+    from another run (models_from, as the testbed reads the default run's), that run's, beside it."""
+    reuse = (cfg or {}).get("models_from") or {}
+    if reuse.get("run") and network in reuse.get("networks", []):
+        return run.parent / reuse["run"] / "models"
+    return run / "models"
+
+
+def model_files(parsed: MethodName, scale: float, args, cfg: dict | None = None) -> dict[str, Path]:
     """role -> model file of what the method loads at ``scale`` (registry: eps-model, plus its
-    guides unless scale is 0): the run's models/<network>.pt, or the one --checkpoint."""
+    guides unless scale is 0): the run's models/<network>.pt (model_folder), or the one --checkpoint."""
     needed = parsed.models(scale)
     if args.checkpoint is not None:
         extra = {role: net for role, net in needed.items() if role != "eps_model"}
@@ -243,7 +252,7 @@ def model_files(parsed: MethodName, scale: float, args) -> dict[str, Path]:
             raise UsageError(f"{parsed.name} at scale {scale:g} also needs {', '.join(extra.values())}; pass --run "
                              f"<the run's results folder> (which holds {files}) instead of --checkpoint")
         return {"eps_model": args.checkpoint}
-    paths = {role: args.run / "models" / f"{net}.pt" for role, net in needed.items()}
+    paths = {role: model_folder(args.run, net, cfg) / f"{net}.pt" for role, net in needed.items()}
     missing = [path for path in paths.values() if not path.is_file()]
     if missing:
         config = " ".join(map(str, args.config)) if args.config else "<the config file of this run>"
@@ -356,7 +365,7 @@ def plan(args) -> Plan:
         device = pick_device(args.device)
     except (ValueError, RuntimeError) as err:  # an unknown method; cuda asked for on a machine without it
         raise UsageError(str(err).replace("set device:", "use --device")) from None
-    paths = model_files(parsed, args.scale, args)
+    paths = model_files(parsed, args.scale, args, cfg)
     models, arch, meta = load_models(paths, device, cfg)
     check_config_agrees(cfg, meta, paths["eps_model"])
     if args.checkpoint is not None:
