@@ -13,10 +13,10 @@ seed, precision) comes from the model files' metadata (stages.train.model_metada
 settings (sampler, steps, spacing, guidance options) from the flags, else from ``--config`` (config
 files), else from the config the run recorded (results/<run>/config.yaml, pipeline.run_record),
 else from the schema's defaults. A setting whose first step saturates score-form guidance is
-warned about, with the flag that fixes it. The guided model and the sampling loop are the sampling job's own (stages.sample), and
-the seed defaults to the run's, so the run's settings reproduce a sampling job's file: sample i
-asks for the i-th of the chosen classes, cyclically (all classes in order by default, as the job
-asks), and its noise depends on (seed, i) only.
+warned about, with the flag that fixes it. The guided model and the sampling loop are the sampling
+job's own (stages.sample), and the seed defaults to the run's, so the run's settings reproduce a
+sampling job's file: sample i asks for the i-th of the chosen classes, cyclically (all classes in
+order by default, as the job asks), and its noise depends on (seed, i) only.
 """
 
 from __future__ import annotations
