@@ -121,3 +121,19 @@ def test_a_finished_artifact_that_went_missing_is_named_as_possibly_stale(tmp_pa
     assert integrity.check_run(root, remade=(str(gone),)) == []
     kept.unlink()  # nothing made later is left (a killed first run, --delete-all-output): a plain rerun remakes it
     assert integrity.check_run(root) == []
+
+
+def test_a_temp_file_a_killed_writer_left_is_removed_by_the_next_write(tmp_path):
+    """kill -9 during an atomic write leaves .<name>.<random>.tmp; the next write of that file
+    removes it, and leaves other files' temps alone (they may be being written)."""
+    from diffguide.base.atomic import atomic_open
+
+    target = tmp_path / "conditional.ckpt"
+    orphan = tmp_path / ".conditional.ckpt.k1ll3d.tmp"
+    other = tmp_path / ".unconditional.ckpt.wr1t1ng.tmp"
+    orphan.write_bytes(b"half")
+    other.write_bytes(b"busy")
+    with atomic_open(target) as handle:
+        handle.write(b"whole")
+    assert target.read_bytes() == b"whole" and not orphan.exists() and other.read_bytes() == b"busy"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".unconditional.ckpt.wr1t1ng.tmp", "conditional.ckpt"]

@@ -5,6 +5,7 @@ rule reads also gets its content checksum beside it (``checksum=True``; diffguid
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import tempfile
@@ -42,6 +43,16 @@ def umask_mode(mode: int = 0o666) -> int:
     return mode & ~umask
 
 
+def remove_orphaned_temps(path: Path) -> None:
+    """Delete the temp files an earlier writer of ``path`` left when it was killed (kill -9 runs no
+    cleanup): a file has one writer at a time (Snakemake runs one job per output, and only rank 0
+    writes a training checkpoint), so a temp of its name that exists as a new write starts is an
+    orphan. Without this, a killed checkpoint write left .<name>.<random>.tmp beside the finished
+    run (tests/test_reliability.py found it)."""
+    for orphan in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        orphan.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_open(path, checksum: bool = False):
     """A binary handle whose content replaces ``path`` only when the ``with`` block succeeds;
@@ -49,6 +60,7 @@ def atomic_open(path, checksum: bool = False):
     gets the mode the umask gives any new file; with ``checksum``, ``<path>.sha256`` follows it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_orphaned_temps(path)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
