@@ -129,11 +129,13 @@ def test_a_temp_file_a_killed_writer_left_is_removed_by_the_next_write(tmp_path)
     from diffguide.base.atomic import atomic_open
 
     target = tmp_path / "conditional.ckpt"
-    orphan = tmp_path / ".conditional.ckpt.k1ll3d.tmp"
-    other = tmp_path / ".unconditional.ckpt.wr1t1ng.tmp"
+    orphan = tmp_path / ".conditional.ckpt.k1ll3d_x.tmp"  # mkstemp's 8 random characters
+    others = [tmp_path / ".unconditional.ckpt.wr1t1ng_.tmp", tmp_path / ".conditional.ckpt.sha256.wr1t1ng_.tmp"]
     orphan.write_bytes(b"half")
-    other.write_bytes(b"busy")
+    for other in others:
+        other.write_bytes(b"busy")
     with atomic_open(target) as handle:
         handle.write(b"whole")
-    assert target.read_bytes() == b"whole" and not orphan.exists() and other.read_bytes() == b"busy"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".unconditional.ckpt.wr1t1ng.tmp", "conditional.ckpt"]
+    assert target.read_bytes() == b"whole" and not orphan.exists()
+    assert all(other.read_bytes() == b"busy" for other in others)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name for other in others] + [target.name])

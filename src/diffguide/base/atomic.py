@@ -49,7 +49,8 @@ def remove_orphaned_temps(path: Path) -> None:
     writes a training checkpoint), so a temp of its name that exists as a new write starts is an
     orphan. Without this, a killed checkpoint write left .<name>.<random>.tmp beside the finished
     run (tests/test_reliability.py found it)."""
-    for orphan in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+    # mkstemp's random part is 8 characters without dots: .x.npz.sha256.<8>.tmp is another file's.
+    for orphan in path.parent.glob(f".{glob.escape(path.name)}.{'?' * 8}.tmp"):
         orphan.unlink(missing_ok=True)
 
 
