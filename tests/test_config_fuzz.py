@@ -12,21 +12,18 @@ test_config_checks.py's FUZZED cases."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from config_fuzz import SCHEMA, configs
 from hypothesis import HealthCheck, given, settings
+from workflow_copies import SNAKEMAKE, copy_workflow
 
 from diffguide.pipeline.check_config import main as check_config_main
 from diffguide.pipeline.config_schema import SCHEMA_PATH, config_errors
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 TOP_KEYS = set(SCHEMA["properties"])
 # A stop line: two spaces, the key (dotted, list items as [i]), then ': ' and what is wrong.
 KEY_LINE = re.compile(r"^  ((?:\(top level\))|[A-Za-z_][\w]*(?:\.[\w.-]+|\[\d+\])*)(?::|$)")
@@ -68,11 +65,7 @@ def test_every_drawn_config_is_accepted_or_each_stop_line_names_a_key(drawn):
 @pytest.fixture(scope="module")
 def workflow(tmp_path_factory) -> Path:
     """A copy of the workflow to plan in (nothing of the repository's own results/ is touched)."""
-    root = tmp_path_factory.mktemp("fuzz")
-    for name in ("Snakefile", "workflow", "config", "profiles"):
-        source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, root / name)
-    return root
+    return copy_workflow(tmp_path_factory.mktemp("fuzz"))
 
 
 def plan(workflow: Path, cfg: dict, changes: list[str]) -> None:

@@ -24,8 +24,9 @@ from pathlib import Path
 from diffguide.base.atomic import SUFFIX, digest_path, file_sha256, write_digest
 
 # The artifacts of a run (relative to results/<run>/) that carry a checksum: everything a later
-# rule reads, and the run's recorded config (diffguide.pipeline.run_record), which `diffguide sample` reads. Checkpoints (rotated while training, with their own fingerprint), logs, figures and
-# tables (read by no rule) do not.
+# rule reads, and the run's recorded config (diffguide.pipeline.run_record), which `diffguide
+# sample` reads. Checkpoints (rotated while training, with their own fingerprint), logs, figures
+# and tables (read by no rule) do not.
 ARTIFACT_PATTERNS = ("config.yaml", "data/*.npz", "models/*.pt", "samples/**/*.npz", "reference/*.npz",
                      "metrics/**/*.csv", "metrics*.csv")
 # What may be made from each kind of artifact (the rules' inputs, coarsely): the artifacts that

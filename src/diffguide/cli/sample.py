@@ -136,11 +136,9 @@ def completed(cfg: dict, source: str) -> dict:
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
-    from diffguide.pipeline.config_schema import SCHEMA_PATH, describe_config_errors, load_schema
+    from diffguide.pipeline.config_schema import SCHEMA_PATH, describe_config_errors, listed_plugins, load_schema
 
-    plugins = cfg.get("plugins")
-    if isinstance(plugins, list) and all(isinstance(name, str) for name in plugins):  # else the schema names it
-        load_plugins(plugins)
+    load_plugins(listed_plugins(cfg))
     try:
         validate(cfg, str(SCHEMA_PATH), set_default=True)
     except WorkflowError:

@@ -6,12 +6,13 @@ with t = 0 .. T-1 indexing the T noising steps.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple, Sequence
 
 import torch
+
+from diffguide.diffusion import noise_levels
 
 
 def linear_betas(timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
@@ -23,13 +24,9 @@ def linear_betas(timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.0
 
 def cosine_betas(timesteps: int, offset: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
     """Nichol & Dhariwal (2021) eq. 17: abar(t) = cos^2(((t/T + s) / (1 + s)) * pi/2),
-    betas clipped at 0.999 to avoid the singularity at t = T."""
-
-    def abar(u: float) -> float:
-        return math.cos((u + offset) / (1 + offset) * math.pi / 2) ** 2
-
-    betas = [min(1 - abar((i + 1) / timesteps) / abar(i / timesteps), max_beta) for i in range(timesteps)]
-    return torch.tensor(betas, dtype=torch.float64)
+    betas clipped at 0.999 to avoid the singularity at t = T. The formula lives once, torch-free, in
+    noise_levels (the config checks read it at parse time); float64 both ways, so the same values."""
+    return torch.from_numpy(noise_levels.cosine_betas(timesteps, offset, max_beta))
 
 
 SCHEDULES = {"linear": linear_betas, "cosine": cosine_betas}

@@ -437,8 +437,9 @@ def check_saturating_start(cfg: dict) -> list[str]:
     """A warning for each sampling setting of the run (saturating_start) where one of its
     score-form methods samples at a nonzero scale."""
     g = cfg["guidance"]
-    shifting = [m for m in g["methods"] if m in REGISTRY.methods and parse_method(m).method.shifts_score(g)
-                and any(scale != 0 for scale in g.get(parse_method(m).method.scales_option, []))]
+    declared = {name: parse_method(name).method for name in g["methods"] if name in REGISTRY.methods}
+    shifting = [name for name, method in declared.items() if method.shifts_score(g)
+                and any(scale != 0 for scale in g.get(method.scales_option, []))]
     lines = []
     for key, setting in sampling_settings(cfg) if shifting else []:
         start = saturating_start(setting, cfg["diffusion"])

@@ -82,6 +82,14 @@ def describe_config_errors(config: dict, schema: dict) -> list[str]:
     return lines
 
 
+def listed_plugins(config: dict) -> list[str]:
+    """The plugin modules a config names, to import before it is checked; none where ``plugins``
+    is not a list of module names, which the schema then names (tests/test_config_fuzz.py found a
+    float reaching the import)."""
+    plugins = config.get("plugins") or []
+    return plugins if isinstance(plugins, list) and all(isinstance(name, str) for name in plugins) else []
+
+
 def config_errors(config: dict, schema_path: str | Path) -> list[str]:
     """Coerce command-line strings, validate against the schema (filling in its defaults, in
     place), then apply the rules the schema cannot state. The lines name each wrong key."""
@@ -91,14 +99,10 @@ def config_errors(config: dict, schema_path: str | Path) -> list[str]:
     from diffguide.pipeline.config_checks import config_problems
     from diffguide.registry import load_plugins
 
-    plugins = config.get("plugins", [])
-    # Before the checks: a plugin's methods are valid guidance.methods. Only a list of module names
-    # is imported; anything else is the schema's to name (found by tests/test_config_fuzz.py).
-    if isinstance(plugins, list) and all(isinstance(name, str) for name in plugins):
-        try:
-            load_plugins(plugins)
-        except ImportError as err:
-            return [f"  plugins: {plugins!r}: {err}; put the module on PYTHONPATH, or remove it from plugins"]
+    try:  # before the checks: a plugin's methods are valid guidance.methods
+        load_plugins(listed_plugins(config))
+    except ImportError as err:
+        return [f"  plugins: {config.get('plugins')!r}: {err}; put the module on PYTHONPATH, or remove it from plugins"]
     schema = load_schema(schema_path)
     config.update(coerce_command_line_values(config, schema))
     try:
