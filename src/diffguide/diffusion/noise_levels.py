@@ -23,9 +23,10 @@ import numpy as np
 
 # Above this factor (1 - abar) / sqrt(abar) at the first sampled step, a score-form guidance shift
 # is taken to saturate the samples. Measured: 20,291 (cosine, t = 999 of 1000) turned classifier
-# guidance at s = 1, 3 and 10 into black-and-white blobs on config/sdg_quick.yaml (FID 61 against 3.3
-# unguided, accuracy 0.35 at every s), where 16 (t = 960, leading) gave FID 3.4, 0.6, 2.3 and accuracy
-# 0.66 to 1.00 (config/README.md, sampling.timestep_spacing); the README's cg command sampled from
+# guidance at s = 1, 3 and 10 into black-and-white blobs on config/sdg_quick.yaml (FID 61.0 [57.7,
+# 64.4] at s = 1 against 3.32 [1.89, 4.74] unguided, 95% half-sample intervals; accuracy 0.35 at
+# every s), where 16 (t = 960, leading) gave FID 3.4, 0.6, 2.3 and accuracy 0.66 to 1.00
+# (config/README.md, sampling.timestep_spacing, which gives no interval for these); the README's cg command sampled from
 # t = 999 gave 92% of its pixels at 0 or 255 (issue 27). D&N's own ImageNet setting, the linear
 # schedule from t = 999 (abar = 4.0e-5), has 158. 1000 lies between what is known to work and what is
 # known to fail: it flags the cosine schedule from t = T - 1 at T = 100 (2,029) and T = 1000, and not
