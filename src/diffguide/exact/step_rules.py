@@ -1,0 +1,178 @@
+"""Every approximation of the guided reverse step, on the exact mixture, as one Gaussian (issue 28).
+
+The exact guided step at scale s is p(x_{t'} | x_t) p_{t'}(y | x_{t'})^s / Z (seed eq. 1.4, and 1.11
+with the classifier raised to s, eq. 1.13); at s = 1 it is p(x_{t'} | x_t, y) (`transition`). Each
+rule below replaces it by a Gaussian N(mean, cov), built from the exact eps (Tweedie's E[x_0 | x_t])
+and the exact noisy classifier, so what remains is the rule's own error, not a network's:
+
+| rule | seed eq. | the Gaussian |
+|---|---|---|
+| `unguided` | 1.6's p(x_{t'} / x_t) | N(a x0_hat + b x_t, sigma^2 I), x0_hat = E[x_0 / x_t] |
+| `conditional_model` | | N(a E[x_0 / x_t, y] + b x_t, sigma^2 I): a perfect conditional eps-model |
+| `mean_shift` | 1.10, 1.12 | unguided mean + s sigma^2 g_t, g_t = grad log p_t(y / x_t) |
+| `score_form` | 1.22-1.24 | the step with eps - s sqrt(1 - abar_t) g_t |
+| `target_level_gradient` | 1.5 | the mean shift with g taken at the target's noise level, grad log p_{t'}(y / x) at x_t |
+| `gradient_at_mean` | 1.5, D&N eqs. 5-6 | the mean shift with g = grad log p_{t'}(y / x) at the unguided mean mu (`grad_at: mean`) |
+| `laplace` | 1.5 to 2nd order | N(P^-1 (mu / sigma^2 + s g_t - s H x_t), P^-1), P = I / sigma^2 - s H, H the Hessian |
+| `moment_matched` | | the target's own mean and covariance: the best Gaussian under KL(target / rule) |
+
+Eq. 1.5's time-derivative term, d/dt log p(y | x_t), does not depend on x_{t'}, so after the square
+is completed (eqs. 1.6-1.9) it cancels in the normaliser: kept to the letter it changes nothing.
+What the time change does change is the gradient, which belongs to the target's noise level t', not
+to t. `target_level_gradient` takes it there, and so keeps eq. 1.5's time dependence to first order.
+
+`laplace` is the second-order expansion of log p_t(y | x) around x_t. Where P is not positive definite
+(the classifier's log-density curves up faster than 1 / sigma^2 in some direction) no Gaussian has
+that exponent; the rule then falls back to `mean_shift` for that row and says so in ``fallback``.
+At sigma = 0 (DDIM) the mean shift and the Laplace rule shift nothing: only the score form guides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from diffguide.exact.labelled_mixture import LabelledMixture
+from diffguide.exact.transition import GaussianSum, _scalar, exact_transition, step_coefficients, x0_posterior
+
+
+@dataclass(frozen=True)
+class GaussianStep:
+    """One Gaussian per row: ``mean`` [B, d], ``cov`` [B, d, d] (zero for a deterministic step), and
+    ``fallback`` [B], the rows where a rule could not apply and used `mean_shift` instead."""
+
+    mean: torch.Tensor
+    cov: torch.Tensor
+    fallback: torch.Tensor
+
+
+@dataclass(frozen=True)
+class StepSetting:
+    """One step t -> t' of one class: the points x_t [B, d], labels y [B], abar_t, abar_{t'}, the
+    step's sigma_t^2 and the guidance scale s."""
+
+    x_t: torch.Tensor
+    y: torch.Tensor
+    abar_t: float
+    abar_next: float
+    sigma2: float
+    scale: float = 1.0
+
+    @property
+    def coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return step_coefficients(self.abar_t, self.abar_next, self.sigma2)
+
+    def abar(self, level: float) -> torch.Tensor:
+        return _scalar(level).expand(len(self.x_t), 1)
+
+
+def tweedie_x0(mixture: LabelledMixture, x_t: torch.Tensor, abar_t, y: torch.Tensor | None = None) -> torch.Tensor:
+    """E[x_0 | x_t] (y None) or E[x_0 | x_t, y], [B, d]: what a perfect eps-model predicts (Tweedie)."""
+    means, _ = x0_posterior(mixture.components, x_t, abar_t)
+    abar = _scalar(abar_t).expand(len(x_t), 1)
+    log_w = (mixture.component_log_posterior(x_t, abar) if y is None
+             else mixture.in_class_log_posterior(x_t, abar, y))
+    return (log_w.exp()[..., None] * means).sum(1)
+
+
+def _isotropic(setting: StepSetting, mean: torch.Tensor, fallback: torch.Tensor | None = None) -> GaussianStep:
+    d = mean.shape[-1]
+    cov = _scalar(setting.sigma2) * torch.eye(d, dtype=torch.float64).expand(len(mean), d, d)
+    none = torch.zeros(len(mean), dtype=torch.bool)
+    return GaussianStep(mean, cov, none if fallback is None else fallback)
+
+
+def unguided_mean(mixture: LabelledMixture, setting: StepSetting, y: torch.Tensor | None = None) -> torch.Tensor:
+    """a x0_hat + b x_t: DDIM eq. 12 with the exact eps (the posterior mean, DDPM eq. 7, at eta = 1)."""
+    a, b = setting.coefficients
+    return a * tweedie_x0(mixture, setting.x_t, setting.abar_t, y) + b * setting.x_t
+
+
+def unguided(mixture: LabelledMixture, setting: StepSetting) -> GaussianStep:
+    return _isotropic(setting, unguided_mean(mixture, setting))
+
+
+def conditional_model(mixture: LabelledMixture, setting: StepSetting) -> GaussianStep:
+    return _isotropic(setting, unguided_mean(mixture, setting, setting.y))
+
+
+def mean_shift(mixture: LabelledMixture, setting: StepSetting, level: float | None = None) -> GaussianStep:
+    """Eq. 1.10 with the scale of eq. 1.12: the mean moves by s Sigma grad log p(y | x_t)."""
+    level = setting.abar_t if level is None else level
+    gradient = mixture.class_log_prob_grad(setting.x_t, setting.abar(level), setting.y)
+    return _isotropic(setting, unguided_mean(mixture, setting) + setting.scale * setting.sigma2 * gradient)
+
+
+def target_level_gradient(mixture: LabelledMixture, setting: StepSetting) -> GaussianStep:
+    return mean_shift(mixture, setting, level=setting.abar_next)
+
+
+def gradient_at_mean(mixture: LabelledMixture, setting: StepSetting) -> GaussianStep:
+    """D&N's own expansion point (eqs. 5-6; the pipeline's ``grad_at: mean``): g = grad log p_{t'}(y | x)
+    at x = mu, the unguided mean, for the noise level of x_{t'}."""
+    mean = unguided_mean(mixture, setting)
+    gradient = mixture.class_log_prob_grad(mean, setting.abar(setting.abar_next), setting.y)
+    return _isotropic(setting, mean + setting.scale * setting.sigma2 * gradient)
+
+
+def score_form(mixture: LabelledMixture, setting: StepSetting) -> GaussianStep:
+    """Eqs. 1.22-1.24: eps_hat = eps - s sqrt(1 - abar_t) g_t, then the generalized step with eps_hat."""
+    x_t, abar_t, abar_next = setting.x_t, _scalar(setting.abar_t), _scalar(setting.abar_next)
+    eps = (x_t - abar_t.sqrt() * tweedie_x0(mixture, x_t, abar_t)) / (1 - abar_t).sqrt()
+    gradient = mixture.class_log_prob_grad(x_t, setting.abar(setting.abar_t), setting.y)
+    eps_hat = eps - setting.scale * (1 - abar_t).sqrt() * gradient
+    x0_hat = (x_t - (1 - abar_t).sqrt() * eps_hat) / abar_t.sqrt()
+    direction = (1 - abar_next - setting.sigma2).clamp(min=0).sqrt()
+    return _isotropic(setting, abar_next.sqrt() * x0_hat + direction * eps_hat)
+
+
+def classifier_hessian(mixture: LabelledMixture, x: torch.Tensor, abar: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """grad^2_x log p_t(y | x), [B, d, d]: the Jacobian of the closed-form gradient, row by row (rows
+    are independent, so the Jacobian of the summed gradients holds each row's Hessian)."""
+    summed = lambda points: mixture.class_log_prob_grad(points, abar, y).sum(0)  # noqa: E731
+    jacobian = torch.autograd.functional.jacobian(summed, x)  # [d, B, d]
+    return jacobian.permute(1, 0, 2)
+
+
+def laplace(mixture: LabelledMixture, setting: StepSetting) -> GaussianStep:
+    """The second-order expansion of log p_t(y | x)^s around x_t times the unguided Gaussian, completed
+    to one Gaussian where its precision P = I / sigma^2 - s H is positive definite."""
+    first_order = mean_shift(mixture, setting)
+    if setting.sigma2 == 0:
+        return first_order
+    x_t, s, d = setting.x_t, setting.scale, setting.x_t.shape[-1]
+    abar = setting.abar(setting.abar_t)
+    gradient = mixture.class_log_prob_grad(x_t, abar, setting.y)
+    hessian = s * classifier_hessian(mixture, x_t, abar, setting.y)
+    precision = torch.eye(d, dtype=torch.float64) / setting.sigma2 - hessian
+    chol, info = torch.linalg.cholesky_ex(precision)
+    fallback = info != 0
+    safe = torch.where(fallback[:, None, None], torch.eye(d, dtype=torch.float64).expand_as(precision), chol)
+    cov = torch.cholesky_inverse(safe)
+    linear = unguided_mean(mixture, setting) / setting.sigma2 + s * gradient - (hessian @ x_t[..., None])[..., 0]
+    mean = (cov @ linear[..., None])[..., 0]
+    return GaussianStep(torch.where(fallback[:, None], first_order.mean, mean),
+                        torch.where(fallback[:, None, None], first_order.cov, cov), fallback)
+
+
+def target_moments(target: GaussianSum) -> GaussianStep:
+    """`moment_matched` at s = 1: the exact transition's mean and covariance."""
+    return GaussianStep(target.mean(), target.covariance(), torch.zeros(len(target.means), dtype=torch.bool))
+
+
+RULES = {
+    "unguided": unguided,
+    "conditional_model": conditional_model,
+    "mean_shift": mean_shift,
+    "target_level_gradient": target_level_gradient,
+    "gradient_at_mean": gradient_at_mean,
+    "score_form": score_form,
+    "laplace": laplace,
+}
+
+
+def exact_step(mixture: LabelledMixture, setting: StepSetting, conditional: bool = True) -> GaussianSum:
+    """The exact transition the rules approximate at s = 1: p(x_{t'} | x_t, y), or p(x_{t'} | x_t)."""
+    y = setting.y if conditional else None
+    return exact_transition(mixture, setting.x_t, setting.abar_t, setting.abar_next, setting.sigma2, y)
