@@ -10,7 +10,7 @@ RUN ?= $(shell sed -n 's/^run: *//p' $(CONFIG))
 FEATURES ?= classifier
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: run run-sdg testbed test test-slow test-reliability test-slurm bench-gpu data venv bench bench-metrics clean-results findings report mutate mutate-wiring budget
+.PHONY: run run-sdg testbed approximations test test-slow test-reliability test-slurm bench-gpu data venv bench bench-metrics clean-results findings report mutate mutate-wiring budget
 
 venv: $(STAMP)
 
@@ -56,6 +56,12 @@ testbed: venv data
 	$(BIN)/python -m diffguide.pipeline.check_config $(CONFIG) $(TESTBED_CONFIG)
 	$(BIN)/snakemake testbed --cores $(CORES) --configfile $(CONFIG) $(TESTBED_CONFIG)
 	$(BIN)/python -m diffguide.findings results/$(TESTBED_RUN)/metrics.csv --set testbed || [ $$? -eq 1 ]
+
+# How far is each guidance rule from the exact guided step? The one-step study of issue 28 on the
+# exact Gaussian mixtures (no data, no trained model): rows to results/approximations/, the figures
+# and tables the README shows to docs/ (docs/approximations.md). 5 minutes on 2 cores (AMD EPYC, measured under load).
+approximations: venv
+	$(BIN)/python -m diffguide.reports.approximation_report --out results/approximations --docs docs
 
 # Do the papers' findings hold on results/$(RUN)/metrics.csv? Exit 0: all hold, 1: one fails,
 # 2: no metrics yet. FEATURES=inception judges FID and IS on Inception features instead.

@@ -1,0 +1,186 @@
+"""The figure and tables of the one-step study (issue 28; diffguide.exact.approximation_study).
+
+    python -m diffguide.reports.approximation_report --out results/approximations --docs docs
+
+writes the rows (``one_step_errors.csv``, ``tweedie_gradient.csv``) to ``--out`` and, to ``--docs``,
+``one_step_errors.png`` (error against t, one curve per rule; rows d = 1, 2, 8, columns the three
+kinds of step), ``one_step_mean_errors.png`` (the same for the part of the error the rule's mean
+makes: the part guidance moves), ``tweedie_gradient.png`` and ``approximations.md`` (the tables the README shows).
+
+A table cell is the rule's error summed over the 25 steps of the chain. For KL this sum is the
+chain rule's bound on the KL between the exact and the rule's whole paths (when x_t is where the
+exact chain is); W2 adds up likewise along a chain of maps. Its interval combines the steps'
+bootstrap intervals in quadrature, each side apart (the steps' points are drawn independently).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from diffguide.base.atomic import atomic_open  # noqa: E402
+from diffguide.exact.approximation_study import (DIMENSIONS, STEP_KINDS, StudySize, study_rows,  # noqa: E402
+                                                 tweedie_rows)
+from diffguide.reports.figures import save_figure  # noqa: E402
+
+RULE_LABELS = {
+    "unguided_floor": "unguided step vs p(x'|x_t) (the floor)",
+    "conditional_model": "perfect conditional eps",
+    "mean_shift": "mean shift (eq. 1.10)",
+    "target_level_gradient": "gradient at level t' (eq. 1.5)",
+    "gradient_at_mean": "gradient at the mean (D&N eqs. 5-6)",
+    "score_form": "score form (eqs. 1.22-1.24)",
+    "laplace": "second order (Laplace)",
+    "moment_matched": "moment matched (best Gaussian)",
+}
+
+
+def chain_totals(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (setting, rule, dim): the sum over steps, with the interval's sides added in quadrature."""
+    rows = rows.assign(below=rows.value - rows.low, above=rows.high - rows.value)
+    grouped = rows.groupby(["setting", "part", "rule", "dim"])
+    totals = grouped.agg(value=("value", "sum"), fallback_share=("fallback_share", "mean"))
+    totals["low"] = totals.value - grouped.below.apply(lambda b: math.sqrt((b**2).sum()))
+    totals["high"] = totals.value + grouped.above.apply(lambda a: math.sqrt((a**2).sum()))
+    return totals.reset_index()
+
+
+PLOT_FLOOR = 1e-8  # errors below it are drawn on it: the figure's bottom line means "exact"
+ROUNDING = 1e-10  # below this an error is zero to float64 rounding (the exact identities of the rules)
+
+
+def _number(value: float) -> str:
+    return "0" if abs(value) < ROUNDING else f"{value:.3g}"
+
+
+def _cell(row) -> str:
+    text = f"{_number(row.value)} [{_number(row.low)}, {_number(row.high)}]"
+    return text + (f" ({row.fallback_share:.1%} fell back)" if row.fallback_share > 0 else "")
+
+
+PART_TITLES = {"total": "the whole error", "mean_part": "the part the mean makes"}
+
+
+def markdown_tables(rows: pd.DataFrame, tweedie: pd.DataFrame) -> str:
+    """Per kind of step, two tables (rules by dimension): the whole error and its mean's part; then
+    the Tweedie gradient's table."""
+    totals = chain_totals(rows)
+    parts = []
+    for kind in STEP_KINDS:
+        for part_name, title in PART_TITLES.items():
+            parts.append(_rule_table(totals[(totals.setting == kind.name) & (totals.part == part_name)], kind, title))
+    parts.append(_tweedie_table(tweedie))
+    return "\n\n".join(parts) + "\n"
+
+
+def _rule_table(part: pd.DataFrame, kind, title: str) -> str:
+    divergence = "KL, nats" if kind.eta > 0 else "W2"
+    header = f"| rule ({divergence}, summed over the chain) | " + " | ".join(f"d = {d}" for d in DIMENSIONS)
+    lines = [f"### {kind.name}: {title}", "", header + " |", "|---" * (len(DIMENSIONS) + 1) + "|"]
+    for rule, label in RULE_LABELS.items():
+        cells = [part[(part.rule == rule) & (part.dim == d)] for d in DIMENSIONS]
+        if all(c.empty for c in cells):
+            continue
+        lines.append(f"| {label} | " + " | ".join(_cell(c.iloc[0]) if not c.empty else "" for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _tweedie_table(tweedie: pd.DataFrame) -> str:
+    lines = ["### Tweedie gradient (training-free guidance's p(y | x0_hat)) against grad log p_t(y | x_t)", "",
+             "| t | " + " | ".join(f"relative error, d = {d} | eps error, d = {d}" for d in DIMENSIONS) + " |",
+             "|---" * (2 * len(DIMENSIONS) + 1) + "|"]
+    for t, group in tweedie.groupby("t", sort=False):
+        cells = []
+        for d in DIMENSIONS:
+            r = group[group.dim == d].iloc[0]
+            cells += [f"{r.relative_error:.3g} [{r.relative_error_low:.3g}, {r.relative_error_high:.3g}]",
+                      f"{r.eps_error:.3g} [{r.eps_error_low:.3g}, {r.eps_error_high:.3g}]"]
+        lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def error_figure(rows: pd.DataFrame, path: Path) -> None:
+    """Error against t, one curve per rule, with its interval as a band: rows d, columns step kinds
+    (``rows`` of one part: the whole error or its mean's part)."""
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, axes = plt.subplots(len(DIMENSIONS), len(STEP_KINDS), figsize=(4.2 * len(STEP_KINDS), 3.2 * len(DIMENSIONS)),
+                             squeeze=False)
+    palette = dict(zip(RULE_LABELS, sns.color_palette("tab10", len(RULE_LABELS))))
+    for i, dim in enumerate(DIMENSIONS):
+        for j, kind in enumerate(STEP_KINDS):
+            ax = axes[i, j]
+            part = rows[(rows.dim == dim) & (rows.setting == kind.name)]
+            for rule, label in RULE_LABELS.items():
+                curve = part[part.rule == rule].sort_values("t")
+                if curve.empty:
+                    continue
+                floor = lambda v: v.clip(lower=PLOT_FLOOR)  # noqa: E731
+                ax.plot(curve.t, floor(curve.value), label=label, color=palette[rule], lw=1.2)
+                ax.fill_between(curve.t, floor(curve.low), floor(curve.high), color=palette[rule], alpha=0.2, lw=0)
+            ax.set_yscale("log")
+            ax.set_ylim(bottom=PLOT_FLOOR / 2)
+            ax.set_title(f"d = {dim}, {kind.name}")
+            ax.set_xlabel("t (step t -> t')")
+            ax.set_ylabel(("KL(exact || rule)" if kind.eta > 0 else "W2(exact, rule)")
+                          + (", mean's part" if (part.part == "mean_part").all() else ""))
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, bbox_to_anchor=(0.5, -0.04))
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    save_figure(fig, path)
+
+
+def tweedie_figure(tweedie: pd.DataFrame, path: Path) -> None:
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for dim in DIMENSIONS:
+        part = tweedie[tweedie.dim == dim].sort_values("t")
+        for ax, column in zip(axes, ("relative_error", "eps_error")):
+            ax.plot(part.t, part[column], label=f"d = {dim}")
+            ax.fill_between(part.t, part[f"{column}_low"], part[f"{column}_high"], alpha=0.2, lw=0)
+    axes[0].set_ylabel("E|g_tweedie - g| / E|g|")
+    axes[1].set_ylabel("sqrt(1 - abar_t) E|g_tweedie - g|")
+    for ax in axes:
+        ax.set_xlabel("t")
+        ax.set_yscale("symlog", linthresh=1e-2)
+        ax.legend()
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_open(path) as handle:
+        handle.write(frame.to_csv(index=False).encode())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("results/approximations"), help="where the CSV rows go")
+    parser.add_argument("--docs", type=Path, default=Path("docs"), help="where the figures and approximations.md go")
+    parser.add_argument("--points", type=int, default=StudySize.num_points, help="points x_t per step")
+    parser.add_argument("--draws", type=int, default=StudySize.num_draws, help="exact target draws per point")
+    parser.add_argument("--steps", type=int, default=StudySize.num_steps, help="steps of the chain")
+    args = parser.parse_args(argv)
+    size = StudySize(num_points=args.points, num_draws=args.draws, num_steps=args.steps)
+    for folder in (args.out, args.docs):
+        folder.mkdir(parents=True, exist_ok=True)
+    rows, tweedie = pd.DataFrame(study_rows(size)), pd.DataFrame(tweedie_rows(size))
+    write_csv(rows, args.out / "one_step_errors.csv")
+    write_csv(tweedie, args.out / "tweedie_gradient.csv")
+    error_figure(rows[rows.part == "total"], args.docs / "one_step_errors.png")
+    error_figure(rows[rows.part == "mean_part"], args.docs / "one_step_mean_errors.png")
+    tweedie_figure(tweedie, args.docs / "tweedie_gradient.png")
+    with atomic_open(args.docs / "approximations.md") as handle:
+        handle.write(markdown_tables(rows, tweedie).encode())
+
+
+if __name__ == "__main__":
+    main()
