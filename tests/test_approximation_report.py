@@ -6,14 +6,15 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from diffguide.exact.approximation_study import DIMENSIONS, STEP_KINDS, StudySize, chain_steps
+from diffguide.exact.approximation_study import CHAIN_RULES, DIMENSIONS, STEP_KINDS, StudySize, chain_steps
 from diffguide.reports.approximation_report import RULE_LABELS, chain_totals, main
 
 
 @pytest.fixture(scope="module")
 def small_report(tmp_path_factory):
     out, docs = tmp_path_factory.mktemp("rows"), tmp_path_factory.mktemp("docs")
-    main(["--out", str(out), "--docs", str(docs), "--points", "8", "--draws", "50", "--steps", "3"])
+    main(["--out", str(out), "--docs", str(docs), "--points", "8", "--draws", "50", "--steps", "3",
+          "--chains", "30", "--chain-lengths", "3", "5"])
     return out, docs
 
 
@@ -32,7 +33,13 @@ def test_the_report_writes_its_rows_figures_and_tables(small_report):
     text = (docs / "approximations.md").read_text()
     for kind in STEP_KINDS:
         assert f"### {kind.name}: the whole error" in text and f"### {kind.name}: the part the mean makes" in text
-    assert text.count("| score form (eqs. 1.22-1.24) |") == 2 * len(STEP_KINDS)
+    assert text.count("| score form (eqs. 1.22-1.24) |") == 3 * len(STEP_KINDS)  # two one-step tables, one chain table
+    for kind in STEP_KINDS:
+        assert f"### {kind.name}: chains against" in text
+    chains = pd.read_csv(out / "chains.csv")
+    assert set(chains.steps) == {3, 5} and set(chains.dim) == set(DIMENSIONS)
+    assert set(chains.rule) == set(CHAIN_RULES)
+    assert not chains[(chains.setting == "ddpm s=3") & chains.rule.isin(["exact", "moment_matched"])].shape[0]
     assert len(pd.read_csv(out / "tweedie_gradient.csv")) == len(DIMENSIONS) * steps
 
 

@@ -6,8 +6,13 @@ mixtures (1-D, 2-D, 8-D; three classes of two components each), for three kinds 
     per step     `step_errors.rule_errors` on `num_points` points x_t ~ p_t(x_t | y), each with
                  `num_draws` exact draws of the target for the Monte Carlo part of the KL
 
-`study_rows` returns one row per (dimension, setting, step, rule), and `tweedie_rows` one per
-(dimension, step): plain dicts, written as CSV by the report (diffguide.reports.approximation_report).
+Whole chains (`chain_rows`): for each dimension, setting and chain length (10, 25 and 100 leading-spaced
+steps), `num_chains` chains of every rule, their ends against exact draws of the target
+(`chain_errors`).
+
+`study_rows` returns one row per (dimension, setting, step, rule), `tweedie_rows` one per
+(dimension, step) and `chain_rows` one per (dimension, setting, chain length, rule): plain dicts,
+written as CSV by the report (diffguide.reports.approximation_report).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from tqdm import tqdm
 
 from diffguide.diffusion.noise_levels import respaced_timesteps
 from diffguide.diffusion.schedules import NoiseSchedule
+from diffguide.exact.chain_errors import ChainSpec, chain_error, run_chain, sharpened_draws
 from diffguide.exact.labelled_mixture import LabelledMixture, two_modes_per_class
 from diffguide.exact.step_errors import points_on_the_chain, rule_errors, tweedie_gradient_error
 from diffguide.exact.step_rules import StepSetting
@@ -47,6 +53,8 @@ class StudySize:
     num_draws: int = 1000
     num_steps: int = 25
     timesteps: int = 1000
+    num_chains: int = 1200
+    chain_lengths: tuple[int, ...] = (10, 25, 100)
 
 
 def study_mixture(dim: int) -> LabelledMixture:
@@ -97,4 +105,27 @@ def tweedie_rows(size: StudySize = StudySize(), seed: int = 1, progress: bool = 
         rows.append({"dim": dim, "t": t, "abar": abar_t,
                      **{f"{name}{suffix}": getattr(estimate, field) for name, estimate in errors.items()
                         for suffix, field in (("", "value"), ("_low", "low"), ("_high", "high"))}})
+    return rows
+
+
+CHAIN_RULES = ("exact", "moment_matched", "conditional_model", "mean_shift", "target_level_gradient",
+               "gradient_at_mean", "score_form", "laplace")
+
+
+def chain_rows(size: StudySize = StudySize(), seed: int = 2, progress: bool = True) -> list[dict]:
+    """Every rule's chain against exact draws of its target, per dimension, setting and length. At
+    s != 1 there is no exact step to draw or match (`exact`, `moment_matched` are left out)."""
+    rows, generator = [], torch.Generator().manual_seed(seed)
+    runs = [(dim, kind, length) for dim in DIMENSIONS for kind in STEP_KINDS for length in size.chain_lengths]
+    for dim, kind, length in tqdm(runs, desc="chains", disable=not progress):
+        mixture = study_mixture(dim)
+        y = torch.arange(size.num_chains) % mixture.num_classes
+        spec = ChainSpec(chain_steps(StudySize(num_steps=length, timesteps=size.timesteps)), kind.eta, kind.scale)
+        exact = sharpened_draws(mixture, y, kind.scale, generator)
+        for rule in CHAIN_RULES:
+            if kind.scale != 1 and rule in ("exact", "moment_matched"):
+                continue
+            estimate = chain_error(mixture, run_chain(mixture, rule, spec, y, generator), exact, y, generator)
+            rows.append({"dim": dim, "setting": kind.name, "steps": length, "rule": rule,
+                         "value": estimate.value, "low": estimate.low, "high": estimate.high})
     return rows

@@ -4,7 +4,7 @@
 
 writes the rows (``one_step_errors.csv``, ``tweedie_gradient.csv``) to ``--out`` and, to ``--docs``,
 ``one_step_errors.png`` (error against t, one curve per rule; rows d = 1, 2, 8, columns the three
-kinds of step), ``one_step_mean_errors.png`` (the same for the part of the error the rule's mean
+kinds of step), ``chains.csv`` (whole chains against exact draws), ``one_step_mean_errors.png`` (the same for the part of the error the rule's mean
 makes: the part guidance moves), ``tweedie_gradient.png`` and ``approximations.md`` (the tables the README shows).
 
 A table cell is the rule's error summed over the 25 steps of the chain. For KL this sum is the
@@ -27,10 +27,11 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from diffguide.base.atomic import atomic_open  # noqa: E402
-from diffguide.exact.approximation_study import (DIMENSIONS, STEP_KINDS, StudySize, study_rows,  # noqa: E402
-                                                 tweedie_rows)
+from diffguide.exact.approximation_study import (CHAIN_RULES, DIMENSIONS, STEP_KINDS, StudySize,  # noqa: E402
+                                                 chain_rows, study_rows, tweedie_rows)
 from diffguide.reports.figures import save_figure  # noqa: E402
 
+CHAIN_LABELS = {"exact": "exact steps (the check: 0)"}
 RULE_LABELS = {
     "unguided_floor": "unguided step vs p(x'|x_t) (the floor)",
     "conditional_model": "perfect conditional eps",
@@ -69,16 +70,37 @@ def _cell(row) -> str:
 PART_TITLES = {"total": "the whole error", "mean_part": "the part the mean makes"}
 
 
-def markdown_tables(rows: pd.DataFrame, tweedie: pd.DataFrame) -> str:
+def markdown_tables(rows: pd.DataFrame, tweedie: pd.DataFrame, chains: pd.DataFrame) -> str:
     """Per kind of step, two tables (rules by dimension): the whole error and its mean's part; then
-    the Tweedie gradient's table."""
+    the Tweedie gradient's table; then the chains' table per kind of step."""
     totals = chain_totals(rows)
-    parts = []
+    parts = ["## One step"]
     for kind in STEP_KINDS:
         for part_name, title in PART_TITLES.items():
             parts.append(_rule_table(totals[(totals.setting == kind.name) & (totals.part == part_name)], kind, title))
     parts.append(_tweedie_table(tweedie))
+    parts.append("## Whole chains: energy distance of the samples to exact draws of the target (x 100)")
+    for kind in STEP_KINDS:
+        parts.append(_chain_table(chains[chains.setting == kind.name], kind))
     return "\n\n".join(parts) + "\n"
+
+
+def _chain_table(chains: pd.DataFrame, kind) -> str:
+    lengths = sorted(chains.steps.unique())
+    columns = [(d, n) for d in DIMENSIONS for n in lengths]
+    target = "p(x | y)" if kind.scale == 1 else f"p(x) p(y | x)^{kind.scale:g} / Z(x)"
+    lines = [f"### {kind.name}: chains against {target}", "",
+             "| rule | " + " | ".join(f"d = {d}, {n} steps" for d, n in columns) + " |",
+             "|---" * (len(columns) + 1) + "|"]
+    for rule in CHAIN_RULES:
+        cells = [chains[(chains.rule == rule) & (chains.dim == d) & (chains.steps == n)] for d, n in columns]
+        if all(c.empty for c in cells):
+            continue
+        text = [f"{100 * c.iloc[0].value:.2f} [{100 * c.iloc[0].low:.2f}, {100 * c.iloc[0].high:.2f}]"
+                if not c.empty else "" for c in cells]
+        label = CHAIN_LABELS.get(rule, RULE_LABELS.get(rule, rule))
+        lines.append(f"| {label} | " + " | ".join(text) + " |")
+    return "\n".join(lines)
 
 
 def _rule_table(part: pd.DataFrame, kind, title: str) -> str:
@@ -167,19 +189,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--docs", type=Path, default=Path("docs"), help="where the figures and approximations.md go")
     parser.add_argument("--points", type=int, default=StudySize.num_points, help="points x_t per step")
     parser.add_argument("--draws", type=int, default=StudySize.num_draws, help="exact target draws per point")
-    parser.add_argument("--steps", type=int, default=StudySize.num_steps, help="steps of the chain")
+    parser.add_argument("--steps", type=int, default=StudySize.num_steps, help="steps of the one-step study's chain")
+    parser.add_argument("--chains", type=int, default=StudySize.num_chains, help="chains per rule in the chain study")
+    parser.add_argument("--chain-lengths", type=int, nargs="+", default=list(StudySize.chain_lengths),
+                        help="numbers of steps of the whole chains")
     args = parser.parse_args(argv)
-    size = StudySize(num_points=args.points, num_draws=args.draws, num_steps=args.steps)
+    size = StudySize(num_points=args.points, num_draws=args.draws, num_steps=args.steps, num_chains=args.chains,
+                     chain_lengths=tuple(args.chain_lengths))
     for folder in (args.out, args.docs):
         folder.mkdir(parents=True, exist_ok=True)
     rows, tweedie = pd.DataFrame(study_rows(size)), pd.DataFrame(tweedie_rows(size))
+    chains = pd.DataFrame(chain_rows(size))
     write_csv(rows, args.out / "one_step_errors.csv")
     write_csv(tweedie, args.out / "tweedie_gradient.csv")
+    write_csv(chains, args.out / "chains.csv")
     error_figure(rows[rows.part == "total"], args.docs / "one_step_errors.png")
     error_figure(rows[rows.part == "mean_part"], args.docs / "one_step_mean_errors.png")
     tweedie_figure(tweedie, args.docs / "tweedie_gradient.png")
     with atomic_open(args.docs / "approximations.md") as handle:
-        handle.write(markdown_tables(rows, tweedie).encode())
+        handle.write(markdown_tables(rows, tweedie, chains).encode())
 
 
 if __name__ == "__main__":
