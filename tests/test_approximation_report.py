@@ -22,8 +22,8 @@ def test_the_report_writes_its_rows_figures_and_tables(small_report):
     out, docs = small_report
     rows = pd.read_csv(out / "one_step_errors.csv")
     steps = len(chain_steps(StudySize(num_steps=3)))
-    # rules at s = 1: six rules, the floor and moment matching; at s = 3 no floor; two parts each
-    expected = len(DIMENSIONS) * steps * 2 * sum(8 if kind.scale == 1 else 7 for kind in STEP_KINDS)
+    # six rules and moment matching in three parts; at s = 1 also the floor in two
+    expected = len(DIMENSIONS) * steps * sum(7 * 3 + (2 if kind.scale == 1 else 0) for kind in STEP_KINDS)
     assert len(rows) == expected
     assert set(rows.rule) == set(RULE_LABELS)
     assert (rows.low <= rows.value + 1e-12).all() and (rows.value <= rows.high + 1e-12).all()
@@ -33,7 +33,8 @@ def test_the_report_writes_its_rows_figures_and_tables(small_report):
     text = (docs / "approximations.md").read_text()
     for kind in STEP_KINDS:
         assert f"### {kind.name}: the whole error" in text and f"### {kind.name}: the part the mean makes" in text
-    assert text.count("| score form (eqs. 1.22-1.24) |") == 3 * len(STEP_KINDS)  # two one-step tables, one chain table
+    assert text.count("| score form (eqs. 1.22-1.24) |") == 4 * len(STEP_KINDS)  # three one-step tables, one chain table
+    assert text.count("| ddpm s=1 | ") == len(DIMENSIONS) and "| ddim s=1 | " not in text  # second-order verdicts
     for kind in STEP_KINDS:
         assert f"### {kind.name}: chains against" in text
     chains = pd.read_csv(out / "chains.csv")
@@ -44,7 +45,7 @@ def test_the_report_writes_its_rows_figures_and_tables(small_report):
 
 
 def test_a_chain_total_adds_the_steps_and_their_interval_sides_in_quadrature():
-    rows = pd.DataFrame({"setting": "ddpm s=1", "part": "total", "rule": "mean_shift", "dim": 1,
+    rows = pd.DataFrame({"setting": "ddpm s=1", "divergence": "kl", "part": "total", "rule": "mean_shift", "dim": 1,
                          "value": [1.0, 2.0], "low": [0.7, 1.6], "high": [1.4, 2.3], "fallback_share": [0.0, 0.5]})
     total = chain_totals(rows).iloc[0]
     assert total.value == pytest.approx(3.0)

@@ -27,8 +27,8 @@ def test_the_energy_distance_is_its_definition_on_small_sets():
     within_a = 2 * (1 + 3 + 2) / 6
     within_b = 2 * 1.5 / 2
     assert math.isclose(float(energy_distance(a, b)), 2 * cross - within_a - within_b, rel_tol=1e-12)
-    weights = torch.tensor([2.0, 0.0, 1.0], dtype=torch.float64)  # a resample: point 0 twice, point 2 once
-    resampled = _weighted_energy(*_distances(a, b), weights, torch.ones(2, dtype=torch.float64))
+    weights = torch.tensor([[2.0, 0.0, 1.0]], dtype=torch.float64)  # a resample: point 0 twice, point 2 once
+    resampled = _weighted_energy(*_distances(a, b), weights, torch.ones(1, 2, dtype=torch.float64))[0]
     # pairs of distinct original points only: (0, 2) twice each way -> within = 3
     assert math.isclose(float(resampled), 2 * (2 * (0.5 + 2.0) + (2.5 + 1.0)) / 6 - 3.0 - within_b, rel_tol=1e-12)
 

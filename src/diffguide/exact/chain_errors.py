@@ -25,7 +25,7 @@ import torch
 from diffguide.exact.labelled_mixture import LabelledMixture
 from diffguide.exact.step_errors import Estimate
 from diffguide.exact.step_rules import RULES, GaussianStep, StepSetting, exact_step
-from diffguide.exact.transition import _scalar, ddpm_sigma2
+from diffguide.exact.transition import ddpm_sigma2, float64_scalar
 
 CHAIN_BOOTSTRAP_RESAMPLES = 200
 
@@ -101,8 +101,8 @@ def sharpened_draws(mixture: LabelledMixture, y: torch.Tensor, scale: float,
 
 def energy_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """2 E|X - Y| - E|X - X'| - E|Y - Y'| with the within-sample means over pairs i != j."""
-    return _weighted_energy(*_distances(a, b), torch.ones(len(a), dtype=torch.float64),
-                            torch.ones(len(b), dtype=torch.float64))
+    ones = lambda x: torch.ones(1, len(x), dtype=torch.float64)  # noqa: E731
+    return _weighted_energy(*_distances(a, b), ones(a), ones(b))[0]
 
 
 def _distances(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -110,29 +110,34 @@ def _distances(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 
 
 def _weighted_energy(cross, within_a, within_b, wa: torch.Tensor, wb: torch.Tensor) -> torch.Tensor:
-    """The energy distance with each point counted w times (a bootstrap's multiplicities). Pairs of
-    one point with itself (or its copies) are left out of the within-sample means, so a resample's
-    duplicates do not pull them down."""
+    """The energy distance with each point counted w times, for R rows of multiplicities at once
+    (``wa`` [R, n_a], ``wb`` [R, n_b]: a bootstrap's resamples), [R]. Pairs of one point with itself
+    (or its copies) are left out of the within-sample means, so a resample's duplicates do not pull
+    them down."""
     def within(d, w):
-        return (w @ d @ w) / (w.sum() ** 2 - (w**2).sum())
+        return ((w @ d) * w).sum(1) / (w.sum(1) ** 2 - (w**2).sum(1))
 
-    return 2 * (wa @ cross @ wb) / (wa.sum() * wb.sum()) - within(within_a, wa) - within(within_b, wb)
+    between = ((wa @ cross) * wb).sum(1) / (wa.sum(1) * wb.sum(1))
+    return 2 * between - within(within_a, wa) - within(within_b, wb)
 
 
 def chain_error(mixture: LabelledMixture, samples: torch.Tensor, exact: torch.Tensor, y: torch.Tensor,
                 generator: torch.Generator) -> Estimate:
     """The class-averaged energy distance between a chain's samples and exact draws (same labels),
-    with a 95% percentile bootstrap that resamples both sets within each class (multiplicities drawn
-    once per resample, the distance matrices computed once)."""
-    per_class = [_distances(samples[y == c], exact[y == c]) for c in range(mixture.num_classes)]
-    ones = lambda d: torch.ones(len(d), dtype=torch.float64)  # noqa: E731
-    value = torch.stack([_weighted_energy(*d, ones(d[1]), ones(d[2])) for d in per_class]).mean()
+    with a 95% percentile bootstrap that resamples both sets within each class (the distance
+    matrices computed once, every resample's multiplicities at once)."""
+    def multiplicities(n: int, rows: int) -> torch.Tensor:
+        picks = torch.randint(n, (rows, n), generator=generator)
+        counts = torch.zeros(rows, n, dtype=torch.float64)
+        return counts.scatter_add_(1, picks, torch.ones(rows, n, dtype=torch.float64))
 
-    def multiplicities(n: int) -> torch.Tensor:
-        return torch.bincount(torch.randint(n, (n,), generator=generator), minlength=n).to(torch.float64)
-
-    resampled = torch.stack([
-        torch.stack([_weighted_energy(*d, multiplicities(len(d[1])), multiplicities(len(d[2]))) for d in per_class]).mean()
-        for _ in range(CHAIN_BOOTSTRAP_RESAMPLES)])
-    low, high = torch.quantile(resampled, _scalar([0.025, 0.975])).tolist()
-    return Estimate(float(value), low, high)
+    values, resampled = [], []
+    for c in range(mixture.num_classes):
+        distances = _distances(samples[y == c], exact[y == c])
+        n_a, n_b = len(distances[1]), len(distances[2])
+        once = lambda n: torch.ones(1, n, dtype=torch.float64)  # noqa: E731
+        values.append(_weighted_energy(*distances, once(n_a), once(n_b)))
+        resampled.append(_weighted_energy(*distances, multiplicities(n_a, CHAIN_BOOTSTRAP_RESAMPLES),
+                                          multiplicities(n_b, CHAIN_BOOTSTRAP_RESAMPLES)))
+    low, high = torch.quantile(torch.stack(resampled).mean(0), float64_scalar([0.025, 0.975])).tolist()
+    return Estimate(float(torch.stack(values).mean()), low, high)

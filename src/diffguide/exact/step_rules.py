@@ -11,8 +11,8 @@ and the exact noisy classifier, so what remains is the rule's own error, not a n
 | `conditional_model` | | N(a E[x_0 / x_t, y] + b x_t, sigma^2 I): a perfect conditional eps-model |
 | `mean_shift` | 1.10, 1.12 | unguided mean + s sigma^2 g_t, g_t = grad log p_t(y / x_t) |
 | `score_form` | 1.22-1.24 | the step with eps - s sqrt(1 - abar_t) g_t |
-| `target_level_gradient` | 1.5 | the mean shift with g taken at the target's noise level, grad log p_{t'}(y / x) at x_t |
-| `gradient_at_mean` | 1.5, D&N eqs. 5-6 | the mean shift with g = grad log p_{t'}(y / x) at the unguided mean mu (`grad_at: mean`) |
+| `target_level_gradient` | 1.5 | the mean shift with g = grad log p_{t'}(y / x) at x_t (the target's level) |
+| `gradient_at_mean` | D&N eqs. 5-6 | the mean shift with g = grad log p_{t'}(y / x) at mu (`grad_at: mean`) |
 | `laplace` | 1.5 to 2nd order | N(P^-1 (mu / sigma^2 + s g_t - s H x_t), P^-1), P = I / sigma^2 - s H, H the Hessian |
 | `moment_matched` | | the target's own mean and covariance: the best Gaussian under KL(target / rule) |
 
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 
 from diffguide.exact.labelled_mixture import LabelledMixture
-from diffguide.exact.transition import GaussianSum, _scalar, exact_transition, step_coefficients, x0_posterior
+from diffguide.exact.transition import GaussianSum, float64_scalar, exact_transition, step_coefficients, x0_posterior
 
 
 @dataclass(frozen=True)
@@ -64,13 +64,13 @@ class StepSetting:
         return step_coefficients(self.abar_t, self.abar_next, self.sigma2)
 
     def abar(self, level: float) -> torch.Tensor:
-        return _scalar(level).expand(len(self.x_t), 1)
+        return float64_scalar(level).expand(len(self.x_t), 1)
 
 
 def tweedie_x0(mixture: LabelledMixture, x_t: torch.Tensor, abar_t, y: torch.Tensor | None = None) -> torch.Tensor:
     """E[x_0 | x_t] (y None) or E[x_0 | x_t, y], [B, d]: what a perfect eps-model predicts (Tweedie)."""
     means, _ = x0_posterior(mixture.components, x_t, abar_t)
-    abar = _scalar(abar_t).expand(len(x_t), 1)
+    abar = float64_scalar(abar_t).expand(len(x_t), 1)
     log_w = (mixture.component_log_posterior(x_t, abar) if y is None
              else mixture.in_class_log_posterior(x_t, abar, y))
     return (log_w.exp()[..., None] * means).sum(1)
@@ -78,7 +78,7 @@ def tweedie_x0(mixture: LabelledMixture, x_t: torch.Tensor, abar_t, y: torch.Ten
 
 def _isotropic(setting: StepSetting, mean: torch.Tensor, fallback: torch.Tensor | None = None) -> GaussianStep:
     d = mean.shape[-1]
-    cov = _scalar(setting.sigma2) * torch.eye(d, dtype=torch.float64).expand(len(mean), d, d)
+    cov = float64_scalar(setting.sigma2) * torch.eye(d, dtype=torch.float64).expand(len(mean), d, d)
     none = torch.zeros(len(mean), dtype=torch.bool)
     return GaussianStep(mean, cov, none if fallback is None else fallback)
 
@@ -118,7 +118,7 @@ def gradient_at_mean(mixture: LabelledMixture, setting: StepSetting) -> Gaussian
 
 def score_form(mixture: LabelledMixture, setting: StepSetting) -> GaussianStep:
     """Eqs. 1.22-1.24: eps_hat = eps - s sqrt(1 - abar_t) g_t, then the generalized step with eps_hat."""
-    x_t, abar_t, abar_next = setting.x_t, _scalar(setting.abar_t), _scalar(setting.abar_next)
+    x_t, abar_t, abar_next = setting.x_t, float64_scalar(setting.abar_t), float64_scalar(setting.abar_next)
     eps = (x_t - abar_t.sqrt() * tweedie_x0(mixture, x_t, abar_t)) / (1 - abar_t).sqrt()
     gradient = mixture.class_log_prob_grad(x_t, setting.abar(setting.abar_t), setting.y)
     eps_hat = eps - setting.scale * (1 - abar_t).sqrt() * gradient

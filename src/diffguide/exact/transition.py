@@ -40,20 +40,21 @@ from diffguide.exact.gaussian_mixture import GaussianMixture
 from diffguide.exact.labelled_mixture import LabelledMixture
 
 
-def _scalar(value) -> torch.Tensor:
+def float64_scalar(value) -> torch.Tensor:
+    """A float, list or tensor as a float64 tensor: the dtype every exact computation keeps."""
     return torch.as_tensor(value, dtype=torch.float64)
 
 
 def ddpm_sigma2(abar_t, abar_next) -> torch.Tensor:
     """beta~_t = (1 - abar_{t'}) / (1 - abar_t) * (1 - abar_t / abar_{t'}): the Markov posterior's
     variance (DDPM eq. 7 with the respaced beta_t), DDIM eq. 16 at eta = 1."""
-    abar_t, abar_next = _scalar(abar_t), _scalar(abar_next)
+    abar_t, abar_next = float64_scalar(abar_t), float64_scalar(abar_next)
     return (1 - abar_next) / (1 - abar_t) * (1 - abar_t / abar_next)
 
 
 def step_coefficients(abar_t, abar_next, sigma2) -> tuple[torch.Tensor, torch.Tensor]:
     """(a, b) of the generalized step's mean a x_0 + b x_t (DDIM eq. 12 with x_0 in place of x0_hat)."""
-    abar_t, abar_next, sigma2 = _scalar(abar_t), _scalar(abar_next), _scalar(sigma2)
+    abar_t, abar_next, sigma2 = float64_scalar(abar_t), float64_scalar(abar_next), float64_scalar(sigma2)
     if not 0 < abar_t < 1 or not abar_t < abar_next <= 1:
         raise ValueError(f"a step needs 0 < abar_t < abar_t' <= 1, got {float(abar_t)} -> {float(abar_next)}")
     if not 0 <= sigma2 <= 1 - abar_next:
@@ -66,7 +67,7 @@ def step_coefficients(abar_t, abar_next, sigma2) -> tuple[torch.Tensor, torch.Te
 def x0_posterior(mixture: GaussianMixture, x_t: torch.Tensor, abar_t) -> tuple[torch.Tensor, torch.Tensor]:
     """Each component's Gaussian posterior p(x_0 | x_t, k): means [B, K, d] and covariances [K, d, d]
     (the same for every x_t: the forward step is linear-Gaussian)."""
-    abar = _scalar(abar_t)
+    abar = float64_scalar(abar_t)
     lam, u = mixture.eigvals, mixture.eigvecs                                # [K, d], [K, d, d]
     v = abar * lam + 1 - abar                                                 # eigenvalues of S_k(t)
     centred = x_t[:, None, :] - abar.sqrt() * mixture.means[None]            # [B, K, d]
@@ -123,9 +124,9 @@ def exact_transition(mixture: LabelledMixture, x_t: torch.Tensor, abar_t, abar_n
                      y: torch.Tensor | None = None) -> GaussianSum:
     """p(x_{t'} | x_t, y) (y [B] labels) or p(x_{t'} | x_t) (y None), exactly, for x_t [B, d]."""
     a, b = step_coefficients(abar_t, abar_next, sigma2)
-    abar = _scalar(abar_t).expand(len(x_t), 1)
+    abar = float64_scalar(abar_t).expand(len(x_t), 1)
     post_means, post_covs = x0_posterior(mixture.components, x_t, abar_t)
     log_weights = (mixture.component_log_posterior(x_t, abar) if y is None
                    else mixture.in_class_log_posterior(x_t, abar, y))
     eye = torch.eye(mixture.dim, dtype=torch.float64)
-    return GaussianSum(log_weights, a * post_means + b * x_t[:, None], a**2 * post_covs + _scalar(sigma2) * eye)
+    return GaussianSum(log_weights, a * post_means + b * x_t[:, None], a**2 * post_covs + float64_scalar(sigma2) * eye)

@@ -2,10 +2,11 @@
 
     python -m diffguide.reports.approximation_report --out results/approximations --docs docs
 
-writes the rows (``one_step_errors.csv``, ``tweedie_gradient.csv``) to ``--out`` and, to ``--docs``,
+writes the rows to ``--out``: ``one_step_errors.csv``, ``tweedie_gradient.csv`` and ``chains.csv``
+(whole chains against exact draws). To ``--docs`` it writes the figures and tables the README shows:
 ``one_step_errors.png`` (error against t, one curve per rule; rows d = 1, 2, 8, columns the three
-kinds of step), ``chains.csv`` (whole chains against exact draws), ``one_step_mean_errors.png`` (the same for the part of the error the rule's mean
-makes: the part guidance moves), ``tweedie_gradient.png`` and ``approximations.md`` (the tables the README shows).
+kinds of step), ``one_step_mean_errors.png`` (the same for the part of the error the rule's mean
+makes: the part guidance moves), ``tweedie_gradient.png`` and ``approximations.md``.
 
 A table cell is the rule's error summed over the 25 steps of the chain. For KL this sum is the
 chain rule's bound on the KL between the exact and the rule's whole paths (when x_t is where the
@@ -47,7 +48,7 @@ RULE_LABELS = {
 def chain_totals(rows: pd.DataFrame) -> pd.DataFrame:
     """Per (setting, rule, dim): the sum over steps, with the interval's sides added in quadrature."""
     rows = rows.assign(below=rows.value - rows.low, above=rows.high - rows.value)
-    grouped = rows.groupby(["setting", "part", "rule", "dim"])
+    grouped = rows.groupby(["setting", "divergence", "part", "rule", "dim"])
     totals = grouped.agg(value=("value", "sum"), fallback_share=("fallback_share", "mean"))
     totals["low"] = totals.value - grouped.below.apply(lambda b: math.sqrt((b**2).sum()))
     totals["high"] = totals.value + grouped.above.apply(lambda a: math.sqrt((a**2).sum()))
@@ -67,7 +68,8 @@ def _cell(row) -> str:
     return text + (f" ({row.fallback_share:.1%} fell back)" if row.fallback_share > 0 else "")
 
 
-PART_TITLES = {"total": "the whole error", "mean_part": "the part the mean makes"}
+PART_TITLES = {"total": "the whole error", "mean_part": "the part the mean makes",
+               "minus_mean_shift": "the whole error minus the mean shift's, point by point"}
 
 
 def markdown_tables(rows: pd.DataFrame, tweedie: pd.DataFrame, chains: pd.DataFrame) -> str:
@@ -77,7 +79,10 @@ def markdown_tables(rows: pd.DataFrame, tweedie: pd.DataFrame, chains: pd.DataFr
     parts = ["## One step"]
     for kind in STEP_KINDS:
         for part_name, title in PART_TITLES.items():
-            parts.append(_rule_table(totals[(totals.setting == kind.name) & (totals.part == part_name)], kind, title))
+            chosen = ((totals.setting == kind.name) & (totals.part == part_name)
+                      & (totals.divergence == divergence_of(kind)))
+            parts.append(_rule_table(totals[chosen], kind, title))
+    parts.append(_second_order_verdicts(rows))
     parts.append(_tweedie_table(tweedie))
     parts.append("## Whole chains: energy distance of the samples to exact draws of the target (x 100)")
     for kind in STEP_KINDS:
@@ -103,15 +108,37 @@ def _chain_table(chains: pd.DataFrame, kind) -> str:
     return "\n".join(lines)
 
 
+def divergence_of(kind) -> str:
+    """A drawing step is measured in KL; DDIM's, and the last step of any chain (t' = -1, where
+    sigma = 0), in W2. The tables sum a setting's steps of its own divergence only."""
+    return "kl" if kind.eta > 0 else "w2"
+
+
 def _rule_table(part: pd.DataFrame, kind, title: str) -> str:
     divergence = "KL, nats" if kind.eta > 0 else "W2"
-    header = f"| rule ({divergence}, summed over the chain) | " + " | ".join(f"d = {d}" for d in DIMENSIONS)
+    where = "the chain's steps that draw" if kind.eta > 0 else "the chain"
+    header = f"| rule ({divergence}, summed over {where}) | " + " | ".join(f"d = {d}" for d in DIMENSIONS)
     lines = [f"### {kind.name}: {title}", "", header + " |", "|---" * (len(DIMENSIONS) + 1) + "|"]
     for rule, label in RULE_LABELS.items():
         cells = [part[(part.rule == rule) & (part.dim == d)] for d in DIMENSIONS]
         if all(c.empty for c in cells):
             continue
         lines.append(f"| {label} | " + " | ".join(_cell(c.iloc[0]) if not c.empty else "" for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _second_order_verdicts(rows: pd.DataFrame) -> str:
+    """Issue 28's claim on the mixtures, step by step: is the second-order rule's one-step error
+    below the first-order rule's? A step counts where the paired difference's interval excludes 0."""
+    paired = rows[(rows.rule == "laplace") & (rows.part == "minus_mean_shift") & (rows.divergence == "kl")]
+    lines = ["### Second order against first order, step by step (Laplace minus mean shift, paired)", "",
+             "Steps that draw (KL); under DDIM and at each chain's last step the second-order rule is the "
+             "mean shift itself.", "",
+             "| setting | d | steps where second order is better | worse | undecided (interval contains 0) |",
+             "|---|---|---|---|---|"]
+    for (setting, dim), group in paired.groupby(["setting", "dim"], sort=False):
+        better, worse = int((group.high < 0).sum()), int((group.low > 0).sum())
+        lines.append(f"| {setting} | {dim} | {better} | {worse} | {len(group) - better - worse} |")
     return "\n".join(lines)
 
 
