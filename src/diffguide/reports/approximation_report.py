@@ -183,7 +183,7 @@ def error_figure(rows: pd.DataFrame, path: Path) -> None:
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False, bbox_to_anchor=(0.5, -0.04))
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    save_figure(fig, path)
+    save_figure(fig, path, dpi=100)
 
 
 def tweedie_figure(tweedie: pd.DataFrame, path: Path) -> None:
@@ -201,7 +201,7 @@ def tweedie_figure(tweedie: pd.DataFrame, path: Path) -> None:
         ax.set_yscale("symlog", linthresh=1e-2)
         ax.legend()
     fig.tight_layout()
-    save_figure(fig, path)
+    save_figure(fig, path, dpi=100)
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
