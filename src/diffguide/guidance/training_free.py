@@ -1,0 +1,114 @@
+"""What every training-free guidance method shares: TFG's unified step (Ye et al. 2024, "TFG: Unified
+Training-Free Guidance for Diffusion Models", Alg. 1), in the form our samplers take.
+
+Training-free guidance has no noisy classifier. It guides with a classifier f(y | x_0) of clean
+images, applied to the model's own estimate x0_hat(x_t) = E[x_0 | x_t] (Tweedie). In effect it
+approximates p(y | x_t) = E[f(y | x_0) | x_t] by f(y | x0_hat(x_t)); docs/approximations.md measures
+that approximation on the exact mixtures. One step t -> t' (alpha_t = abar_t / abar_{t'}):
+
+    log f~(x_0) = log (1/K) sum_k f(y | x_0 + gamma_t e_k),   e_k ~ N(0, I)   (smoothing; K = 1, gamma = 0: log f)
+    Delta_t = rho_t grad_{x_t} log f~(x0_hat(x_t))                         ("mean guidance", through the eps-model)
+    x_0^(0) = x0_hat,  x_0^(i+1) = x_0^(i) + mu_t grad_{x_0} log f~(x_0^(i)),  i < N_iter   ("variance guidance")
+    Delta_0 = x_0^(N_iter) - x0_hat
+    x_{t'} = step(x_t; x0_hat, eps) + Delta_t / sqrt(alpha_t) + sqrt(abar_{t'}) Delta_0      (TFG's code, methods/tfg.py)
+
+with step(x_t; x_0, eps) = sqrt(abar_{t'}) x_0 + sqrt(1 - abar_{t'} - sigma_t^2) eps + sigma_t z, DDIM
+eq. 12. Because sqrt(abar_{t'}) / sqrt(alpha_t) = sqrt(abar_t), the two shifts are one change of x_0
+with the direction eps kept:
+
+    x_{t'} = step(x_t; x0_hat + Delta_0 + Delta_t / sqrt(abar_t), eps),
+
+which needs nothing of t' and is what `guided_eps_and_direction` returns: the eps whose x0
+prediction is the guided x_0, and the unguided eps as the renoising direction (the samplers'
+``eps_and_direction`` contract, as CFG++ uses it). TFG repeats the whole step N_recur times, renoising
+x_{t'} back to t in between, x_t = sqrt(alpha_t) x_{t'} + sqrt(1 - alpha_t) z ("time travel",
+`renoise`).
+
+The weights follow TFG's schedules over the S steps of a chain (`schedule_weights`): "increase" is
+alpha_t, "decrease" 1 - alpha_t, "constant" 1, each scaled to mean 1 over the chain, so rho and mu are
+the chain's mean weights; gamma's "decrease" is gamma sqrt(1 - abar_t), unnormalised.
+docs/readings/tfg_reference_code.md has the reference code's lines for each formula.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+SCHEDULES = ("increase", "decrease", "constant")
+
+LogProb = Callable[[torch.Tensor], torch.Tensor]  # x_0 [B, ...] -> log f(y | x_0) [B], labels bound
+
+
+def schedule_weights(kind: str, abar: torch.Tensor, abar_next: torch.Tensor) -> torch.Tensor:
+    """TFG's weight per step of a chain, mean 1 over its steps: alpha_t ("increase"), 1 - alpha_t
+    ("decrease") or 1 ("constant"), for the chain's abar_t and abar_{t'} [S]."""
+    if kind not in SCHEDULES:
+        raise ValueError(f"unknown training-free schedule {kind!r}; choose one of {SCHEDULES}")
+    alpha = abar / abar_next
+    shape = {"increase": alpha, "decrease": 1 - alpha, "constant": torch.ones_like(alpha)}[kind]
+    return shape * len(shape) / shape.sum()
+
+
+def smoothing_std(kind: str, gamma: float, abar: torch.Tensor) -> torch.Tensor:
+    """gamma_t: gamma sqrt(1 - abar_t) ("decrease") or gamma ("constant"); not normalised."""
+    if kind not in ("decrease", "constant"):
+        raise ValueError(f"unknown smoothing schedule {kind!r}; choose 'decrease' or 'constant'")
+    return gamma * (1 - abar).sqrt() if kind == "decrease" else torch.full_like(abar, gamma)
+
+
+def smoothed(log_f: LogProb, std: float, draws: torch.Tensor | None) -> LogProb:
+    """log f~(x_0) = log mean_k f(y | x_0 + std e_k) for fixed draws e [K, B, ...]; log f itself where
+    std = 0 or there are no draws."""
+    if std == 0 or draws is None:
+        return log_f
+    def averaged(x0: torch.Tensor) -> torch.Tensor:
+        values = torch.stack([log_f(x0 + std * e) for e in draws])
+        return torch.logsumexp(values, dim=0) - math.log(len(draws))
+    return averaged
+
+
+def mean_guidance(x_t: torch.Tensor, predict_x0: Callable[[torch.Tensor], torch.Tensor], log_f: LogProb,
+                  rho: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x0_hat, Delta_t): the model's x_0 prediction and rho grad_{x_t} log f~(x0_hat(x_t)), the
+    gradient taken through the prediction (DPS's and FreeDoM's, TFG's rho term). At rho = 0 no
+    gradient is taken."""
+    if rho == 0:
+        with torch.no_grad():
+            return predict_x0(x_t), torch.zeros_like(x_t)
+    with torch.enable_grad():
+        x = x_t.detach().requires_grad_(True)
+        x0 = predict_x0(x)
+        (gradient,) = torch.autograd.grad(log_f(x0).sum(), x)
+    return x0.detach(), rho * gradient
+
+
+def variance_guidance(x0: torch.Tensor, log_f: LogProb, mu: float, inner_steps: int) -> torch.Tensor:
+    """Delta_0: ``inner_steps`` gradient-ascent steps of size mu on log f~ in x_0 space, from x0_hat,
+    with no Jacobian of the model (MPGD's and UGD's backward guidance, TFG's mu term)."""
+    moved = x0.detach()
+    if mu == 0:
+        return torch.zeros_like(moved)
+    for _ in range(inner_steps):
+        with torch.enable_grad():
+            point = moved.requires_grad_(True)
+            (gradient,) = torch.autograd.grad(log_f(point).sum(), point)
+        moved = (point + mu * gradient).detach()
+    return moved - x0.detach()
+
+
+def guided_eps_and_direction(x_t: torch.Tensor, x0_hat: torch.Tensor, delta_t: torch.Tensor, delta_0: torch.Tensor,
+                             abar_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(eps for x_0, direction eps) of TFG's step: the first predicts x0_hat + Delta_0 + Delta_t /
+    sqrt(abar_t), the second is the unguided eps of x0_hat (DDIM eq. 12's second term keeps it)."""
+    eps = (x_t - abar_t.sqrt() * x0_hat) / (1 - abar_t).sqrt()
+    guided = x0_hat + delta_0 + delta_t / abar_t.sqrt()
+    return (x_t - abar_t.sqrt() * guided) / (1 - abar_t).sqrt(), eps
+
+
+def renoise(x_next: torch.Tensor, abar_t: torch.Tensor, abar_next: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Time travel: x_t = sqrt(alpha_t) x_{t'} + sqrt(1 - alpha_t) z, the forward step from t' back to t."""
+    alpha = abar_t / abar_next
+    return alpha.sqrt() * x_next + (1 - alpha).sqrt() * noise
