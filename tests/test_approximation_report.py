@@ -22,8 +22,8 @@ def test_the_report_writes_its_rows_figures_and_tables(small_report):
     out, docs = small_report
     rows = pd.read_csv(out / "one_step_errors.csv")
     steps = len(chain_steps(StudySize(num_steps=3)))
-    # six rules and moment matching in three parts; at s = 1 also the floor in two
-    expected = len(DIMENSIONS) * steps * sum(7 * 3 + (2 if kind.scale == 1 else 0) for kind in STEP_KINDS)
+    # eight rules and moment matching in three parts; at s = 1 also the floor in two
+    expected = len(DIMENSIONS) * steps * sum(9 * 3 + (2 if kind.scale == 1 else 0) for kind in STEP_KINDS)
     assert len(rows) == expected
     assert set(rows.rule) == set(RULE_LABELS)
     assert (rows.low <= rows.value + 1e-12).all() and (rows.value <= rows.high + 1e-12).all()

@@ -18,9 +18,8 @@ from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.exact.gaussian_mixture import random_mixture
 from diffguide.exact.labelled_mixture import LabelledMixture, two_modes_per_class
 from diffguide.exact.step_errors import (gaussian_log_prob, guided_target, kl_per_point, non_gaussianity,
-                                         points_on_the_chain, rule_errors, tweedie_gradient, tweedie_gradient_error,
-                                         w2_to_point)
-from diffguide.exact.step_rules import RULES, StepSetting, tweedie_x0
+                                         points_on_the_chain, rule_errors, tweedie_gradient_error, w2_to_point)
+from diffguide.exact.step_rules import RULES, StepSetting, tweedie_gradient, tweedie_x0
 from diffguide.exact.transition import ddpm_sigma2
 
 SCHEDULE = NoiseSchedule.make("cosine", 1000)

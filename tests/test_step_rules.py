@@ -136,3 +136,29 @@ def test_without_step_noise_only_the_score_form_guides():
     for name in ("mean_shift", "target_level_gradient", "gradient_at_mean", "laplace"):
         assert torch.equal(RULES[name](mixture, setting).mean, plain), name
     assert not torch.allclose(score_form(mixture, setting).mean, plain)
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_the_tweedie_rules_are_the_first_order_rules_with_training_free_guidances_gradient(eta):
+    """tweedie_mean_shift and tweedie_score_form are the mean shift and the score form with
+    grad log p_0(y | E[x_0 | x_t]) for g; at eta = 1 the score-form one is TFG's step with
+    rho_t = s (1 - alpha_t) (UGD's forward guidance, guidance.training_free)."""
+    from diffguide.exact.step_rules import tweedie_gradient, tweedie_mean_shift, tweedie_score_form, tweedie_x0
+    from diffguide.guidance.training_free import guided_eps_and_direction
+
+    gen = torch.Generator().manual_seed(17)
+    mixture = two_modes_per_class(2, gen)
+    step = SCHEDULE.steps([300, 260], torch.zeros(1, dtype=torch.float64))[0]
+    x_t, y = torch.randn(4, 2, generator=gen, dtype=torch.float64), torch.tensor([0, 1, 2, 1])
+    setting = StepSetting(x_t, y, float(step.abar), float(step.abar_prev),
+                          eta**2 * float(ddpm_sigma2(step.abar, step.abar_prev)), 2.0)
+    g = tweedie_gradient(mixture, x_t, setting.abar_t, y)
+    assert torch.allclose(tweedie_mean_shift(mixture, setting).mean,
+                          unguided(mixture, setting).mean + 2.0 * setting.sigma2 * g, atol=1e-12)
+    assert not torch.allclose(g, mixture.class_log_prob_grad(x_t, setting.abar(setting.abar_t), y), atol=1e-3)
+    if eta == 1.0:
+        x0 = tweedie_x0(mixture, x_t, setting.abar_t)
+        alpha = step.abar / step.abar_prev
+        eps, direction = guided_eps_and_direction(x_t, x0, 2.0 * (1 - alpha) * g, torch.zeros_like(x0), step.abar)
+        assert torch.allclose(tweedie_score_form(mixture, setting).mean,
+                              ddim_step(x_t, eps, step=step, eta=1.0, direction_eps=direction), atol=1e-12)

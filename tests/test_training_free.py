@@ -21,8 +21,7 @@ import torch
 from diffguide.diffusion.samplers import ddim_step
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.exact.labelled_mixture import two_modes_per_class
-from diffguide.exact.step_errors import tweedie_gradient
-from diffguide.exact.step_rules import tweedie_x0
+from diffguide.exact.step_rules import tweedie_gradient, tweedie_x0
 from diffguide.guidance.training_free import (guided_eps_and_direction, mean_guidance, renoise, schedule_weights,
                                               smoothed, smoothing_std, variance_guidance)
 

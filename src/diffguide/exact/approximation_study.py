@@ -109,7 +109,7 @@ def tweedie_rows(size: StudySize = StudySize(), seed: int = 1, progress: bool = 
 
 
 CHAIN_RULES = ("exact", "moment_matched", "conditional_model", "mean_shift", "target_level_gradient",
-               "gradient_at_mean", "score_form", "laplace")
+               "gradient_at_mean", "score_form", "laplace", "tweedie_mean_shift", "tweedie_score_form")
 
 
 def chain_rows(size: StudySize = StudySize(), seed: int = 2, progress: bool = True) -> list[dict]:

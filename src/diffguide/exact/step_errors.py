@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from diffguide.exact.labelled_mixture import LabelledMixture
-from diffguide.exact.step_rules import RULES, GaussianStep, StepSetting, exact_step, tweedie_x0
+from diffguide.exact.step_rules import RULES, GaussianStep, StepSetting, exact_step, tweedie_gradient
 from diffguide.exact.transition import GaussianSum, ddpm_sigma2, float64_scalar
 
 BOOTSTRAP_RESAMPLES = 1000
@@ -211,16 +211,6 @@ def rule_errors(mixture: LabelledMixture, setting: StepSetting, num_draws: int,
 
 def _total(target: Target, step: GaussianStep, divergence: str) -> torch.Tensor:
     return kl_per_point(target, step) if divergence == "kl" else w2_to_point(target, step.mean)
-
-
-def tweedie_gradient(mixture: LabelledMixture, x_t: torch.Tensor, abar_t: float, y: torch.Tensor) -> torch.Tensor:
-    """grad_{x_t} log p_0(y | x0_hat(x_t)) with the exact x0_hat = E[x_0 | x_t] and the exact clean
-    classifier, differentiated through x0_hat (DPS, Chung et al. 2023; FreeDoM; TFG's 'mean' guidance)."""
-    x = x_t.detach().clone().requires_grad_(True)
-    x0_hat = tweedie_x0(mixture, x, abar_t)
-    clean = mixture.class_log_prob(x0_hat, torch.ones(len(x), 1, dtype=torch.float64))
-    (gradient,) = torch.autograd.grad(clean[torch.arange(len(x)), y].sum(), x)
-    return gradient
 
 
 def tweedie_gradient_error(mixture: LabelledMixture, abar_t: float, num_points: int,

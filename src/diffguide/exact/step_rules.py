@@ -14,6 +14,8 @@ and the exact noisy classifier, so what remains is the rule's own error, not a n
 | `target_level_gradient` | 1.5 | the mean shift with g = grad log p_{t'}(y / x) at x_t (the target's level) |
 | `gradient_at_mean` | D&N eqs. 5-6 | the mean shift with g = grad log p_{t'}(y / x) at mu (`grad_at: mean`) |
 | `laplace` | 1.5 to 2nd order | N(P^-1 (mu / sigma^2 + s g_t - s H x_t), P^-1), P = I / sigma^2 - s H, H the Hessian |
+| `tweedie_mean_shift` | DPS | the mean shift with g = grad_{x_t} log p_0(y / E[x_0 / x_t]) (training-free) |
+| `tweedie_score_form` | UGD eq. 6 | the score form with that gradient (UGD's forward guidance) |
 | `moment_matched` | | the target's own mean and covariance: the best Gaussian under KL(target / rule) |
 
 Eq. 1.5's time-derivative term, d/dt log p(y | x_t), does not depend on x_{t'}, so after the square
@@ -97,15 +99,33 @@ def conditional_model(mixture: LabelledMixture, setting: StepSetting) -> Gaussia
     return _isotropic(setting, unguided_mean(mixture, setting, setting.y))
 
 
-def mean_shift(mixture: LabelledMixture, setting: StepSetting, level: float | None = None) -> GaussianStep:
-    """Eq. 1.10 with the scale of eq. 1.12: the mean moves by s Sigma grad log p(y | x_t)."""
+def classifier_gradient(mixture: LabelledMixture, setting: StepSetting, level: float | None = None) -> torch.Tensor:
+    """g = grad log p(y | x) at x_t for the classifier of noise level ``level`` (abar; abar_t if None)."""
     level = setting.abar_t if level is None else level
-    gradient = mixture.class_log_prob_grad(setting.x_t, setting.abar(level), setting.y)
+    return mixture.class_log_prob_grad(setting.x_t, setting.abar(level), setting.y)
+
+
+def tweedie_gradient(mixture: LabelledMixture, x_t: torch.Tensor, abar_t, y: torch.Tensor) -> torch.Tensor:
+    """grad_{x_t} log p_0(y | x0_hat(x_t)) with the exact x0_hat = E[x_0 | x_t] and the exact clean
+    classifier, differentiated through x0_hat: training-free guidance's stand-in for grad log p_t(y | x_t)
+    (DPS, Chung et al. 2023; FreeDoM; UGD's forward guidance; TFG's rho term)."""
+    with torch.enable_grad():
+        x = x_t.detach().clone().requires_grad_(True)
+        x0_hat = tweedie_x0(mixture, x, abar_t)
+        clean = mixture.class_log_prob(x0_hat, torch.ones(len(x), 1, dtype=torch.float64))
+        (gradient,) = torch.autograd.grad(clean[torch.arange(len(x)), y].sum(), x)
+    return gradient
+
+
+def mean_shift(mixture: LabelledMixture, setting: StepSetting, gradient: torch.Tensor | None = None) -> GaussianStep:
+    """Eq. 1.10 with the scale of eq. 1.12: the mean moves by s Sigma g, g = grad log p_t(y | x_t)
+    unless another ``gradient`` is given."""
+    gradient = classifier_gradient(mixture, setting) if gradient is None else gradient
     return _isotropic(setting, unguided_mean(mixture, setting) + setting.scale * setting.sigma2 * gradient)
 
 
 def target_level_gradient(mixture: LabelledMixture, setting: StepSetting) -> GaussianStep:
-    return mean_shift(mixture, setting, level=setting.abar_next)
+    return mean_shift(mixture, setting, classifier_gradient(mixture, setting, level=setting.abar_next))
 
 
 def gradient_at_mean(mixture: LabelledMixture, setting: StepSetting) -> GaussianStep:
@@ -116,15 +136,28 @@ def gradient_at_mean(mixture: LabelledMixture, setting: StepSetting) -> Gaussian
     return _isotropic(setting, mean + setting.scale * setting.sigma2 * gradient)
 
 
-def score_form(mixture: LabelledMixture, setting: StepSetting) -> GaussianStep:
-    """Eqs. 1.22-1.24: eps_hat = eps - s sqrt(1 - abar_t) g_t, then the generalized step with eps_hat."""
+def score_form(mixture: LabelledMixture, setting: StepSetting, gradient: torch.Tensor | None = None) -> GaussianStep:
+    """Eqs. 1.22-1.24: eps_hat = eps - s sqrt(1 - abar_t) g, then the generalized step with eps_hat;
+    g = grad log p_t(y | x_t) unless another ``gradient`` is given."""
     x_t, abar_t, abar_next = setting.x_t, float64_scalar(setting.abar_t), float64_scalar(setting.abar_next)
     eps = (x_t - abar_t.sqrt() * tweedie_x0(mixture, x_t, abar_t)) / (1 - abar_t).sqrt()
-    gradient = mixture.class_log_prob_grad(x_t, setting.abar(setting.abar_t), setting.y)
+    gradient = classifier_gradient(mixture, setting) if gradient is None else gradient
     eps_hat = eps - setting.scale * (1 - abar_t).sqrt() * gradient
     x0_hat = (x_t - (1 - abar_t).sqrt() * eps_hat) / abar_t.sqrt()
     direction = (1 - abar_next - setting.sigma2).clamp(min=0).sqrt()
     return _isotropic(setting, abar_next.sqrt() * x0_hat + direction * eps_hat)
+
+
+def tweedie_mean_shift(mixture: LabelledMixture, setting: StepSetting) -> GaussianStep:
+    """The mean shift with training-free guidance's gradient, grad log p_0(y | x0_hat(x_t)): DPS's
+    update at the step size s Sigma (TFG's rho term with rho_t = s Sigma sqrt(alpha_t))."""
+    return mean_shift(mixture, setting, tweedie_gradient(mixture, setting.x_t, setting.abar_t, setting.y))
+
+
+def tweedie_score_form(mixture: LabelledMixture, setting: StepSetting) -> GaussianStep:
+    """The score form with training-free guidance's gradient: UGD's forward guidance (Bansal et al.
+    2023, eq. 6), TFG's rho term with rho_t = s (1 - alpha_t) at eta = 1."""
+    return score_form(mixture, setting, tweedie_gradient(mixture, setting.x_t, setting.abar_t, setting.y))
 
 
 def classifier_hessian(mixture: LabelledMixture, x: torch.Tensor, abar: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -143,7 +176,7 @@ def laplace(mixture: LabelledMixture, setting: StepSetting) -> GaussianStep:
         return first_order
     x_t, s, d = setting.x_t, setting.scale, setting.x_t.shape[-1]
     abar = setting.abar(setting.abar_t)
-    gradient = mixture.class_log_prob_grad(x_t, abar, setting.y)
+    gradient = classifier_gradient(mixture, setting)
     hessian = s * classifier_hessian(mixture, x_t, abar, setting.y)
     precision = torch.eye(d, dtype=torch.float64) / setting.sigma2 - hessian
     chol, info = torch.linalg.cholesky_ex(precision)
@@ -169,6 +202,8 @@ RULES = {
     "gradient_at_mean": gradient_at_mean,
     "score_form": score_form,
     "laplace": laplace,
+    "tweedie_mean_shift": tweedie_mean_shift,
+    "tweedie_score_form": tweedie_score_form,
 }
 
 

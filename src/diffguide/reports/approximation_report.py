@@ -41,6 +41,8 @@ RULE_LABELS = {
     "gradient_at_mean": "gradient at the mean (D&N eqs. 5-6)",
     "score_form": "score form (eqs. 1.22-1.24)",
     "laplace": "second order (Laplace)",
+    "tweedie_mean_shift": "mean shift, Tweedie gradient (DPS)",
+    "tweedie_score_form": "score form, Tweedie gradient (UGD forward)",
     "moment_matched": "moment matched (best Gaussian)",
 }
 
