@@ -22,8 +22,8 @@ from diffguide.diffusion.samplers import ddim_step
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.exact.labelled_mixture import two_modes_per_class
 from diffguide.exact.step_rules import tweedie_gradient, tweedie_x0
-from diffguide.guidance.training_free import (guided_eps_and_direction, mean_guidance, renoise, schedule_weights,
-                                              smoothed, smoothing_std, variance_guidance)
+from diffguide.guidance.training_free import (guided_eps_and_direction, mean_guidance, schedule_weights, smoothed,
+                                              smoothing_std, variance_guidance)
 
 SCHEDULE = NoiseSchedule.make("cosine", 1000)
 
@@ -178,7 +178,9 @@ def test_smoothing_is_the_log_of_the_mean_probability_over_the_draws():
 
 
 def test_time_travel_renoises_with_the_forward_step_from_t_next_to_t():
-    abar_t, abar_next = SCHEDULE.alphas_cumprod[400], SCHEDULE.alphas_cumprod[360]
+    """Step.renoise is the reference's _predict_xt: sqrt(alpha_t) x_{t-1} + sqrt(1 - alpha_t) z,
+    alpha_t = abar_t / abar_{t-1}."""
+    step = SCHEDULE.steps([400, 360], torch.zeros(1, dtype=torch.float64))[0]
     x, z = torch.tensor([[0.3, -0.2]], dtype=torch.float64), torch.tensor([[1.0, 0.5]], dtype=torch.float64)
-    alpha = abar_t / abar_next
-    assert torch.allclose(renoise(x, abar_t, abar_next, z), alpha.sqrt() * x + (1 - alpha).sqrt() * z, atol=1e-15)
+    alpha = step.abar / step.abar_prev
+    assert torch.allclose(step.renoise(x, z), alpha.sqrt() * x + (1 - alpha).sqrt() * z, rtol=0, atol=1e-15)

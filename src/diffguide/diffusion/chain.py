@@ -10,6 +10,13 @@ inside ``ClipDenoised`` hears it too):
 - ``start_chain(num_steps)`` once, before the first step;
 - ``enter_step(index, timestep)`` before each step's first model call. A step may call the model
   more than once (Heun's corrector calls it at the next timestep): those calls share the index.
+- ``chain_levels(abar, abar_next)`` once, before the first step, where a part defines it: the noise
+  levels abar_t and abar_{t'} of every step of the chain ([S] each), for guidance whose weights are
+  normalised over the chain (TFG's schedules, diffguide.guidance.training_free).
+
+A model whose parts ask for it (``recurrences`` > 1: FreeDoM's, UGD's and TFG's "time travel") has
+each step taken that many times: after each try but the last, the step's x_{t'} is renoised back to
+t by the forward step (``schedules.Step.renoise``) and the step is taken again from there.
 
 And a model that renoises along a direction of its own (CFG++: x0 from the guided eps, the step's
 direction term from the unconditional one) returns that direction as a value: it defines
@@ -34,6 +41,19 @@ def start_chain(model, num_steps: int) -> None:
     for part in _parts(model):
         if hasattr(part, "start_chain"):
             part.start_chain(num_steps)
+
+
+def announce_levels(model, abar, abar_next) -> None:
+    """Tell every part of ``model`` that asks the noise levels of the chain's steps."""
+    for part in _parts(model):
+        if hasattr(part, "chain_levels"):
+            part.chain_levels(abar, abar_next)
+
+
+def recurrences(model) -> int:
+    """How many times each step is taken (time travel): the largest ``recurrences`` of the model's
+    parts, 1 where none asks."""
+    return max([int(getattr(part, "recurrences", 1)) for part in _parts(model)] + [1])
 
 
 def enter_step(model, index: int, timestep: int) -> None:

@@ -19,8 +19,10 @@ Every sampler has the same leading signature, as k-diffusion's (k_diffusion/samp
   the eps of the *direction* term of the step (DDIM eq. 12's second term), distinct from the eps
   whose x0 the step keeps (diffguide.diffusion.chain.eps_and_direction); every other model has
   none, and its steps take the eps for both.
-- the chain: each sampler announces the chain and each step to its model
-  (diffguide.diffusion.chain), so stateful guidance counts steps, not calls.
+- the chain: each sampler announces the chain, its noise levels and each step to its model
+  (diffguide.diffusion.chain), so stateful guidance counts steps, not calls; a model that asks for
+  time travel (``recurrences``) has each DDIM or ancestral step taken that many times, renoised
+  back in between (``with_time_travel``).
 
 Equation labels are those of docs/equations.md.
 
@@ -35,7 +37,8 @@ from typing import Callable
 import torch
 
 from diffguide.base.runtime import progress_bar
-from diffguide.diffusion.chain import enter_step, eps_and_direction, renoises_own_direction, start_chain
+from diffguide.diffusion.chain import (announce_levels, enter_step, eps_and_direction, recurrences,
+                                       renoises_own_direction, start_chain)
 from diffguide.diffusion.schedules import NoiseSchedule, Step
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
@@ -159,6 +162,7 @@ def announced_steps(model, steps: list[Step], x: torch.Tensor, kind: str, progre
     """The run's steps under a progress bar, each announced to the model before its first call
     (diffguide.diffusion.chain): the chain's start, then each step's index and timestep."""
     start_chain(model, len(steps))
+    announce_levels(model, torch.stack([s.abar for s in steps]), torch.stack([s.abar_prev for s in steps]))
     for index, step in enumerate(progress_bar(steps, desc=f"{kind} x{len(x)}", disable=not progress, leave=False)):
         enter_step(model, index, step.t)
         yield step
@@ -182,10 +186,23 @@ def sample_ddim(model: EpsModel, x: torch.Tensor, timesteps, *, schedule: NoiseS
     refuse_mean_shift(cond_fn, "DDIM")
     y = None if labels is None else labels.to(x.device)
     for step in announced_steps(model, schedule.steps(timesteps, like=x), x, "ddim", progress):
-        eps, direction = eps_and_direction(model, x, _batch_timestep(step, x), y)
-        z = noise(x) if eta > 0 and not step.is_last else None
-        x = ddim_step(x, eps, step=step, eta=eta, noise=z, direction_eps=direction)
+        def take(x_t):
+            eps, direction = eps_and_direction(model, x_t, _batch_timestep(step, x_t), y)
+            z = noise(x_t) if eta > 0 and not step.is_last else None
+            return ddim_step(x_t, eps, step=step, eta=eta, noise=z, direction_eps=direction)
+        x = with_time_travel(take, x, step, recurrences(model), noise)
     return x
+
+
+def with_time_travel(take: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, step: Step, times: int,
+                     noise: Noise) -> torch.Tensor:
+    """x_{t'} of ``take`` (one step from x_t), taken ``times`` times: between tries x_{t'} is renoised
+    back to t (Step.renoise) with a fresh draw of ``noise`` (FreeDoM's, UGD's and TFG's time travel,
+    TFG's N_recur). times = 1 is the plain step."""
+    x_next = take(x)
+    for _ in range(times - 1):
+        x_next = take(step.renoise(x_next, noise(x_next)))
+    return x_next
 
 
 @torch.no_grad()
@@ -203,11 +220,12 @@ def sample_ddpm(model: EpsModel, x: torch.Tensor, timesteps, *, schedule: NoiseS
     steps = schedule.steps(timesteps, like=x)
     last_shift = last_step_shift_variance(steps, variance, v, last_step_variance)
     for step in announced_steps(model, steps, x, "ddpm", progress):
-        eps, direction = eps_and_direction(model, x, _batch_timestep(step, x), y)
-        z = None if step.is_last else noise(x)
-        x = ddpm_step(x, eps, step=step, sigma2=ddpm_variance(step, variance, v), noise=z, cond_fn=cond_fn,
-                      labels=y, shift_sigma2=last_shift if step.is_last else None,
-                      direction_eps=direction)
+        def take(x_t):
+            eps, direction = eps_and_direction(model, x_t, _batch_timestep(step, x_t), y)
+            z = None if step.is_last else noise(x_t)
+            return ddpm_step(x_t, eps, step=step, sigma2=ddpm_variance(step, variance, v), noise=z, cond_fn=cond_fn,
+                             labels=y, shift_sigma2=last_shift if step.is_last else None, direction_eps=direction)
+        x = with_time_travel(take, x, step, recurrences(model), noise)
     return x
 
 
@@ -230,6 +248,9 @@ def sample_heun(model: EpsModel, x: torch.Tensor, timesteps, *, schedule: NoiseS
     if renoises_own_direction(model):
         raise ValueError("this model renoises with its own direction eps (CFG++), the second term of a DDIM or DDPM "
                          "step; Heun's ODE step has one slope: sample it with sample_ddim or sample_ddpm")
+    if recurrences(model) > 1:
+        raise ValueError("this model takes each step more than once with renoising in between (time travel); "
+                         "Heun's ODE sampler is deterministic: sample it with sample_ddim or sample_ddpm")
     y = None if labels is None else labels.to(x.device)
     for step in announced_steps(model, schedule.steps(timesteps, like=x), x, "heun", progress):
         eps = model(x, _batch_timestep(step, x), y).to(x.dtype)

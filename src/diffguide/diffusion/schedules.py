@@ -152,6 +152,11 @@ class Step(NamedTuple):
         "predicted x_0")."""
         return (x_t - self.sqrt_one_minus_abar * eps) / self.sqrt_abar
 
+    def renoise(self, x_next: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """x_t = sqrt(alpha_t) x_{t'} + sqrt(1 - alpha_t) z, alpha_t = 1 - beta_t: the forward step from
+        t' back to t (DDPM eq. 2, respaced), the "time travel" of FreeDoM, UGD and TFG."""
+        return (1 - self.beta).sqrt() * x_next + self.beta.sqrt() * noise
+
     def posterior_mean(self, x0: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
         """mu~_t(x_t, x_0), the mean of q(x_{t'} | x_t, x_0)  (DDPM eq. 7)."""
         return self.mean_x0 * x0 + self.mean_xt * x_t

@@ -21,8 +21,9 @@ with the direction eps kept:
 which needs nothing of t' and is what `guided_eps_and_direction` returns: the eps whose x0
 prediction is the guided x_0, and the unguided eps as the renoising direction (the samplers'
 ``eps_and_direction`` contract, as CFG++ uses it). TFG repeats the whole step N_recur times, renoising
-x_{t'} back to t in between, x_t = sqrt(alpha_t) x_{t'} + sqrt(1 - alpha_t) z ("time travel",
-`renoise`).
+x_{t'} back to t in between, x_t = sqrt(alpha_t) x_{t'} + sqrt(1 - alpha_t) z ("time travel"): the
+samplers do that for a model that asks (``recurrences``, diffguide.diffusion.chain), with
+``schedules.Step.renoise``.
 
 The weights follow TFG's schedules over the S steps of a chain (`schedule_weights`): "increase" is
 alpha_t, "decrease" 1 - alpha_t, "constant" 1, each scaled to mean 1 over the chain, so rho and mu are
@@ -107,8 +108,3 @@ def guided_eps_and_direction(x_t: torch.Tensor, x0_hat: torch.Tensor, delta_t: t
     guided = x0_hat + delta_0 + delta_t / abar_t.sqrt()
     return (x_t - abar_t.sqrt() * guided) / (1 - abar_t).sqrt(), eps
 
-
-def renoise(x_next: torch.Tensor, abar_t: torch.Tensor, abar_next: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """Time travel: x_t = sqrt(alpha_t) x_{t'} + sqrt(1 - alpha_t) z, the forward step from t' back to t."""
-    alpha = abar_t / abar_next
-    return alpha.sqrt() * x_next + (1 - alpha).sqrt() * noise
