@@ -18,12 +18,15 @@ import math
 import pytest
 import torch
 
-from diffguide.diffusion.samplers import ddim_step
+from diffguide.diffusion.noise_levels import respaced_timesteps
+from diffguide.diffusion.samplers import ddim_step, sample_ddim, sample_ddpm
 from diffguide.diffusion.schedules import NoiseSchedule
+from diffguide.exact.gaussian_mixture import MixtureClassifier, MixtureEpsModel, random_mixture
 from diffguide.exact.labelled_mixture import two_modes_per_class
 from diffguide.exact.step_rules import tweedie_gradient, tweedie_x0
-from diffguide.guidance.training_free import (guided_eps_and_direction, mean_guidance, schedule_weights, smoothed,
-                                              smoothing_std, variance_guidance)
+from diffguide.guidance.training_free import (TrainingFreeGuidance, TrainingFreeSettings, guided_eps_and_direction,
+                                              mean_guidance, schedule_weights, smoothed, smoothing_std,
+                                              variance_guidance)
 
 SCHEDULE = NoiseSchedule.make("cosine", 1000)
 
@@ -184,3 +187,110 @@ def test_time_travel_renoises_with_the_forward_step_from_t_next_to_t():
     x, z = torch.tensor([[0.3, -0.2]], dtype=torch.float64), torch.tensor([[1.0, 0.5]], dtype=torch.float64)
     alpha = step.abar / step.abar_prev
     assert torch.allclose(step.renoise(x, z), alpha.sqrt() * x + (1 - alpha).sqrt() * z, rtol=0, atol=1e-15)
+
+
+# --------------------------------------------------------------------------- the wrapper, whole chains
+
+
+class CleanClassifier(torch.nn.Module):
+    """The exact mixture's Bayes classifier of clean data, logits = classifier(x0)."""
+
+    def __init__(self, mixture, schedule):
+        super().__init__()
+        self.exact = MixtureClassifier(mixture, schedule)
+
+    def forward(self, x0):
+        return self.exact(x0, torch.full((len(x0),), -1))
+
+
+def reference_tfg_chain(eps_model, classifier, x, y, settings, eta, draws, clip):
+    """TFG's sampling loop as its code runs it (methods/tfg.py guide_step per step, the weights of
+    its schedules normalised over the chain, x0_hat clamped, recurrences with renoising), written
+    with nothing of ours but the plain DDIM step."""
+    steps = SCHEDULE.steps(TIMESTEPS, like=x)
+    abar = torch.stack([s.abar for s in steps])
+    abar_prev = torch.stack([s.abar_prev for s in steps])
+    alpha = abar / abar_prev
+    shapes = {"increase": alpha, "decrease": 1 - alpha, "constant": torch.ones_like(alpha)}
+    rho_w = settings.rho * shapes[settings.rho_schedule] * len(alpha) / shapes[settings.rho_schedule].sum()
+    mu_w = settings.mu * shapes[settings.mu_schedule] * len(alpha) / shapes[settings.mu_schedule].sum()
+
+    def log_f(x0):
+        return torch.log_softmax(classifier(x0), dim=-1)[torch.arange(len(x0)), y]
+
+    for i, step in enumerate(steps):
+        t = torch.full((len(x),), step.t)
+        for attempt in range(settings.recurrences):
+            x_g = x.detach().requires_grad_(True)
+            x0 = (x_g - step.sqrt_one_minus_abar * eps_model(x_g, t, None)) / step.sqrt_abar
+            x0 = x0.clamp(-1, 1) if clip else x0
+            (g,) = torch.autograd.grad(log_f(x0).sum(), x_g)
+            delta_t, x0 = rho_w[i] * g, x0.detach()
+            new_x0 = x0.clone()
+            for _ in range(settings.inner_steps):
+                point = new_x0.requires_grad_(True)
+                (g0,) = torch.autograd.grad(log_f(point).sum(), point)
+                new_x0 = (point + mu_w[i] * g0).detach()
+            eps = (x - step.sqrt_abar * x0) / step.sqrt_one_minus_abar
+            z = draws(x) if eta > 0 and not step.is_last else None
+            x_prev = ddim_step(x, eps, step=step, eta=eta, noise=z)
+            x_prev = x_prev + delta_t / alpha[i].sqrt() + (new_x0 - x0) * abar_prev[i].sqrt()
+            if attempt < settings.recurrences - 1:
+                x = alpha[i].sqrt() * x_prev + (1 - alpha[i]).sqrt() * draws(x)
+        x = x_prev.detach()
+    return x
+
+
+TIMESTEPS = respaced_timesteps(1000, 6, "leading")
+
+
+@pytest.mark.parametrize("sampler,eta", [(sample_ddim, 0.0), (sample_ddim, 1.0), (sample_ddpm, 1.0)])
+@pytest.mark.parametrize("settings", [
+    TrainingFreeSettings(rho=0.5, mu=0.3, inner_steps=2, recurrences=2, rho_schedule="increase", mu_schedule="increase"),
+    TrainingFreeSettings(rho=1.0, recurrences=3, rho_schedule="decrease"),
+    TrainingFreeSettings(mu=0.5, inner_steps=1),
+], ids=["tfg", "freedom_like", "mpgd_like"])
+def test_a_whole_chain_is_the_reference_codes_loop(sampler, eta, settings):
+    mixture = random_mixture(3, 2, torch.Generator().manual_seed(53), spread=0.8)
+    eps_model, classifier = MixtureEpsModel(mixture, SCHEDULE), CleanClassifier(mixture, SCHEDULE)
+    x_T = torch.randn(5, 2, generator=torch.Generator().manual_seed(54), dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0, 1])
+    guided = TrainingFreeGuidance(eps_model, classifier, settings, SCHEDULE, clip_x0=True)
+    options = {"eta": eta} if sampler is sample_ddim else {}
+    ours = sampler(guided, x_T, TIMESTEPS, schedule=SCHEDULE, labels=y, noise=SequenceOfDraws(x_T.shape),
+                   progress=False, **options)
+    reference = reference_tfg_chain(eps_model, classifier, x_T, y, settings, eta, SequenceOfDraws(x_T.shape), clip=True)
+    unguided = sampler(eps_model, x_T, TIMESTEPS, schedule=SCHEDULE, labels=y, noise=SequenceOfDraws(x_T.shape),
+                       progress=False, **options)
+    assert torch.allclose(ours, reference, rtol=0, atol=1e-10)  # 6 steps x 2 tries of gradient steps: 5e-12 seen
+    assert (ours - unguided).abs().max() > 1e-3  # the guidance acted
+
+
+class SequenceOfDraws:
+    """A noise source handing out one fixed sequence of draws (the same for every sampler given it)."""
+
+    def __init__(self, shape):
+        gen = torch.Generator().manual_seed(55)
+        self.draws = [torch.randn(shape, generator=gen, dtype=torch.float64) for _ in range(100)]
+        self.used = 0
+
+    def __call__(self, x):
+        self.used += 1
+        return self.draws[self.used - 1]
+
+
+def test_settings_out_of_range_are_refused():
+    with pytest.raises(ValueError, match="rho and mu must be >= 0"):
+        TrainingFreeSettings(rho=-1.0)
+    with pytest.raises(ValueError, match="inner_steps and recurrences must be >= 1"):
+        TrainingFreeSettings(recurrences=0)
+    with pytest.raises(ValueError, match="unknown training-free schedule 'up'"):
+        TrainingFreeSettings(mu_schedule="up")
+
+
+def test_outside_a_sampler_every_step_gets_the_mean_weights():
+    mixture = random_mixture(3, 2, torch.Generator().manual_seed(56), spread=0.8)
+    guided = TrainingFreeGuidance(MixtureEpsModel(mixture, SCHEDULE), CleanClassifier(mixture, SCHEDULE),
+                                  TrainingFreeSettings(rho=0.7, mu=0.2, rho_schedule="increase"), SCHEDULE, clip_x0=False)
+    x = torch.zeros(2, 2, dtype=torch.float64)
+    assert guided.step_weights(x, torch.full((2,), 500)) == (0.7, 0.2)

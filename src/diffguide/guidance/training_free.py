@@ -34,9 +34,13 @@ docs/readings/tfg_reference_code.md has the reference code's lines for each form
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
+from torch import nn
+
+from diffguide.guidance.parts import FollowsSteps, StepTracker
 
 SCHEDULES = ("increase", "decrease", "constant")
 
@@ -108,3 +112,74 @@ def guided_eps_and_direction(x_t: torch.Tensor, x0_hat: torch.Tensor, delta_t: t
     guided = x0_hat + delta_0 + delta_t / abar_t.sqrt()
     return (x_t - abar_t.sqrt() * guided) / (1 - abar_t).sqrt(), eps
 
+
+
+@dataclass(frozen=True)
+class TrainingFreeSettings:
+    """TFG's hyper-parameters (Ye et al. 2024, sec. 3; the reference code's names in brackets):
+    ``rho`` and ``mu`` the chain's mean weights of the two guidance terms, ``inner_steps`` N_iter
+    [iter_steps], ``recurrences`` N_recur [recur_steps], and the schedules of rho and mu over the
+    chain. The Gaussian smoothing gamma is not in this form yet (gamma = 0: log f itself)."""
+
+    rho: float = 0.0
+    mu: float = 0.0
+    inner_steps: int = 1
+    recurrences: int = 1
+    rho_schedule: str = "constant"
+    mu_schedule: str = "constant"
+
+    def __post_init__(self):
+        if self.rho < 0 or self.mu < 0:
+            raise ValueError(f"training-free guidance: rho and mu must be >= 0, got rho = {self.rho}, mu = {self.mu}")
+        if self.inner_steps < 1 or self.recurrences < 1:
+            raise ValueError(f"training-free guidance: inner_steps and recurrences must be >= 1, got "
+                             f"{self.inner_steps} and {self.recurrences}")
+        for kind in (self.rho_schedule, self.mu_schedule):
+            if kind not in SCHEDULES:
+                raise ValueError(f"unknown training-free schedule {kind!r}; choose one of {SCHEDULES}")
+
+
+class TrainingFreeGuidance(FollowsSteps, nn.Module):
+    """TFG's step around an eps-model and a classifier of clean images, ``logits = classifier(x0)``.
+    Under a sampler (diffguide.diffusion.chain) it hears the chain's noise levels (for its schedules'
+    weights), the step it is on, and asks for ``recurrences`` tries per step; it returns (eps for
+    x_0, direction eps) as `guided_eps_and_direction`. ``schedule`` gives abar_t; with ``clip_x0``
+    x0_hat is clamped to [-1, 1] before guidance, as TFG's code does, and the guided x_0 is not.
+    Called outside a sampler, every step gets the mean weights rho and mu."""
+
+    def __init__(self, model: nn.Module, classifier: nn.Module, settings: TrainingFreeSettings, schedule, clip_x0: bool):
+        super().__init__()
+        self.model, self.classifier, self.settings = model, classifier, settings
+        self.schedule, self.clip_x0 = schedule, clip_x0
+        self.recurrences = settings.recurrences
+        self.steps, self.weights = StepTracker(), None
+
+    def chain_levels(self, abar: torch.Tensor, abar_next: torch.Tensor) -> None:
+        s = self.settings
+        self.weights = (s.rho * schedule_weights(s.rho_schedule, abar, abar_next),
+                        s.mu * schedule_weights(s.mu_schedule, abar, abar_next))
+
+    def step_weights(self, x: torch.Tensor, t: torch.Tensor) -> tuple[float, float]:
+        """(rho_t, mu_t) of the step this call belongs to."""
+        if self.weights is None:
+            return self.settings.rho, self.settings.mu
+        _, index = self.steps.position(x, t)
+        return float(self.weights[0][index]), float(self.weights[1][index])
+
+    def eps_and_direction(self, x, t, y):
+        abar = self.schedule.abar(t, x)
+        rho, mu = self.step_weights(x, t)
+
+        def predict_x0(points):
+            x0 = (points - (1 - abar).sqrt() * self.model(points, t, None)) / abar.sqrt()
+            return x0.clamp(-1, 1) if self.clip_x0 else x0
+
+        def log_f(x0):
+            return torch.log_softmax(self.classifier(x0), dim=-1)[torch.arange(len(x0)), y]
+
+        x0, delta_t = mean_guidance(x, predict_x0, log_f, rho)
+        delta_0 = variance_guidance(x0, log_f, mu, self.settings.inner_steps)
+        return guided_eps_and_direction(x, x0, delta_t, delta_0, abar)
+
+    def forward(self, x, t, y):
+        return self.eps_and_direction(x, t, y)[0]
