@@ -67,7 +67,7 @@ def _number(value: float) -> str:
 
 def _cell(row) -> str:
     text = f"{_number(row.value)} [{_number(row.low)}, {_number(row.high)}]"
-    return text + (f" ({row.fallback_share:.1%} fell back)" if row.fallback_share > 0 else "")
+    return text + (f" ({row.fallback_share:.2%} fell back)" if row.fallback_share > 0 else "")
 
 
 PART_TITLES = {"total": "the whole error", "mean_part": "the part the mean makes",
