@@ -22,8 +22,9 @@ def test_the_report_writes_its_rows_figures_and_tables(small_report):
     out, docs = small_report
     rows = pd.read_csv(out / "one_step_errors.csv")
     steps = len(chain_steps(StudySize(num_steps=3)))
-    # eight rules and moment matching in three parts; at s = 1 also the floor in two
-    expected = len(DIMENSIONS) * steps * sum(9 * 3 + (2 if kind.scale == 1 else 0) for kind in STEP_KINDS)
+    # ten rules and moment matching in three parts, the two second-order rules in a fourth; at
+    # s = 1 also the floor in two
+    expected = len(DIMENSIONS) * steps * sum(11 * 3 + 2 + (2 if kind.scale == 1 else 0) for kind in STEP_KINDS)
     assert len(rows) == expected
     assert set(rows.rule) == set(RULE_LABELS)
     assert (rows.low <= rows.value + 1e-12).all() and (rows.value <= rows.high + 1e-12).all()
@@ -33,13 +34,17 @@ def test_the_report_writes_its_rows_figures_and_tables(small_report):
     text = (docs / "approximations.md").read_text()
     for kind in STEP_KINDS:
         assert f"### {kind.name}: the whole error" in text and f"### {kind.name}: the part the mean makes" in text
-    assert text.count("| score form (eqs. 1.22-1.24) |") == 4 * len(STEP_KINDS)  # three one-step tables, one chain table
-    assert text.count("| ddpm s=1 | ") == len(DIMENSIONS) and "| ddim s=1 | " not in text  # second-order verdicts
+    chain_tables = sum(1 if kind.scale == 1 else 2 for kind in STEP_KINDS)  # s != 1: targets (b) and (c)
+    assert text.count("| score form (eqs. 1.22-1.24) |") == 3 * len(STEP_KINDS) + chain_tables
+    for base in ("sigma^2 I", "exact moments"):  # the second-order verdicts, for drawing steps only
+        assert text.count(f"| {base} | ddpm s=1 | ") == len(DIMENSIONS) and f"| {base} | ddim s=1 |" not in text
     for kind in STEP_KINDS:
         assert f"### {kind.name}: chains against" in text
     chains = pd.read_csv(out / "chains.csv")
     assert set(chains.steps) == {3, 5} and set(chains.dim) == set(DIMENSIONS)
     assert set(chains.rule) == set(CHAIN_RULES)
+    assert set(chains[chains.setting == "ddpm s=3"].target) == {"normalised", "tilted"}
+    assert set(chains[chains.setting == "ddpm s=1"].target) == {"p(x|y)"}
     assert not chains[(chains.setting == "ddpm s=3") & chains.rule.isin(["exact", "moment_matched"])].shape[0]
     assert len(pd.read_csv(out / "tweedie_gradient.csv")) == len(DIMENSIONS) * steps
 

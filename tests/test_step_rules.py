@@ -162,3 +162,33 @@ def test_the_tweedie_rules_are_the_first_order_rules_with_training_free_guidance
         eps, direction = guided_eps_and_direction(x_t, x0, 2.0 * (1 - alpha) * g, torch.zeros_like(x0), step.abar)
         assert torch.allclose(tweedie_score_form(mixture, setting).mean,
                               ddim_step(x_t, eps, step=step, eta=1.0, direction_eps=direction), atol=1e-12)
+
+
+def test_the_exact_base_rules_are_the_expansions_times_the_exact_unguided_step_in_1d():
+    """exact_base_mean_shift is N(m + s C g, C) with (m, C) the exact unconditional step's moments;
+    exact_base_laplace normalises N(m, C) exp(s [g (x - x_t) + H (x - x_t)^2 / 2]) (a 1-D grid)."""
+    from diffguide.exact.step_rules import exact_base, exact_base_laplace, exact_base_mean_shift
+
+    gen = torch.Generator().manual_seed(18)
+    mixture = two_modes_per_class(1, gen)
+    abar_t, abar_next = float(SCHEDULE.alphas_cumprod[300]), float(SCHEDULE.alphas_cumprod[200])
+    setting = StepSetting(torch.tensor([[0.4], [-0.9]], dtype=torch.float64), torch.tensor([0, 2]), abar_t, abar_next,
+                          float(ddpm_sigma2(abar_t, abar_next)), 2.0)
+    m, c = exact_base(mixture, setting)
+    assert (c[:, 0, 0] > setting.sigma2).all()  # the exact step is wider than sigma^2 I
+    abar = setting.abar(abar_t)
+    g = mixture.class_log_prob_grad(setting.x_t, abar, setting.y)
+    hess = classifier_hessian(mixture, setting.x_t, abar, setting.y)[:, 0, 0]
+    first = exact_base_mean_shift(mixture, setting)
+    assert torch.allclose(first.mean, m + 2.0 * c[:, :, 0] * g, atol=1e-12) and torch.allclose(first.cov, c)
+    second = exact_base_laplace(mixture, setting)
+    assert not second.fallback.any()
+    for row in range(2):
+        x = torch.linspace(float(m[row, 0]) - 4, float(m[row, 0]) + 4, 80_001, dtype=torch.float64)
+        d = x - setting.x_t[row, 0]
+        log_density = -0.5 * (x - m[row, 0]) ** 2 / c[row, 0, 0] + 2.0 * (g[row, 0] * d + 0.5 * hess[row] * d**2)
+        density = (log_density - log_density.max()).exp()
+        density = density / torch.trapezoid(density, x)
+        mean = torch.trapezoid(x * density, x)
+        assert torch.allclose(second.mean[row, 0], mean, atol=1e-9)
+        assert torch.allclose(second.cov[row, 0, 0], torch.trapezoid((x - mean) ** 2 * density, x), atol=1e-9)

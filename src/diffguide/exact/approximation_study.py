@@ -97,7 +97,7 @@ def study_rows(size: StudySize = StudySize(), seed: int = 0, progress: bool = Tr
 
 
 def tweedie_rows(size: StudySize = StudySize(), seed: int = 1, progress: bool = True) -> list[dict]:
-    """The Tweedie gradient's relative error and cosine against the exact gradient, per step."""
+    """The Tweedie gradient's relative error and its error in eps units against the exact gradient, per step."""
     rows, generator = [], torch.Generator().manual_seed(seed)
     steps = [(dim, step) for dim in DIMENSIONS for step in chain_steps(size)]
     for dim, (t, _, abar_t, _) in tqdm(steps, desc="tweedie gradient", disable=not progress):
@@ -109,7 +109,10 @@ def tweedie_rows(size: StudySize = StudySize(), seed: int = 1, progress: bool = 
 
 
 CHAIN_RULES = ("exact", "moment_matched", "conditional_model", "mean_shift", "target_level_gradient",
-               "gradient_at_mean", "score_form", "laplace", "tweedie_mean_shift", "tweedie_score_form")
+               "gradient_at_mean", "score_form", "laplace", "tweedie_mean_shift", "tweedie_score_form",
+               "exact_base_mean_shift", "exact_base_laplace")
+# What a chain at scale s is compared with (chain_errors): at s = 1 p(x | y); otherwise both readings.
+CHAIN_TARGETS = {"normalised": True, "tilted": False}
 
 
 def chain_rows(size: StudySize = StudySize(), seed: int = 2, progress: bool = True) -> list[dict]:
@@ -121,11 +124,14 @@ def chain_rows(size: StudySize = StudySize(), seed: int = 2, progress: bool = Tr
         mixture = study_mixture(dim)
         y = torch.arange(size.num_chains) % mixture.num_classes
         spec = ChainSpec(chain_steps(StudySize(num_steps=length, timesteps=size.timesteps)), kind.eta, kind.scale)
-        exact = sharpened_draws(mixture, y, kind.scale, generator)
+        targets = {"p(x|y)": sharpened_draws(mixture, y, 1.0, generator)} if kind.scale == 1 else {
+            name: sharpened_draws(mixture, y, kind.scale, generator, normalised) for name, normalised in CHAIN_TARGETS.items()}
         for rule in CHAIN_RULES:
             if kind.scale != 1 and rule in ("exact", "moment_matched"):
                 continue
-            estimate = chain_error(mixture, run_chain(mixture, rule, spec, y, generator), exact, y, generator)
-            rows.append({"dim": dim, "setting": kind.name, "steps": length, "rule": rule,
-                         "value": estimate.value, "low": estimate.low, "high": estimate.high})
+            samples = run_chain(mixture, rule, spec, y, generator)
+            for target, exact in targets.items():
+                estimate = chain_error(mixture, samples, exact, y, generator)
+                rows.append({"dim": dim, "setting": kind.name, "steps": length, "rule": rule, "target": target,
+                             "value": estimate.value, "low": estimate.low, "high": estimate.high})
     return rows

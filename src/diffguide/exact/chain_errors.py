@@ -5,8 +5,11 @@ error of its own) and takes every step with one rule of `step_rules`, drawing fr
 Gaussian (or moving to its mean, for DDIM). Its end is compared with exact draws of the target:
 
     s = 1:  p(x_0 | y)
-    s > 1:  p(x_0) p(y | x_0)^s / Z(x_0),  Z(x_0) = sum_y' p(y' | x_0)^s   (D&N sec. 4.3's reading of s;
-            the target of the sharpening figure, docs/equations.md part 9), drawn by rejection from p(x_0)
+    s > 1:  (b) p(x_0) p(y | x_0)^s / Z(x_0),  Z(x_0) = sum_y' p(y' | x_0)^s   (D&N sec. 4.3's reading of s)
+            (c) p(x_0) p(y | x_0)^s / const, the unnormalised tilt, whose scores guidance follows at
+            every noise level (docs/equations.md parts 8-9; the sharpening figure draws both),
+            each drawn by rejection from p(x_0). Where the classes barely overlap, (b) is close to
+            p(x_0 | y) itself; (c) is sharper.
 
 by the energy distance (Szekely & Rizzo 2013), per class and averaged over the classes:
 
@@ -79,9 +82,10 @@ def run_chain(mixture: LabelledMixture, rule: str, spec: ChainSpec, y: torch.Ten
 
 
 def sharpened_draws(mixture: LabelledMixture, y: torch.Tensor, scale: float,
-                    generator: torch.Generator) -> torch.Tensor:
-    """Exact draws of p(x_0) p(y | x_0)^s / Z(x_0), one per label, by rejection from p(x_0): a draw
-    is kept with probability p(y | x_0)^s / Z(x_0) <= 1. At s = 1 that is p(x_0 | y)."""
+                    generator: torch.Generator, normalised: bool = True) -> torch.Tensor:
+    """Exact draws of p(x_0) p(y | x_0)^s / Z(x_0) (``normalised``) or of p(x_0) p(y | x_0)^s / const,
+    one per label, by rejection from p(x_0): a draw is kept with probability p(y | x_0)^s / Z(x_0),
+    or p(y | x_0)^s (both <= 1). At s = 1 both are p(x_0 | y)."""
     if scale == 1:
         return mixture.sample(y, generator=generator)
     out = torch.empty(len(y), mixture.dim, dtype=torch.float64)
@@ -92,7 +96,9 @@ def sharpened_draws(mixture: LabelledMixture, y: torch.Tensor, scale: float,
         proposal = components.sample(torch.multinomial(components.weights, len(index), replacement=True,
                                                        generator=generator), generator=generator)
         log_class = mixture.class_log_prob(proposal, torch.ones(len(index), 1, dtype=torch.float64))
-        log_keep = scale * log_class[torch.arange(len(index)), y[index]] - torch.logsumexp(scale * log_class, dim=-1)
+        log_keep = scale * log_class[torch.arange(len(index)), y[index]]
+        if normalised:
+            log_keep = log_keep - torch.logsumexp(scale * log_class, dim=-1)
         keep = torch.rand(len(index), generator=generator, dtype=torch.float64).log() < log_keep
         out[index[keep]] = proposal[keep]
         missing[index[keep]] = False

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from diffguide.exact.labelled_mixture import LabelledMixture
-from diffguide.exact.step_rules import RULES, GaussianStep, StepSetting, exact_step, tweedie_gradient
+from diffguide.exact.step_rules import FIRST_ORDER_OF, RULES, GaussianStep, StepSetting, exact_step, tweedie_gradient
 from diffguide.exact.transition import GaussianSum, ddpm_sigma2, float64_scalar
 
 BOOTSTRAP_RESAMPLES = 1000
@@ -183,7 +183,8 @@ def rule_errors(mixture: LabelledMixture, setting: StepSetting, num_draws: int,
                 generator: torch.Generator) -> dict[str, dict[str, Estimate]]:
     """Every rule's error against the guided target at this setting, as its ``total``, its
     ``mean_part`` and ``minus_mean_shift`` (its total minus the first-order rule's at the same points:
-    a paired difference, whose interval decides "better than eq. 1.10"), and `moment_matched`'s floor;
+    a paired difference, whose interval decides "better than eq. 1.10"; for a second-order rule also
+    ``minus_first_order``, against the first-order rule on the same base), and `moment_matched`'s floor;
     at s = 1 also `unguided_floor`: the unguided Gaussian step against the exact unconditional
     transition, the error every Gaussian step shares before any guidance."""
     target = guided_target(mixture, setting, num_draws, generator)
@@ -198,6 +199,9 @@ def rule_errors(mixture: LabelledMixture, setting: StepSetting, num_draws: int,
         errors[name] = {"total": bootstrap_mean(totals[name], generator, fallback),
                         "mean_part": bootstrap_mean(mean_part(target, step, divergence), generator, fallback),
                         "minus_mean_shift": bootstrap_mean(totals[name] - totals[FIRST_ORDER], generator, fallback)}
+        if name in FIRST_ORDER_OF:  # a second-order rule against the first-order rule it extends
+            paired = totals[name] - totals[FIRST_ORDER_OF[name]]
+            errors[name]["minus_first_order"] = bootstrap_mean(paired, generator, fallback)
     if setting.scale == 1:
         unconditional = exact_step(mixture, setting, conditional=False)
         draws = unconditional.sample(num_draws, generator=generator)

@@ -2,31 +2,36 @@
 
 The exact guided step at scale s is p(x_{t'} | x_t) p_{t'}(y | x_{t'})^s / Z (seed eq. 1.4, and 1.11
 with the classifier raised to s, eq. 1.13); at s = 1 it is p(x_{t'} | x_t, y) (`transition`). Each
-rule below replaces it by a Gaussian N(mean, cov), built from the exact eps (Tweedie's E[x_0 | x_t])
-and the exact noisy classifier, so what remains is the rule's own error, not a network's:
+rule below replaces it by a Gaussian N(mean, cov), built from the exact eps (Tweedie's E[x_0 given x_t])
+and the exact noisy classifier, so what remains is the rule's own error, not a network's. Below,
+mu = a x0_hat + b x_t is the unguided mean, g_t = grad log p_t(y given x_t), H its Hessian.
 
-| rule | seed eq. | the Gaussian |
-|---|---|---|
-| `unguided` | 1.6's p(x_{t'} / x_t) | N(a x0_hat + b x_t, sigma^2 I), x0_hat = E[x_0 / x_t] |
-| `conditional_model` | | N(a E[x_0 / x_t, y] + b x_t, sigma^2 I): a perfect conditional eps-model |
-| `mean_shift` | 1.10, 1.12 | unguided mean + s sigma^2 g_t, g_t = grad log p_t(y / x_t) |
-| `score_form` | 1.22-1.24 | the step with eps - s sqrt(1 - abar_t) g_t |
-| `target_level_gradient` | 1.5 | the mean shift with g = grad log p_{t'}(y / x) at x_t (the target's level) |
-| `gradient_at_mean` | D&N eqs. 5-6 | the mean shift with g = grad log p_{t'}(y / x) at mu (`grad_at: mean`) |
-| `laplace` | 1.5 to 2nd order | N(P^-1 (mu / sigma^2 + s g_t - s H x_t), P^-1), P = I / sigma^2 - s H, H the Hessian |
-| `tweedie_mean_shift` | DPS | the mean shift with g = grad_{x_t} log p_0(y / E[x_0 / x_t]) (training-free) |
-| `tweedie_score_form` | UGD eq. 6 | the score form with that gradient (UGD's forward guidance) |
-| `moment_matched` | | the target's own mean and covariance: the best Gaussian under KL(target / rule) |
+- `unguided` (seed 1.6's p(x_{t'} given x_t)): N(mu, sigma^2 I), x0_hat = E[x_0 given x_t].
+- `conditional_model`: N(a E[x_0 given x_t, y] + b x_t, sigma^2 I), a perfect conditional eps-model.
+- `mean_shift` (seed 1.10, 1.12): N(mu + s sigma^2 g_t, sigma^2 I).
+- `score_form` (seed 1.22-1.24): the step with eps - s sqrt(1 - abar_t) g_t.
+- `target_level_gradient` (seed 1.5): the mean shift with g = grad log p_{t'}(y given x) at x_t.
+- `gradient_at_mean` (D&N eqs. 5-6, ``grad_at: mean``): the mean shift with that g taken at mu.
+- `laplace` (seed 1.5 to second order): N(P^-1 (mu / sigma^2 + s g_t - s H x_t), P^-1), P = I / sigma^2 - s H.
+- `tweedie_mean_shift` (DPS), `tweedie_score_form` (UGD eq. 6, forward guidance): the mean shift and
+  the score form with training-free guidance's g = grad_{x_t} log p_0(y given E[x_0 given x_t]).
+- `exact_base_mean_shift`, `exact_base_laplace`: the first- and second-order rules on the exact
+  unguided step's moments (m, C) in place of (mu, sigma^2 I): N(m + s C g_t, C), and
+  P = C^-1 - s H. Every other rule keeps sigma^2 I, which is far from the exact step's
+  a^2 Cov[x_0 given x_t] + sigma^2 I; these two measure the expansion's order alone.
+- `moment_matched` (in `step_errors`): the target's own mean and covariance, the best Gaussian
+  under KL(target || rule).
 
 Eq. 1.5's time-derivative term, d/dt log p(y | x_t), does not depend on x_{t'}, so after the square
 is completed (eqs. 1.6-1.9) it cancels in the normaliser: kept to the letter it changes nothing.
 What the time change does change is the gradient, which belongs to the target's noise level t', not
 to t. `target_level_gradient` takes it there, and so keeps eq. 1.5's time dependence to first order.
 
-`laplace` is the second-order expansion of log p_t(y | x) around x_t. Where P is not positive definite
-(the classifier's log-density curves up faster than 1 / sigma^2 in some direction) no Gaussian has
-that exponent; the rule then falls back to `mean_shift` for that row and says so in ``fallback``.
-At sigma = 0 (DDIM) the mean shift and the Laplace rule shift nothing: only the score form guides.
+The second-order rules expand log p_t(y | x) around x_t. Where P is not positive definite (the
+classifier's log-density curves up faster than the base Gaussian curves down in some direction) no
+Gaussian has that exponent; the rule then falls back to its first-order rule for that row and says
+so in ``fallback``. At sigma = 0 (DDIM) the mean shift and the Laplace rule shift nothing: only the
+score form guides.
 """
 
 from __future__ import annotations
@@ -168,30 +173,58 @@ def classifier_hessian(mixture: LabelledMixture, x: torch.Tensor, abar: torch.Te
     return jacobian.permute(1, 0, 2)
 
 
-def laplace(mixture: LabelledMixture, setting: StepSetting) -> GaussianStep:
-    """The second-order expansion of log p_t(y | x)^s around x_t times the unguided Gaussian, completed
-    to one Gaussian where its precision P = I / sigma^2 - s H is positive definite."""
-    first_order = mean_shift(mixture, setting)
-    if setting.sigma2 == 0:
-        return first_order
-    x_t, s, d = setting.x_t, setting.scale, setting.x_t.shape[-1]
+def second_order(mixture: LabelledMixture, setting: StepSetting, base_mean: torch.Tensor, base_cov: torch.Tensor,
+                 first_order: GaussianStep) -> GaussianStep:
+    """N(base_mean, base_cov) times exp(s [g (x - x_t) + (x - x_t)^T H (x - x_t) / 2]), g and H of
+    log p_t(y | x) at x_t, completed to one Gaussian: precision P = base_cov^-1 - s H, mean
+    P^-1 (base_cov^-1 base_mean + s g - s H x_t), where P is positive definite; ``first_order`` for
+    the rows where it is not."""
+    x_t, s = setting.x_t, setting.scale
     abar = setting.abar(setting.abar_t)
-    gradient = classifier_gradient(mixture, setting)
     hessian = s * classifier_hessian(mixture, x_t, abar, setting.y)
-    precision = torch.eye(d, dtype=torch.float64) / setting.sigma2 - hessian
+    base_precision = torch.linalg.inv(base_cov)
+    precision = base_precision - hessian
     chol, info = torch.linalg.cholesky_ex(precision)
     fallback = info != 0
-    safe = torch.where(fallback[:, None, None], torch.eye(d, dtype=torch.float64).expand_as(precision), chol)
-    cov = torch.cholesky_inverse(safe)
-    linear = unguided_mean(mixture, setting) / setting.sigma2 + s * gradient - (hessian @ x_t[..., None])[..., 0]
+    identity = torch.eye(x_t.shape[-1], dtype=torch.float64).expand_as(precision)
+    cov = torch.cholesky_inverse(torch.where(fallback[:, None, None], identity, chol))
+    linear = ((base_precision @ base_mean[..., None])[..., 0] + s * classifier_gradient(mixture, setting)
+              - (hessian @ x_t[..., None])[..., 0])
     mean = (cov @ linear[..., None])[..., 0]
     return GaussianStep(torch.where(fallback[:, None], first_order.mean, mean),
                         torch.where(fallback[:, None, None], first_order.cov, cov), fallback)
 
 
-def target_moments(target: GaussianSum) -> GaussianStep:
-    """`moment_matched` at s = 1: the exact transition's mean and covariance."""
-    return GaussianStep(target.mean(), target.covariance(), torch.zeros(len(target.means), dtype=torch.bool))
+def laplace(mixture: LabelledMixture, setting: StepSetting) -> GaussianStep:
+    """The second-order expansion of log p_t(y | x)^s around x_t times the unguided Gaussian
+    N(mu, sigma^2 I), completed to one Gaussian where P = I / sigma^2 - s H is positive definite."""
+    first_order = mean_shift(mixture, setting)
+    if setting.sigma2 == 0:
+        return first_order
+    return second_order(mixture, setting, unguided_mean(mixture, setting), first_order.cov, first_order)
+
+
+def exact_base(mixture: LabelledMixture, setting: StepSetting) -> tuple[torch.Tensor, torch.Tensor]:
+    """The exact unconditional step's mean and covariance: the best Gaussian p(x_{t'} | x_t) has,
+    a^2 Cov[x_0 | x_t] + sigma_t^2 I where the rules above keep sigma_t^2 I."""
+    unconditional = exact_step(mixture, setting, conditional=False)
+    return unconditional.mean(), unconditional.covariance()
+
+
+def exact_base_mean_shift(mixture: LabelledMixture, setting: StepSetting) -> GaussianStep:
+    """Eqs. 1.6-1.10 with the exact unguided step's moments (m, C) for N(mu, Sigma): N(m + s C g, C).
+    It isolates what the first-order expansion of log p(y | x) costs from what sigma_t^2 I costs."""
+    mean, cov = exact_base(mixture, setting)
+    none = torch.zeros(len(mean), dtype=torch.bool)
+    return GaussianStep(mean + setting.scale * (cov @ classifier_gradient(mixture, setting)[..., None])[..., 0], cov,
+                        none)
+
+
+def exact_base_laplace(mixture: LabelledMixture, setting: StepSetting) -> GaussianStep:
+    """The second-order rule on the exact unguided step's moments: the seed's "higher-order expansion"
+    with nothing else changed from `exact_base_mean_shift`."""
+    mean, cov = exact_base(mixture, setting)
+    return second_order(mixture, setting, mean, cov, exact_base_mean_shift(mixture, setting))
 
 
 RULES = {
@@ -204,7 +237,12 @@ RULES = {
     "laplace": laplace,
     "tweedie_mean_shift": tweedie_mean_shift,
     "tweedie_score_form": tweedie_score_form,
+    "exact_base_mean_shift": exact_base_mean_shift,
+    "exact_base_laplace": exact_base_laplace,
 }
+
+# A second-order rule and the first-order rule it extends (the paired comparison of the verdicts).
+FIRST_ORDER_OF = {"laplace": "mean_shift", "exact_base_laplace": "exact_base_mean_shift"}
 
 
 def exact_step(mixture: LabelledMixture, setting: StepSetting, conditional: bool = True) -> GaussianSum:

@@ -8,10 +8,12 @@ writes the rows to ``--out``: ``one_step_errors.csv``, ``tweedie_gradient.csv`` 
 kinds of step), ``one_step_mean_errors.png`` (the same for the part of the error the rule's mean
 makes: the part guidance moves), ``tweedie_gradient.png`` and ``approximations.md``.
 
-A table cell is the rule's error summed over the 25 steps of the chain. For KL this sum is the
-chain rule's bound on the KL between the exact and the rule's whole paths (when x_t is where the
-exact chain is); W2 adds up likewise along a chain of maps. Its interval combines the steps'
-bootstrap intervals in quadrature, each side apart (the steps' points are drawn independently).
+A table cell is the rule's error summed over the 25 steps of the chain. At s = 1 the KL sum is the
+chain rule's bound on the KL between the exact and the rule's whole paths, where x_t is where the
+exact chain is (the points are drawn there); at s != 1 the points are not where a guided chain is,
+and for W2 the sum is a plain total (a chain of maps would add Lipschitz factors). Its interval
+combines the steps' bootstrap intervals in quadrature, each side apart (the steps' points are drawn
+independently; summing the steps' resamples would be exact, quadrature is close).
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ RULE_LABELS = {
     "laplace": "second order (Laplace)",
     "tweedie_mean_shift": "mean shift, Tweedie gradient (DPS)",
     "tweedie_score_form": "score form, Tweedie gradient (UGD forward)",
+    "exact_base_mean_shift": "mean shift on the exact unguided step's moments",
+    "exact_base_laplace": "second order on the exact unguided step's moments",
     "moment_matched": "moment matched (best Gaussian)",
 }
 
@@ -71,7 +75,8 @@ def _cell(row) -> str:
 
 
 PART_TITLES = {"total": "the whole error", "mean_part": "the part the mean makes",
-               "minus_mean_shift": "the whole error minus the mean shift's, point by point"}
+               "minus_mean_shift": "the whole error minus the mean shift's, point by point",
+               "minus_first_order": "a second-order rule minus the first-order rule on its base, point by point"}
 
 
 def markdown_tables(rows: pd.DataFrame, tweedie: pd.DataFrame, chains: pd.DataFrame) -> str:
@@ -88,14 +93,20 @@ def markdown_tables(rows: pd.DataFrame, tweedie: pd.DataFrame, chains: pd.DataFr
     parts.append(_tweedie_table(tweedie))
     parts.append("## Whole chains: energy distance of the samples to exact draws of the target (x 100)")
     for kind in STEP_KINDS:
-        parts.append(_chain_table(chains[chains.setting == kind.name], kind))
+        for target in chains[chains.setting == kind.name].target.unique():
+            chosen = (chains.setting == kind.name) & (chains.target == target)
+            parts.append(_chain_table(chains[chosen], kind, target))
     return "\n\n".join(parts) + "\n"
 
 
-def _chain_table(chains: pd.DataFrame, kind) -> str:
+CHAIN_TARGET_TITLES = {"p(x|y)": "p(x | y)", "normalised": "(b) p(x) p(y | x)^{s} / Z(x)",
+                       "tilted": "(c) p(x) p(y | x)^{s} / const"}
+
+
+def _chain_table(chains: pd.DataFrame, kind, target: str) -> str:
     lengths = sorted(chains.steps.unique())
     columns = [(d, n) for d in DIMENSIONS for n in lengths]
-    target = "p(x | y)" if kind.scale == 1 else f"p(x) p(y | x)^{kind.scale:g} / Z(x)"
+    target = CHAIN_TARGET_TITLES[target].format(s=f"{kind.scale:g}")
     lines = [f"### {kind.name}: chains against {target}", "",
              "| rule | " + " | ".join(f"d = {d}, {n} steps" for d, n in columns) + " |",
              "|---" * (len(columns) + 1) + "|"]
@@ -132,15 +143,16 @@ def _rule_table(part: pd.DataFrame, kind, title: str) -> str:
 def _second_order_verdicts(rows: pd.DataFrame) -> str:
     """Issue 28's claim on the mixtures, step by step: is the second-order rule's one-step error
     below the first-order rule's? A step counts where the paired difference's interval excludes 0."""
-    paired = rows[(rows.rule == "laplace") & (rows.part == "minus_mean_shift") & (rows.divergence == "kl")]
-    lines = ["### Second order against first order, step by step (Laplace minus mean shift, paired)", "",
-             "Steps that draw (KL); under DDIM and at each chain's last step the second-order rule is the "
-             "mean shift itself.", "",
-             "| setting | d | steps where second order is better | worse | undecided (interval contains 0) |",
-             "|---|---|---|---|---|"]
-    for (setting, dim), group in paired.groupby(["setting", "dim"], sort=False):
+    paired = rows[(rows.part == "minus_first_order") & (rows.divergence == "kl")]
+    lines = ["### Second order against first order, step by step (paired per point)", "",
+             "Steps that draw (KL). The base is the Gaussian the expansion multiplies: N(mu, sigma^2 I) as in "
+             "eq. 1.6, or the exact unguided step's moments.", "",
+             "| base | setting | d | steps where second order is better | worse | undecided (interval contains 0) |",
+             "|---|---|---|---|---|---|"]
+    bases = {"laplace": "sigma^2 I", "exact_base_laplace": "exact moments"}
+    for (rule, setting, dim), group in paired.groupby(["rule", "setting", "dim"], sort=False):
         better, worse = int((group.high < 0).sum()), int((group.low > 0).sum())
-        lines.append(f"| {setting} | {dim} | {better} | {worse} | {len(group) - better - worse} |")
+        lines.append(f"| {bases[rule]} | {setting} | {dim} | {better} | {worse} | {len(group) - better - worse} |")
     return "\n".join(lines)
 
 
@@ -164,7 +176,7 @@ def error_figure(rows: pd.DataFrame, path: Path) -> None:
     sns.set_theme(style="whitegrid", context="paper")
     fig, axes = plt.subplots(len(DIMENSIONS), len(STEP_KINDS), figsize=(4.2 * len(STEP_KINDS), 3.2 * len(DIMENSIONS)),
                              squeeze=False)
-    palette = dict(zip(RULE_LABELS, sns.color_palette("tab10", len(RULE_LABELS))))
+    palette = dict(zip(RULE_LABELS, sns.color_palette("tab20", len(RULE_LABELS))))
     for i, dim in enumerate(DIMENSIONS):
         for j, kind in enumerate(STEP_KINDS):
             ax = axes[i, j]
