@@ -59,8 +59,8 @@ testbed: venv data
 
 # How far is each guidance rule from the exact guided step? The one-step study of issue 28 on the
 # exact Gaussian mixtures (no data, no trained model): rows to results/approximations/, the figures
-# and tables the README shows to docs/ (docs/approximations.md). 14 minutes on 2 cores (AMD EPYC, measured
-# with other work running; 5 minutes before the two Tweedie rules joined the chains).
+# and tables the README shows to docs/ (docs/approximations.md). 5 min 40 s on 2 cores (AMD EPYC, AVX-512
+# BF16, nothing else running).
 approximations: venv
 	$(BIN)/python -m diffguide.reports.approximation_report --out results/approximations --docs docs
 
