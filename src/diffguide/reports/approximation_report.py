@@ -176,7 +176,8 @@ def error_figure(rows: pd.DataFrame, path: Path) -> None:
     sns.set_theme(style="whitegrid", context="paper")
     fig, axes = plt.subplots(len(DIMENSIONS), len(STEP_KINDS), figsize=(4.2 * len(STEP_KINDS), 3.2 * len(DIMENSIONS)),
                              squeeze=False)
-    palette = dict(zip(RULE_LABELS, sns.color_palette("tab20", len(RULE_LABELS))))
+    # tab10's ten colours and two more, so no two rules share a hue (tab20 pairs light and dark ones)
+    palette = dict(zip(RULE_LABELS, sns.color_palette("tab10") + [(0.0, 0.0, 0.0), (0.0, 0.0, 0.45)]))
     for i, dim in enumerate(DIMENSIONS):
         for j, kind in enumerate(STEP_KINDS):
             ax = axes[i, j]
