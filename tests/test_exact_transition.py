@@ -285,6 +285,8 @@ def test_the_x0_posterior_is_one_component_per_row():
 def test_a_labelling_that_leaves_a_class_empty_is_refused():
     with pytest.raises(ValueError, match="every class owning a component"):
         LabelledMixture(bimodal_1d().components, torch.tensor([0, 2, 0, 2]))
+    with pytest.raises(ValueError, match="every class owning a component"):
+        LabelledMixture(bimodal_1d().components, torch.tensor([0, -1, 1, 1]))
     with pytest.raises(ValueError, match="one class per component"):
         LabelledMixture(bimodal_1d().components, torch.tensor([0, 1]))
 

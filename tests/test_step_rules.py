@@ -95,7 +95,7 @@ def test_the_laplace_rule_is_the_normalised_product_of_its_two_factors_in_1d():
     rule = laplace(mixture, setting)
     assert not rule.fallback.any()
     mu = unguided(mixture, setting).mean
-    abar = setting.abar(abar_t)
+    abar = setting.abar_column(abar_t)
     g = mixture.class_log_prob_grad(setting.x_t, abar, setting.y)
     hess = classifier_hessian(mixture, setting.x_t, abar, setting.y)[:, 0, 0]
     for row in range(2):
@@ -155,7 +155,7 @@ def test_the_tweedie_rules_are_the_first_order_rules_with_training_free_guidance
     g = tweedie_gradient(mixture, x_t, setting.abar_t, y)
     assert torch.allclose(tweedie_mean_shift(mixture, setting).mean,
                           unguided(mixture, setting).mean + 2.0 * setting.sigma2 * g, atol=1e-12)
-    assert not torch.allclose(g, mixture.class_log_prob_grad(x_t, setting.abar(setting.abar_t), y), atol=1e-3)
+    assert not torch.allclose(g, mixture.class_log_prob_grad(x_t, setting.abar_column(setting.abar_t), y), atol=1e-3)
     if eta == 1.0:
         x0 = tweedie_x0(mixture, x_t, setting.abar_t)
         alpha = step.abar / step.abar_prev
@@ -176,7 +176,7 @@ def test_the_exact_base_rules_are_the_expansions_times_the_exact_unguided_step_i
                           float(ddpm_sigma2(abar_t, abar_next)), 2.0)
     m, c = exact_base(mixture, setting)
     assert (c[:, 0, 0] > setting.sigma2).all()  # the exact step is wider than sigma^2 I
-    abar = setting.abar(abar_t)
+    abar = setting.abar_column(abar_t)
     g = mixture.class_log_prob_grad(setting.x_t, abar, setting.y)
     hess = classifier_hessian(mixture, setting.x_t, abar, setting.y)[:, 0, 0]
     first = exact_base_mean_shift(mixture, setting)

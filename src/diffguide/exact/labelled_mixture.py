@@ -37,7 +37,7 @@ class LabelledMixture:
         if classes.shape != (self.components.num_classes,):
             raise ValueError(f"classes must give one class per component ({self.components.num_classes}), "
                              f"got shape {tuple(classes.shape)}")
-        owned = torch.bincount(classes, minlength=int(classes.max()) + 1)
+        owned = torch.bincount(classes.clamp(min=0), minlength=int(classes.max()) + 1)
         if classes.min() < 0 or (owned == 0).any():
             raise ValueError(f"classes must number 0 .. C-1 with every class owning a component, got "
                              f"{classes.tolist()}")

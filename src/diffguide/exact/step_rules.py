@@ -70,7 +70,8 @@ class StepSetting:
     def coefficients(self) -> tuple[torch.Tensor, torch.Tensor]:
         return step_coefficients(self.abar_t, self.abar_next, self.sigma2)
 
-    def abar(self, level: float) -> torch.Tensor:
+    def abar_column(self, level: float) -> torch.Tensor:
+        """abar = ``level`` as a [B, 1] column, one row per point (what the mixtures' functions take)."""
         return float64_scalar(level).expand(len(self.x_t), 1)
 
 
@@ -107,7 +108,7 @@ def conditional_model(mixture: LabelledMixture, setting: StepSetting) -> Gaussia
 def classifier_gradient(mixture: LabelledMixture, setting: StepSetting, level: float | None = None) -> torch.Tensor:
     """g = grad log p(y | x) at x_t for the classifier of noise level ``level`` (abar; abar_t if None)."""
     level = setting.abar_t if level is None else level
-    return mixture.class_log_prob_grad(setting.x_t, setting.abar(level), setting.y)
+    return mixture.class_log_prob_grad(setting.x_t, setting.abar_column(level), setting.y)
 
 
 def tweedie_gradient(mixture: LabelledMixture, x_t: torch.Tensor, abar_t, y: torch.Tensor) -> torch.Tensor:
@@ -137,7 +138,7 @@ def gradient_at_mean(mixture: LabelledMixture, setting: StepSetting) -> Gaussian
     """D&N's own expansion point (eqs. 5-6; the pipeline's ``grad_at: mean``): g = grad log p_{t'}(y | x)
     at x = mu, the unguided mean, for the noise level of x_{t'}."""
     mean = unguided_mean(mixture, setting)
-    gradient = mixture.class_log_prob_grad(mean, setting.abar(setting.abar_next), setting.y)
+    gradient = mixture.class_log_prob_grad(mean, setting.abar_column(setting.abar_next), setting.y)
     return _isotropic(setting, mean + setting.scale * setting.sigma2 * gradient)
 
 
@@ -180,7 +181,7 @@ def second_order(mixture: LabelledMixture, setting: StepSetting, base_mean: torc
     P^-1 (base_cov^-1 base_mean + s g - s H x_t), where P is positive definite; ``first_order`` for
     the rows where it is not."""
     x_t, s = setting.x_t, setting.scale
-    abar = setting.abar(setting.abar_t)
+    abar = setting.abar_column(setting.abar_t)
     hessian = s * classifier_hessian(mixture, x_t, abar, setting.y)
     base_precision = torch.linalg.inv(base_cov)
     precision = base_precision - hessian
