@@ -21,7 +21,7 @@ from mutmut.stats import status_by_exit_code
 
 KILLED = ("killed", "timeout")
 COUNTED = (*KILLED, "survived", "no tests", "suspicious", "segfault")
-FUNCTION = re.compile(r".*?\.(x[^.]*?)__mutmut_\d+$")  # module path, then x_<function> or xǁClassǁmethod
+FUNCTION = re.compile(r".*?\.(x[^.]*?)__mutmut_(\d+)$")  # module path, then x_<function> or xǁClassǁmethod
 
 
 def results(mutants: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
@@ -34,6 +34,33 @@ def results(mutants: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
                 statuses[FUNCTION.match(key).group(1)].append(status_by_exit_code[code])
         hashes.update(recorded.get("hash_by_function_name", {}))
     return statuses, hashes
+
+
+def indexed(mutants: Path) -> tuple[dict[str, dict[int, str]], dict[str, int]]:
+    """function -> {mutant index: status} of the mutants that ran, and function -> its mutant count."""
+    statuses, counts = defaultdict(dict), defaultdict(int)
+    for meta in mutants.rglob("*.meta"):
+        for key, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            match = FUNCTION.match(key)
+            counts[match.group(1)] += 1
+            if code is not None:
+                statuses[match.group(1)][int(match.group(2))] = status_by_exit_code[code]
+    return statuses, counts
+
+
+def paired(before: Path, after: Path) -> str:
+    """The pairs (same function, same mutant count, same index, ran on both sides) killed on both,
+    on one side only, or on neither."""
+    (sb, cb), (sa, ca) = indexed(before), indexed(after)
+    tally = {"both": 0, "before only": 0, "after only": 0, "neither": 0}
+    for function in set(sb) & set(sa):
+        if cb[function] != ca[function]:
+            continue
+        for index in set(sb[function]) & set(sa[function]):
+            killed = sb[function][index] in KILLED, sa[function][index] in KILLED
+            tally[{(True, True): "both", (True, False): "before only", (False, True): "after only",
+                   (False, False): "neither"}[killed]] += 1
+    return "paired mutants: " + ", ".join(f"{name} {count}" for name, count in tally.items())
 
 
 def share(statuses: list[str]) -> tuple[int, int]:
@@ -66,6 +93,7 @@ def main() -> None:
     print(f"functions killed at a lower share after: {len(lower)}")
     for function in lower:
         print(f"  {function}: before {share(before[function])}, after {share(after[function])}")
+    print(paired(args.before, args.after))
 
 
 if __name__ == "__main__":
