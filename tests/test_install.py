@@ -224,6 +224,9 @@ DOCUMENTED = {
     "reports.replication_status": (["results/smoke/metrics.csv"], 2, "metrics.csv"),
     "cli.train": (["--config", "config/smoke.yaml", "--network", "eval_classifier", "--results", "results/smoke"], 0,
                   ""),
+    # make approximations, on a study small enough for seconds
+    "reports.approximation_report": (["--out", "appr", "--docs", "appr_docs", "--points", "4", "--draws", "20",
+                                      "--steps", "2", "--chains", "12", "--chain-lengths", "2"], 0, "chains"),
 }
 
 
