@@ -185,12 +185,13 @@ def sample_ddim(model: EpsModel, x: torch.Tensor, timesteps, *, schedule: NoiseS
     (use the score form of classifier guidance, an eps wrapper, under DDIM)."""
     refuse_mean_shift(cond_fn, "DDIM")
     y = None if labels is None else labels.to(x.device)
+    tries = recurrences(model)  # read once: it walks the model's parts
     for step in announced_steps(model, schedule.steps(timesteps, like=x), x, "ddim", progress):
         def take(x_t):
             eps, direction = eps_and_direction(model, x_t, _batch_timestep(step, x_t), y)
             z = noise(x_t) if eta > 0 and not step.is_last else None
             return ddim_step(x_t, eps, step=step, eta=eta, noise=z, direction_eps=direction)
-        x = with_time_travel(take, x, step, recurrences(model), noise)
+        x = with_time_travel(take, x, step, tries, noise)
     return x
 
 
@@ -219,13 +220,14 @@ def sample_ddpm(model: EpsModel, x: torch.Tensor, timesteps, *, schedule: NoiseS
     y = None if labels is None else labels.to(x.device)
     steps = schedule.steps(timesteps, like=x)
     last_shift = last_step_shift_variance(steps, variance, v, last_step_variance)
+    tries = recurrences(model)
     for step in announced_steps(model, steps, x, "ddpm", progress):
         def take(x_t):
             eps, direction = eps_and_direction(model, x_t, _batch_timestep(step, x_t), y)
             z = None if step.is_last else noise(x_t)
             return ddpm_step(x_t, eps, step=step, sigma2=ddpm_variance(step, variance, v), noise=z, cond_fn=cond_fn,
                              labels=y, shift_sigma2=last_shift if step.is_last else None, direction_eps=direction)
-        x = with_time_travel(take, x, step, recurrences(model), noise)
+        x = with_time_travel(take, x, step, tries, noise)
     return x
 
 

@@ -124,8 +124,9 @@ def chain_rows(size: StudySize = StudySize(), seed: int = 2, progress: bool = Tr
         mixture = study_mixture(dim)
         y = torch.arange(size.num_chains) % mixture.num_classes
         spec = ChainSpec(chain_steps(StudySize(num_steps=length, timesteps=size.timesteps)), kind.eta, kind.scale)
-        targets = {"p(x|y)": sharpened_draws(mixture, y, 1.0, generator)} if kind.scale == 1 else {
-            name: sharpened_draws(mixture, y, kind.scale, generator, normalised) for name, normalised in CHAIN_TARGETS.items()}
+        readings = {"p(x|y)": True} if kind.scale == 1 else CHAIN_TARGETS  # at s = 1 both readings are p(x | y)
+        targets = {name: sharpened_draws(mixture, y, kind.scale, generator, normalised)
+                   for name, normalised in readings.items()}
         for rule in CHAIN_RULES:
             if kind.scale != 1 and rule in ("exact", "moment_matched"):
                 continue

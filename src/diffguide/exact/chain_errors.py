@@ -67,9 +67,7 @@ def run_chain(mixture: LabelledMixture, rule: str, spec: ChainSpec, y: torch.Ten
               generator: torch.Generator) -> torch.Tensor:
     """x_0 of one chain per label, every step taken by ``rule`` (a `step_rules.RULES` name,
     ``moment_matched`` or ``exact``)."""
-    t, _, abar_first, _ = spec.steps[0]
-    x = mixture.sample(y, generator=generator)
-    x = abar_first**0.5 * x + (1 - abar_first) ** 0.5 * torch.randn(x.shape, generator=generator, dtype=torch.float64)
+    x = mixture.sample_noised(y, spec.steps[0][2], generator)  # x_{t_1} ~ p_{t_1}(x | y): the start adds no error
     for _, _, abar_t, abar_next in spec.steps:
         sigma2 = spec.eta**2 * float(ddpm_sigma2(abar_t, abar_next))
         setting = StepSetting(x, y, abar_t, abar_next, sigma2, spec.scale)

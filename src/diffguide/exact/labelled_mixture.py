@@ -17,6 +17,7 @@ with p_t(k | x_t, y) the responsibilities renormalised within class y.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -86,6 +87,13 @@ class LabelledMixture:
         within = self.in_class_log_posterior(x, abar, y).exp()
         overall = self.component_log_posterior(x, abar).exp()
         return ((within - overall)[:, :, None] * scores).sum(1)
+
+    def sample_noised(self, labels: torch.Tensor, abar: float,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """Exact draws x_t ~ p_t(x_t | y), one per label: q_sample (DDPM eq. 4) of exact clean draws."""
+        x0 = self.sample(labels, generator=generator)
+        noise = torch.randn(x0.shape, generator=generator, dtype=torch.float64)
+        return math.sqrt(abar) * x0 + math.sqrt(1 - abar) * noise
 
     def sample(self, labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Exact draws x_0 ~ p(x_0 | y), one per label: a component within the class by its weight,

@@ -63,9 +63,7 @@ def points_on_the_chain(mixture: LabelledMixture, abar_t: float, num_points: int
                         generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """x_t ~ p_t(x_t | y) for labels cycling through the classes: q_sample of exact clean draws."""
     y = torch.arange(num_points) % mixture.num_classes
-    x0 = mixture.sample(y, generator=generator)
-    noise = torch.randn(x0.shape, generator=generator, dtype=torch.float64)
-    return math.sqrt(abar_t) * x0 + math.sqrt(1 - abar_t) * noise, y
+    return mixture.sample_noised(y, abar_t, generator), y
 
 
 MOMENT_DRAWS_FACTOR = 10

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
+from diffguide.diffusion.schedules import step_coefficients as schedule_coefficients
 from diffguide.exact.gaussian_mixture import GaussianMixture
 from diffguide.exact.labelled_mixture import LabelledMixture
 
@@ -48,8 +49,7 @@ def float64_scalar(value) -> torch.Tensor:
 def ddpm_sigma2(abar_t, abar_next) -> torch.Tensor:
     """beta~_t = (1 - abar_{t'}) / (1 - abar_t) * (1 - abar_t / abar_{t'}): the Markov posterior's
     variance (DDPM eq. 7 with the respaced beta_t), DDIM eq. 16 at eta = 1."""
-    abar_t, abar_next = float64_scalar(abar_t), float64_scalar(abar_next)
-    return (1 - abar_next) / (1 - abar_t) * (1 - abar_t / abar_next)
+    return schedule_coefficients(float64_scalar(abar_t), float64_scalar(abar_next))["beta_tilde"]
 
 
 def step_coefficients(abar_t, abar_next, sigma2) -> tuple[torch.Tensor, torch.Tensor]:
