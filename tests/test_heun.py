@@ -11,11 +11,11 @@ import torch
 from diffguide.diffusion.noise_levels import respaced_timesteps
 from diffguide.diffusion.samplers import sample_ddim, sample_heun
 from diffguide.diffusion.schedules import NoiseSchedule
-from diffguide.exact.gaussian_mixture import MixtureClassifier, MixtureEpsModel, random_mixture
+from diffguide.exact.gaussian_mixture import CleanMixtureClassifier, MixtureClassifier, MixtureEpsModel, random_mixture
 from diffguide.guidance.methods.apg.wrapper import AdaptiveProjectedGuidance
 from diffguide.guidance.methods.cfg_zero_star.wrapper import CFGZeroStar
 from diffguide.pipeline.stages.sample import guided_model
-from diffguide.registry import REGISTRY
+from diffguide.registry import REGISTRY, group_methods
 
 F64 = torch.float64
 SCHEDULE = NoiseSchedule.make("cosine", 1000)
@@ -63,12 +63,15 @@ def mixture_models():
     """Exact networks for every role a built-in method needs, on a K = 4 mixture in 16 dims."""
     mixture = random_mixture(4, 16, torch.Generator().manual_seed(1), spread=1.0)
     eps = MixtureEpsModel(mixture, SCHEDULE)
-    return {"eps_model": eps, "classifier": MixtureClassifier(mixture, SCHEDULE), "weak_model": eps}
+    return {"eps_model": eps, "classifier": MixtureClassifier(mixture, SCHEDULE), "weak_model": eps,
+            "clean_classifier": CleanMixtureClassifier(mixture, SCHEDULE)}
 
 
 # Similarity guidance needs trained encoders (its chain is classifier guidance's gradient_guided,
-# run here as cg); CFG++ has its own direction term, which an ODE step lacks (refused below).
-ODE_METHODS = sorted(set(REGISTRY.methods) - {"sdg_text", "sdg_image", "cfgpp"})
+# run here as cg); CFG++ and training-free guidance have their own direction term or time travel,
+# which an ODE step lacks (refused below).
+TRAINING_FREE = group_methods("training_free")
+ODE_METHODS = sorted(set(REGISTRY.methods) - {"sdg_text", "sdg_image", "cfgpp", *TRAINING_FREE})
 
 
 @pytest.mark.parametrize("method", ODE_METHODS)
@@ -84,6 +87,16 @@ def test_every_method_samples_on_heun(mixture_models, method):
     unguided = sample_heun(mixture_models["eps_model"], x_T, respaced_timesteps(1000, 8, "leading"), schedule=SCHEDULE,
                            labels=labels, noise=torch.randn_like, progress=False)
     assert (x - unguided).abs().max() > 1e-3  # the guidance acted
+
+
+@pytest.mark.parametrize("method", TRAINING_FREE)
+def test_heun_refuses_training_free_guidance_naming_the_samplers_that_take_it(mixture_models, method):
+    """Each keeps the unguided eps as its direction or takes each step twice (time travel): the ODE
+    step has neither, so the message names the samplers that do."""
+    guided = guided_model(method, 1.0, mixture_models, SCHEDULE, clip_x0=True, options=REGISTRY.methods[method].defaults)
+    with pytest.raises(ValueError, match="sample it with sample_ddim or sample_ddpm"):
+        sample_heun(guided.model, torch.zeros(2, 16, dtype=F64), [999, 0], schedule=SCHEDULE,
+                    labels=torch.zeros(2, dtype=torch.long), noise=torch.randn_like, progress=False)
 
 
 def test_heun_refuses_cfgpp_and_the_mean_shift(mixture_models):

@@ -96,7 +96,7 @@ BAD_DECLARATIONS = [
     ({"options": (OPTION,), "role_inert_unless": (("classifier", "bad_weight", 1),)},
      "method 'bad': role_inert_unless names a role it does not declare"),
     ({"condition": "prompt"}, "method 'bad': condition 'prompt' is not one of ('class', 'reference')"),
-    ({"group": "extras"}, "method 'bad': group 'extras' is not one of ('papers', 'similarity', 'testbed')"),
+    ({"group": "extras"}, "method 'bad': group 'extras' is not one of ('papers', 'similarity', 'testbed', 'training_free')"),
     ({"options": ("bad_weight",)}, "method 'bad': options must be Option declarations (diffguide.registry.Option), "
                                    "got ('bad_weight',)"),
 ]
@@ -325,11 +325,11 @@ def test_an_unknown_name_is_refused_naming_what_it_is_and_every_known_name():
         parse_method("toy")
     assert str(info.value) == ("unknown guidance method 'toy'; known: cfg, cg, cond_cg, sdg_text, sdg_image, cfg_interval, "
                                 "cg_interval, cfg_schedule, cg_schedule, autoguidance, cfgpp, apg, cfg_rescale, "
-                                "dynamic_threshold, cfg_zero_star, cfg_p<p>")
+                                "dynamic_threshold, cfg_zero_star, dps, freedom, mpgd, ugd, tfg, cfg_p<p>")
     with pytest.raises(ValueError) as info:
         parse_network("unet")
     assert str(info.value) == ("unknown network 'unet'; known: unconditional, conditional, noisy_classifier, "
-                               "eval_classifier, weak_conditional, clip, noisy_image_encoder, conditional_p<p>")
+                               "eval_classifier, guide_classifier, weak_conditional, clip, noisy_image_encoder, conditional_p<p>")
 
 
 @pytest.mark.parametrize("w", [0.5, 3.0])

@@ -21,7 +21,7 @@ import torch
 from diffguide.diffusion.noise_levels import respaced_timesteps
 from diffguide.diffusion.samplers import ddim_step, sample_ddim, sample_ddpm
 from diffguide.diffusion.schedules import NoiseSchedule
-from diffguide.exact.gaussian_mixture import MixtureClassifier, MixtureEpsModel, random_mixture
+from diffguide.exact.gaussian_mixture import CleanMixtureClassifier, MixtureEpsModel, random_mixture
 from diffguide.exact.labelled_mixture import two_modes_per_class
 from diffguide.exact.step_rules import tweedie_gradient, tweedie_x0
 from diffguide.guidance.training_free import (TrainingFreeGuidance, TrainingFreeSettings, guided_eps_and_direction,
@@ -192,17 +192,6 @@ def test_time_travel_renoises_with_the_forward_step_from_t_next_to_t():
 # --------------------------------------------------------------------------- the wrapper, whole chains
 
 
-class CleanClassifier(torch.nn.Module):
-    """The exact mixture's Bayes classifier of clean data, logits = classifier(x0)."""
-
-    def __init__(self, mixture, schedule):
-        super().__init__()
-        self.exact = MixtureClassifier(mixture, schedule)
-
-    def forward(self, x0):
-        return self.exact(x0, torch.full((len(x0),), -1))
-
-
 def reference_tfg_chain(eps_model, classifier, x, y, settings, eta, draws, clip):
     """TFG's sampling loop as its code runs it (methods/tfg.py guide_step per step, the weights of
     its schedules normalised over the chain, x0_hat clamped, recurrences with renoising), written
@@ -252,7 +241,7 @@ TIMESTEPS = respaced_timesteps(1000, 6, "leading")
 ], ids=["tfg", "freedom_like", "mpgd_like"])
 def test_a_whole_chain_is_the_reference_codes_loop(sampler, eta, settings):
     mixture = random_mixture(3, 2, torch.Generator().manual_seed(53), spread=0.8)
-    eps_model, classifier = MixtureEpsModel(mixture, SCHEDULE), CleanClassifier(mixture, SCHEDULE)
+    eps_model, classifier = MixtureEpsModel(mixture, SCHEDULE), CleanMixtureClassifier(mixture, SCHEDULE)
     x_T = torch.randn(5, 2, generator=torch.Generator().manual_seed(54), dtype=torch.float64)
     y = torch.tensor([0, 1, 2, 0, 1])
     guided = TrainingFreeGuidance(eps_model, classifier, settings, SCHEDULE, clip_x0=True)
@@ -290,7 +279,7 @@ def test_settings_out_of_range_are_refused():
 
 def test_outside_a_sampler_every_step_gets_the_mean_weights():
     mixture = random_mixture(3, 2, torch.Generator().manual_seed(56), spread=0.8)
-    guided = TrainingFreeGuidance(MixtureEpsModel(mixture, SCHEDULE), CleanClassifier(mixture, SCHEDULE),
+    guided = TrainingFreeGuidance(MixtureEpsModel(mixture, SCHEDULE), CleanMixtureClassifier(mixture, SCHEDULE),
                                   TrainingFreeSettings(rho=0.7, mu=0.2, rho_schedule="increase"), SCHEDULE, clip_x0=False)
     x = torch.zeros(2, 2, dtype=torch.float64)
     assert guided.step_weights(x, torch.full((2,), 500)) == (0.7, 0.2)

@@ -17,7 +17,8 @@ the wiring around it, which a formula test passes through unseen:
 "Samples" are one short ancestral chain (DDPM, 10 leading steps, clipping on, fixed noise), so the
 mean-shift form, CFG++'s direction and the stateful methods' step counting are all on the path.
 Networks, by the registry's names: the conditional model is the mixture's exact eps, the
-unconditional model the same with labels ignored, the noisy classifier the exact one, the weak
+unconditional model the same with labels ignored, the noisy classifier the exact one, the clean
+guide classifier the exact classifier of x_0, the weak
 model another mixture's eps, the encoders small fixed linear maps."""
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from torch import nn
 from diffguide.diffusion.noise_levels import respaced_timesteps
 from diffguide.diffusion.samplers import sample_ddpm
 from diffguide.diffusion.schedules import NoiseSchedule
-from diffguide.exact.gaussian_mixture import MixtureClassifier, MixtureEpsModel, random_mixture
+from diffguide.exact.gaussian_mixture import CleanMixtureClassifier, MixtureClassifier, MixtureEpsModel, random_mixture
 from diffguide.guidance.wrappers import NULL_LABEL, ClipDenoised
 from diffguide.pipeline.stages.sample import choose_references
 from diffguide.registry import REGISTRY, Method, Option
@@ -88,6 +89,7 @@ def networks(seed: int) -> dict[str, nn.Module]:
     conditional = MixtureEpsModel(mixture, SCHEDULE)
     return {"conditional": conditional, "unconditional": Unconditional(conditional),
             "noisy_classifier": MixtureClassifier(mixture, SCHEDULE),
+            "guide_classifier": CleanMixtureClassifier(mixture, SCHEDULE),
             "weak_conditional": MixtureEpsModel(other, SCHEDULE),
             "noisy_image_encoder": LinearEncoder(torch.randn(EMBED, DIM, generator=g, dtype=F64)),
             "clip": ClipStandIn(torch.randn(K, EMBED, generator=g, dtype=F64),

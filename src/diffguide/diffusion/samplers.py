@@ -248,7 +248,8 @@ def sample_heun(model: EpsModel, x: torch.Tensor, timesteps, *, schedule: NoiseS
     model with a direction eps (CFG++): the ODE has one slope."""
     refuse_mean_shift(cond_fn, "the Heun ODE sampler")
     if renoises_own_direction(model):
-        raise ValueError("this model renoises with its own direction eps (CFG++), the second term of a DDIM or DDPM "
+        raise ValueError("this model renoises with its own direction eps (CFG++; training-free guidance's unguided eps), "
+                         "the second term of a DDIM or DDPM "
                          "step; Heun's ODE step has one slope: sample it with sample_ddim or sample_ddpm")
     if recurrences(model) > 1:
         raise ValueError("this model takes each step more than once with renoising in between (time travel); "

@@ -163,6 +163,15 @@ class MixtureClassifier(nn.Module):
         return grad.reshape(x.shape).to(device=x.device, dtype=x.dtype)
 
 
+
+class CleanMixtureClassifier(MixtureClassifier):
+    """The Bayes classifier of the clean data, ``logits = classifier(x_0)`` with log_softmax(logits)
+    = log p(y | x_0): what training-free guidance's clean guide classifier f(y | x_0) is, exactly
+    (the schedule's abar at t = -1 is 1: no noise)."""
+
+    def forward(self, x, t=None):
+        return super().forward(x, torch.full((len(x),), -1, device=x.device))
+
 def random_mixture(num_classes: int, dim: int, generator: torch.Generator, spread: float = 1.5,
                    min_var: float = 0.05) -> GaussianMixture:
     """A random well-conditioned mixture for tests: means ~ N(0, spread^2 I), covariances

@@ -42,17 +42,25 @@ from torch import nn
 
 from diffguide.guidance.parts import FollowsSteps, StepTracker
 
-SCHEDULES = ("increase", "decrease", "constant")
+SCHEDULES = ("increase", "decrease", "constant")  # TFG's, each normalised to mean 1 over the chain
+# The special cases' own step sizes written as TFG weights, not normalised: DPS's and FreeDoM's
+# x_{t'} += zeta grad is rho_t = zeta sqrt(alpha_t) (the shift is Delta_t / sqrt(alpha_t)); UGD's
+# eps - s sqrt(1 - abar_t) grad moves x_0 by s (1 - abar_t) / sqrt(abar_t) grad: rho_t = s (1 - abar_t).
+PAPER_SCHEDULES = ("sqrt_alpha", "one_minus_abar")
+DIRECTIONS = ("unguided", "guided")
 
 LogProb = Callable[[torch.Tensor], torch.Tensor]  # x_0 [B, ...] -> log f(y | x_0) [B], labels bound
 
 
 def schedule_weights(kind: str, abar: torch.Tensor, abar_next: torch.Tensor) -> torch.Tensor:
-    """TFG's weight per step of a chain, mean 1 over its steps: alpha_t ("increase"), 1 - alpha_t
-    ("decrease") or 1 ("constant"), for the chain's abar_t and abar_{t'} [S]."""
-    if kind not in SCHEDULES:
-        raise ValueError(f"unknown training-free schedule {kind!r}; choose one of {SCHEDULES}")
+    """The weight per step of a chain for its abar_t and abar_{t'} [S]: TFG's alpha_t ("increase"),
+    1 - alpha_t ("decrease") or 1 ("constant"), each scaled to mean 1 over the steps; or a special
+    case's own step size, unscaled: sqrt(alpha_t) ("sqrt_alpha") or 1 - abar_t ("one_minus_abar")."""
+    if kind not in SCHEDULES + PAPER_SCHEDULES:
+        raise ValueError(f"unknown training-free schedule {kind!r}; choose one of {SCHEDULES + PAPER_SCHEDULES}")
     alpha = abar / abar_next
+    if kind in PAPER_SCHEDULES:
+        return alpha.sqrt() if kind == "sqrt_alpha" else 1 - abar
     shape = {"increase": alpha, "decrease": 1 - alpha, "constant": torch.ones_like(alpha)}[kind]
     return shape * len(shape) / shape.sum()
 
@@ -107,7 +115,8 @@ def variance_guidance(x0: torch.Tensor, log_f: LogProb, mu: float, inner_steps: 
 def guided_eps_and_direction(x_t: torch.Tensor, x0_hat: torch.Tensor, delta_t: torch.Tensor, delta_0: torch.Tensor,
                              abar_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(eps for x_0, direction eps) of TFG's step: the first predicts x0_hat + Delta_0 + Delta_t /
-    sqrt(abar_t), the second is the unguided eps of x0_hat (DDIM eq. 12's second term keeps it)."""
+    sqrt(abar_t), the second is the unguided eps of x0_hat (DDIM eq. 12's second term keeps it).
+    UGD instead renoises with the guided eps (``TrainingFreeSettings.direction``)."""
     eps = (x_t - abar_t.sqrt() * x0_hat) / (1 - abar_t).sqrt()
     guided = x0_hat + delta_0 + delta_t / abar_t.sqrt()
     return (x_t - abar_t.sqrt() * guided) / (1 - abar_t).sqrt(), eps
@@ -119,7 +128,11 @@ class TrainingFreeSettings:
     """TFG's hyper-parameters (Ye et al. 2024, sec. 3; the reference code's names in brackets):
     ``rho`` and ``mu`` the chain's mean weights of the two guidance terms, ``inner_steps`` N_iter
     [iter_steps], ``recurrences`` N_recur [recur_steps], and the schedules of rho and mu over the
-    chain. The Gaussian smoothing gamma is not in this form yet (gamma = 0: log f itself)."""
+    chain (SCHEDULES, or a special case's own step size: PAPER_SCHEDULES), and ``direction``: the
+    eps the step renoises with, the unguided one (TFG's code, DPS, FreeDoM, MPGD: x_{t'} is the
+    unguided step plus the shifts) or the guided one (UGD: its eps_hat is the eps of the sampler's
+    step, both terms). The Gaussian smoothing gamma is left out (gamma = 0: log f itself; TFG's
+    CIFAR-10 setting, gamma = 0.001 sqrt(1 - abar_t), moves x_0 by 0.1% of its range)."""
 
     rho: float = 0.0
     mu: float = 0.0
@@ -127,6 +140,7 @@ class TrainingFreeSettings:
     recurrences: int = 1
     rho_schedule: str = "constant"
     mu_schedule: str = "constant"
+    direction: str = "unguided"
 
     def __post_init__(self):
         if self.rho < 0 or self.mu < 0:
@@ -135,8 +149,10 @@ class TrainingFreeSettings:
             raise ValueError(f"training-free guidance: inner_steps and recurrences must be >= 1, got "
                              f"{self.inner_steps} and {self.recurrences}")
         for kind in (self.rho_schedule, self.mu_schedule):
-            if kind not in SCHEDULES:
-                raise ValueError(f"unknown training-free schedule {kind!r}; choose one of {SCHEDULES}")
+            if kind not in SCHEDULES + PAPER_SCHEDULES:
+                raise ValueError(f"unknown training-free schedule {kind!r}; choose one of {SCHEDULES + PAPER_SCHEDULES}")
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"training-free guidance: direction {self.direction!r} is not one of {DIRECTIONS}")
 
 
 class TrainingFreeGuidance(FollowsSteps, nn.Module):
@@ -179,7 +195,8 @@ class TrainingFreeGuidance(FollowsSteps, nn.Module):
 
         x0, delta_t = mean_guidance(x, predict_x0, log_f, rho)
         delta_0 = variance_guidance(x0, log_f, mu, self.settings.inner_steps)
-        return guided_eps_and_direction(x, x0, delta_t, delta_0, abar)
+        guided, unguided = guided_eps_and_direction(x, x0, delta_t, delta_0, abar)
+        return guided, (unguided if self.settings.direction == "unguided" else guided)
 
     def forward(self, x, t, y):
         return self.eps_and_direction(x, t, y)[0]

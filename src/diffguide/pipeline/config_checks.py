@@ -246,15 +246,16 @@ def _inception_counts(cfg: dict, n: int) -> list[str]:
 
 def check_training(cfg: dict) -> list[str]:
     """A warm-up as long as training never reaches the peak learning rate the config names;
-    BatchNorm (the evaluation classifier) needs two images per batch; DDPM's linear schedule
+    BatchNorm (the clean classifiers) needs two images per batch; DDPM's linear schedule
     scales beta_T = 0.02 * 1000 / T, which reaches 1 (abar = 0: no signal) at T = 20."""
     lines, diffusion = [], cfg["diffusion"]
     if diffusion["schedule"] == "linear" and diffusion["timesteps"] <= 20:
         lines.append(problem("diffusion.timesteps", diffusion["timesteps"], "the linear schedule needs more than 20 (its "
                              "beta_T = 0.02 * 1000 / T reaches 1)", "use 21 or more, or schedule: cosine"))
-    if cfg["training"]["eval_classifier"]["batch_size"] < 2:
-        lines.append(problem("training.eval_classifier.batch_size", 1, "BatchNorm needs at least 2 images per batch",
-                             "use 2 or more"))
+    for name in ("eval_classifier", "guide_classifier"):  # the clean classifiers' BatchNorm
+        if cfg["training"][name]["batch_size"] < 2:
+            lines.append(problem(f"training.{name}.batch_size", 1, "BatchNorm needs at least 2 images per batch",
+                                 "use 2 or more"))
     for name, block in cfg["training"].items():
         if block["warmup_steps"] >= block["steps"]:
             lines.append(problem(f"training.{name}.warmup_steps", block["warmup_steps"],

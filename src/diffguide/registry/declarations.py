@@ -157,7 +157,7 @@ class Claim:
 
 # What a method is compared in: the papers' own methods, similarity guidance, or the testbed of
 # the methods since 2022 (its report category, its findings and its table).
-GROUPS = ("papers", "similarity", "testbed")
+GROUPS = ("papers", "similarity", "testbed", "training_free")
 SCALE_ZERO = ("eps_model", "null_label", "own_clip")
 
 

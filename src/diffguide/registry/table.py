@@ -71,6 +71,12 @@ for _network in (
             "classifier p_phi(y | x_t, t) of noised images, whose gradient guides (D&N section 4)", takes_labels=True),
     Network("eval_classifier", "eval_classifier", "eval_classifier", "clean_classifier",
             "classifier of clean images whose features and predictions measure the samples", takes_labels=True),
+    # Training-free guidance's guide (issue 28): a classifier of clean images like the evaluation
+    # classifier (its architecture), but trained on the other half of the train split, so the
+    # instrument that grades the samples never guides them (TFG measures with another classifier too).
+    Network("guide_classifier", "eval_classifier", "eval_classifier", "clean_classifier",
+            "classifier f(y | x_0) of clean images whose gradient at x0_hat guides training-free guidance (TFG)",
+            takes_labels=True),
     # Semantic diffusion guidance's encoders (Liu et al. 2021): a CLIP-style image / class-name
     # encoder pair trained contrastively here (no CLIP weights offline), then its image encoder
     # fine-tuned on noised images x_t (SDG sec. 3.3) into the E~ whose similarity guides.
