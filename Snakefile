@@ -37,6 +37,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/toy.smk"
 include: "workflow/rules/testbed.smk"
+include: "workflow/rules/training_free.smk"
 
 
 # Jobs of seconds that run in Snakemake's own process, not as a cluster job each: under the SLURM
@@ -58,6 +59,7 @@ localrules:
     testbed_toy_figure,
     testbed_figures,
     testbed_table,
+    training_free_table,
 
 
 # The papers' tables need both cfg's and cg's sweeps; a run without them (the testbed) has none.
@@ -80,6 +82,18 @@ rule all:
         rules.sharpening_figure.output.png,
         rules.training_curves.output.png,
         PAPER_TABLES,
+
+
+rule training_free:
+    """Training-free guidance against classifier guidance (issue 28; `make training-free`,
+    config/training_free.yaml): every sweep on the default run's models, the clean guide classifier
+    trained here, and the table at matched accuracy."""
+    input:
+        rules.record_config.output,
+        rules.gather_metrics.output.primary,
+        rules.training_free_table.output.md,
+        rules.tradeoff_figure.output.png,
+        expand(rules.sample_grid.output.png, method=METHODS),
 
 
 rule testbed:

@@ -29,7 +29,9 @@ evaluation classifier's.
 ``--set testbed`` checks, instead of findings 1-11, the guidance testbed's (``findings.testbed``,
 numbered 12 onwards: each successor method's headline claim against CFG on the same models, with
 the calibrated best-against-best comparison beside it), with the same exit codes; methods the run
-lacks are skipped.
+lacks are skipped. ``--set training_free`` checks findings 20 and 21 (``findings.training_free``):
+training-free guidance against classifier guidance at matched sample accuracy, on the run of
+config/training_free.yaml.
 """
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ from diffguide.findings.framework import (REFERENCE_SIMILARITY, Columns, Finding
 from diffguide.findings.papers import FINDINGS
 from diffguide.findings.sdg import SDG_FINDINGS
 from diffguide.findings.testbed import TESTBED_FINDINGS
+from diffguide.findings.training_free import TRAINING_FREE_FINDINGS
 from diffguide.registry import REGISTRY
 
 
@@ -60,7 +63,13 @@ def testbed_findings() -> dict[int, Callable]:
 
 
 # --set: which findings a run is checked for, and the number of the first.
-FINDING_SETS = {"papers": all_findings, "testbed": testbed_findings}
+def training_free_findings() -> dict[int, Callable]:
+    """Training-free guidance against classifier guidance at matched accuracy (``--set training_free``,
+    issue 28), numbered after the testbed's."""
+    return TRAINING_FREE_FINDINGS
+
+
+FINDING_SETS = {"papers": all_findings, "testbed": testbed_findings, "training_free": training_free_findings}
 
 
 
@@ -114,8 +123,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="feature network of the FID, IS, precision and recall columns (default: the evaluation "
                              "classifier; accuracy is always the evaluation classifier's)")
     parser.add_argument("--set", dest="finding_set", choices=tuple(FINDING_SETS), default="papers",
-                        help="which findings: the papers' 1-11 (default), or the guidance testbed's, 12 onwards "
-                             "(each successor method's claim against CFG; run on the testbed run's metrics.csv)")
+                        help="which findings: the papers' 1-11 (default), the guidance testbed's, 12 onwards "
+                             "(each successor method's claim against CFG; run on the testbed run's metrics.csv), or "
+                             "training_free, 20-21 (training-free guidance against classifier guidance at matched "
+                             "accuracy; on the run of config/training_free.yaml)")
     args = parser.parse_args(argv)
 
     run = read_run_or_explain(args)

@@ -32,7 +32,8 @@ CATEGORIES = (HEADLINE, CLASSIFIER_FREE, CLASSIFIER, SIMILARITY, TESTBED, MIXTUR
 def method_category(method: str) -> str:
     """The category of a guidance method: the testbed's methods (registry.TESTBED_METHODS) their own;
     otherwise read from its registry row (what steers it): no extra network is classifier-free
-    guidance, a noisy classifier is classifier guidance, the encoders are similarity guidance;
+    guidance, a noisy classifier or a clean one (training-free guidance) is classifier
+    guidance, the encoders are similarity guidance;
     anything else a plugin registers goes to its own category."""
     parsed = parse_method(method)
     if parsed.method.name in TESTBED_METHODS:
@@ -40,7 +41,7 @@ def method_category(method: str) -> str:
     roles = {role for role, _ in parsed.method.guides}
     if not roles:
         return CLASSIFIER_FREE
-    if "classifier" in roles:
+    if roles & {"classifier", "clean_classifier"}:  # the noisy classifier, or training-free guidance's clean one
         return CLASSIFIER
     if "noisy_encoder" in roles:
         return SIMILARITY
@@ -80,6 +81,9 @@ ENTRIES = {
                                  "testbed_saturation", subcategory="Comparison with CFG"),
     "testbed_table_md": _entry(TESTBED, "3. each method at its best scale beside its paper's claim, Markdown",
                                "testbed_table", subcategory="Comparison with CFG", key="table"),
+    "training_free_table_md": _entry(CLASSIFIER, "training-free guidance against the noisy classifier at matched "
+                                     "accuracy, Markdown", "training_free_table",
+                                     subcategory="Training-free guidance (issue 28)", key="table"),
     "testbed_toy": _entry(TESTBED, "1. CFG, autoguidance, the interval and APG on an exact 2-D mixture", "testbed_toy",
                           subcategory="Exact 2-D toy (Karras et al. Fig. 1)"),
     "mixture_guidance": _entry(MIXTURE, "1. classifier-free guidance of the exact mixture (H&S Fig. 2)", "mixture"),

@@ -1,0 +1,232 @@
+"""Findings 20 and 21 of ``python -m diffguide.findings --set training_free``: training-free guidance
+against classifier guidance on the same trained models (issue 28, config/training_free.yaml), compared
+at matched sample accuracy, not at nominal scale.
+
+Every method here guides the same unconditional model, from the same labels and initial noises,
+so rows pair by sample index and every difference gets a paired half-sample 95% interval (as in
+``diffguide.findings.report``). Their scales mean different things (D&N's s of the noisy classifier's
+gradient, DPS's zeta, MPGD's c, ...), so a method is compared with classifier guidance where both
+reach the same accuracy: the accuracy cg reaches at each of its guided scales s_ref is a target, and
+each training-free method's FID there is read off its sweep by linear interpolation in accuracy
+between the two scales whose accuracies bracket it (the unguided row, cg's s = 0, is every sweep's
+first point: the same model, noise and clipping). The interpolation is redone within each
+half-sample replicate, target included, so the interval covers the noise of both the target and the
+crossing (Xie et al. 2026's "Guidance Matters" compares guidance methods at matched strength the
+same way).
+
+20. Shen et al. 2024 ("Understanding and Improving Training-free Loss-based Diffusion Guidance",
+    arXiv 2403.12404) show that training-free guidance's gradients are adversarial to the clean
+    classifier; the claim restated: **classifier guidance by the noisy classifier beats each
+    training-free method at matched accuracy**. For each training-free method and each reference
+    s_ref: where the method reaches cg's accuracy, FID(method at that accuracy) - FID(cg at s_ref) > 0;
+    where it never does, max accuracy(method) - accuracy(cg at s_ref) < 0 (it cannot match it at
+    all). A method loses to cg when every reference does; the finding holds when every method run
+    loses (intersection-union, level 5% without correction).
+21. Ye et al. 2024 (TFG, arXiv 2409.15761): TFG with its hyper-parameters beats each of its special
+    cases. TFG measures a method at its best by its validity (sample accuracy) after a search over
+    its strength; restated: **max accuracy over TFG's sweep - max accuracy over each special case's
+    sweep > 0** (DPS, FreeDoM, MPGD, UGD; maxima within each replicate), for every special case run.
+
+Every method is optional (SKIP when it has no rows); a finding with nothing to compare fails and
+names the config key that adds the rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from diffguide.findings.framework import (Columns, Effect, Finding, MissingData, Runs, Sweep, effect, format_value,
+                                          scales_key)
+from diffguide.registry import group_methods, method_symbol
+
+BASELINE = "cg"  # classifier guidance of the unconditional model by the noisy classifier
+SPECIAL_CASES = ("dps", "freedom", "mpgd", "ugd")
+TFG = "tfg"
+
+
+def training_free_methods() -> tuple[str, ...]:
+    """The registry's training-free methods (group training_free), in registry order."""
+    return group_methods("training_free")
+
+
+# --------------------------------------------------------------------------- matching accuracy
+
+
+def _crossing(accuracy: np.ndarray, values: np.ndarray, target: float) -> tuple[float, bool]:
+    """``values`` where ``accuracy`` (over a sweep's scales, in scale order) first reaches
+    ``target``, linearly interpolated between the scale that reaches it and the one before;
+    (value, bracketed). A target outside the sweep's range is extrapolated from the end segment
+    nearest it (bracketed False), so a replicate whose target falls just past the sweep still gives
+    a number; a comparison is made only where the point estimate is bracketed."""
+    above = np.flatnonzero(accuracy >= target)
+    if len(accuracy) < 2:
+        return float(values[0]), bool(accuracy[0] == target)
+    if len(above) and above[0] > 0:
+        i = above[0]
+        return _line(accuracy[i - 1], accuracy[i], values[i - 1], values[i], target), True
+    lo = 0 if len(above) else len(accuracy) - 2  # below the first scale's accuracy, or never reached
+    return _line(accuracy[lo], accuracy[lo + 1], values[lo], values[lo + 1], target), False
+
+
+def _line(a0: float, a1: float, v0: float, v1: float, target: float) -> float:
+    """The value at ``target`` on the line through (a0, v0) and (a1, v1); their mean where a0 = a1."""
+    if a1 == a0:
+        return float((v0 + v1) / 2)
+    return float(v0 + (v1 - v0) * (target - a0) / (a1 - a0))
+
+
+def at_accuracy(accuracy: np.ndarray, values: np.ndarray, target) -> np.ndarray | float:
+    """``values`` at accuracy ``target`` (``_crossing``), for a sweep ([k] arrays, a scalar target)
+    or its replicates ([k, B] arrays, a target per replicate [B])."""
+    if accuracy.ndim == 1:
+        return _crossing(accuracy, values, float(np.asarray(target).reshape(-1)[0]))[0]
+    targets = np.broadcast_to(np.asarray(target, dtype=float), (accuracy.shape[1],))
+    return np.array([_crossing(accuracy[:, b], values[:, b], targets[b])[0] for b in range(accuracy.shape[1])])
+
+
+def with_unguided(runs: Runs, method: str, column: str) -> Sweep:
+    """``method``'s sweep of ``column`` with the unguided row first: its own scale 0, or else cg's
+    (every method here guides the same unconditional model from the same noise, clipping alike)."""
+    sweep = runs.sweep(method, column)
+    if 0 in sweep.scales or method == BASELINE:
+        return sweep
+    base = runs.sweep(BASELINE, column)
+    if 0 not in base.scales:
+        raise MissingData(f"no unguided row: add 0 to {scales_key(BASELINE)} (every sweep starts from it)")
+    zero = base.at(base.scales == 0)
+    return Sweep(method, column, np.concatenate([zero.scales, sweep.scales]),
+                 np.concatenate([zero.values, sweep.values]), np.concatenate([zero.replicates, sweep.replicates]),
+                 sweep.num_samples)
+
+
+@dataclass(frozen=True)
+class Matched:
+    """One method at the accuracy cg reaches at s_ref: its scale and ``column`` there (interpolated),
+    cg's ``column`` at s_ref, and their paired difference (None where the method never reaches it)."""
+
+    method: str
+    reference_scale: float
+    target_accuracy: float
+    reached: bool
+    scale: float
+    value: float
+    reference_value: float
+    difference: Effect | None
+    shortfall: Effect | None
+
+
+def matched(runs: Runs, cols: Columns, method: str, column: str, reference_scale: float) -> Matched:
+    """``method``'s ``column`` at the accuracy of cg at s = reference_scale, paired with cg's (module
+    docstring); where it never reaches that accuracy, the shortfall of its best accuracy instead."""
+    accuracy, values = with_unguided(runs, method, cols.accuracy), with_unguided(runs, method, column)
+    common = np.isin(accuracy.scales, values.scales)
+    accuracy = accuracy.at(common)
+    values = values.at(np.isin(values.scales, accuracy.scales))
+    base_acc, base_val = runs.sweep(BASELINE, cols.accuracy), runs.sweep(BASELINE, column)
+    ref_acc, ref_val = base_acc.at(base_acc.scales == reference_scale), base_val.at(base_val.scales == reference_scale)
+    if not len(ref_acc.scales) or not len(ref_val.scales):
+        raise MissingData(f"cg has no row at s = {reference_scale:g} with accuracy and {column}")
+    target = float(ref_acc.values[0])
+    value, reached = _crossing(accuracy.values, values.values, target)
+    scale, _ = _crossing(accuracy.values, accuracy.scales, target)
+    label = cols.label(column)
+    symbol = method_symbol(method)
+    if reached:
+        difference = effect(f"{label}({method} at cg's accuracy at s = {reference_scale:g}) - {label}(cg at s = "
+                            f"{reference_scale:g})", label,
+                            lambda am, vm, ac, vc: at_accuracy(am, vm, ac[0]) - vc[0],
+                            [accuracy, values, ref_acc, ref_val])
+        return Matched(method, reference_scale, target, True, scale, value, float(ref_val.values[0]), difference, None)
+    shortfall = effect(f"max accuracy({method}, {symbol} <= {accuracy.scales.max():g}) - accuracy(cg at s = "
+                       f"{reference_scale:g})", "accuracy", lambda am, ac: am.max(axis=0) - ac[0],
+                       [accuracy, ref_acc], direction=-1)
+    return Matched(method, reference_scale, target, False, np.nan, np.nan, float(ref_val.values[0]), None, shortfall)
+
+
+def reference_scales(runs: Runs, cols: Columns) -> np.ndarray:
+    """cg's guided scales (s > 0) with an accuracy: the matched comparison's references."""
+    sweep = runs.sweep(BASELINE, cols.accuracy)
+    guided = sweep.scales[sweep.scales > 0]
+    if not len(guided):
+        raise MissingData(f"cg has no guided row: add scales > 0 to {scales_key(BASELINE)}")
+    return guided
+
+
+# --------------------------------------------------------------------------- the findings
+
+
+MATCHED_TEST = ("FID(method at cg's accuracy at s_ref) - FID(cg at s_ref) for every guided s_ref of cg, linear "
+                "interpolation in accuracy within each half-sample replicate, paired 95% interval; where the method "
+                "never reaches cg's accuracy, max accuracy(method) - accuracy(cg at s_ref)")
+
+
+def present(runs: Runs, methods) -> list[str]:
+    have = set(runs.metrics["method"].astype(str))
+    return [m for m in methods if m in have]
+
+
+def _cg_loses_nowhere(runs: Runs, cols: Columns, method: str) -> tuple[bool, str]:
+    """Whether cg beats ``method`` at every reference (finding 20), with the figures."""
+    holds, parts = True, []
+    for s_ref in reference_scales(runs, cols):
+        result = matched(runs, cols, method, cols.fid, float(s_ref))
+        if result.reached:
+            holds &= bool(result.difference.lo > 0)
+            parts.append(f"at cg's accuracy {result.target_accuracy:.3f} (s = {s_ref:g}) {method_symbol(method)} = "
+                         f"{result.scale:.3g}: FID {result.value:.2f} vs cg's {result.reference_value:.2f}, "
+                         f"{result.difference.describe()}")
+        else:
+            holds &= bool(result.shortfall.hi < 0)
+            parts.append(f"never reaches cg's accuracy {result.target_accuracy:.3f} (s = {s_ref:g}): "
+                         f"{result.shortfall.describe()}")
+    return holds, "; ".join(parts)
+
+
+def noisy_classifier_beats_training_free(runs: Runs, cols: Columns) -> Finding:
+    name = ("classifier guidance by the noisy classifier beats each training-free method at matched accuracy "
+            "(Shen et al. 2024, arXiv 2403.12404)")
+    methods = present(runs, training_free_methods())
+    if not methods or BASELINE not in present(runs, [BASELINE]):
+        return Finding(name, False, f"needs cg's rows and a training-free method's: run config/training_free.yaml "
+                                    f"(guidance.methods: cg, {', '.join(training_free_methods())})", MATCHED_TEST)
+    holds, lines = True, []
+    for method in methods:
+        try:
+            won, figures = _cg_loses_nowhere(runs, cols, method)
+        except MissingData as missing:
+            won, figures = False, str(missing)
+        holds &= won
+        lines.append(f"{method}: {'cg better' if won else 'not shown'} ({figures})")
+    return Finding(name, holds, " | ".join(lines), MATCHED_TEST)
+
+
+BEST_ACCURACY_TEST = ("max accuracy over TFG's guided sweep - max accuracy over the special case's, maxima within "
+                      "each half-sample replicate, paired 95% interval; every special case run")
+
+
+def tfg_beats_its_special_cases(runs: Runs, cols: Columns) -> Finding:
+    name = "TFG at its best beats each of its special cases at theirs (Ye et al. 2024, arXiv 2409.15761)"
+    cases = present(runs, SPECIAL_CASES)
+    if TFG not in present(runs, [TFG]) or not cases:
+        return Finding(name, False, f"needs tfg's rows and a special case's: add them to guidance.methods "
+                                    f"({scales_key(TFG)})", BEST_ACCURACY_TEST)
+    tfg = runs.sweep(TFG, cols.accuracy)
+    tfg = tfg.at(tfg.scales > 0)
+    holds, lines, effects = True, [], []
+    for method in cases:
+        other = runs.sweep(method, cols.accuracy)
+        other = other.at(other.scales > 0)
+        result = effect(f"max accuracy(tfg) - max accuracy({method})", "accuracy",
+                        lambda a, b: a.max(axis=0) - b.max(axis=0), [tfg, other])
+        holds &= result.holds
+        effects.append(result)
+        lines.append(f"{method}: best accuracy {format_value(other.values.max(), 'accuracy')} at "
+                     f"{method_symbol(method)} = {other.scales[np.argmax(other.values)]:g}, {result.describe()}")
+    figures = (f"tfg's best accuracy {format_value(tfg.values.max(), 'accuracy')} at rho = "
+               f"{tfg.scales[np.argmax(tfg.values)]:g}; " + "; ".join(lines))
+    return Finding(name, holds, figures, BEST_ACCURACY_TEST, effects=tuple(effects))
+
+
+TRAINING_FREE_FINDINGS = {20: noisy_classifier_beats_training_free, 21: tfg_beats_its_special_cases}

@@ -1,0 +1,103 @@
+"""Findings 20-21 and the table of training-free guidance at matched accuracy
+(diffguide.findings.training_free, diffguide.reports.training_free_table) on synthetic runs whose
+answers are known: the interpolation in accuracy by hand, each verdict both ways."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from testbed_metrics import frame, replicates, write_run
+
+from diffguide.findings.framework import Columns, Runs
+from diffguide.findings.report import main as findings_main
+from diffguide.findings.training_free import (_crossing, at_accuracy, matched, noisy_classifier_beats_training_free,
+                                              tfg_beats_its_special_cases)
+from diffguide.reports import training_free_table
+
+COLS = Columns.of("classifier")
+
+
+def rows(scale, accuracy, fid, precision=None, recall=None):
+    k = len(scale)
+    return {"scale": scale, "accuracy_classifier": accuracy, "fid_classifier": fid,
+            "precision_classifier": precision or [0.6] * k, "recall_classifier": recall or [0.5] * k}
+
+
+def run(**methods) -> Runs:
+    """cg: accuracy 0.1 (unguided), 0.5, 0.7, 0.9 at s = 0, 1, 2, 5; FID 30, 20, 22, 30."""
+    data = {"cg": rows([0, 1, 2, 5], [0.1, 0.5, 0.7, 0.9], [30, 20, 22, 30])} | methods
+    df = frame(data)
+    return Runs(df, replicates(df))
+
+
+def test_the_crossing_interpolates_linearly_between_the_bracketing_scales():
+    accuracy, fid = np.array([0.1, 0.3, 0.6, 0.8]), np.array([30.0, 25.0, 30.0, 40.0])
+    assert _crossing(accuracy, fid, 0.5) == (pytest.approx(25 + 5 * 0.2 / 0.3), True)
+    assert _crossing(accuracy, fid, 0.3) == (25.0, True)  # reached exactly at a scale
+    assert _crossing(accuracy, fid, 0.9) == (pytest.approx(45.0), False)  # past the sweep: the last segment
+    assert _crossing(accuracy, fid, 0.05) == (pytest.approx(31.25), False)  # below it: the first
+    # the first crossing counts where accuracy falls back (strong guidance that breaks the images)
+    assert _crossing(np.array([0.1, 0.6, 0.4, 0.8]), np.array([0.0, 1.0, 2.0, 3.0]), 0.5)[0] == pytest.approx(0.8)
+
+
+def test_replicates_cross_at_their_own_targets():
+    accuracy = np.array([[0.1, 0.1], [0.5, 0.6], [0.9, 0.8]])
+    values = np.array([[0.0, 0.0], [4.0, 6.0], [8.0, 8.0]])
+    assert np.allclose(at_accuracy(accuracy, values, np.array([0.5, 0.7])), [4.0, 7.0])
+    assert at_accuracy(accuracy[:, 0], values[:, 0], 0.7) == pytest.approx(6.0)
+
+
+def test_a_method_matched_to_cgs_accuracy_is_paired_with_cgs_row():
+    runs = run(dps=rows([0.5, 1, 2], [0.3, 0.6, 0.8], [25, 30, 40]))
+    result = matched(runs, COLS, "dps", COLS.fid, 1.0)  # cg's accuracy at s = 1 is 0.5
+    assert result.reached and result.target_accuracy == pytest.approx(0.5)
+    assert result.value == pytest.approx(25 + 5 * 0.2 / 0.3)
+    assert result.scale == pytest.approx(0.5 + 0.5 * 0.2 / 0.3)
+    assert result.difference.value == pytest.approx(result.value - 20)
+    assert result.difference.lo > 0  # +8.3 against SEs of 0.1
+    unreached = matched(runs, COLS, "dps", COLS.fid, 5.0)  # cg's 0.9 > dps's best 0.8
+    assert not unreached.reached and unreached.shortfall.value == pytest.approx(0.8 - 0.9)
+    assert unreached.shortfall.holds
+
+
+def test_the_unguided_row_of_cg_starts_every_sweep():
+    # dps's first scale already passes cg's s = 1 accuracy: the crossing is between cg's s = 0 and it
+    runs = run(dps=rows([1, 2], [0.7, 0.8], [26, 30]))
+    result = matched(runs, COLS, "dps", COLS.fid, 1.0)
+    assert result.reached and result.value == pytest.approx(30 + (26 - 30) * (0.5 - 0.1) / (0.7 - 0.1))
+
+
+def test_finding_20_holds_only_when_cg_wins_against_every_method():
+    worse = rows([0.5, 1, 2], [0.3, 0.6, 0.8], [25, 30, 40])
+    assert noisy_classifier_beats_training_free(run(dps=worse), COLS).passed
+    # mpgd reaches cg's accuracies with lower FID (16 at 0.5, 18 at 0.7, 20 at 0.9): cg does not win there
+    better = rows([0.5, 1, 2, 4], [0.3, 0.7, 0.9, 0.95], [15, 18, 20, 25])
+    finding = noisy_classifier_beats_training_free(run(dps=worse, mpgd=better), COLS)
+    assert not finding.passed and "mpgd: not shown" in finding.figures and "dps: cg better" in finding.figures
+
+
+def test_finding_21_compares_best_accuracies_of_tfg_and_each_special_case():
+    tfg = rows([0.5, 1, 2], [0.4, 0.8, 0.95], [25, 26, 30])
+    dps = rows([0.5, 1, 2], [0.3, 0.6, 0.8], [25, 30, 40])
+    assert tfg_beats_its_special_cases(run(tfg=tfg, dps=dps), COLS).passed
+    ugd = rows([0.5, 1, 2], [0.5, 0.9, 0.96], [25, 30, 40])  # within the noise of tfg's best
+    finding = tfg_beats_its_special_cases(run(tfg=tfg, dps=dps, ugd=ugd), COLS)
+    assert not finding.passed and "ugd: best accuracy 0.960" in finding.figures
+
+
+def test_the_table_and_the_findings_command_read_a_written_run(tmp_path, capsys):
+    data = {"cg": rows([0, 1, 2, 5], [0.1, 0.5, 0.7, 0.9], [30, 20, 22, 30]),
+            "dps": rows([0.5, 1, 2], [0.3, 0.6, 0.8], [25, 30, 40]),
+            "tfg": rows([0.5, 1, 2], [0.4, 0.8, 0.95], [25, 28, 40])}
+    metrics, reps = write_run(tmp_path, data)
+    md, csv = training_free_table.write_training_free_table(metrics, reps, tmp_path / "t.md", tmp_path / "t.csv")
+    text = md.read_text()
+    assert "| s = 5 (0.900) | dps | never reaches it (best accuracy 0.800) |" in text
+    assert "20. classifier guidance by the noisy classifier beats each training-free method" in text
+    table = pd.read_csv(csv)
+    assert list(table.columns) == list(training_free_table.MATCHED_COLUMNS)
+    row = table[(table["method"] == "dps") & (table["reference_scale"] == 1)].iloc[0]
+    assert row["fid"] == pytest.approx(25 + 5 * 0.2 / 0.3) and row["fid_minus_cg_lo"] > 0
+    assert findings_main([str(metrics), "--set", "training_free"]) == 0  # both findings hold on these rows
+    assert "PASS  21. TFG at its best" in capsys.readouterr().out
