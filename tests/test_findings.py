@@ -795,9 +795,9 @@ def test_help_names_the_arguments_and_their_defaults(capsys, monkeypatch):
     assert done.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     for part in ("usage: python -m diffguide.findings [-h] [--replicates REPLICATES] [--features "
-                 "{classifier,inception}] [--set {papers,testbed}] metrics_csv",
-                 "--set {papers,testbed} which findings: the papers' 1-11 (default), or the guidance testbed's, "
-                 "12 onwards",
+                 "{classifier,inception}] [--set {papers,testbed,training_free}] metrics_csv",
+                 "--set {papers,testbed,training_free} which findings: the papers' 1-11 (default), the guidance "
+                 "testbed's, 12 onwards",
                  "metrics_csv `python -m diffguide.findings results/<run>/metrics.csv`: do the papers' findings "
                  "hold here, positional arguments:",  # the docstring's first line only
                  "metrics_csv results/<run>/metrics.csv of a finished run",
