@@ -409,6 +409,35 @@ def test_the_testbed_runs_on_another_runs_models(smoke_run, tmp_path_factory):
         missing.stderr
 
 
+SMOKE_TRAINING_FREE = "config/smoke_training_free.yaml"
+
+
+@pytest.mark.slow  # one small training and seven sampling jobs (about a minute): make test-slow, which CI runs
+def test_training_free_guidance_runs_on_another_runs_models(smoke_run, tmp_path_factory):
+    """Issue 28's `make training-free` on the smoke run (config/smoke_training_free.yaml): its own run
+    reading the smoke run's unconditional model and both classifiers, training only the clean guide
+    classifier; every method sampled and measured, the matched table and findings 20-22."""
+    copy = tmp_path_factory.mktemp("training_free") / "run"
+    shutil.copytree(smoke_run, copy, symlinks=True)
+    plan = job_counts(snakemake(copy, "training_free", "--configfile", SMOKE, SMOKE_TRAINING_FREE, "--dry-run").stdout)
+    assert plan["train_network"] == 1 and plan["sample"] == 7 and plan["evaluate"] == 7, plan
+    snakemake(copy, "training_free", "--configfile", SMOKE, SMOKE_TRAINING_FREE)
+    root = copy / "results/smoke_training_free"
+    assert sorted(p.name for p in (root / "models").glob("*.pt")) == ["guide_classifier.pt"]  # the rest reused
+    metrics = pd.read_csv(root / "metrics.csv")
+    assert set(metrics.method) == {"cg", "dps", "freedom", "mpgd", "ugd", "tfg"}  # cg_laplace needs ddpm; smoke is DDIM
+    assert np.isfinite(metrics[["fid_classifier", "accuracy_classifier"]]).all().all()
+    table = (root / "tables/training_free.md").read_text()
+    assert "At matched accuracy" in table and "20. classifier guidance by the noisy classifier" in table, table
+    # cg's s = 0 here is the smoke run's own unguided model, bit for bit
+    ours = np.load(root / "samples/ddim4-leading/cg/scale_0.npz")["images"]
+    assert np.array_equal(ours, np.load(copy / "results/smoke/samples/ddim4-leading/cg/scale_0.npz")["images"])
+    findings = subprocess.run([sys.executable, "-m", "diffguide.findings", "results/smoke_training_free/metrics.csv",
+                               "--set", "training_free"], cwd=copy, capture_output=True, text=True)
+    assert findings.returncode in (0, 1), findings.stderr
+    assert re.search(r"^(PASS|FAIL)  20\. ", findings.stdout, flags=re.M), findings.stdout
+
+
 @pytest.mark.slow  # a second smoke run to metrics.csv (about 3 minutes on 2 cores): make test-slow, which CI runs
 def test_a_second_run_under_another_name_is_byte_identical(smoke_run, tmp_path):
     """Every random draw is seeded, so the smoke config rerun into another run folder gives the
