@@ -59,8 +59,8 @@ testbed: venv data
 
 # Training-free guidance (issue 28): config/training_free.yaml merged over $(CONFIG), its own run
 # (results/training_free/) on the default run's models (so `make run` first), DPS, FreeDoM, MPGD, UGD
-# and TFG by a clean guide classifier against classifier guidance by the noisy one, compared at
-# matched accuracy, then findings 20-21 (a claim that does not hold is a result: only exit 2 fails).
+# and TFG by a clean guide classifier, and classifier guidance's second-order (Laplace) rule, against
+# classifier guidance by the noisy one, compared at matched accuracy, then findings 20-22 (a claim that does not hold is a result: only exit 2 fails).
 TRAINING_FREE_CONFIG ?= config/training_free.yaml
 TRAINING_FREE_RUN = $(shell sed -n 's/^run: *//p' $(TRAINING_FREE_CONFIG))
 training-free: venv data

@@ -315,6 +315,18 @@ def test_heun_with_cfgpp_is_stopped_naming_the_sampler_and_the_fix():
     assert config_errors(cfg, SCHEMA) == []
 
 
+def test_the_laplace_rule_off_the_ancestral_sampler_is_stopped_naming_the_sampler_and_the_fix():
+    """cg_laplace draws the ancestral step's Gaussian with its own covariance: DDIM and Heun have none."""
+    for sampler in ("ddim", "heun"):
+        cfg = changed("sampling.sampler", sampler)
+        cfg.setdefault("guidance", {})["methods"] = ["cg", "cg_laplace"]
+        cfg["guidance"]["cg_form"] = "score"
+        (line,) = config_errors(cfg, SCHEMA)
+        assert line.startswith(f"  sampling.sampler: '{sampler}': cg_laplace") and "set sampling.sampler: ddpm" in line
+    cfg["sampling"]["sampler"] = "ddpm"
+    assert config_errors(cfg, SCHEMA) == []
+
+
 def test_a_start_that_saturates_score_form_guidance_is_a_warning_naming_the_key_and_the_fix(capsys, tmp_path):
     """smoke.yaml's T = 100 cosine from t = 99 (linspace or trailing) amplifies cg's and cond_cg's
     score-form shift 2,029-fold: a warning (the run goes on), per sampling setting, naming the

@@ -69,9 +69,10 @@ def mixture_models():
 
 # Similarity guidance needs trained encoders (its chain is classifier guidance's gradient_guided,
 # run here as cg); CFG++ and training-free guidance have their own direction term or time travel,
-# which an ODE step lacks (refused below).
+# which an ODE step lacks, and the Laplace rule (cg_laplace) reshapes an ancestral step's Gaussian,
+# which an ODE step does not draw (refused below).
 TRAINING_FREE = group_methods("training_free")
-ODE_METHODS = sorted(set(REGISTRY.methods) - {"sdg_text", "sdg_image", "cfgpp", *TRAINING_FREE})
+ODE_METHODS = sorted(set(REGISTRY.methods) - {"sdg_text", "sdg_image", "cfgpp", "cg_laplace", *TRAINING_FREE})
 
 
 @pytest.mark.parametrize("method", ODE_METHODS)
@@ -108,6 +109,10 @@ def test_heun_refuses_cfgpp_and_the_mean_shift(mixture_models):
     with pytest.raises(ValueError, match="mean of an ancestral step"):
         sample_heun(mixture_models["eps_model"], x_T, [999, 0], schedule=SCHEDULE, noise=torch.randn_like,
                     cond_fn=lambda *a, **k: 0, progress=False)
+    laplace = guided_model("cg_laplace", 1.0, mixture_models, SCHEDULE, clip_x0=True, options={})
+    with pytest.raises(ValueError, match="mean of an ancestral step"):
+        sample_heun(laplace.model, x_T, [999, 0], schedule=SCHEDULE, labels=torch.zeros(2, dtype=torch.long),
+                    noise=torch.randn_like, cond_fn=laplace.cond_fn, progress=False)
 
 
 class CountingEps(torch.nn.Module):

@@ -1,4 +1,4 @@
-"""Findings 20-21 and the table of training-free guidance at matched accuracy
+"""Findings 20-22 and the table of training-free guidance at matched accuracy
 (diffguide.findings.training_free, diffguide.reports.training_free_table) on synthetic runs whose
 answers are known: the interpolation in accuracy by hand, each verdict both ways."""
 
@@ -12,7 +12,7 @@ from testbed_metrics import frame, replicates, write_run
 from diffguide.findings.framework import Columns, Runs
 from diffguide.findings.report import main as findings_main
 from diffguide.findings.training_free import (_crossing, at_accuracy, matched, noisy_classifier_beats_training_free,
-                                              tfg_beats_its_special_cases)
+                                              second_order_beats_first_order, tfg_beats_its_special_cases)
 from diffguide.reports import training_free_table
 
 COLS = Columns.of("classifier")
@@ -93,7 +93,8 @@ def test_finding_21_compares_tfg_with_each_special_case_at_cgs_accuracies():
 def test_the_table_and_the_findings_command_read_a_written_run(tmp_path, capsys):
     data = {"cg": rows([0, 1, 2, 5], [0.1, 0.5, 0.7, 0.9], [30, 20, 22, 30]),
             "dps": rows([0.5, 1, 2], [0.3, 0.6, 0.8], [25, 30, 40]),
-            "tfg": rows([0.5, 1, 2], [0.4, 0.8, 0.95], [25, 28, 40])}
+            "tfg": rows([0.5, 1, 2], [0.4, 0.8, 0.95], [25, 28, 40]),
+            "cg_laplace": rows([1, 2, 5], [0.55, 0.75, 0.92], [16, 18, 25])}
     metrics, reps = write_run(tmp_path, data)
     md, csv = training_free_table.write_training_free_table(metrics, reps, tmp_path / "t.md", tmp_path / "t.csv")
     text = md.read_text()
@@ -103,5 +104,23 @@ def test_the_table_and_the_findings_command_read_a_written_run(tmp_path, capsys)
     assert list(table.columns) == list(training_free_table.MATCHED_COLUMNS)
     row = table[(table["method"] == "dps") & (table["reference_scale"] == 1)].iloc[0]
     assert row["fid"] == pytest.approx(25 + 5 * 0.2 / 0.3) and row["fid_minus_cg_lo"] > 0
-    assert findings_main([str(metrics), "--set", "training_free"]) == 0  # both findings hold on these rows
+    assert "| s = 1 (0.500) | cg_laplace | s = 0.889 |" in text  # the second-order rule has its rows too
+    assert findings_main([str(metrics), "--set", "training_free"]) == 0  # all three findings hold on these rows
     assert "PASS  21. TFG beats each of its special cases at matched accuracy" in capsys.readouterr().out
+
+
+def test_finding_22_holds_when_the_laplace_rule_has_the_lower_fid_at_every_accuracy_of_cg():
+    # at cg's 0.5, 0.7, 0.9: FID 30 - 14 (0.4 / 0.45) = 17.56, 16 + 2 (0.15 / 0.2) = 17.5, 18 + 7 (0.15 / 0.17)
+    better = rows([1, 2, 5], [0.55, 0.75, 0.92], [16, 18, 25])
+    finding = second_order_beats_first_order(run(cg_laplace=better), COLS)
+    assert finding.passed and len(finding.effects) == 3
+    assert finding.effects[0].value == pytest.approx(30 - 14 * 0.4 / 0.45 - 20)
+    # the same accuracies at higher FID (24.67 > 20 at cg's 0.5): not shown
+    worse = rows([1, 2, 5], [0.55, 0.75, 0.92], [24, 26, 33])
+    assert not second_order_beats_first_order(run(cg_laplace=worse), COLS).passed
+    # lower FID where it gets, but it never reaches cg's 0.9: a reference it cannot match counts against it
+    short = rows([1, 2, 5], [0.55, 0.75, 0.8], [16, 18, 25])
+    finding = second_order_beats_first_order(run(cg_laplace=short), COLS)
+    assert not finding.passed and "never reached" in finding.figures
+    missing = second_order_beats_first_order(run(), COLS)
+    assert not missing.passed and "add cg_laplace to guidance.methods" in missing.figures

@@ -5,7 +5,8 @@
 
 rule training_free_table:
     """Each method's sweep, and every training-free method at the accuracy classifier guidance reaches
-    at each of its scales, with paired intervals, and findings 20 and 21."""
+    at each of its scales (and cg_laplace, its second-order rule), with paired intervals, and findings 20
+    to 22."""
     input:
         metrics=rules.gather_metrics.output.primary,
         replicates=rules.gather_metrics.output.replicates,

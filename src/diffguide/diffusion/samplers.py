@@ -136,6 +136,10 @@ def ddpm_step(x, eps, *, step: Step, sigma2: torch.Tensor, noise: torch.Tensor |
     None at the last step. x0_hat is not clipped here (ClipDenoised wraps the model), and nothing is
     clipped after the shift, as in guided-diffusion's p_sample.
 
+    A ``cond_fn`` with a ``draw_step(x, t, y, *, mean, t_prev, sigma2, noise)`` method replaces the
+    last two lines: it returns x_{t'} from the unguided mean, Sigma' and z (None at the last step),
+    for a rule whose covariance is not Sigma I (the Laplace rule, diffguide.guidance.methods.second_order).
+
     ``direction_eps`` (CFG++, diffguide.guidance.methods.cfgpp): the mean is written as DDIM eq. 12 at eta = 1, whose
     sigma^2 is beta~_t and which equals mu~_t when both eps agree (docs/equations.md part 8),
 
@@ -149,6 +153,9 @@ def ddpm_step(x, eps, *, step: Step, sigma2: torch.Tensor, noise: torch.Tensor |
         t = _batch_timestep(step, x)
         t_prev = torch.full_like(t, step.t_prev)
         shift = sigma2 if shift_sigma2 is None else shift_sigma2
+        draw_step = getattr(cond_fn, "draw_step", None)
+        if draw_step is not None:  # a rule that shapes the step's noise too (cg_laplace): it draws x_{t'} itself
+            return draw_step(x, t, labels, mean=mean, t_prev=t_prev, sigma2=shift, noise=noise)
         mean = mean + shift * cond_fn(x, t, labels, mean=mean, t_prev=t_prev)
     return mean if noise is None else mean + sigma2.sqrt() * noise
 

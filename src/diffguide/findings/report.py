@@ -29,9 +29,9 @@ evaluation classifier's.
 ``--set testbed`` checks, instead of findings 1-11, the guidance testbed's (``findings.testbed``,
 numbered 12 onwards: each successor method's headline claim against CFG on the same models, with
 the calibrated best-against-best comparison beside it), with the same exit codes; methods the run
-lacks are skipped. ``--set training_free`` checks findings 20 and 21 (``findings.training_free``):
-training-free guidance against classifier guidance at matched sample accuracy, on the run of
-config/training_free.yaml.
+lacks are skipped. ``--set training_free`` checks findings 20 to 22 (``findings.training_free``):
+training-free guidance, and the second-order rule of classifier guidance, against classifier
+guidance at matched sample accuracy, on the run of config/training_free.yaml.
 """
 from __future__ import annotations
 
@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="finding_set", choices=tuple(FINDING_SETS), default="papers",
                         help="which findings: the papers' 1-11 (default), the guidance testbed's, 12 onwards "
                              "(each successor method's claim against CFG; run on the testbed run's metrics.csv), or "
-                             "training_free, 20-21 (training-free guidance against classifier guidance at matched "
-                             "accuracy; on the run of config/training_free.yaml)")
+                             "training_free, 20-22 (training-free guidance and the second-order rule against "
+                             "classifier guidance at matched accuracy; on the run of config/training_free.yaml)")
     args = parser.parse_args(argv)
 
     run = read_run_or_explain(args)

@@ -170,6 +170,10 @@ def check_sampling(cfg: dict) -> list[str]:
         if classifier_guided and cfg["guidance"]["cg_form"] == "mean" and setting["sampler"] != "ddpm":
             lines.append(problem("guidance.cg_form", "mean", f"the mean shift needs the ddpm sampler, but {key}.sampler "
                                  f"is {setting['sampler']}", f"set {key}.sampler: ddpm, or guidance.cg_form: score"))
+        if "cg_laplace" in cfg["guidance"]["methods"] and setting["sampler"] != "ddpm":
+            lines.append(problem(f"{key}.sampler", setting["sampler"], "cg_laplace (the second-order rule) reshapes "
+                                 "the ancestral step's Gaussian N(mu, Sigma I), which only the ddpm sampler draws",
+                                 f"set {key}.sampler: ddpm, or leave cg_laplace out of guidance.methods"))
         if "cfgpp" in cfg["guidance"]["methods"] and setting["sampler"] == "heun":
             lines.append(problem(f"{key}.sampler", "heun", "CFG++ (cfgpp) renoises with the unconditional eps, the "
                                  "direction term of a DDIM or DDPM step; Heun's ODE step has one slope and no such "

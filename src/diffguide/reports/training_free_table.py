@@ -1,8 +1,9 @@
 """Training-free guidance against classifier guidance (issue 28, item 4): two tables of one run
 (config/training_free.yaml), as Markdown for the README and the report and as CSV.
 
-1. **Sweeps**: every scale of cg and of each training-free method (DPS, FreeDoM, MPGD, UGD, TFG) with
-   sample accuracy, FID, precision and recall, each with metrics.csv's 95% interval.
+1. **Sweeps**: every scale of cg, of each training-free method (DPS, FreeDoM, MPGD, UGD, TFG) and of
+   cg's second-order rule (cg_laplace) with sample accuracy, FID, precision and recall, each with
+   metrics.csv's 95% interval.
 2. **At matched accuracy**: for each guided scale s_ref of cg, the accuracy cg reaches there is the
    target; each training-free method's scale, FID, precision and recall at that accuracy are read off
    its sweep by linear interpolation in accuracy (``diffguide.findings.training_free``), and its
@@ -23,8 +24,8 @@ from diffguide.base import integrity
 from diffguide.base.atomic import atomic_open
 from diffguide.findings.framework import Columns, MissingData, Runs
 from diffguide.findings.report import with_interval
-from diffguide.findings.training_free import (BASELINE, TRAINING_FREE_FINDINGS, matched, present, reference_scales,
-                                              training_free_methods)
+from diffguide.findings.training_free import (BASELINE, TRAINING_FREE_FINDINGS, compared_methods, matched, present,
+                                              reference_scales)
 from diffguide.registry import method_symbol
 
 MATCHED_COLUMNS = ("method", "reference_scale", "target_accuracy", "reached", "scale", "fid", "fid_minus_cg",
@@ -34,9 +35,9 @@ MATCHED_COLUMNS = ("method", "reference_scale", "target_accuracy", "reached", "s
 
 
 def sweep_rows(metrics: pd.DataFrame, features: str = "classifier") -> pd.DataFrame:
-    """Table 1: cg's and the training-free methods' rows, in registry order, by scale."""
+    """Table 1: cg's, the training-free methods' and cg_laplace's rows, in registry order, by scale."""
     cols = Columns.of(features)
-    order = [BASELINE, *training_free_methods()]
+    order = [BASELINE, *compared_methods()]
     rows = metrics[metrics["method"].isin(order)].copy()
     rows = rows.assign(_order=rows["method"].map(order.index)).sort_values(["_order", "scale"])
     return pd.DataFrame({
@@ -50,11 +51,12 @@ def sweep_rows(metrics: pd.DataFrame, features: str = "classifier") -> pd.DataFr
 
 
 def matched_rows(metrics: pd.DataFrame, replicates: pd.DataFrame, features: str = "classifier") -> pd.DataFrame:
-    """Table 2 (MATCHED_COLUMNS): one row per training-free method and reference scale of cg."""
+    """Table 2 (MATCHED_COLUMNS): one row per compared method (training-free, and cg_laplace) and
+    reference scale of cg."""
     runs, cols = Runs(metrics, replicates), Columns.of(features)
     rows = []
     for s_ref in reference_scales(runs, cols):
-        for method in present(runs, training_free_methods()):
+        for method in present(runs, compared_methods()):
             row = {"method": method, "reference_scale": float(s_ref)}
             for name, column in (("fid", cols.fid), ("precision", cols.precision), ("recall", cols.recall)):
                 result = matched(runs, cols, method, column, float(s_ref))
@@ -109,8 +111,9 @@ def to_markdown(metrics: pd.DataFrame, replicates: pd.DataFrame, features: str =
     counts = metrics.loc[metrics["method"].isin(sweeps["method"]), "num_samples"]
     samples = f"{int(counts.iloc[0])} samples per row, " if len(counts) and counts.nunique() == 1 else ""
     return "\n\n".join([
-        f"Training-free guidance (DPS, FreeDoM, MPGD, UGD, TFG, guided by the clean guide classifier) against "
-        f"classifier guidance by the noisy classifier (cg), all on the same unconditional model with the same "
+        f"Training-free guidance (DPS, FreeDoM, MPGD, UGD, TFG, guided by the clean guide classifier) and the "
+        f"second-order rule of classifier guidance (cg_laplace) against classifier guidance by the noisy classifier "
+        f"(cg), all on the same unconditional model with the same "
         f"labels and noises ({samples}FID, precision and recall on {features} features, accuracy on the "
         "evaluation classifier, which guides none of them). 95% intervals: paired half-samples (delete-d "
         "jackknife), Wilson for accuracy.",
