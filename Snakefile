@@ -60,6 +60,7 @@ localrules:
     testbed_figures,
     testbed_table,
     training_free_table,
+    training_free_figure,
 
 
 # The papers' tables need both cfg's and cg's sweeps; a run without them (the testbed) has none.
@@ -92,6 +93,7 @@ rule training_free:
         rules.record_config.output,
         rules.gather_metrics.output.primary,
         rules.training_free_table.output.md,
+        rules.training_free_figure.output.png,
         rules.tradeoff_figure.output.png,
         expand(rules.sample_grid.output.png, method=METHODS),
 

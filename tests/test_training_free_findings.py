@@ -106,6 +106,10 @@ def test_the_table_and_the_findings_command_read_a_written_run(tmp_path, capsys)
     assert row["fid"] == pytest.approx(25 + 5 * 0.2 / 0.3) and row["fid_minus_cg_lo"] > 0
     assert "| s = 1 (0.500) | cg_laplace | s = 0.889 |" in text  # the second-order rule has its rows too
     assert findings_main([str(metrics), "--set", "training_free"]) == 0  # all three findings hold on these rows
+    curves = training_free_table.plot_training_free_tradeoff(metrics, tmp_path / "tradeoff.png")
+    assert sorted(c.split(",")[0].split(" (")[0] for c in curves) == ["DPS", "TFG", "classifier guidance",
+                                                                       "second-order classifier guidance"], curves
+    assert (tmp_path / "tradeoff.png").stat().st_size > 10_000 and (tmp_path / "tradeoff.pdf").exists()
     assert "PASS  21. TFG beats each of its special cases at matched accuracy" in capsys.readouterr().out
 
 

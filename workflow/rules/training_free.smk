@@ -23,3 +23,21 @@ rule training_free_table:
         features=config["figures"]["table_features"],
     script:
         "../scripts/training_free_table.py"
+
+
+rule training_free_figure:
+    """FID against sample accuracy, one curve per method: the matched comparison's picture."""
+    input:
+        metrics=rules.gather_metrics.output.primary,
+    output:
+        **figure_outputs("training_free_tradeoff", "training_free_tradeoff"),
+    log:
+        f"{LOGS}/training_free_figure.log",
+    threads: 1
+    resources:
+        mem_mb=RES["light_mem_mb"],
+        runtime=RES["light_runtime"],
+    params:
+        features=config["figures"]["table_features"],
+    script:
+        "../scripts/training_free_figure.py"

@@ -135,11 +135,17 @@ def label_points(ax, points: np.ndarray, texts: list[str], colors: list, priorit
     return annotations
 
 
+# The x axes a trade-off figure can have, with their labels.
+TRADEOFF_AXES = {"is_classifier": "IS on the evaluation classifier (higher: more class-distinct)",
+                 "accuracy_classifier": "sample accuracy (the evaluation classifier's; higher: more on-class)"}
+
+
 def plot_tradeoff(metrics: pd.DataFrame, path: str | Path, x: str = "is_classifier",
-                  y: str = "fid_classifier") -> None:
+                  y: str = "fid_classifier") -> list[str]:
     """One curve per guidance method through its scales, each point drawn with its 95% intervals
     in both metrics (error bars) and labelled with its scale ("w=2") in its curve's colour, the
-    labels placed so that none overlaps another (label_points)."""
+    labels placed so that none overlaps another (label_points). ``x`` is one of TRADEOFF_AXES.
+    Returns the curves' legend labels, in drawing order."""
     frame = metrics.sort_values(["method", "scale"]).assign(guidance=lambda d: d["method"].map(method_label))
     sns.set_theme(style="whitegrid")
     palette = _palette(frame["guidance"])
@@ -161,7 +167,7 @@ def plot_tradeoff(metrics: pd.DataFrame, path: str | Path, x: str = "is_classifi
         if np.isfinite(xy[:, 1]).any():
             key[np.nanargmin(xy[:, 1])] = 2
         priority += list(key)
-    ax.set_xlabel("IS on the evaluation classifier (higher: more class-distinct)")
+    ax.set_xlabel(TRADEOFF_AXES[x])
     ax.set_ylabel("FID on evaluation-classifier features (lower: better)")
     ax.set_title("Guidance trade-off: each point is one guidance scale (bars: 95% intervals)", fontsize=10)
     ax.margins(0.08)
@@ -169,6 +175,7 @@ def plot_tradeoff(metrics: pd.DataFrame, path: str | Path, x: str = "is_classifi
     fig.tight_layout()
     label_points(ax, np.array(points), texts, colors, np.array(priority), lines)
     save_figure(fig, path)
+    return list(frame["guidance"].unique())
 
 
 # Columns of metrics.csv plotted against the scale, with the direction that is better.

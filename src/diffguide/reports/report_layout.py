@@ -84,6 +84,9 @@ ENTRIES = {
     "training_free_table_md": _entry(CLASSIFIER, "training-free guidance against the noisy classifier at matched "
                                      "accuracy, Markdown", "training_free_table",
                                      subcategory="Training-free guidance (issue 28)", key="table"),
+    "training_free_tradeoff": _entry(CLASSIFIER, "FID against sample accuracy: training-free guidance and the "
+                                     "second-order rule beside the noisy classifier's", "training_free_tradeoff",
+                                     subcategory="Training-free guidance (issue 28)"),
     "testbed_toy": _entry(TESTBED, "1. CFG, autoguidance, the interval and APG on an exact 2-D mixture", "testbed_toy",
                           subcategory="Exact 2-D toy (Karras et al. Fig. 1)"),
     "mixture_guidance": _entry(MIXTURE, "1. classifier-free guidance of the exact mixture (H&S Fig. 2)", "mixture"),

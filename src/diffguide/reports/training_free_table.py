@@ -24,6 +24,7 @@ from diffguide.base import integrity
 from diffguide.base.atomic import atomic_open
 from diffguide.findings.framework import Columns, MissingData, Runs
 from diffguide.findings.report import with_interval
+from diffguide.reports.figures import plot_tradeoff
 from diffguide.findings.training_free import (BASELINE, TRAINING_FREE_FINDINGS, compared_methods, matched, present,
                                               reference_scales)
 from diffguide.registry import method_symbol
@@ -147,3 +148,15 @@ def write_training_free_table(metrics_csv: str | Path, replicates_csv: str | Pat
             handle.write(content.encode("utf-8"))
         written.append(Path(path))
     return written
+
+
+def plot_training_free_tradeoff(metrics_csv: str | Path, path: str | Path, features: str = "classifier") -> list[str]:
+    """FID against sample accuracy, one curve per method (cg, the training-free methods, cg_laplace),
+    each point a scale with its 95% intervals: the picture of the matched comparison, where a method
+    to the lower right of cg's curve is better at the same accuracy. The curves without a scale 0
+    start from cg's unguided point in the table's interpolation, not in this figure."""
+    cols = Columns.of(features)
+    metrics = integrity.read_csv(metrics_csv)
+    metrics["method"] = metrics["method"].astype(str)
+    shown = metrics[metrics["method"].isin([BASELINE, *compared_methods()])]
+    return plot_tradeoff(shown, path, x=cols.accuracy, y=cols.fid)
