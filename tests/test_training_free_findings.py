@@ -4,6 +4,8 @@ answers are known: the interpolation in accuracy by hand, each verdict both ways
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -128,3 +130,14 @@ def test_finding_22_holds_when_the_laplace_rule_has_the_lower_fid_at_every_accur
     assert not finding.passed and "never reached" in finding.figures
     missing = second_order_beats_first_order(run(), COLS)
     assert not missing.passed and "add cg_laplace to guidance.methods" in missing.figures
+
+
+def test_the_shipped_table_is_what_the_shipped_metrics_give(tmp_path):
+    """docs/training_free.md (the README's source) is the table of docs/training_free_run's metrics
+    as the code writes it today: regenerate it with write_training_free_table when either changes."""
+    shipped = Path(__file__).resolve().parents[1] / "docs"
+    md, _ = training_free_table.write_training_free_table(
+        shipped / "training_free_run/metrics.csv", shipped / "training_free_run/metrics_replicates.csv",
+        tmp_path / "t.md", tmp_path / "t.csv")
+    assert md.read_text() == (shipped / "training_free.md").read_text()
+    assert "| s = 10 (0.804) | cg_laplace | s = 10 | 6.18 | -0.56 [-1.51, +0.38]" in md.read_text()
