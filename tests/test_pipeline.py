@@ -373,6 +373,19 @@ SMOKE_TESTBED = "config/smoke_testbed.yaml"
 TESTBED_METHODS = tuple(m for m in yaml.safe_load((REPO / SMOKE_TESTBED).read_text())["guidance"]["methods"] if m != "cfg")
 
 
+def assert_reused_and_judged(copy: Path, run: str, method: str, finding_set: str, first_finding: int) -> None:
+    """A run on the smoke run's models (models_from): its ``method`` at scale 0 is the smoke run's own
+    samples, bit for bit (the same model, seeds and sampler), and the findings command of
+    ``finding_set`` judges its metrics (PASS or FAIL, never a crash), starting at ``first_finding``."""
+    ours = np.load(copy / f"results/{run}/samples/ddim4-leading/{method}/scale_0.npz")["images"]
+    smoke = np.load(copy / f"results/smoke/samples/ddim4-leading/{method}/scale_0.npz")["images"]
+    assert np.array_equal(ours, smoke)
+    findings = subprocess.run([sys.executable, "-m", "diffguide.findings", f"results/{run}/metrics.csv",
+                               "--set", finding_set], cwd=copy, capture_output=True, text=True)
+    assert findings.returncode in (0, 1), findings.stderr
+    assert re.search(rf"^(PASS|FAIL)  {first_finding}\. ", findings.stdout, flags=re.M), findings.stdout
+
+
 @pytest.mark.slow  # one small training and ten sampling jobs (about a minute): make test-slow, which CI runs
 def test_the_testbed_runs_on_another_runs_models(smoke_run, tmp_path_factory):
     """Issue 16's `make testbed` on the smoke run (config/smoke_testbed.yaml): its own run reading
@@ -396,12 +409,7 @@ def test_the_testbed_runs_on_another_runs_models(smoke_run, tmp_path_factory):
     table = (root / "tables/testbed.md").read_text()
     assert all(method in table for method in TESTBED_METHODS), table
     # scale 0 of the reused conditional model here is the smoke run's own cfg w = 0, bit for bit
-    ours = np.load(root / "samples/ddim4-leading/cfg/scale_0.npz")["images"]
-    assert np.array_equal(ours, np.load(copy / "results/smoke/samples/ddim4-leading/cfg/scale_0.npz")["images"])
-    findings = subprocess.run([sys.executable, "-m", "diffguide.findings", "results/smoke_testbed/metrics.csv",
-                               "--set", "testbed"], cwd=copy, capture_output=True, text=True)
-    assert findings.returncode in (0, 1), findings.stderr
-    assert re.search(r"^(PASS|FAIL)  12\. ", findings.stdout, flags=re.M), findings.stdout
+    assert_reused_and_judged(copy, "smoke_testbed", "cfg", "testbed", first_finding=12)
     missing = subprocess.run([SNAKEMAKE, "testbed", "-n", "--configfile", SMOKE, SMOKE_TESTBED, "--config",
                               "models_from={run: nowhere, networks: [conditional]}"], cwd=copy, capture_output=True,
                              text=True)
@@ -430,12 +438,7 @@ def test_training_free_guidance_runs_on_another_runs_models(smoke_run, tmp_path_
     table = (root / "tables/training_free.md").read_text()
     assert "At matched accuracy" in table and "20. classifier guidance by the noisy classifier" in table, table
     # cg's s = 0 here is the smoke run's own unguided model, bit for bit
-    ours = np.load(root / "samples/ddim4-leading/cg/scale_0.npz")["images"]
-    assert np.array_equal(ours, np.load(copy / "results/smoke/samples/ddim4-leading/cg/scale_0.npz")["images"])
-    findings = subprocess.run([sys.executable, "-m", "diffguide.findings", "results/smoke_training_free/metrics.csv",
-                               "--set", "training_free"], cwd=copy, capture_output=True, text=True)
-    assert findings.returncode in (0, 1), findings.stderr
-    assert re.search(r"^(PASS|FAIL)  20\. ", findings.stdout, flags=re.M), findings.stdout
+    assert_reused_and_judged(copy, "smoke_training_free", "cg", "training_free", first_finding=20)
 
 
 @pytest.mark.slow  # a second smoke run to metrics.csv (about 3 minutes on 2 cores): make test-slow, which CI runs
