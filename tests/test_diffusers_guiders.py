@@ -1,0 +1,169 @@
+"""The guiders diffusers ships that the testbed lacked (issue 29): tangential CFG (tcfg) and MAMBO-G
+(mambo_g), in float64 on a Gaussian mixture's exact eps (docs/equations.md section 10).
+
+- degenerate settings are CFG (clipped as build_classifier_free) to 1e-12, eps by eps and through
+  whole DDIM and ancestral chains: TCFG where eps(x, null) is parallel to eps(x, y), MAMBO-G at alpha = 0;
+- each formula against its closed form (TCFG: the SVD of the 2 x d matrix of both predictions);
+- peer tests: diffusers' TangentialClassifierFreeGuidance and MagnitudeAwareGuidance called directly on
+  the same predictions, guidance_scale = 1 + w (TCFG's SVD runs in float32 there: 1e-6 relative).
+"""
+
+import logging
+
+import pytest
+import torch
+from torch import nn
+
+from diffguide.diffusion.noise_levels import respaced_timesteps
+from diffguide.diffusion.samplers import sample_ddim, sample_ddpm
+from diffguide.diffusion.schedules import NoiseSchedule
+from diffguide.exact.gaussian_mixture import MixtureEpsModel, random_mixture
+from diffguide.guidance.methods.mambo_g.wrapper import MagnitudeAwareGuidance, build_mambo_g, damped_weight
+from diffguide.guidance.methods.tcfg.wrapper import TangentialClassifierFreeGuidance, build_tcfg, tangential_unconditional
+from diffguide.guidance.wrappers import NULL_LABEL, build_classifier_free
+from diffguide.registry import REGISTRY
+
+F64 = torch.float64
+SHAPE = (1, 4, 4)
+TIMESTEPS = [0, 50, 250, 500, 750, 950, 999]
+W = 3.0
+
+logging.getLogger("diffusers").setLevel(logging.ERROR)  # guiders warn that they are experimental
+
+
+@pytest.fixture(scope="module")
+def setting():
+    """A random K = 4 mixture on 16 = 1 x 4 x 4 pixels, its exact eps-model, the cosine schedule,
+    image-shaped points and labels."""
+    g = torch.Generator().manual_seed(0)
+    mixture = random_mixture(4, 16, g, spread=1.0)
+    schedule = NoiseSchedule.make("cosine", 1000)
+    x = 1.5 * torch.randn(12, *SHAPE, generator=g, dtype=F64)
+    y = torch.randint(0, 4, (12,), generator=g)
+    return schedule, MixtureEpsModel(mixture, schedule), x, y
+
+
+def parts(setting, t):
+    schedule, model, x, y = setting
+    tt = torch.full((len(x),), t, dtype=torch.long)
+    return model(x, tt, y), model(x, tt, torch.full_like(y, NULL_LABEL)), tt
+
+
+def rel_err(a, b):
+    return ((a - b).abs().max() / b.abs().max().clamp(min=1.0)).item()
+
+
+class ParallelNull(nn.Module):
+    """eps(x, y) = the mixture's unconditional eps for every y, and eps(x, null) = 0.4 times it: the
+    two predictions are parallel, so TCFG's projection keeps all of eps(x, null) and TCFG is CFG."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, t, y):
+        own = self.model(x, t, None)
+        return own if y is None else torch.where((y == NULL_LABEL).view(-1, 1, 1, 1), 0.4 * own, own)
+
+
+def cfg(models, schedule, clip_x0):
+    return build_classifier_free(models, W, schedule, clip_x0=clip_x0, options={}).model
+
+
+DEGENERATE = {
+    "tcfg": (lambda m: {"eps_model": ParallelNull(m)},
+             lambda models, s, c: build_tcfg(models, W, s, clip_x0=c, options={}).model),
+    "mambo_g": (lambda m: {"eps_model": m},
+                lambda models, s, c: build_mambo_g(models, W, s, clip_x0=c, options={"mambo_alpha": 0.0}).model),
+}
+
+
+@pytest.mark.parametrize("method", sorted(DEGENERATE))
+@pytest.mark.parametrize("clip_x0", [False, True])
+def test_degenerate_settings_are_cfg_eps_by_eps(setting, method, clip_x0):
+    schedule, model, x, y = setting
+    wrap, build = DEGENERATE[method]
+    models = wrap(model)
+    ours, reference = build(models, schedule, clip_x0), cfg(models, schedule, clip_x0)
+    for t in TIMESTEPS:
+        tt = torch.full((len(x),), t, dtype=torch.long)
+        assert rel_err(ours(x, tt, y), reference(x, tt, y)) < 1e-12, t
+
+
+@pytest.mark.parametrize("method", sorted(DEGENERATE))
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_degenerate_settings_are_cfg_through_whole_clipped_chains(setting, method, sampler):
+    schedule, model, x, y = setting
+    wrap, build = DEGENERATE[method]
+    models = wrap(model)
+    timesteps = respaced_timesteps(1000, 8, "leading")
+    chains = []
+    for guided in (build(models, schedule, True), cfg(models, schedule, True)):
+        gen = torch.Generator().manual_seed(3)
+        noise = lambda v: torch.randn(v.shape, generator=gen, dtype=v.dtype)  # noqa: E731
+        run = sample_ddim if sampler == "ddim" else sample_ddpm
+        chains.append(run(guided, x, timesteps, schedule=schedule, labels=y, noise=noise, progress=False))
+    assert rel_err(chains[0], chains[1]) < 1e-12
+
+
+def test_tcfg_keeps_the_unconditional_prediction_along_the_first_singular_direction(setting):
+    schedule, model, x, y = setting
+    for t in (50, 500, 950):
+        c, u, tt = parts(setting, t)
+        matrix = torch.stack([c.flatten(1), u.flatten(1)], 1)  # [B, 2, d]
+        v1 = torch.linalg.svd(matrix, full_matrices=False).Vh[:, 0]  # [B, d]
+        projected = ((u.flatten(1) * v1).sum(1, keepdim=True) * v1).view_as(u)
+        assert rel_err(tangential_unconditional(c, u), projected) < 1e-12
+        ours = TangentialClassifierFreeGuidance(model, W)(x, tt, y)
+        assert rel_err(ours, (1 + W) * c - W * projected) < 1e-12
+        assert rel_err(ours, (1 + W) * c - W * u) > 1e-3  # not CFG: the predictions are not parallel
+    assert TangentialClassifierFreeGuidance(model, 0.0)(x, tt, y).equal(model(x, tt, y))
+
+
+def test_mambo_g_damps_w_by_the_relative_size_of_the_guidance_update(setting):
+    schedule, model, x, y = setting
+    c, u, tt = parts(setting, 500)
+    ratio = (c - u).flatten(1).norm(dim=1) / u.flatten(1).norm(dim=1)
+    weight = damped_weight(c, u, W, 8.0)
+    assert rel_err(weight.flatten(), W * torch.exp(-8.0 * ratio)) < 1e-12 and (weight < W).all()
+    ours = MagnitudeAwareGuidance(model, W, alpha=8.0)(x, tt, y)
+    assert rel_err(ours, c + weight * (c - u)) < 1e-12
+    assert MagnitudeAwareGuidance(model, 0.0)(x, tt, y).equal(model(x, tt, y))
+
+
+@pytest.mark.parametrize("original", [False, True])
+def test_tcfg_against_diffusers(setting, original):
+    """diffusers' TangentialClassifierFreeGuidance, guidance_scale = 1 + w (w with
+    use_original_formulation): its float32 SVD against our float64 Gram eigenvector, 1e-5 relative
+    (float32's 1.2e-7 times the 2 x 2 problem's conditioning)."""
+    from diffusers.guiders import TangentialClassifierFreeGuidance as DiffusersTCFG
+    schedule, model, x, y = setting
+    theirs = DiffusersTCFG(guidance_scale=W if original else 1 + W, use_original_formulation=original)
+    ours = TangentialClassifierFreeGuidance(model, W)
+    for t in TIMESTEPS:
+        c, u, tt = parts(setting, t)
+        theirs.set_state(0, 1, tt)
+        assert rel_err(ours(x, tt, y), theirs.forward(c, u).pred.double()) < 1e-5, t
+
+
+@pytest.mark.parametrize("original", [False, True])
+def test_mambo_g_against_diffusers(setting, original):
+    """diffusers' MagnitudeAwareGuidance(guidance_scale = 1 + w, alpha), or guidance_scale = w with
+    use_original_formulation: both are our eps_c + w exp(-alpha r) (eps_c - eps_u). Its predictions go
+    in flattened to [B, d]: diffusers 0.42.1 takes torch.norm over dims (1, 2, 3), which torch 2.14
+    refuses for an image batch (a 2-tuple is required); over one dim it is the same norm."""
+    from diffusers.guiders import MagnitudeAwareGuidance as DiffusersMambo
+    schedule, model, x, y = setting
+    theirs = DiffusersMambo(guidance_scale=W if original else 1 + W, alpha=5.0, use_original_formulation=original)
+    ours = MagnitudeAwareGuidance(model, W, alpha=5.0)
+    for t in TIMESTEPS:
+        c, u, tt = parts(setting, t)
+        theirs.set_state(0, 1, tt)
+        assert rel_err(ours(x, tt, y), theirs.forward(c.flatten(1), u.flatten(1)).pred.view_as(c)) < 1e-12, t
+
+
+def test_both_are_registered_testbed_methods_on_the_conditional_model():
+    for name, option in (("tcfg", None), ("mambo_g", "mambo_alpha")):
+        row = REGISTRY.methods[name]
+        assert row.group == "testbed" and row.eps_model == "conditional" and row.symbol == "w"
+        assert (option in row.option_keys) if option else not row.option_keys
