@@ -1,11 +1,15 @@
-"""The guiders diffusers ships that the testbed lacked (issue 29): tangential CFG (tcfg) and MAMBO-G
-(mambo_g), in float64 on a Gaussian mixture's exact eps (docs/equations.md section 10).
+"""The guiders diffusers ships that the testbed lacked (issue 29): tangential CFG (tcfg), MAMBO-G
+(mambo_g) and APG-Mix (apg_mix), in float64 on a Gaussian mixture's exact eps (docs/equations.md
+section 10).
 
 - degenerate settings are CFG (clipped as build_classifier_free) to 1e-12, eps by eps and through
-  whole DDIM and ancestral chains: TCFG where eps(x, null) is parallel to eps(x, y), MAMBO-G at alpha = 0;
+  whole DDIM and ancestral chains: TCFG where eps(x, null) is parallel to eps(x, y), MAMBO-G at alpha = 0,
+  APG-Mix whose classifier-free phase outlasts the chain (at w_cfg = w); APG-Mix after its start step
+  is APG with the same momentum history;
 - each formula against its closed form (TCFG: the SVD of the 2 x d matrix of both predictions);
-- peer tests: diffusers' TangentialClassifierFreeGuidance and MagnitudeAwareGuidance called directly on
-  the same predictions, guidance_scale = 1 + w (TCFG's SVD runs in float32 there: 1e-6 relative).
+- peer tests: diffusers' TangentialClassifierFreeGuidance, MagnitudeAwareGuidance and
+  AdaptiveProjectedMixGuidance called directly on the same predictions, guidance_scale = 1 + w (TCFG's
+  SVD runs in float32 there: 1e-5 relative), step by step for APG-Mix's momentum.
 """
 
 import logging
@@ -18,6 +22,8 @@ from diffguide.diffusion.noise_levels import respaced_timesteps
 from diffguide.diffusion.samplers import sample_ddim, sample_ddpm
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.exact.gaussian_mixture import MixtureEpsModel, random_mixture
+from diffguide.guidance.methods.apg.wrapper import AdaptiveProjectedGuidance
+from diffguide.guidance.methods.apg_mix.wrapper import AdaptiveProjectedMixGuidance, build_apg_mix
 from diffguide.guidance.methods.mambo_g.wrapper import MagnitudeAwareGuidance, build_mambo_g, damped_weight
 from diffguide.guidance.methods.tcfg.wrapper import TangentialClassifierFreeGuidance, build_tcfg, tangential_unconditional
 from diffguide.guidance.wrappers import NULL_LABEL, build_classifier_free
@@ -75,6 +81,9 @@ DEGENERATE = {
              lambda models, s, c: build_tcfg(models, W, s, clip_x0=c, options={}).model),
     "mambo_g": (lambda m: {"eps_model": m},
                 lambda models, s, c: build_mambo_g(models, W, s, clip_x0=c, options={"mambo_alpha": 0.0}).model),
+    "apg_mix": (lambda m: {"eps_model": m},
+                lambda models, s, c: build_apg_mix(models, W, s, clip_x0=c, options={
+                    "apg_mix_cfg_w": W, "apg_mix_start_step": 1000}).model),
 }
 
 
@@ -162,8 +171,56 @@ def test_mambo_g_against_diffusers(setting, original):
         assert rel_err(ours(x, tt, y), theirs.forward(c.flatten(1), u.flatten(1)).pred.view_as(c)) < 1e-12, t
 
 
-def test_both_are_registered_testbed_methods_on_the_conditional_model():
-    for name, option in (("tcfg", None), ("mambo_g", "mambo_alpha")):
+MIX = {"eta": 0.3, "norm_threshold": 2.0, "momentum": -0.5}
+MIX_STEPS = [950, 850, 750, 650, 550, 450, 350, 250, 150, 50]  # one chain, 10 steps: indices 0 .. 9 (from 950:
+# at t = 999 the eps -> x0 round trip divides by sqrt(abar) = 5e-5: 1e-12 of round-off)
+
+
+def mix_x0s(setting, guider):
+    """Our guider's x0 at each step of one chain on fixed points (a call at a higher t starts a chain)."""
+    schedule, model, x, y = setting
+    out = []
+    for t in MIX_STEPS:
+        tt = torch.full((len(x),), t, dtype=torch.long)
+        out.append(schedule.predict_x0(x, tt, guider(x, tt, y)))
+    return out
+
+
+def test_apg_mix_is_cfg_through_its_start_step_then_apg_with_the_momentum_of_every_step(setting):
+    schedule, model, x, y = setting
+    mix = mix_x0s(setting, AdaptiveProjectedMixGuidance(model, W, schedule, cfg_w=1.5, start_step=3, **MIX))
+    apg = mix_x0s(setting, AdaptiveProjectedGuidance(model, W, schedule, **MIX))
+    for i, t in enumerate(MIX_STEPS):
+        c, u, tt = parts(setting, t)
+        x0_c, x0_u = schedule.predict_x0(x, tt, c), schedule.predict_x0(x, tt, u)
+        if i <= 3:
+            assert rel_err(mix[i], x0_c + 1.5 * (x0_c - x0_u)) < 1e-12, i
+        else:
+            assert rel_err(mix[i], apg[i]) < 1e-12, i  # the same buffer: momentum ran through the CFG steps
+    assert AdaptiveProjectedMixGuidance(model, 0.0, schedule)(x, tt, y).equal(model(x, tt, y))
+
+
+def test_apg_mix_against_diffusers(setting):
+    """diffusers' AdaptiveProjectedMixGuidance with use_original_formulation=True (pred_cond + scale *
+    update: its guidance_scale is our w_cfg, its adaptive scale our w), fed our x0 predictions step by
+    step with its momentum buffer set at the chain's start, as its prepare_inputs does."""
+    from diffusers.guiders import AdaptiveProjectedMixGuidance as DiffusersMix
+    from diffusers.guiders.adaptive_projected_guidance import MomentumBuffer
+    schedule, model, x, y = setting
+    theirs = DiffusersMix(guidance_scale=1.5, adaptive_projected_guidance_scale=W,
+                          adaptive_projected_guidance_momentum=MIX["momentum"], adaptive_projected_guidance_rescale=2.0,
+                          eta=MIX["eta"], use_original_formulation=True, adaptive_projected_guidance_start_step=3)
+    theirs.momentum_buffer = MomentumBuffer(MIX["momentum"])
+    ours = mix_x0s(setting, AdaptiveProjectedMixGuidance(model, W, schedule, cfg_w=1.5, start_step=3, **MIX))
+    for i, t in enumerate(MIX_STEPS):
+        c, u, tt = parts(setting, t)
+        theirs.set_state(i, len(MIX_STEPS), tt)
+        pred = theirs.forward(schedule.predict_x0(x, tt, c), schedule.predict_x0(x, tt, u)).pred
+        assert rel_err(ours[i], pred) < 1e-12, i
+
+
+def test_the_new_guiders_are_registered_testbed_methods_on_the_conditional_model():
+    for name, option in (("tcfg", None), ("mambo_g", "mambo_alpha"), ("apg_mix", "apg_mix_start_step")):
         row = REGISTRY.methods[name]
         assert row.group == "testbed" and row.eps_model == "conditional" and row.symbol == "w"
         assert (option in row.option_keys) if option else not row.option_keys

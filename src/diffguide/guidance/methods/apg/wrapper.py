@@ -75,7 +75,11 @@ class AdaptiveProjectedGuidance(FollowsSteps, nn.Module):
     def with_momentum(self, diff: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """running = diff + beta * running (APG sec. 3.3, Algorithm 1's MomentumBuffer), zero at a
         chain's first step; once per step, whatever the number of calls in it."""
-        position = self.steps.position(x, t)  # (chain, step index)
+        return self.momentum_at(diff, self.steps.position(x, t))
+
+    def momentum_at(self, diff: torch.Tensor, position: tuple[int, int]) -> torch.Tensor:
+        """with_momentum at a known (chain, step index): for a subclass that needs the step index too
+        (asking the tracker twice would count two steps outside a sampler)."""
         if position != self.running_step:
             self.previous = torch.zeros_like(diff) if position[1] == 0 or self.running is None else self.running
             self.running_step = position
@@ -87,10 +91,13 @@ class AdaptiveProjectedGuidance(FollowsSteps, nn.Module):
             return self.model(x, t, y)
         eps_c, eps_u = cond_and_null(self.model, x, t, y)
         x0_c, x0_u = self.schedule.predict_x0(x, t, eps_c), self.schedule.predict_x0(x, t, eps_u)
-        diff = clip_norm(self.with_momentum(x0_c - x0_u, x, t), self.norm_threshold)
-        parallel, orthogonal = project(diff, x0_c)
-        x0 = x0_c + self.w * (orthogonal + self.eta * parallel)
-        return self.schedule.eps_from_x0(x, t, x0)
+        return self.schedule.eps_from_x0(x, t, self.projected_x0(x0_c, self.with_momentum(x0_c - x0_u, x, t)))
+
+    def projected_x0(self, x0_c: torch.Tensor, running: torch.Tensor) -> torch.Tensor:
+        """x0_c + w (Delta_orth + eta Delta_par) of the momentum-averaged difference, norm-capped
+        (sec. 3.1-3.2)."""
+        parallel, orthogonal = project(clip_norm(running, self.norm_threshold), x0_c)
+        return x0_c + self.w * (orthogonal + self.eta * parallel)
 
 
 def apg_options(options: dict) -> dict:
