@@ -1,14 +1,14 @@
 """The guiders diffusers ships that the testbed lacked (issue 29): tangential CFG (tcfg), MAMBO-G
-(mambo_g) and APG-Mix (apg_mix), in float64 on a Gaussian mixture's exact eps (docs/equations.md
+(mambo_g), APG-Mix (apg_mix) and frequency-decoupled guidance (fdg), in float64 on a Gaussian mixture's exact eps (docs/equations.md
 section 10).
 
 - degenerate settings are CFG (clipped as build_classifier_free) to 1e-12, eps by eps and through
   whole DDIM and ancestral chains: TCFG where eps(x, null) is parallel to eps(x, y), MAMBO-G at alpha = 0,
-  APG-Mix whose classifier-free phase outlasts the chain (at w_cfg = w); APG-Mix after its start step
-  is APG with the same momentum history;
+  APG-Mix whose classifier-free phase outlasts the chain (at w_cfg = w), FDG with both bands at w;
+  APG-Mix after its start step is APG with the same momentum history; FDG's pyramid is kornia's;
 - each formula against its closed form (TCFG: the SVD of the 2 x d matrix of both predictions);
-- peer tests: diffusers' TangentialClassifierFreeGuidance, MagnitudeAwareGuidance and
-  AdaptiveProjectedMixGuidance called directly on the same predictions, guidance_scale = 1 + w (TCFG's
+- peer tests: diffusers' TangentialClassifierFreeGuidance, MagnitudeAwareGuidance,
+  AdaptiveProjectedMixGuidance and FrequencyDecoupledGuidance called directly on the same predictions, guidance_scale = 1 + w (TCFG's
   SVD runs in float32 there: 1e-5 relative), step by step for APG-Mix's momentum.
 """
 
@@ -24,6 +24,8 @@ from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.exact.gaussian_mixture import MixtureEpsModel, random_mixture
 from diffguide.guidance.methods.apg.wrapper import AdaptiveProjectedGuidance
 from diffguide.guidance.methods.apg_mix.wrapper import AdaptiveProjectedMixGuidance, build_apg_mix
+from diffguide.guidance.methods.fdg.wrapper import (FrequencyDecoupledGuidance, build_fdg, down,
+                                                  frequency_decoupled, padded_to_power_of_two, up)
 from diffguide.guidance.methods.mambo_g.wrapper import MagnitudeAwareGuidance, build_mambo_g, damped_weight
 from diffguide.guidance.methods.tcfg.wrapper import TangentialClassifierFreeGuidance, build_tcfg, tangential_unconditional
 from diffguide.guidance.wrappers import NULL_LABEL, build_classifier_free
@@ -81,6 +83,8 @@ DEGENERATE = {
              lambda models, s, c: build_tcfg(models, W, s, clip_x0=c, options={}).model),
     "mambo_g": (lambda m: {"eps_model": m},
                 lambda models, s, c: build_mambo_g(models, W, s, clip_x0=c, options={"mambo_alpha": 0.0}).model),
+    "fdg": (lambda m: {"eps_model": m},
+            lambda models, s, c: build_fdg(models, W, s, clip_x0=c, options={"fdg_low_ratio": 1.0}).model),
     "apg_mix": (lambda m: {"eps_model": m},
                 lambda models, s, c: build_apg_mix(models, W, s, clip_x0=c, options={
                     "apg_mix_cfg_w": W, "apg_mix_start_step": 1000}).model),
@@ -219,8 +223,50 @@ def test_apg_mix_against_diffusers(setting):
         assert rel_err(ours[i], pred) < 1e-12, i
 
 
+@pytest.mark.parametrize("size", [4, 16, 28, 7])
+def test_fdg_pyramid_is_kornias(size):
+    """pyrdown, pyrup and the two-level Laplacian pyramid, with kornia's padding of sides that are not a
+    power of two (28 -> 32) or odd (7 -> 8)."""
+    from kornia.geometry.transform import build_laplacian_pyramid, pyrdown, pyrup
+    image = torch.randn(3, 2, size, size, generator=torch.Generator().manual_seed(size), dtype=F64)
+    padded = padded_to_power_of_two(image)
+    assert padded.shape[-1] == (32 if size == 28 else 8 if size == 7 else size)
+    theirs = build_laplacian_pyramid(image, 2)
+    assert rel_err(padded - up(down(padded)), theirs[0]) < 1e-12 and rel_err(down(padded), theirs[1]) < 1e-12
+    assert rel_err(down(padded), pyrdown(padded)) < 1e-12 and rel_err(up(down(padded)), pyrup(pyrdown(padded))) < 1e-12
+
+
+def test_fdg_against_diffusers(setting):
+    """diffusers' FrequencyDecoupledGuidance(guidance_scales = [1 + w_high, 1 + w_low], high band first) on
+    the same predictions; for a 28 x 28 image diffusers returns kornia's padded 32 x 32, whose top-left
+    28 x 28 is ours."""
+    from diffusers.guiders import FrequencyDecoupledGuidance as DiffusersFDG
+    schedule, model, x, y = setting
+    ratio = 4 / 9
+    theirs = DiffusersFDG(guidance_scales=[1 + W, 1 + ratio * W])
+    ours = FrequencyDecoupledGuidance(model, W, low_ratio=ratio)
+    for t in TIMESTEPS:
+        c, u, tt = parts(setting, t)
+        theirs.set_state(0, 1, tt)
+        assert rel_err(ours(x, tt, y), theirs.forward(c, u).pred) < 1e-12, t
+        if t <= 500:  # where the two predictions differ (at t = 999 they nearly agree), FDG is not CFG
+            assert rel_err(ours(x, tt, y), (1 + W) * c - W * u) > 1e-3, t
+    g = torch.Generator().manual_seed(28)
+    c28, u28 = torch.randn(2, 1, 28, 28, generator=g, dtype=F64), torch.randn(2, 1, 28, 28, generator=g, dtype=F64)
+    padded = theirs.forward(c28, u28).pred
+    assert padded.shape[-2:] == (32, 32)
+    assert rel_err(frequency_decoupled(c28, u28, W, ratio * W), padded[..., :28, :28]) < 1e-12
+
+
+def test_fdg_refuses_predictions_that_are_not_images():
+    vectors = torch.zeros(3, 16, dtype=F64)
+    with pytest.raises(ValueError, match=r"fdg: .* image predictions \[B, C, H, W\].* shape \[3, 16\]"):
+        frequency_decoupled(vectors, vectors, W, W)
+
+
 def test_the_new_guiders_are_registered_testbed_methods_on_the_conditional_model():
-    for name, option in (("tcfg", None), ("mambo_g", "mambo_alpha"), ("apg_mix", "apg_mix_start_step")):
+    for name, option in (("tcfg", None), ("mambo_g", "mambo_alpha"), ("apg_mix", "apg_mix_start_step"),
+                         ("fdg", "fdg_low_ratio")):
         row = REGISTRY.methods[name]
         assert row.group == "testbed" and row.eps_model == "conditional" and row.symbol == "w"
         assert (option in row.option_keys) if option else not row.option_keys

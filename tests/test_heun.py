@@ -80,7 +80,7 @@ def test_every_method_samples_on_heun(mixture_models, method):
     row = REGISTRY.methods[method]
     options = row.defaults | {"cg_form": "score"}
     guided = guided_model(method, 1.0, mixture_models, SCHEDULE, clip_x0=True, options=options)
-    x_T = torch.randn(6, 16, generator=torch.Generator().manual_seed(2), dtype=F64)
+    x_T = torch.randn(6, 1, 4, 4, generator=torch.Generator().manual_seed(2), dtype=F64)  # 16 pixels, image-shaped
     labels = torch.arange(6) % 4
     x = sample_heun(guided.model, x_T, respaced_timesteps(1000, 8, "leading"), schedule=SCHEDULE, labels=labels,
                     noise=torch.randn_like, cond_fn=guided.cond_fn, progress=False)

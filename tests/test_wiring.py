@@ -43,6 +43,7 @@ F64 = torch.float64
 SCHEDULE = NoiseSchedule.make("cosine", 1000)
 TIMESTEPS = respaced_timesteps(1000, 10, "leading")
 K, DIM, BATCH, EMBED = 3, 16, 6, 5
+IMAGE = (1, 4, 4)  # DIM pixels
 METHODS = {name: method for name, method in REGISTRY.methods.items()}
 
 
@@ -122,7 +123,9 @@ def samples(method: Method, scale: float, options: dict, models: dict | None = N
 
 def chain(model, cond_fn, y) -> torch.Tensor:
     g = torch.Generator().manual_seed(7)
-    x_T = torch.randn(BATCH, DIM, generator=torch.Generator().manual_seed(3), dtype=F64)
+    # image-shaped, as the pipeline's samples are (1 x 4 x 4 = DIM pixels; the mixture's networks flatten
+    # them): a method that works on images (fdg's frequency bands) is wired like every other
+    x_T = torch.randn(BATCH, *IMAGE, generator=torch.Generator().manual_seed(3), dtype=F64)
     return sample_ddpm(model, x_T, TIMESTEPS, schedule=SCHEDULE, labels=y, cond_fn=cond_fn, progress=False,
                        noise=lambda x: torch.randn(x.shape, generator=g, dtype=x.dtype))
 
