@@ -16,12 +16,12 @@ import logging
 
 import pytest
 import torch
+# the same mixture (K = 4 on 1 x 4 x 4 pixels), exact eps-model, points and labels as the other successors'
+from test_guidance_successors import rel_err, setting  # noqa: F401 (setting is a fixture)
 from torch import nn
 
 from diffguide.diffusion.noise_levels import respaced_timesteps
 from diffguide.diffusion.samplers import sample_ddim, sample_ddpm
-from diffguide.diffusion.schedules import NoiseSchedule
-from diffguide.exact.gaussian_mixture import MixtureEpsModel, random_mixture
 from diffguide.guidance.methods.apg.wrapper import AdaptiveProjectedGuidance
 from diffguide.guidance.methods.apg_mix.wrapper import AdaptiveProjectedMixGuidance, build_apg_mix
 from diffguide.guidance.methods.fdg.wrapper import (FrequencyDecoupledGuidance, build_fdg, down,
@@ -32,33 +32,16 @@ from diffguide.guidance.wrappers import NULL_LABEL, build_classifier_free
 from diffguide.registry import REGISTRY
 
 F64 = torch.float64
-SHAPE = (1, 4, 4)
 TIMESTEPS = [0, 50, 250, 500, 750, 950, 999]
 W = 3.0
 
 logging.getLogger("diffusers").setLevel(logging.ERROR)  # guiders warn that they are experimental
 
 
-@pytest.fixture(scope="module")
-def setting():
-    """A random K = 4 mixture on 16 = 1 x 4 x 4 pixels, its exact eps-model, the cosine schedule,
-    image-shaped points and labels."""
-    g = torch.Generator().manual_seed(0)
-    mixture = random_mixture(4, 16, g, spread=1.0)
-    schedule = NoiseSchedule.make("cosine", 1000)
-    x = 1.5 * torch.randn(12, *SHAPE, generator=g, dtype=F64)
-    y = torch.randint(0, 4, (12,), generator=g)
-    return schedule, MixtureEpsModel(mixture, schedule), x, y
-
-
 def parts(setting, t):
     schedule, model, x, y = setting
     tt = torch.full((len(x),), t, dtype=torch.long)
     return model(x, tt, y), model(x, tt, torch.full_like(y, NULL_LABEL)), tt
-
-
-def rel_err(a, b):
-    return ((a - b).abs().max() / b.abs().max().clamp(min=1.0)).item()
 
 
 class ParallelNull(nn.Module):
