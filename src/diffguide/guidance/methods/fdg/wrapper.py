@@ -1,5 +1,4 @@
-"""Frequency-decoupled guidance (Sadat et al. 2025, "Guidance in the Frequency Domain Enables
-High-Fidelity Sampling at Low CFG Scales", arXiv 2506.19713; docs/equations.md section 10).
+"""Frequency-decoupled guidance (FDG; Sadat et al. 2025, arXiv 2506.19713; docs/equations.md section 10).
 
 The two predictions are split by a two-level Laplacian pyramid (Burt & Adelson 1983) into a high band
 h(.) = e - up(down(e)) and a low band l(.) = down(e); classifier-free guidance runs on each band with
