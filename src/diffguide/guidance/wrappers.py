@@ -301,12 +301,18 @@ def classifier_guided(model: nn.Module, classifier: nn.Module | None, scale: flo
 # (eps_model, and classifier where the row needs one; absent at scale 0), the scale, the schedule,
 # sampling.clip_x0 and the row's guidance options, and returns the Guided pair a sampler runs.
 
+def with_guided_x0_clipped(guided: nn.Module, schedule: NoiseSchedule, clip_x0: bool) -> Guided:
+    """``guided`` (an eps-model that mixes its own predictions) as the sampler's Guided pair, its
+    guided x0 clipped when ``clip_x0``: classifier-free guidance's order, which every successor of
+    CFG keeps (diffusers' pipelines clip what the guided eps implies)."""
+    return Guided(ClipDenoised(guided, schedule) if clip_x0 else guided)
+
+
 def build_classifier_free(models: dict, scale: float, schedule: NoiseSchedule, *, clip_x0: bool,
                           options: dict) -> Guided:
     """cfg: H&S eq. 6 on the conditional model at w = scale, its guided x0 clipped (as diffusers'
     pipelines do: the scheduler clips what the guided eps implies)."""
-    guided = ClassifierFreeGuidance(models["eps_model"], w=scale)
-    return Guided(ClipDenoised(guided, schedule) if clip_x0 else guided)
+    return with_guided_x0_clipped(ClassifierFreeGuidance(models["eps_model"], w=scale), schedule, clip_x0)
 
 
 def build_classifier_guided(models: dict, scale: float, schedule: NoiseSchedule, *, clip_x0: bool,

@@ -24,9 +24,9 @@ from diffguide.base import integrity
 from diffguide.base.atomic import atomic_open
 from diffguide.findings.framework import Columns, MissingData, Runs
 from diffguide.findings.report import with_interval
-from diffguide.reports.figures import plot_tradeoff
 from diffguide.findings.training_free import (BASELINE, TRAINING_FREE_FINDINGS, compared_methods, matched, present,
                                               reference_scales)
+from diffguide.reports.figures import plot_tradeoff
 from diffguide.registry import method_symbol
 
 MATCHED_COLUMNS = ("method", "reference_scale", "target_accuracy", "reached", "scale", "fid", "fid_minus_cg",

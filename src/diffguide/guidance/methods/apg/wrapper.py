@@ -39,7 +39,7 @@ from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.guidance.methods.apg import APG_ETA, APG_MOMENTUM, APG_NORM_THRESHOLD
 from diffguide.guidance.parts import (FollowsSteps, StepTracker, cond_and_null,
                                       per_sample_dot, per_sample_norm)
-from diffguide.guidance.wrappers import ClipDenoised, Guided
+from diffguide.guidance.wrappers import Guided, with_guided_x0_clipped
 
 
 def project(diff: torch.Tensor, onto: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,4 +112,4 @@ def build_apg(models: dict, scale: float, schedule: NoiseSchedule, *, clip_x0: b
     (guidance.build_classifier_free); options guidance.apg_eta, apg_norm_threshold (null =
     infinity), apg_momentum."""
     guided = AdaptiveProjectedGuidance(models["eps_model"], scale, schedule, **apg_options(options))
-    return Guided(ClipDenoised(guided, schedule) if clip_x0 else guided)
+    return with_guided_x0_clipped(guided, schedule, clip_x0)

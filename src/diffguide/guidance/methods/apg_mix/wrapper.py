@@ -24,7 +24,7 @@ from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.guidance.methods.apg.wrapper import AdaptiveProjectedGuidance, apg_options
 from diffguide.guidance.methods.apg_mix import APG_MIX_CFG_W, APG_MIX_START_STEP
 from diffguide.guidance.parts import cond_and_null
-from diffguide.guidance.wrappers import ClipDenoised, Guided
+from diffguide.guidance.wrappers import Guided, with_guided_x0_clipped
 
 
 class AdaptiveProjectedMixGuidance(AdaptiveProjectedGuidance):
@@ -54,4 +54,4 @@ def build_apg_mix(models: dict, scale: float, schedule: NoiseSchedule, *, clip_x
     clip_x0; options guidance.apg_mix_cfg_w, apg_mix_start_step and APG's."""
     guided = AdaptiveProjectedMixGuidance(models["eps_model"], scale, schedule, cfg_w=APG_MIX_CFG_W.value_in(options),
                                           start_step=APG_MIX_START_STEP.value_in(options), **apg_options(options))
-    return Guided(ClipDenoised(guided, schedule) if clip_x0 else guided)
+    return with_guided_x0_clipped(guided, schedule, clip_x0)

@@ -25,7 +25,7 @@ from __future__ import annotations
 from torch import nn
 
 from diffguide.diffusion.schedules import NoiseSchedule
-from diffguide.guidance.wrappers import ClipDenoised, Guided
+from diffguide.guidance.wrappers import Guided, with_guided_x0_clipped
 
 
 class Autoguidance(nn.Module):
@@ -58,4 +58,4 @@ def build_autoguidance(models: dict, scale: float, schedule: NoiseSchedule, *, c
                          "weak conditional model (the guide role weak_model, network weak_conditional): train it "
                          "(training.weak_conditional) and pass it as models['weak_model'], or use w = 0")
     guided = Autoguidance(models["eps_model"], models.get("weak_model"), scale)
-    return Guided(ClipDenoised(guided, schedule) if clip_x0 else guided)
+    return with_guided_x0_clipped(guided, schedule, clip_x0)

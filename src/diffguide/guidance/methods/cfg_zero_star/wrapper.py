@@ -41,7 +41,7 @@ from torch import nn
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.guidance.methods.cfg_zero_star import ZERO_INIT_STEPS
 from diffguide.guidance.parts import FollowsSteps, StepTracker, cond_and_null, per_sample_dot
-from diffguide.guidance.wrappers import ClipDenoised, Guided
+from diffguide.guidance.wrappers import Guided, with_guided_x0_clipped
 
 
 DEFAULTS = {"zero_init_steps": 1}
@@ -94,4 +94,4 @@ def build_cfg_zero_star(models: dict, scale: float, schedule: NoiseSchedule, *, 
     """cfg_zero_star: CFG-Zero* at w = scale on the conditional model, its guided x0 clipped like
     cfg's when clip_x0; option guidance.zero_init_steps (steps zeroed, diffusers' count)."""
     guided = CFGZeroStar(models["eps_model"], scale, schedule, **zero_star_options(options))
-    return Guided(ClipDenoised(guided, schedule) if clip_x0 else guided)
+    return with_guided_x0_clipped(guided, schedule, clip_x0)

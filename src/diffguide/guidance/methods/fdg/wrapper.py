@@ -28,7 +28,7 @@ from torch import nn
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.guidance.methods.fdg import FDG_LOW_RATIO
 from diffguide.guidance.parts import cond_and_null
-from diffguide.guidance.wrappers import ClipDenoised, Guided
+from diffguide.guidance.wrappers import Guided, with_guided_x0_clipped
 
 BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16  # kornia's pyramid kernel is its outer product
 
@@ -95,4 +95,4 @@ def build_fdg(models: dict, scale: float, schedule: NoiseSchedule, *, clip_x0: b
     """fdg: FDG at w = scale on the conditional model (guidance.fdg_low_ratio), its guided x0 clipped
     like cfg's when clip_x0."""
     guided = FrequencyDecoupledGuidance(models["eps_model"], scale, FDG_LOW_RATIO.value_in(options))
-    return Guided(ClipDenoised(guided, schedule) if clip_x0 else guided)
+    return with_guided_x0_clipped(guided, schedule, clip_x0)

@@ -21,7 +21,7 @@ from torch import nn
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.guidance.methods.mambo_g import MAMBO_ALPHA
 from diffguide.guidance.parts import cond_and_null, per_sample_norm
-from diffguide.guidance.wrappers import ClipDenoised, Guided
+from diffguide.guidance.wrappers import Guided, with_guided_x0_clipped
 
 
 def damped_weight(eps_c: torch.Tensor, eps_u: torch.Tensor, w: float, alpha: float) -> torch.Tensor:
@@ -48,4 +48,4 @@ def build_mambo_g(models: dict, scale: float, schedule: NoiseSchedule, *, clip_x
     """mambo_g: MAMBO-G at w = scale on the conditional model (guidance.mambo_alpha), its guided x0
     clipped like cfg's when clip_x0."""
     guided = MagnitudeAwareGuidance(models["eps_model"], scale, MAMBO_ALPHA.value_in(options))
-    return Guided(ClipDenoised(guided, schedule) if clip_x0 else guided)
+    return with_guided_x0_clipped(guided, schedule, clip_x0)

@@ -22,7 +22,7 @@ from torch import nn
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.guidance.methods.rescale import RESCALE_PHI
 from diffguide.guidance.parts import cond_and_null, per_sample_std
-from diffguide.guidance.wrappers import ClipDenoised, Guided
+from diffguide.guidance.wrappers import Guided, with_guided_x0_clipped
 
 
 def rescale(guided: torch.Tensor, cond: torch.Tensor, phi: float) -> torch.Tensor:
@@ -56,4 +56,4 @@ def build_cfg_rescale(models: dict, scale: float, schedule: NoiseSchedule, *, cl
     """cfg_rescale: rescaled CFG at w = scale on the conditional model, its guided x0 clipped like
     cfg's when clip_x0; option guidance.rescale_phi."""
     guided = RescaledClassifierFreeGuidance(models["eps_model"], scale, **rescale_options(options))
-    return Guided(ClipDenoised(guided, schedule) if clip_x0 else guided)
+    return with_guided_x0_clipped(guided, schedule, clip_x0)

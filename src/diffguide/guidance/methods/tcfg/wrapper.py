@@ -21,7 +21,7 @@ from torch import nn
 
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.guidance.parts import cond_and_null, per_sample_dot
-from diffguide.guidance.wrappers import ClipDenoised, Guided
+from diffguide.guidance.wrappers import Guided, with_guided_x0_clipped
 
 
 def tangential_unconditional(eps_c: torch.Tensor, eps_u: torch.Tensor) -> torch.Tensor:
@@ -54,4 +54,4 @@ class TangentialClassifierFreeGuidance(nn.Module):
 def build_tcfg(models: dict, scale: float, schedule: NoiseSchedule, *, clip_x0: bool, options: dict) -> Guided:
     """tcfg: TCFG at w = scale on the conditional model, its guided x0 clipped like cfg's when clip_x0."""
     guided = TangentialClassifierFreeGuidance(models["eps_model"], scale)
-    return Guided(ClipDenoised(guided, schedule) if clip_x0 else guided)
+    return with_guided_x0_clipped(guided, schedule, clip_x0)

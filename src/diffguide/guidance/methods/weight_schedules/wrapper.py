@@ -36,7 +36,7 @@ from torch import nn
 
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.guidance.wrappers import (CLIP_ORDERS, ClassifierLogProb, ClipDenoised, Guide, Guided,
-                                         conditional_and_null, guide_gradient)
+                                         conditional_and_null, guide_gradient, with_guided_x0_clipped)
 
 WEIGHT_SCHEDULES = ("constant", "linear_up", "linear_down", "interval")
 
@@ -177,7 +177,7 @@ def build_cfg_schedule(models: dict, scale: float, schedule: NoiseSchedule, *, c
     """cfg_schedule: H&S eq. 6 on the conditional model at w(t) = w f(t), f from guidance.weight_schedule;
     the guided x0 clipped as build_classifier_free clips it."""
     guided = ScheduledClassifierFreeGuidance(models["eps_model"], weight_from_options(scale, schedule, options))
-    return Guided(ClipDenoised(guided, schedule) if clip_x0 else guided)
+    return with_guided_x0_clipped(guided, schedule, clip_x0)
 
 
 def build_cg_schedule(models: dict, scale: float, schedule: NoiseSchedule, *, clip_x0: bool,
