@@ -103,18 +103,13 @@ def apply_function(product: Product, vector: torch.Tensor, steps: int,
 
 
 class LaplaceCondFn:
-    """The Laplace step as the ancestral sampler's hook. It is a ``cond_fn`` (a mean shift per unit
-    Sigma, the first-order rule, for the callers that only shift means) with ``draw_step``, which
-    samplers.ddpm_step calls instead when it is there: the whole step, mean and noise (module
-    docstring)."""
+    """The Laplace step as the ancestral sampler's ``cond_fn`` hook: samplers.ddpm_step calls its
+    ``draw_step`` in place of a mean shift, which draws the whole step, mean and noise (module
+    docstring). The other samplers refuse any cond_fn."""
 
     def __init__(self, classifier: torch.nn.Module, scale: float, lanczos_steps: int):
         self.classifier, self.scale, self.lanczos_steps = classifier, float(scale), int(lanczos_steps)
         self.row_steps, self.fallbacks = 0, 0  # rows drawn, and of them the rows that took the mean shift
-
-    def __call__(self, x, t, y, *, mean, t_prev):
-        gradient, _ = gradient_and_hessian_product(self.classifier, x, t, y)
-        return self.scale * gradient.reshape(x.shape).to(x.dtype)
 
     def draw_step(self, x, t, y, *, mean, t_prev, sigma2, noise):
         """x_{t'} of the Laplace rule from the unguided ``mean`` and variance ``sigma2`` (a scalar
