@@ -13,9 +13,10 @@ from diffguide.models import kinds
 from diffguide.pipeline.stages.evaluate import INCEPTION_COLUMNS, evaluate, gather_metrics
 
 CLASSIFIER_METRICS = ["fid_classifier", "kid_classifier", "is_classifier", "accuracy_classifier",
-                      "precision_classifier", "recall_classifier", "reference_similarity_classifier", "saturation"]
-# reference_similarity: only for sample sets with references
-GUIDED_METRICS = [m for m in CLASSIFIER_METRICS if m != "reference_similarity_classifier"]
+                      "precision_classifier", "recall_classifier", "reference_similarity_classifier", "saturation",
+                      "displacement"]
+# reference_similarity: only for sample sets with references; displacement: only where sampling recorded it
+GUIDED_METRICS = [m for m in CLASSIFIER_METRICS if m not in ("reference_similarity_classifier", "displacement")]
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,8 @@ def test_each_metric_has_its_interval_beside_it(inputs):
     for name in GUIDED_METRICS:
         assert row[f"{name}_lo"] <= row[name] <= row[f"{name}_hi"], name
         assert row[f"{name}_lo"] < row[f"{name}_hi"], name
-    for name in ("reference_similarity_classifier", *INCEPTION_COLUMNS):  # no references; Inception off: empty
+    # no references, no displacement recorded, Inception off: empty
+    for name in ("reference_similarity_classifier", "displacement", *INCEPTION_COLUMNS):
         assert np.isnan(row[[name, f"{name}_lo", f"{name}_hi"]].astype(float)).all()
     assert row["inception_weights"] == "off" and row["num_samples"] == 30
     reps = pd.read_csv(reps_path)
@@ -114,6 +116,24 @@ def test_a_sample_set_with_references_gets_its_mean_similarity_to_them_with_an_i
     se = expected.std(ddof=1) / np.sqrt(30)  # a mean's interval: +- 1.96 se, up to the halves' noise
     half_width = (row["reference_similarity_classifier_hi"] - row["reference_similarity_classifier_lo"]) / 2
     assert 0.7 * 1.96 * se < half_width < 1.3 * 1.96 * se
+
+
+def test_a_recorded_displacement_becomes_its_mean_with_the_interval_of_a_mean(inputs, tmp_path):
+    root, paths = inputs
+    displacement = np.random.default_rng(1).gamma(2.0, 0.05, size=30)
+    with_displacement = tmp_path / "displaced.npz"
+    np.savez(with_displacement, **dict(np.load(paths[1.0])), displacement=displacement)
+    record(with_displacement)
+    row_path, reps_path = run(root, with_displacement, "displaced")
+    row = pd.read_csv(row_path).iloc[0]
+    assert row["displacement"] == pytest.approx(displacement.mean(), rel=1e-12)
+    se = displacement.std(ddof=1) / np.sqrt(30)
+    half_width = (row["displacement_hi"] - row["displacement_lo"]) / 2
+    assert 0.7 * 1.96 * se < half_width < 1.3 * 1.96 * se
+    reps = pd.read_csv(reps_path).set_index("metric")
+    halves = reps.loc["displacement", [f"r{b}" for b in range(REPLICATES)]].to_numpy(dtype=float)
+    assert np.allclose(halves.mean(), displacement.mean(), rtol=0.05)  # each replicate: the mean of a half
+    assert row["fid_classifier"] == pd.read_csv(run(root, paths[1.0], "plain")[0]).iloc[0]["fid_classifier"]
 
 
 def test_cosine_to_reference_pairs_row_i_with_row_i():

@@ -43,7 +43,7 @@ def expected(run, *, seed, sampling=SAMPLING, guidance=GUIDANCE, scale=2.0) -> n
     guided = guided_model("cg", scale, models, schedule, clip_x0=sampling["clip_x0"], options=guidance)
     conditions = np.arange(sampling["num_samples"]) % 10
     return draw(guided, conditions, schedule=schedule, sampling=sampling, shape=(1, 8, 8), seed=seed,
-                device=torch.device("cpu"), precision="fp32")
+                device=torch.device("cpu"), precision="fp32")[0]
 
 
 def test_the_job_writes_the_images_its_files_settings_and_seed_give(run, tmp_path):
@@ -63,3 +63,16 @@ def test_the_seed_the_guidance_options_and_the_sampler_settings_each_reach_the_i
         assert not np.array_equal(images, base), what
     # the batch size only cuts the work: the images are the same
     assert np.array_equal(job(run, tmp_path, sampling=SAMPLING | {"batch_size": 5}, name="batch")["images"], base)
+
+
+def test_with_record_displacement_the_file_keeps_each_samples_displacement_and_the_same_images(run, tmp_path):
+    score = GUIDANCE | {"cg_form": "score"}
+    plain = job(run, tmp_path, guidance=score, name="plain")
+    recorded = job(run, tmp_path, guidance=score, sampling=SAMPLING | {"record_displacement": True}, name="rec")
+    assert "displacement" not in plain and np.array_equal(recorded["images"], plain["images"])
+    assert recorded["displacement"].shape == (5,) and (recorded["displacement"] > 0).all()
+    unguided = job(run, tmp_path, guidance=score, sampling=SAMPLING | {"record_displacement": True}, scale=0.0,
+                   name="zero")
+    assert np.array_equal(unguided["displacement"], np.zeros(5))  # the eps_model itself is not displaced
+    with pytest.raises(ValueError, match="sampling.record_displacement"):  # the mean form moves no eps
+        job(run, tmp_path, sampling=SAMPLING | {"record_displacement": True}, name="mean")

@@ -167,6 +167,8 @@ def sampling_config(wildcards):
     """The settings a sampling job's samples depend on: only this job's sampling setting (adding
     one to sampling.sweep reruns nothing cached) and only its method's guidance options."""
     sampling = {k: v for k, v in config["sampling"].items() if k != "sweep"} | sampling_setting(wildcards.sampling)
+    if not sampling.get("record_displacement"):  # off: left out, so runs sampled before the key stay cached
+        sampling.pop("record_displacement", None)
     options = parse_method(wildcards.method).method.option_keys
     return {
         **config_subset("seed", "precision", "dataset", "diffusion"),

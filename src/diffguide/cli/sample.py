@@ -411,9 +411,9 @@ def sample_command(args) -> None:
     schedule = NoiseSchedule.make(job.meta["diffusion"]["schedule"], job.meta["diffusion"]["timesteps"])
     guided = guided_model(job.parsed.name, args.scale, job.models, schedule, clip_x0=job.sampling["clip_x0"],
                           options=job.options)
-    images = draw(guided, y, schedule=schedule, sampling=job.sampling, seed=job.seed, device=job.device,
-                  shape=(job.arch["channels"], job.arch["image_size"], job.arch["image_size"]),
-                  precision=job.precision, what=f"{job.parsed.name} scale {args.scale:g}")
+    images, _ = draw(guided, y, schedule=schedule, sampling=job.sampling, seed=job.seed, device=job.device,
+                     shape=(job.arch["channels"], job.arch["image_size"], job.arch["image_size"]),
+                     precision=job.precision, what=f"{job.parsed.name} scale {args.scale:g}")
     settings = {"method": job.parsed.name, "scale": args.scale, "seed": job.seed, "count": args.count,
                 "precision": job.precision, "device": str(job.device), "sampling": job.sampling,
                 "guidance": job.options, "dataset": job.meta["dataset"], "diffusion": job.meta["diffusion"],

@@ -268,10 +268,23 @@ def saturation_estimate(images_uint8: np.ndarray, seed: int) -> Estimate:
     """Mean saturated fraction of the samples (``saturated_fraction``), with its half-samples: a
     sample mean, so its interval is the standard error of a mean (diffguide.evaluation.intervals), paired
     with every other row's by sample index like the other metrics."""
-    n = len(images_uint8)
-    fraction = saturated_fraction(images_uint8)
-    return _estimate(lambda s: _indicator(s, n) @ fraction / s.shape[1], n, intervals.half_samples(n, seed),
-                     lower=0.0, upper=1.0)
+    return sample_mean_estimate(saturated_fraction(images_uint8), seed, lower=0.0, upper=1.0)
+
+
+def sample_mean_estimate(values: np.ndarray, seed: int, **bounds) -> Estimate:
+    """The mean of one number per sample, with its half-samples (so its interval is the standard
+    error of a mean, diffguide.evaluation.intervals), paired with every other row's by sample index.
+    ``bounds``: the range the interval is kept in (lower=, upper=)."""
+    n = len(values)
+    values = np.asarray(values, dtype=np.float64)
+    return _estimate(lambda s: _indicator(s, n) @ values / s.shape[1], n, intervals.half_samples(n, seed), **bounds)
+
+
+def displacement_estimate(displacement: np.ndarray, seed: int) -> Estimate:
+    """Mean guidance displacement of the samples (diffguide.guidance.displacement: each sample's RMS
+    of eps_guided - eps(x_t, y) over its chain), with its half-samples: how strongly a method guided,
+    whatever its scale is called; the testbed matches methods by it (issue 29)."""
+    return sample_mean_estimate(displacement, seed, lower=0.0)
 
 
 def cosine_to_reference(features: np.ndarray, reference_features: np.ndarray) -> np.ndarray:
@@ -285,10 +298,7 @@ def reference_similarity_estimate(features: np.ndarray, reference_features: np.n
     """Mean cosine similarity of the samples to their references (similarity guidance by image,
     issue 14), in [-1, 1], with its half-samples: a sample mean, so its interval is the usual
     standard error of a mean (see diffguide.evaluation.intervals)."""
-    n = len(features)
-    similarity = cosine_to_reference(features, reference_features)
-    return _estimate(lambda s: _indicator(s, n) @ similarity / s.shape[1], n, intervals.half_samples(n, seed),
-                     lower=-1.0, upper=1.0)
+    return sample_mean_estimate(cosine_to_reference(features, reference_features), seed, lower=-1.0, upper=1.0)
 
 
 def t_bands(timesteps: int, bands: int = 4) -> list[tuple[int, int]]:

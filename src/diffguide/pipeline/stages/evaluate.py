@@ -73,8 +73,9 @@ def inception_reference(test_path: str, output: str, num_images: int, weights: s
 
 def classifier_estimates(samples, reference, classifier, device, batch_size: int, seed: int) -> dict[str, Estimate]:
     """FID, KID, IS, sample accuracy, precision and recall on the evaluation classifier, the
-    saturation of the pixels (metrics.saturated_fraction), and the similarity of each sample to
-    its reference image (similarity guidance by image; empty for sample sets without references).
+    saturation of the pixels (metrics.saturated_fraction), the similarity of each sample to
+    its reference image (similarity guidance by image; empty for sample sets without references),
+    and the mean guidance displacement (empty unless the samples recorded it).
     For those, accuracy is the rate at which the sample's class is its reference's (the label of
     sample i is its reference's class)."""
     features, logits = metrics.classifier_outputs(classifier, samples["images"], device, batch_size)
@@ -83,8 +84,13 @@ def classifier_estimates(samples, reference, classifier, device, batch_size: int
     by_features["reference_similarity"] = reference_similarity(samples, features, classifier, device, batch_size, seed)
     order = ("fid", "kid", "is", "accuracy", "precision", "recall", "reference_similarity")
     estimates = {f"{name}_classifier": (by_features | by_logits)[name] for name in order}
-    # Pixels at the clip bounds: no network measures it, so it has no feature suffix.
-    return estimates | {"saturation": metrics.saturation_estimate(samples["images"], seed)}
+    # Pixels at the clip bounds and the guidance displacement: no network measures them, so they have
+    # no feature suffix. The displacement exists where the sampling job recorded it
+    # (sampling.record_displacement), else the column stays empty.
+    n = len(samples["labels"])
+    displacement = (metrics.displacement_estimate(samples["displacement"], seed) if "displacement" in samples
+                    else Estimate.missing(n))
+    return estimates | {"saturation": metrics.saturation_estimate(samples["images"], seed), "displacement": displacement}
 
 
 def reference_similarity(samples, features, classifier, device, batch_size: int, seed: int) -> Estimate:

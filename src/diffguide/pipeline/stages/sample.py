@@ -20,7 +20,8 @@ from diffguide.diffusion.noise_levels import respaced_timesteps
 from diffguide.diffusion.samplers import SAMPLERS
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.diffusion.seeding import PerSampleNoise
-from diffguide.guidance.wrappers import Guided
+from diffguide.guidance.displacement import DisplacementMeter
+from diffguide.guidance.wrappers import Guided, build_classifier_free
 from diffguide.models import kinds
 from diffguide.registry import parse_method
 
@@ -116,29 +117,55 @@ def sample(method: str, scale: float, *, model_paths: dict[str, str], sampling: 
     if kept and scale != 0:  # the references' pixels, for the builder's target embeddings E(x_ref)
         models["references"] = data.uint8_to_tensor(kept["reference_images"]).to(device)
     guided = guided_model(method, scale, models, schedule, clip_x0=sampling["clip_x0"], options=guidance)
+    meter = None
+    if sampling.get("record_displacement"):
+        guided, meter = metered(guided, models, schedule, clip_x0=sampling["clip_x0"], what=f"{method} scale {scale:g}")
     shape = (arch["channels"], arch["image_size"], arch["image_size"])
-    images = draw(guided, conditions, schedule=schedule, sampling=sampling, shape=shape, seed=seed, device=device,
-                  precision=precision, what=f"{method} scale {scale:g}")
+    images, displacement = draw(guided, conditions, schedule=schedule, sampling=sampling, shape=shape, seed=seed,
+                                device=device, precision=precision, what=f"{method} scale {scale:g}", meter=meter)
+    if meter is not None:
+        kept = kept | {"displacement": displacement}
     with atomic_open(output, checksum=True) as handle:  # read by later rules: written with its checksum
         np.savez_compressed(handle, images=images, labels=labels, method=method, scale=scale,
                             sampler=sampling["sampler"], steps=sampling["steps"],
                             timestep_spacing=sampling["timestep_spacing"], **kept)
 
 
+def metered(guided: Guided, models: dict, schedule: NoiseSchedule, *, clip_x0: bool,
+            what: str) -> tuple[Guided, DisplacementMeter]:
+    """``guided`` with its guidance displacement recorded (diffguide.guidance.displacement): the
+    distance of its eps to the eps_model's own given y, clipped as CFG's w = 0 is (the conditional
+    model for every classifier-free method)."""
+    if guided.cond_fn is not None:
+        raise ValueError(f"sampling.record_displacement: {what} shifts the ancestral mean through a cond_fn, which "
+                         "the eps does not show; record the displacement of eps-guided methods only (set "
+                         "sampling.record_displacement: false for this run, or guidance.cg_form: score)")
+    reference = build_classifier_free({"eps_model": models["eps_model"]}, 0.0, schedule, clip_x0=clip_x0,
+                                      options={}).model
+    meter = DisplacementMeter(guided.model, reference)
+    return Guided(meter, None), meter
+
+
 def draw(guided: Guided, conditions: np.ndarray, *, schedule: NoiseSchedule, sampling: dict, shape: tuple,
-         seed: int, device, precision: str, what: str = "samples") -> np.ndarray:
+         seed: int, device, precision: str, what: str = "samples",
+         meter: DisplacementMeter | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """len(conditions) images (uint8 NHWC) from the guided model, sample i conditioned on
-    conditions[i] with its noise seeded by (seed, i), in batches of sampling.batch_size. The one
+    conditions[i] with its noise seeded by (seed, i), in batches of sampling.batch_size, and, where
+    ``meter`` (inside ``guided``) records it, each sample's guidance displacement (else None). The one
     loop of the sampling job and of ``diffguide sample``, so both give the same images."""
     timesteps = respaced_timesteps(schedule.timesteps, sampling["steps"], sampling["timestep_spacing"])
-    total, batches = len(conditions), []
+    total, batches, displacements = len(conditions), [], []
     for start in range(0, total, sampling["batch_size"]):
         idx = list(range(start, min(start + sampling["batch_size"], total)))
         log.info("%s: samples %d-%d of %d", what, idx[0], idx[-1], total)
         noise = PerSampleNoise(seed, idx)
+        if meter is not None:
+            meter.reset()
         with autocast(device, precision):
             x = SAMPLERS[sampling["sampler"]](guided.model, noise.initial(shape, device=device), timesteps,
                                               schedule=schedule, labels=torch.from_numpy(conditions[idx]), noise=noise,
                                               cond_fn=guided.cond_fn, **sampler_options(sampling))
         batches.append(data.images_to_uint8(x.float().cpu()))
-    return np.concatenate(batches)
+        if meter is not None:
+            displacements.append(meter.per_sample().cpu().numpy())
+    return np.concatenate(batches), (np.concatenate(displacements) if meter is not None else None)

@@ -1,0 +1,117 @@
+"""The guidance displacement (diffguide.guidance.displacement): what it records, that recording it
+changes no image, and that the sampling job stores it (issue 29, item 4's matched displacement)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from diffguide.diffusion.noise_levels import respaced_timesteps
+from diffguide.diffusion.samplers import SAMPLERS
+from diffguide.diffusion.schedules import NoiseSchedule
+from diffguide.diffusion.seeding import PerSampleNoise
+from diffguide.guidance.displacement import DisplacementMeter
+from diffguide.guidance.wrappers import ClassifierFreeGuidance, ClipDenoised
+from diffguide.models.networks import NULL_LABEL
+from diffguide.pipeline.stages.sample import draw, metered
+
+SCHEDULE = NoiseSchedule.make("cosine", 100)
+SHAPE = (1, 4, 4)
+
+
+class Toy(nn.Module):
+    """eps(x, t, y) = 0.3 x + b_y (b_null for the null label): conditional and unconditional differ by
+    b_y - b_null at every x, so CFG's unclipped displacement is w * RMS(b_y - b_null) exactly."""
+
+    def __init__(self):
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.bias = torch.randn(4, *SHAPE, generator=generator, dtype=torch.float64)  # classes 0-2, row 3: null
+
+    def forward(self, x, t, y):
+        rows = torch.where(y == NULL_LABEL, torch.full_like(y, 3), y)
+        return 0.3 * x + self.bias[rows]
+
+
+def chain(model, labels, sampler="ddim", steps=5):
+    x = PerSampleNoise(3, list(range(len(labels)))).initial(SHAPE, dtype=torch.float64)
+    timesteps = respaced_timesteps(SCHEDULE.timesteps, steps, "leading")
+    extra = {"eta": 0.0} if sampler == "ddim" else {}
+    return SAMPLERS[sampler](model, x, timesteps, schedule=SCHEDULE, labels=labels,
+                             noise=PerSampleNoise(3, list(range(len(labels)))), **extra)
+
+
+LABELS = torch.tensor([0, 1, 2, 0])
+
+
+def test_unclipped_cfg_moves_eps_by_w_times_the_rms_of_the_two_predictions_at_every_step():
+    toy = Toy()
+    meter = DisplacementMeter(ClassifierFreeGuidance(toy, w=2.5), toy)
+    chain(meter, LABELS, steps=5)
+    expected = 2.5 * (toy.bias[LABELS] - toy.bias[3]).flatten(1).norm(dim=1) / math.sqrt(16)
+    assert meter.calls == 5
+    assert torch.allclose(meter.per_sample(), expected, rtol=0, atol=1e-12)
+
+
+def test_the_mean_is_over_the_calls_since_reset_and_heun_counts_both_of_its_calls():
+    toy = Toy()
+    meter = DisplacementMeter(ClassifierFreeGuidance(toy, w=1.0), toy)
+    chain(meter, LABELS, steps=5)
+    meter.reset()
+    chain(meter, LABELS, sampler="heun", steps=3)
+    assert meter.calls == 5  # Heun: two calls per step but the last (which is Euler's)
+    expected = (toy.bias[LABELS] - toy.bias[3]).flatten(1).norm(dim=1) / 4
+    assert torch.allclose(meter.per_sample(), expected, rtol=0, atol=1e-12)
+    meter.reset()
+    with pytest.raises(RuntimeError, match="no model call"):
+        meter.per_sample()
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "heun"])
+def test_recording_changes_no_sample_and_the_conditional_model_is_not_displaced(sampler):
+    toy = Toy()
+    clipped_cfg = ClipDenoised(ClassifierFreeGuidance(toy, w=4.0), SCHEDULE)
+    reference = ClipDenoised(toy, SCHEDULE)
+    plain = chain(clipped_cfg, LABELS, sampler)
+    meter = DisplacementMeter(clipped_cfg, reference)
+    assert torch.equal(chain(meter, LABELS, sampler), plain)
+    assert (meter.per_sample() > 0).all()
+    unguided = DisplacementMeter(ClipDenoised(ClassifierFreeGuidance(toy, w=0.0), SCHEDULE), reference)
+    chain(unguided, LABELS, sampler)
+    assert torch.equal(unguided.per_sample(), torch.zeros(len(LABELS), dtype=torch.float64))
+
+
+SAMPLING = {"sampler": "ddim", "eta": 0.0, "steps": 4, "timestep_spacing": "leading", "batch_size": 3,
+            "clip_x0": True}
+
+
+def test_draw_returns_each_samples_displacement_batch_by_batch_against_the_clipped_conditional_model():
+    from diffguide.pipeline.stages.sample import guided_model
+
+    toy = Toy()
+    conditions = np.array([0, 1, 2, 0, 1])
+    guided = guided_model("cfg", 3.0, {"eps_model": toy}, SCHEDULE, clip_x0=True, options={})
+    images, none = draw(guided, conditions, schedule=SCHEDULE, sampling=SAMPLING, shape=SHAPE, seed=3,
+                        device=torch.device("cpu"), precision="fp32")
+    assert none is None
+    wrapped, meter = metered(guided, {"eps_model": toy}, SCHEDULE, clip_x0=True, what="cfg scale 3")
+    again, displacement = draw(wrapped, conditions, schedule=SCHEDULE, sampling=SAMPLING, shape=SHAPE, seed=3,
+                               device=torch.device("cpu"), precision="fp32", meter=meter)
+    assert np.array_equal(again, images) and displacement.shape == (5,)
+    # the last batch (samples 3, 4) by hand: the same chain, metered against ClipDenoised(toy)
+    by_hand = DisplacementMeter(ClipDenoised(ClassifierFreeGuidance(toy, w=3.0), SCHEDULE), ClipDenoised(toy, SCHEDULE))
+    x = PerSampleNoise(3, [3, 4]).initial(SHAPE)
+    SAMPLERS["ddim"](by_hand, x, respaced_timesteps(100, 4, "leading"), schedule=SCHEDULE,
+                     labels=torch.tensor([0, 1]), noise=PerSampleNoise(3, [3, 4]), eta=0.0)
+    assert np.allclose(displacement[3:], by_hand.per_sample().numpy(), rtol=1e-6)
+
+
+def test_a_mean_shift_is_refused_with_the_key_that_asked_for_it():
+    from diffguide.guidance.wrappers import Guided
+
+    with pytest.raises(ValueError, match="sampling.record_displacement.*cond_fn"):
+        metered(Guided(Toy(), cond_fn=lambda *a, **k: 0), {"eps_model": Toy()}, SCHEDULE, clip_x0=True, what="cg")
