@@ -13,7 +13,9 @@ from testbed_metrics import frame, replicates, write_run
 
 from diffguide.findings.framework import Columns, Runs
 from diffguide.findings.report import main as findings_main
-from diffguide.findings.training_free import (_crossing, at_accuracy, matched, noisy_classifier_beats_training_free,
+from diffguide.findings.matching import at_level as at_accuracy
+from diffguide.findings.matching import crossing as _crossing
+from diffguide.findings.training_free import (matched, noisy_classifier_beats_training_free,
                                               second_order_beats_first_order, tfg_beats_its_special_cases)
 from diffguide.reports import training_free_table
 

@@ -46,8 +46,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from diffguide.findings.framework import (Columns, Effect, Finding, MissingData, Runs, Sweep, effect, format_value,
-                                          scales_key)
+from diffguide.findings import matching
+from diffguide.findings.framework import Columns, Effect, Finding, MissingData, Runs, effect, scales_key
+from diffguide.findings.matching import Matched, aligned, at_level, by_accuracy
 from diffguide.registry import group_methods, method_symbol
 
 BASELINE = "cg"  # classifier guidance of the unconditional model by the noisy classifier
@@ -70,98 +71,20 @@ def compared_methods() -> tuple[str, ...]:
 # --------------------------------------------------------------------------- matching accuracy
 
 
-def _crossing(accuracy: np.ndarray, values: np.ndarray, target: float) -> tuple[float, bool]:
-    """``values`` where ``accuracy`` (over a sweep's scales, in scale order) first reaches
-    ``target``, linearly interpolated between the scale that reaches it and the one before;
-    (value, bracketed). A target outside the sweep's range is extrapolated from the end segment
-    nearest it (bracketed False), so a replicate whose target falls just past the sweep still gives
-    a number; a comparison is made only where the point estimate is bracketed."""
-    above = np.flatnonzero(accuracy >= target)
-    if len(accuracy) < 2:
-        return float(values[0]), bool(accuracy[0] == target)
-    if len(above) and above[0] > 0:
-        i = above[0]
-        return _line(accuracy[i - 1], accuracy[i], values[i - 1], values[i], target), True
-    lo = 0 if len(above) else len(accuracy) - 2  # below the first scale's accuracy, or never reached
-    return _line(accuracy[lo], accuracy[lo + 1], values[lo], values[lo + 1], target), False
-
-
-def _line(a0: float, a1: float, v0: float, v1: float, target: float) -> float:
-    """The value at ``target`` on the line through (a0, v0) and (a1, v1); their mean where a0 = a1."""
-    if a1 == a0:
-        return float((v0 + v1) / 2)
-    return float(v0 + (v1 - v0) * (target - a0) / (a1 - a0))
-
-
-def at_accuracy(accuracy: np.ndarray, values: np.ndarray, target) -> np.ndarray | float:
-    """``values`` at accuracy ``target`` (``_crossing``), for a sweep ([k] arrays, a scalar target)
-    or its replicates ([k, B] arrays, a target per replicate [B])."""
-    if accuracy.ndim == 1:
-        return _crossing(accuracy, values, float(np.asarray(target).reshape(-1)[0]))[0]
-    targets = np.broadcast_to(np.asarray(target, dtype=float), (accuracy.shape[1],))
-    return np.array([_crossing(accuracy[:, b], values[:, b], targets[b])[0] for b in range(accuracy.shape[1])])
-
-
-def with_unguided(runs: Runs, method: str, column: str) -> Sweep:
-    """``method``'s sweep of ``column`` with the unguided row first: its own scale 0, or else cg's
-    (every method here guides the same unconditional model from the same noise, clipping alike)."""
-    sweep = runs.sweep(method, column)
-    if 0 in sweep.scales or method == BASELINE:
-        return sweep
-    base = runs.sweep(BASELINE, column)
-    if 0 not in base.scales:
-        raise MissingData(f"no unguided row: add 0 to {scales_key(BASELINE)} (every sweep starts from it)")
-    zero = base.at(base.scales == 0)
-    return Sweep(method, column, np.concatenate([zero.scales, sweep.scales]),
-                 np.concatenate([zero.values, sweep.values]), np.concatenate([zero.replicates, sweep.replicates]),
-                 sweep.num_samples)
-
-
-@dataclass(frozen=True)
-class Matched:
-    """One method at the accuracy cg reaches at s_ref: its scale and ``column`` there (interpolated),
-    cg's ``column`` at s_ref, and their paired difference (None where the method never reaches it)."""
-
-    method: str
-    reference_scale: float
-    target_accuracy: float
-    reached: bool
-    scale: float
-    value: float
-    reference_value: float
-    difference: Effect | None
-    shortfall: Effect | None
+def by_cg_accuracy(cols: Columns) -> Matching:
+    """Matching to cg's accuracy; every method here starts from cg's unguided row (the same
+    unconditional model, noise and clipping)."""
+    return by_accuracy(BASELINE, cols)
 
 
 def matched(runs: Runs, cols: Columns, method: str, column: str, reference_scale: float,
             direction: int = 1) -> Matched:
-    """``method``'s ``column`` at the accuracy of cg at s = reference_scale, paired with cg's (module
-    docstring); where it never reaches that accuracy, the shortfall of its best accuracy instead.
-    ``direction``: the sign the difference must have to favour cg (+1: cg's value is the lower, as
-    for FID in finding 20; -1 where the claim is the method's, finding 22)."""
-    accuracy, values = with_unguided(runs, method, cols.accuracy), with_unguided(runs, method, column)
-    common = np.isin(accuracy.scales, values.scales)
-    accuracy = accuracy.at(common)
-    values = values.at(np.isin(values.scales, accuracy.scales))
-    base_acc, base_val = runs.sweep(BASELINE, cols.accuracy), runs.sweep(BASELINE, column)
-    ref_acc, ref_val = base_acc.at(base_acc.scales == reference_scale), base_val.at(base_val.scales == reference_scale)
-    if not len(ref_acc.scales) or not len(ref_val.scales):
-        raise MissingData(f"cg has no row at s = {reference_scale:g} with accuracy and {column}")
-    target = float(ref_acc.values[0])
-    value, reached = _crossing(accuracy.values, values.values, target)
-    scale, _ = _crossing(accuracy.values, accuracy.scales, target)
-    label = cols.label(column)
-    symbol = method_symbol(method)
-    if reached:
-        difference = effect(f"{label}({method} at cg's accuracy at s = {reference_scale:g}) - {label}(cg at s = "
-                            f"{reference_scale:g})", label,
-                            lambda am, vm, ac, vc: at_accuracy(am, vm, ac[0]) - vc[0],
-                            [accuracy, values, ref_acc, ref_val], direction=direction)
-        return Matched(method, reference_scale, target, True, scale, value, float(ref_val.values[0]), difference, None)
-    shortfall = effect(f"max accuracy({method}, {symbol} <= {accuracy.scales.max():g}) - accuracy(cg at s = "
-                       f"{reference_scale:g})", "accuracy", lambda am, ac: am.max(axis=0) - ac[0],
-                       [accuracy, ref_acc], direction=-1)
-    return Matched(method, reference_scale, target, False, np.nan, np.nan, float(ref_val.values[0]), None, shortfall)
+    """``method``'s ``column`` at the accuracy of cg at s = reference_scale, paired with cg's
+    (diffguide.findings.matching); where it never reaches that accuracy, the shortfall of its best
+    accuracy instead. ``direction``: the sign the difference must have to favour cg (+1: cg's value is
+    the lower, as for FID in finding 20; -1 where the claim is the method's, finding 22)."""
+    return matching.matched(runs, by_cg_accuracy(cols), method, column, reference_scale, direction,
+                            label=cols.label(column))
 
 
 def reference_scales(runs: Runs, cols: Columns) -> np.ndarray:
@@ -233,11 +156,11 @@ def _tfg_against(runs: Runs, cols: Columns, method: str) -> tuple[bool, str, lis
         tfg, other = matched(runs, cols, TFG, cols.fid, float(s_ref)), matched(runs, cols, method, cols.fid, float(s_ref))
         where = f"at cg's accuracy {tfg.target_accuracy:.3f} (s = {s_ref:g})"
         if tfg.reached and other.reached:
-            acc = [with_unguided(runs, m, c) for m in (TFG, method) for c in (cols.accuracy, cols.fid)]
-            acc = [_aligned(a, v) for a, v in zip(acc[::2], acc[1::2])]
+            match = by_cg_accuracy(cols)
+            acc = [aligned(match.sweep(runs, m, cols.accuracy), match.sweep(runs, m, cols.fid)) for m in (TFG, method)]
             ref = runs.sweep(BASELINE, cols.accuracy)
             result = effect(f"FID(tfg) - FID({method}) {where}", "FID",
-                            lambda at, vt, am, vm, ac: at_accuracy(at, vt, ac[0]) - at_accuracy(am, vm, ac[0]),
+                            lambda at, vt, am, vm, ac: at_level(at, vt, ac[0]) - at_level(am, vm, ac[0]),
                             [*acc[0], *acc[1], ref.at(ref.scales == s_ref)], direction=-1)
             parts.append(f"{where}: FID {tfg.value:.2f} vs {other.value:.2f}, {result.describe()}")
         elif tfg.reached:
@@ -252,12 +175,6 @@ def _tfg_against(runs: Runs, cols: Columns, method: str) -> tuple[bool, str, lis
     if not compared:
         raise MissingData(f"tfg reaches none of cg's accuracies: raise {scales_key(TFG)}")
     return holds, "; ".join(parts), effects
-
-
-def _aligned(accuracy: Sweep, values: Sweep) -> tuple[Sweep, Sweep]:
-    """The two sweeps restricted to the scales both have."""
-    common = np.intersect1d(accuracy.scales, values.scales)
-    return accuracy.at(np.isin(accuracy.scales, common)), values.at(np.isin(values.scales, common))
 
 
 def tfg_beats_its_special_cases(runs: Runs, cols: Columns) -> Finding:
