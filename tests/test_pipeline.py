@@ -386,7 +386,7 @@ def assert_reused_and_judged(copy: Path, run: str, method: str, finding_set: str
     assert re.search(rf"^(PASS|FAIL)  {first_finding}\. ", findings.stdout, flags=re.M), findings.stdout
 
 
-@pytest.mark.slow  # one small training and ten sampling jobs (about a minute): make test-slow, which CI runs
+@pytest.mark.slow  # one small training and 15 sampling jobs (about a minute): make test-slow, which CI runs
 def test_the_testbed_runs_on_another_runs_models(smoke_run, tmp_path_factory):
     """Issue 16's `make testbed` on the smoke run (config/smoke_testbed.yaml): its own run reading
     the smoke run's conditional and evaluation models (models_from), training only autoguidance's
@@ -394,7 +394,7 @@ def test_the_testbed_runs_on_another_runs_models(smoke_run, tmp_path_factory):
     copy = tmp_path_factory.mktemp("testbed") / "run"
     shutil.copytree(smoke_run, copy, symlinks=True)
     plan = job_counts(snakemake(copy, "testbed", "--configfile", SMOKE, SMOKE_TESTBED, "--dry-run").stdout)
-    assert plan["train_network"] == 1 and plan["sample"] == 10 and plan["evaluate"] == 10, plan
+    assert plan["train_network"] == 1 and plan["sample"] == 15 and plan["evaluate"] == 15, plan
     assert "results/smoke_testbed/models/weak_conditional.pt" in snakemake(
         copy, "testbed", "--configfile", SMOKE, SMOKE_TESTBED, "--dry-run").stdout
     snakemake(copy, "testbed", "--configfile", SMOKE, SMOKE_TESTBED)
@@ -402,12 +402,15 @@ def test_the_testbed_runs_on_another_runs_models(smoke_run, tmp_path_factory):
     assert sorted(p.name for p in (root / "models").glob("*.pt")) == ["weak_conditional.pt"]  # the rest reused
     metrics = pd.read_csv(root / "metrics.csv")
     assert set(metrics.method) == {"cfg", *TESTBED_METHODS}
-    assert np.isfinite(metrics[["fid_classifier", "accuracy_classifier", "saturation"]]).all().all()
+    assert np.isfinite(metrics[["fid_classifier", "accuracy_classifier", "saturation", "displacement"]]).all().all()
+    assert (metrics.loc[metrics.scale == 0, "displacement"] == 0).all()  # cfg's w = 0 is the conditional model
+    assert (metrics.loc[metrics.scale > 0, "displacement"] > 0).all()
     for figure in ("testbed_tradeoff", "testbed_saturation", "testbed_toy"):
         with Image.open(root / "figures" / f"{figure}.png") as png:
             assert np.asarray(png.convert("L")).std() > 5, figure
     table = (root / "tables/testbed.md").read_text()
     assert all(method in table for method in TESTBED_METHODS), table
+    assert "**At matched strength**" in table and "| cfg_interval | displacement | w = 4 (" in table, table
     # scale 0 of the reused conditional model here is the smoke run's own cfg w = 0, bit for bit
     assert_reused_and_judged(copy, "smoke_testbed", "cfg", "testbed", first_finding=12)
     missing = subprocess.run([SNAKEMAKE, "testbed", "-n", "--configfile", SMOKE, SMOKE_TESTBED, "--config",

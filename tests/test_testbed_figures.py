@@ -47,7 +47,7 @@ def test_tradeoff_draws_each_method_against_accuracy_and_is_and_stars_its_lowest
         np.testing.assert_allclose(drawn[method_label("cfg")][1], cfg["fid_classifier"])
         stars = np.concatenate([c.get_offsets() for c in ax.collections if isinstance(c, PathCollection)])
         expected = [df[(df["method"] == m) & (df["scale"] == s)][[x, "fid_classifier"]].to_numpy()[0]
-                    for m, s in (("cfg", 1), ("cfgpp", 0.6), ("autoguidance", 1), ("apg", 2))]
+                    for m, s in (("cfg", 1), ("cfgpp", 0.2), ("autoguidance", 1), ("apg", 2))]
         assert len(stars) == len(sweeps())
         for point in expected:
             assert np.isclose(stars, point).all(axis=1).any(), point
@@ -67,7 +67,7 @@ def test_saturation_has_one_panel_per_scale_symbol_and_the_test_split_dashed(cap
     assert set(curves(lambda_axis)) == {method_label("cfgpp"), "test split (0.420)"}
     drawn = curves(w_axis)
     assert method_label("cfgpp") not in drawn and method_label("apg") in drawn
-    np.testing.assert_allclose(drawn[method_label("apg")][1], [0.12, 0.15])
+    np.testing.assert_allclose(drawn[method_label("apg")][1], [0.11, 0.15])
     for ax in (w_axis, lambda_axis):
         dashed = [l for l in ax.get_lines() if l.get_linestyle() == "--"]
         assert len(dashed) == 1 and np.allclose(dashed[0].get_ydata(), 0.42)

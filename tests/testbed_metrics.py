@@ -1,6 +1,6 @@
 """A synthetic testbed run for the tests of findings_testbed, testbed_table and testbed_figures:
 metrics.csv rows of cfg and of each testbed method, and their half-sample replicates, built so that
-every claim of findings 12-19 holds with a clear margin (each row's standard error is SE[kind];
+every claim of the testbed's findings holds with a clear margin, at matched strength and at nominal scale (each row's standard error is SE[kind];
 n = 500 is even, so Shao & Wu's factor r / d is 1 and a difference of two rows has SE sqrt(2) SE)."""
 
 from __future__ import annotations
@@ -13,27 +13,38 @@ from diffguide.registry import REGISTRY
 
 REPLICATES = 100
 N = 500
-SE = {"fid": 0.1, "is": 0.02, "accuracy": 0.005, "precision": 0.005, "recall": 0.005, "saturation": 0.003}
+SE = {"fid": 0.1, "is": 0.02, "accuracy": 0.005, "precision": 0.005, "recall": 0.005, "saturation": 0.003,
+      "displacement": 0.005}
+
+# Guidance strength: cfg's accuracy and displacement at w = 0, 1, 2, 4, and every other method's at
+# its two scales, which reach cfg's at the references w = 1 and 4 (findings.testbed_matched) exactly.
+CFG_STRENGTH = {"accuracy_classifier": [0.5, 0.6, 0.7, 0.8], "displacement": [0.0, 0.1, 0.2, 0.4]}
+MATCHING = {"accuracy_classifier": [0.6, 0.8], "displacement": [0.1, 0.4]}
 
 
 def sweeps():
     """method -> columns. What each claim sees (point estimates):
-    cfg: best FID 8 at w = 1; FID 12, saturation 0.25 at w = 4.
-    cfg_interval / cfg_schedule / dynamic_threshold / cfg_zero_star: FID at w = 4 below cfg's 12 (claim holds);
-    their best FID above cfg's 8 (calibrated: loss), except cfg_zero_star, whose best 8.05 is not distinguishable.
-    autoguidance: best FID 7 at w = 1 (a win), recall there 0.58 vs cfg's 0.55 at its best.
-    cfgpp: best FID 7.6 at lambda = 0.6 (a win of 0.4).
-    apg / cfg_rescale: saturation at w = 4 below cfg's, FID there 11.8 / 12.1, within the noise of cfg's 12."""
+    cfg: w = 0, 1, 2, 4; best FID 8 at w = 1 (a reference); FID 12, saturation 0.25 at w = 4 (the other).
+    Every other method reaches cfg's accuracy and displacement at w = 1 with its first scale and at
+    w = 4 with its second, so its matched values are its own rows' (by accuracy and by displacement).
+    cfg_interval / cfg_schedule / dynamic_threshold / cfg_zero_star: FID 7.5 and 11 at their scales 2
+    and 4, below cfg's 8 and 12 at matched strength (claims hold) and at w = 4 (nominal claims hold);
+    best vs best 7.5 vs 8: a win.
+    autoguidance: FID 7 and 11, recall 0.58 and 0.45 against cfg's 0.55 and 0.40 (both parts hold).
+    cfgpp: FID 7.5 and 11 at lambda = 0.2, 0.6 (its own sweep brackets the targets: no borrowed w = 0).
+    apg / cfg_rescale: saturation 0.11 and 0.15 against cfg's 0.12 and 0.25, FID 8.0 and 11.9 within the
+    noise of cfg's 8 and 12."""
     data = {
-        "cfg": rows([0, 1, 2, 4], [10, 8, 9, 12], [0.10, 0.12, 0.15, 0.25], recall=[0.6, 0.55, 0.5, 0.4]),
-        "cfg_interval": rows([2, 4], [8.5, 9.0], [0.13, 0.18]),
-        "cfg_schedule": rows([2, 4], [8.8, 10.0], [0.14, 0.2]),
-        "autoguidance": rows([1, 2], [7.0, 7.5], [0.11, 0.12], recall=[0.58, 0.56]),
-        "cfgpp": rows([0.2, 0.6], [9.0, 7.6], [0.11, 0.13]),
-        "apg": rows([2, 4], [8.9, 11.8], [0.12, 0.15]),
-        "cfg_rescale": rows([2, 4], [9.1, 12.1], [0.13, 0.18]),
-        "dynamic_threshold": rows([2, 4], [9.2, 11.5], [0.14, 0.2]),
-        "cfg_zero_star": rows([2, 4], [8.05, 11.0], [0.15, 0.24]),
+        "cfg": rows([0, 1, 2, 4], [10, 8, 9, 12], [0.10, 0.12, 0.15, 0.25], recall=[0.6, 0.55, 0.5, 0.4],
+                    strength=CFG_STRENGTH),
+        "cfg_interval": rows([2, 4], [7.5, 11.0], [0.13, 0.18]),
+        "cfg_schedule": rows([2, 4], [7.5, 11.0], [0.14, 0.2]),
+        "autoguidance": rows([1, 2], [7.0, 11.0], [0.11, 0.12], recall=[0.58, 0.45]),
+        "cfgpp": rows([0.2, 0.6], [7.5, 11.0], [0.11, 0.13]),
+        "apg": rows([2, 4], [8.0, 11.9], [0.11, 0.15]),
+        "cfg_rescale": rows([2, 4], [8.0, 11.9], [0.11, 0.15]),
+        "dynamic_threshold": rows([2, 4], [7.5, 11.0], [0.14, 0.2]),
+        "cfg_zero_star": rows([2, 4], [7.5, 11.0], [0.15, 0.24]),
     }
     # A method declared since, with a claim: rows of its claim's kind, so adding one breaks no test.
     for name, method in REGISTRY.methods.items():
@@ -42,20 +53,20 @@ def sweeps():
     return data
 
 
-def rows(scale, fid, saturation, recall=None):
+def rows(scale, fid, saturation, recall=None, strength=None):
     k = len(scale)
     return {"scale": scale, "fid_classifier": fid, "is_classifier": list(np.linspace(3.2, 4.2, k)),
-            "accuracy_classifier": list(np.linspace(0.55, 0.75, k)),
             "precision_classifier": list(np.linspace(0.55, 0.7, k)),
-            "recall_classifier": recall or list(np.linspace(0.55, 0.45, k)), "saturation": saturation}
+            "recall_classifier": recall or list(np.linspace(0.55, 0.45, k)), "saturation": saturation,
+            **{column: list(values) for column, values in (strength or MATCHING).items()}}
 
 
 # By how a claim is tested (diffguide.registry.CLAIM_TESTS), rows on which it holds against cfg's.
 BY_TEST = {
-    "lower_fid_at_same_w": rows([2, 4], [8.5, 9.0], [0.13, 0.18]),
-    "lower_best_fid": rows([0.2, 0.6], [9.0, 7.6], [0.11, 0.13]),
-    "lower_best_fid_keeping_recall": rows([1, 2], [7.0, 7.5], [0.11, 0.12], recall=[0.58, 0.56]),
-    "less_saturation": rows([2, 4], [8.9, 11.8], [0.12, 0.15]),
+    "lower_fid_at_same_w": rows([2, 4], [7.5, 11.0], [0.13, 0.18]),
+    "lower_best_fid": rows([0.2, 0.6], [7.5, 11.0], [0.11, 0.13]),
+    "lower_best_fid_keeping_recall": rows([1, 2], [7.0, 11.0], [0.11, 0.12], recall=[0.58, 0.45]),
+    "less_saturation": rows([2, 4], [8.0, 11.9], [0.11, 0.15]),
 }
 
 

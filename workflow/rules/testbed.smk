@@ -29,13 +29,15 @@ rule testbed_figures:
 
 rule testbed_table:
     """Each method at its lowest-FID scale: FID, accuracy and saturation there, the FID difference
-    to CFG's best with its paired interval, and its paper's claim with the verdict of the findings."""
+    to CFG's best with its paired interval, and its paper's claim with the verdicts of the findings;
+    then each method matched to CFG's strength (accuracy, displacement) at w = 1 and 4."""
     input:
         metrics=rules.gather_metrics.output.primary,
         replicates=rules.gather_metrics.output.replicates,
     output:
         md=report(f"{RESULTS}/tables/testbed.md", **report_entry("testbed_table_md")),
         csv=f"{RESULTS}/tables/testbed.csv",
+        matched_csv=f"{RESULTS}/tables/testbed_matched.csv",
     log:
         f"{LOGS}/testbed_table.log",
     threads: 1

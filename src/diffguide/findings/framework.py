@@ -107,6 +107,9 @@ def fill_hint(column: str) -> str:
                 "and rerun the evaluation")
     if column.endswith("_inception"):
         return "set evaluation.inception: true and rerun the evaluation"
+    if column == "displacement":
+        return ("sample with sampling.record_displacement: true (config/testbed.yaml sets it), which records it; "
+                "those samples are then redrawn")
     if column.startswith("reference_similarity_"):
         return "rerun the evaluation of the sdg_image samples, which writes it"
     return "rerun the evaluation of those samples"

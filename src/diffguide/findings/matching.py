@@ -44,6 +44,8 @@ def crossing(levels: np.ndarray, values: np.ndarray, target: float) -> tuple[flo
     if len(above) and above[0] > 0:
         i = above[0]
         return line(levels[i - 1], levels[i], values[i - 1], values[i], target), True
+    if len(above) and levels[0] == target:  # reached exactly at the sweep's first scale
+        return float(values[0]), True
     lo = 0 if len(above) else len(levels) - 2  # below the first scale's level, or never reached
     return line(levels[lo], levels[lo + 1], values[lo], values[lo + 1], target), False
 

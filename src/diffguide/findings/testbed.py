@@ -1,7 +1,13 @@
 """Findings 12 onwards of ``python -m diffguide.findings --set testbed``: the guidance testbed
 (issue 16), each successor of classifier-free guidance against CFG on the same trained models.
 
-For each method its paper's headline claim, restated for this setting, is tested with the paired
+**Each claim is judged at matched strength** (issue 29; diffguide.findings.testbed_matched): the
+method where it reaches CFG's sample accuracy, and separately CFG's mean guidance displacement, at
+w = 1 and at w = 4; its claim's parts must hold at all four. The paper's own test at nominal scale,
+described next, is printed beside it (``TestbedFinding.nominal``) with the calibrated best-vs-best
+comparison: a method that wins at the same w only by guiding less wins there and not here.
+
+At nominal scale, each method's paper's headline claim, restated for this setting, is tested with the paired
 half-sample 95% intervals of ``diffguide.findings`` (every row of a run shares its samples'
 labels, initial noise and half-sample indices, so differences of rows are paired). Every
 comparison is against cfg's rows of the same run. A claim "lowers FID" or "reduces saturation"
@@ -33,6 +39,10 @@ parts hold only when both do (an intersection-union test, level 5% without corre
     clips x0 statically, clip_x0).
 19. cfg_zero_star (Fan et al. 2025, arXiv 2503.18886): the optimised scale s* and the zeroed first
     steps lower FID at the same w: the same test as 12.
+23. tcfg (Kwon et al. 2025, arXiv 2503.18137, CVPR 2025): damping the unconditional prediction's
+    tangential component lowers FID: the same test as 12 (20-22 are the training-free set's).
+24. fdg (Sadat et al. 2025, arXiv 2506.19713): frequency-decoupled guidance improves FID and recall
+    over CFG: the same test as 14.
 
 The calibrated comparison. A method can win at a fixed w only because it guides less (the
 interval, a schedule, rescaling and APG all weaken CFG at the same nominal w), so beside each
@@ -62,6 +72,7 @@ import numpy as np
 from diffguide.findings.framework import (Columns, Effect, Finding, MissingData, Runs, Sweep, effect, format_scales,
                                           format_value, scales_key, signed)
 from diffguide.findings.sdg import NotRun
+from diffguide.findings.testbed_matched import judge, reference_rows_present
 from diffguide.registry import REGISTRY, Claim, method_symbol
 
 BASELINE = "cfg"
@@ -80,15 +91,24 @@ class TestbedFinding(Finding):
 
     __test__ = False  # not a pytest class
     missing: bool = False
+    nominal: bool | None = None  # the paper's own test at nominal scale (None: not tested)
 
 
 def verdict(finding: Finding) -> str:
-    """The claim's status in words, for the testbed table."""
+    """The claim's status at matched strength in words, for the testbed table."""
     if finding.skipped:
         return "not run"
     if getattr(finding, "missing", False):
         return "not tested (data missing)"
     return "holds" if finding.passed else "does not hold"
+
+
+def nominal_verdict(finding: Finding) -> str:
+    """The paper's own test at nominal scale, in words."""
+    if finding.skipped:
+        return "not run"
+    nominal = getattr(finding, "nominal", None)
+    return "not tested" if nominal is None else "holds" if nominal else "does not hold"
 
 
 def _ran(runs: Runs, method: str) -> None:
@@ -208,23 +228,36 @@ def _finding(method: str, test: str, body: Callable[[Runs, Columns], tuple[bool,
     def check(runs: Runs, cols: Columns) -> Finding:
         try:
             _ran(runs, method)
-            passed, figures = body(runs, cols)
+            reference_rows_present(runs)
+            passed, matched_figures = judge(runs, cols, method, claim.test)
         except NotRun as missing:
             return TestbedFinding(name, False, str(missing), test, skipped=True)
         except MissingData as missing:
-            return TestbedFinding(name, False, str(missing), test, missing=True)
+            return TestbedFinding(name, False, f"at matched strength: {missing}", test, missing=True)
+        nominal = None
+        try:
+            nominal, figures = body(runs, cols)
+            figures = f"at nominal scale ({'holds' if nominal else 'does not hold'}): {figures}"
+        except MissingData as missing:
+            figures = f"at nominal scale: not tested, {missing}"
         try:
             result = calibrated(runs, cols, method)
             figures += (f"; calibrated comparison (the FID part above): {result.outcome}" if claim_is_calibrated
                         else f"; {result.describe()}")
         except MissingData as missing:
             figures += f"; calibrated comparison not possible: {missing}"
-        return TestbedFinding(name, passed, figures, test)
+        return TestbedFinding(name, passed, f"at matched strength: {matched_figures} | {figures}",
+                              f"{MATCHED_TEST} | {test}", nominal=nominal)
 
     check.__name__ = method
     check.__doc__ = f"{method}: {claim.claim} ({claim.paper}); the module docstring gives the test."
     return check
 
+
+MATCHED_TEST = ("the claim at matched strength, where each part is judged: the method matched to cfg at w = 1 and 4 "
+                "by sample accuracy and, separately, by mean guidance displacement (linear interpolation over its sweep "
+                "within each half-sample replicate), each part's paired 95% interval at all four; beside it, the "
+                "paper's own test at nominal scale")
 
 SAME_W_TEST = ("FID(method) - FID(cfg) at the largest guided w both ran, paired half-sample 95% interval; "
                "beside it best vs best")

@@ -6,9 +6,17 @@ unconditional prediction reduced to its component along the first singular direc
 
 from __future__ import annotations
 
-from diffguide.registry import Method, Scales
+from diffguide.registry import Claim, Method, Scales
 
 ORDER = 13  # the guiders diffusers ships that the testbed lacked (issue 29), after issue 28's units
+
+# Findings 20-22 are the training-free set's (diffguide.findings.training_free): the testbed's next is 23.
+CLAIM = Claim(
+    "Kwon et al. 2025 (arXiv 2503.18137)",
+    "tangential damping of the unconditional prediction lowers FID at the same w",
+    finding=23,
+    test="lower_fid_at_same_w",
+)
 
 METHODS = (
     Method(
@@ -23,5 +31,6 @@ METHODS = (
         builder="diffguide.guidance.methods.tcfg.wrapper:build_tcfg",
         scales=Scales((0, 1, 2, 4), "w of tangential classifier-free guidance"),
         group="testbed",
+        claim=CLAIM,
     ),
 )
