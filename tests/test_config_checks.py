@@ -315,6 +315,20 @@ def test_heun_with_cfgpp_is_stopped_naming_the_sampler_and_the_fix():
     assert config_errors(cfg, SCHEMA) == []
 
 
+def test_a_model_without_label_dropout_is_allowed_in_the_sweep_only_beside_independent_condition_guidance():
+    """p_uncond_sweep: [0] trains conditional_p0, whose null class is untrained: refused for CFG alone,
+    allowed where icg runs (icg_p0 needs no null class; cfg_p0 is then the contrast, issue 29), and the
+    main model's p_uncond = 0 stays refused either way."""
+    cfg = changed("training.conditional.p_uncond_sweep", [0])
+    (line,) = config_errors(cfg, SCHEMA)
+    assert line.startswith("  training.conditional.p_uncond_sweep: 0:") and "add icg to guidance.methods" in line
+    cfg.setdefault("guidance", {})["methods"] = ["cfg", "icg"]
+    assert config_errors(cfg, SCHEMA) == []
+    cfg["training"]["conditional"] |= {"p_uncond": 0, "p_uncond_sweep": []}
+    (line,) = config_errors(cfg, SCHEMA)
+    assert line.startswith("  training.conditional.p_uncond: 0:")
+
+
 def test_the_laplace_rule_off_the_ancestral_sampler_is_stopped_naming_the_sampler_and_the_fix():
     """cg_laplace draws the ancestral step's Gaussian with its own covariance: DDIM and Heun have none."""
     for sampler in ("ddim", "heun"):

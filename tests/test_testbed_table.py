@@ -5,6 +5,7 @@ scale), and the matched-strength table, as Markdown and CSV."""
 import numpy as np
 import pandas as pd
 import pytest
+import testbed_metrics
 from testbed_metrics import frame, replicates, sweeps, write_run
 
 from diffguide.findings.testbed import CLAIMS
@@ -93,3 +94,26 @@ def test_the_matched_table_says_where_a_method_never_reaches_cfgs_strength():
     assert not short["reached"].any() and list(short["best_level"]) == pytest.approx([0.7, 0.2])
     assert short["fid_minus_cfg"].isna().all()
     assert "never reached (its highest accuracy: 0.7)" in testbed_table.matched_markdown(rows)
+
+
+def test_the_variants_on_a_model_trained_without_label_dropout_follow_their_method_and_start_from_their_own_zero():
+    """cfg_p0 and icg_p0 (training.conditional.p_uncond_sweep: [0]) are rows after cfg and icg; their
+    scale 0 is conditional_p0's own, so the matched comparison does not borrow cfg's w = 0 for them."""
+    from diffguide.findings.testbed_matched import borrows_cfg_zero
+
+    data = sweeps()
+    own = {"accuracy_classifier": [0.5, 0.6, 0.8], "displacement": [0.0, 0.1, 0.4]}
+    data["icg"] = testbed_metrics.rows([2, 4], [7.5, 11.0], [0.13, 0.18])
+    data["icg_p0"] = testbed_metrics.rows([0, 2, 4], [30.0, 20.0, 15.0], [0.1, 0.13, 0.18], strength=own)
+    data["cfg_p0"] = testbed_metrics.rows([0, 1, 4], [30.0, 25.0, 20.0], [0.1, 0.12, 0.2], strength=own)
+    rows = table(data)
+    order = list(rows.index)
+    assert order[:2] == ["cfg", "cfg_p0"] and order[order.index("icg") + 1] == "icg_p0"
+    assert rows.loc["icg_p0", "claim"] == "no claim tested here" and rows.loc["icg_p0", "symbol"] == "w"
+    assert borrows_cfg_zero("icg") and not borrows_cfg_zero("icg_p0") and not borrows_cfg_zero("cfgpp")
+    df = frame(data)
+    matched = testbed_table.matched_rows(df, replicates(df)).set_index(["method", "matched_by", "reference_w"])
+    # cfg's accuracy 0.6 at w = 1: icg_p0 reaches it at its own w = 2 (from its own w = 0's 0.5)
+    assert matched.loc[("icg_p0", "accuracy", 1.0), "scale"] == pytest.approx(2.0)
+    assert matched.loc[("icg_p0", "accuracy", 1.0), "fid_minus_cfg"] == pytest.approx(20.0 - 8.0)
+    assert matched.loc[("cfg_p0", "displacement", 4.0), "scale"] == pytest.approx(4.0)

@@ -36,6 +36,7 @@ from diffguide.diffusion.samplers import sample_ddpm
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.exact.gaussian_mixture import CleanMixtureClassifier, MixtureClassifier, MixtureEpsModel, random_mixture
 from diffguide.guidance.wrappers import NULL_LABEL, ClipDenoised
+from diffguide.models.networks import EpsUNet
 from diffguide.pipeline.stages.sample import choose_references
 from diffguide.registry import REGISTRY, Method, Option
 
@@ -45,6 +46,9 @@ TIMESTEPS = respaced_timesteps(1000, 10, "leading")
 K, DIM, BATCH, EMBED = 3, 16, 6, 5
 IMAGE = (1, 4, 4)  # DIM pixels
 METHODS = {name: method for name, method in REGISTRY.methods.items()}
+# The methods that perturb the self-attention of diffguide's UNet (issue 29): the mixture's exact eps has no
+# attention, so their conditional network here is a small seeded EpsUNet on the same 1 x 4 x 4 images.
+UNET_METHODS = ("slg", "pag", "seg", "autoguidance_skip")
 
 
 class Unconditional(nn.Module):
@@ -95,7 +99,20 @@ def networks(seed: int) -> dict[str, nn.Module]:
             "noisy_image_encoder": LinearEncoder(torch.randn(EMBED, DIM, generator=g, dtype=F64)),
             "clip": ClipStandIn(torch.randn(K, EMBED, generator=g, dtype=F64),
                                 torch.randn(EMBED, DIM, generator=g, dtype=F64)),
-            "references": torch.rand(BATCH, DIM, generator=g, dtype=F64) * 2 - 1}
+            "references": torch.rand(BATCH, DIM, generator=g, dtype=F64) * 2 - 1,
+            "conditional_unet": small_unet(seed)}
+
+
+def small_unet(seed: int) -> EpsUNet:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return EpsUNet(image_size=IMAGE[-1], channels=IMAGE[0], widths=[8, 16], attention_levels=[1], num_classes=K,
+                       norm_groups=4, head_dim=8).double().eval()
+
+
+def network_of(method: Method, name: str) -> str:
+    """The key of NETWORKS that stands for the registry's network ``name`` in ``method``'s samples."""
+    return "conditional_unet" if method.name in UNET_METHODS and name == "conditional" else name
 
 
 NETWORKS, OTHERS = networks(0), networks(1)
@@ -107,7 +124,7 @@ def role_models(method: Method, replaced: str | None = None) -> dict:
     roles = {"eps_model": method.eps_model, **dict(method.guides)}
     if method.condition == "reference":
         roles["references"] = "references"
-    return {role: (OTHERS if role == replaced else NETWORKS)[name] for role, name in roles.items()}
+    return {role: (OTHERS if role == replaced else NETWORKS)[network_of(method, name)] for role, name in roles.items()}
 
 
 def defaults(methods=METHODS.values()) -> dict:
@@ -175,16 +192,17 @@ def test_scale_zero_samples_the_eps_model_alone_and_needs_no_guide(name):
     """Given only the eps_model role (a sampling job at scale 0 loads nothing else), the chain is
     the eps-model's own, its x0 clipped as every unguided chain's."""
     method = METHODS[name]
-    eps_only = {"eps_model": NETWORKS[method.eps_model]}
+    eps_model = network_of(method, method.eps_model)
+    eps_only = {"eps_model": NETWORKS[eps_model]}
     if method.condition == "reference":
         eps_only["references"] = NETWORKS["references"]
     unguided = samples(method, 0.0, defaults([method]), eps_only)
     if method.scale_zero == "own_clip":  # its own x0 treatment at every scale: the eps_model must still be its input
-        other = samples(method, 0.0, defaults([method]), eps_only | {"eps_model": OTHERS[method.eps_model]})
+        other = samples(method, 0.0, defaults([method]), eps_only | {"eps_model": OTHERS[eps_model]})
         assert moved(unguided, other), name
         return
     y = labels(method) if method.scale_zero == "eps_model" else torch.full((BATCH,), NULL_LABEL)
-    own = chain(ClipDenoised(NETWORKS[method.eps_model], SCHEDULE), None, y)
+    own = chain(ClipDenoised(NETWORKS[eps_model], SCHEDULE), None, y)
     assert (unguided - own).abs().max().item() < 1e-12, name  # CFG++ reaches it by another rounding
 
 

@@ -133,6 +133,7 @@ class MixtureEpsModel(nn.Module):
     def __init__(self, mixture: GaussianMixture, schedule: NoiseSchedule):
         super().__init__()
         self.mixture, self.schedule = mixture, schedule
+        self.num_classes = len(mixture.weights)  # its classes, as a class-conditional EpsUNet carries them
 
     def forward(self, x, t, y=None):
         flat = _flat(x)

@@ -350,11 +350,24 @@ def check(runs: Runs, cols: Columns) -> dict[str, Finding]:
 
 def compared_methods(methods) -> list[str]:
     """The methods the testbed's figures and table compare, of those in ``methods``: cfg, then the
-    testbed's (registry.TESTBED_METHODS) in registry order."""
-    from diffguide.registry import TESTBED_METHODS
+    testbed's (registry.TESTBED_METHODS) in registry order, each followed by its variants on the
+    models trained at other p_uncond (cfg_p0, icg_p0: training.conditional.p_uncond_sweep), by p."""
+    from diffguide.registry import TESTBED_METHODS, parse_method
 
     present = set(methods)
-    return [m for m in (BASELINE, *TESTBED_METHODS) if m in present]
+    variants = {}
+    for name in present:
+        try:
+            parsed = parse_method(name)
+        except ValueError:
+            continue
+        if parsed.p_uncond is not None:
+            variants.setdefault(parsed.method.name, []).append((parsed.p_uncond, name))
+    ordered = []
+    for method in (BASELINE, *TESTBED_METHODS):
+        ordered += [method] if method in present else []
+        ordered += [name for _, name in sorted(variants.get(method, []))]
+    return ordered
 
 
 def guided_rows(rows, method: str):

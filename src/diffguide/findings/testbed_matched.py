@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from diffguide.findings.framework import Columns, Effect, MissingData, Runs, signed
 from diffguide.findings.matching import Matched, Matching, by_accuracy, matched
-from diffguide.registry import REGISTRY, method_symbol
+from diffguide.registry import REGISTRY, method_symbol, parse_method
 
 BASELINE = "cfg"
 REFERENCE_WS = (1.0, 4.0)  # CFG's moderate and strong w: both must be in guidance.cfg_scales
@@ -41,9 +41,11 @@ SATURATION = "saturation"
 
 
 def borrows_cfg_zero(method: str) -> bool:
-    """Whether ``method``'s scale 0 samples exactly what CFG's w = 0 samples (module docstring)."""
-    declared, cfg = REGISTRY.methods[method], REGISTRY.methods[BASELINE]
-    return declared.scale_zero == "eps_model" and declared.eps_model == cfg.eps_model
+    """Whether ``method``'s scale 0 samples exactly what CFG's w = 0 samples (module docstring); a
+    variant on another p_uncond's model (icg_p0) does not: its sweep needs its own scale 0."""
+    parsed, cfg = parse_method(method), REGISTRY.methods[BASELINE]
+    return (parsed.p_uncond is None and parsed.method.scale_zero == "eps_model"
+            and parsed.method.eps_model == cfg.eps_model)
 
 
 def matchings(cols: Columns) -> tuple[Matching, Matching]:
