@@ -315,15 +315,16 @@ def test_heun_with_cfgpp_is_stopped_naming_the_sampler_and_the_fix():
     assert config_errors(cfg, SCHEMA) == []
 
 
-def test_a_model_without_label_dropout_is_allowed_in_the_sweep_only_beside_independent_condition_guidance():
+def test_a_model_without_label_dropout_is_allowed_in_the_sweep_only_beside_guidance_without_a_null_class():
     """p_uncond_sweep: [0] trains conditional_p0, whose null class is untrained: refused for CFG alone,
-    allowed where icg runs (icg_p0 needs no null class; cfg_p0 is then the contrast, issue 29), and the
+    allowed where icg or tsg runs (icg_p0 and tsg_p0 need none; cfg_p0 is then the contrast, issue 29), and the
     main model's p_uncond = 0 stays refused either way."""
     cfg = changed("training.conditional.p_uncond_sweep", [0])
     (line,) = config_errors(cfg, SCHEMA)
-    assert line.startswith("  training.conditional.p_uncond_sweep: 0:") and "add icg to guidance.methods" in line
-    cfg.setdefault("guidance", {})["methods"] = ["cfg", "icg"]
-    assert config_errors(cfg, SCHEMA) == []
+    assert line.startswith("  training.conditional.p_uncond_sweep: 0:") and "add icg or tsg to guidance.methods" in line
+    for beside in ("icg", "tsg"):
+        cfg.setdefault("guidance", {})["methods"] = ["cfg", beside]
+        assert config_errors(cfg, SCHEMA) == [], beside
     cfg["training"]["conditional"] |= {"p_uncond": 0, "p_uncond_sweep": []}
     (line,) = config_errors(cfg, SCHEMA)
     assert line.startswith("  training.conditional.p_uncond: 0:")

@@ -115,3 +115,17 @@ def test_a_mean_shift_is_refused_with_the_key_that_asked_for_it():
 
     with pytest.raises(ValueError, match="sampling.record_displacement.*cond_fn"):
         metered(Guided(Toy(), cond_fn=lambda *a, **k: 0), {"eps_model": Toy()}, SCHEDULE, clip_x0=True, what="cg")
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_cfgpps_own_renoising_direction_passes_through_the_meter(sampler):
+    """CFG++ renoises along eps(x, null) (its eps_and_direction): metered, its chain must stay CFG++'s,
+    not the chain that renoises along the guided eps."""
+    from diffguide.guidance.methods.cfgpp.wrapper import build_cfgpp
+
+    toy = Toy()
+    guided = build_cfgpp({"eps_model": toy}, 0.6, SCHEDULE, clip_x0=True, options={})
+    plain = chain(guided.model, LABELS, sampler)
+    wrapped, recorder = metered(guided, {"eps_model": toy}, SCHEDULE, clip_x0=True, what="cfgpp scale 0.6")
+    assert torch.equal(chain(wrapped.model, LABELS, sampler), plain)
+    assert recorder.calls == 5 and (recorder.per_sample() > 0).all()

@@ -73,7 +73,7 @@ def mixture_models():
 # which an ODE step does not draw (refused below). The methods that perturb the attention of diffguide's UNet
 # (issue 29) need that UNet, which the mixture is not: tests/test_attention_guiders.py samples them on Heun.
 TRAINING_FREE = group_methods("training_free")
-UNET_METHODS = ("slg", "pag", "seg", "autoguidance_skip")
+UNET_METHODS = ("slg", "pag", "seg", "autoguidance_skip", "tsg")
 ODE_METHODS = sorted(set(REGISTRY.methods) - {"sdg_text", "sdg_image", "cfgpp", "cg_laplace", *TRAINING_FREE,
                                                *UNET_METHODS})
 

@@ -386,7 +386,7 @@ def assert_reused_and_judged(copy: Path, run: str, method: str, finding_set: str
     assert re.search(rf"^(PASS|FAIL)  {first_finding}\. ", findings.stdout, flags=re.M), findings.stdout
 
 
-@pytest.mark.slow  # one small training and 20 sampling jobs (about a minute): make test-slow, which CI runs
+@pytest.mark.slow  # one small training and 21 sampling jobs (about a minute): make test-slow, which CI runs
 def test_the_testbed_runs_on_another_runs_models(smoke_run, tmp_path_factory):
     """Issue 16's `make testbed` on the smoke run (config/smoke_testbed.yaml): its own run reading
     the smoke run's conditional and evaluation models (models_from), training only autoguidance's
@@ -394,7 +394,7 @@ def test_the_testbed_runs_on_another_runs_models(smoke_run, tmp_path_factory):
     copy = tmp_path_factory.mktemp("testbed") / "run"
     shutil.copytree(smoke_run, copy, symlinks=True)
     plan = job_counts(snakemake(copy, "testbed", "--configfile", SMOKE, SMOKE_TESTBED, "--dry-run").stdout)
-    assert plan["train_network"] == 1 and plan["sample"] == 20 and plan["evaluate"] == 20, plan
+    assert plan["train_network"] == 1 and plan["sample"] == 21 and plan["evaluate"] == 21, plan
     assert "results/smoke_testbed/models/weak_conditional.pt" in snakemake(
         copy, "testbed", "--configfile", SMOKE, SMOKE_TESTBED, "--dry-run").stdout
     snakemake(copy, "testbed", "--configfile", SMOKE, SMOKE_TESTBED)

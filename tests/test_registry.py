@@ -326,7 +326,7 @@ def test_an_unknown_name_is_refused_naming_what_it_is_and_every_known_name():
     assert str(info.value) == ("unknown guidance method 'toy'; known: cfg, cg, cond_cg, sdg_text, sdg_image, cfg_interval, "
                                 "cg_interval, cfg_schedule, cg_schedule, autoguidance, cfgpp, apg, cfg_rescale, "
                                 "dynamic_threshold, cfg_zero_star, dps, freedom, mpgd, ugd, tfg, cg_laplace, tcfg, mambo_g, apg_mix, fdg, "
-                                "slg, pag, seg, autoguidance_skip, icg, cfg_p<p>, icg_p<p>")
+                                "slg, pag, seg, autoguidance_skip, icg, tsg, cfg_p<p>, icg_p<p>, tsg_p<p>")
     with pytest.raises(ValueError) as info:
         parse_network("unet")
     assert str(info.value) == ("unknown network 'unet'; known: unconditional, conditional, noisy_classifier, "

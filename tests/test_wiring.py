@@ -46,9 +46,9 @@ TIMESTEPS = respaced_timesteps(1000, 10, "leading")
 K, DIM, BATCH, EMBED = 3, 16, 6, 5
 IMAGE = (1, 4, 4)  # DIM pixels
 METHODS = {name: method for name, method in REGISTRY.methods.items()}
-# The methods that perturb the self-attention of diffguide's UNet (issue 29): the mixture's exact eps has no
+# The methods that perturb the self-attention or the timestep embedding of diffguide's UNet (issue 29): the mixture's exact eps has no
 # attention, so their conditional network here is a small seeded EpsUNet on the same 1 x 4 x 4 images.
-UNET_METHODS = ("slg", "pag", "seg", "autoguidance_skip")
+UNET_METHODS = ("slg", "pag", "seg", "autoguidance_skip", "tsg")
 
 
 class Unconditional(nn.Module):

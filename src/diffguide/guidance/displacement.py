@@ -29,6 +29,8 @@ import math
 import torch
 from torch import nn
 
+from diffguide.diffusion.chain import renoises_own_direction
+
 
 class DisplacementMeter(nn.Module):
     """An eps-model that returns ``guided``'s eps unchanged and records, per sample, the RMS distance
@@ -46,16 +48,38 @@ class DisplacementMeter(nn.Module):
 
     def forward(self, x, t, y):
         eps = self.guided(x, t, y)
+        self.record(eps, x, t, y)
+        return eps
+
+    def record(self, eps, x, t, y) -> None:
+        """Add each sample's RMS distance of ``eps`` to the reference's eps at (x_t, t, y)."""
         with torch.no_grad():
             reference = self.reference(x, t, y)
         difference = (eps.detach().double() - reference.double()).flatten(1)
         rms = difference.norm(dim=1) / math.sqrt(difference.shape[1])
         self.total = rms if self.total is None else self.total + rms
         self.calls += 1
-        return eps
 
     def per_sample(self) -> torch.Tensor:
         """[B] float64: each sample's mean displacement over the model calls since ``reset``."""
         if not self.calls:
             raise RuntimeError("no model call was recorded since reset: sample a chain first")
         return self.total / self.calls
+
+
+class DirectionDisplacementMeter(DisplacementMeter):
+    """The meter of a model that renoises along a direction of its own (CFG++: the samplers call its
+    ``eps_and_direction``, diffguide.diffusion.chain): it passes that call through, so the chain is
+    the method's own, and records the eps whose x0 the step keeps."""
+
+    def eps_and_direction(self, x, t, y):
+        eps, direction = self.guided.eps_and_direction(x, t, y)
+        self.record(eps, x, t, y)
+        return eps, direction
+
+
+def meter_for(guided: nn.Module, reference: nn.Module) -> DisplacementMeter:
+    """The meter that leaves ``guided``'s chain unchanged: a DirectionDisplacementMeter where the model
+    renoises along its own direction, else a DisplacementMeter."""
+    kind = DirectionDisplacementMeter if renoises_own_direction(guided) else DisplacementMeter
+    return kind(guided, reference)

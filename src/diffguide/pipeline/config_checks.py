@@ -296,18 +296,18 @@ def check_inception_weights(cfg: dict) -> list[str]:
 def check_guidance(cfg: dict) -> list[str]:
     """Classifier-free guidance extrapolates from the null-label prediction, which a model trained
     with p_uncond = 0 never learned (H&S Algorithm 1). A p_uncond_sweep entry of 0 is allowed where
-    independent condition guidance runs (icg: icg_p0 needs no null class; cfg_p0 beside it is then the
-    contrast, CFG through the untrained null class, issue 29)."""
+    guidance without a null class runs (icg or tsg: icg_p0 and tsg_p0 need none; cfg_p0 beside them is
+    then the contrast, CFG through the untrained null class, issue 29)."""
     lines, g = [], cfg["guidance"]
     guided = any(w > 0 for w in g["cfg_scales"]) or ("cond_cg" in g["methods"] and g["cond_cg_w"] > 0)
     p_values = [("training.conditional.p_uncond", cfg["training"]["conditional"]["p_uncond"])]
-    if "icg" not in g["methods"]:
+    if not {"icg", "tsg"} & set(g["methods"]):
         p_values += [("training.conditional.p_uncond_sweep", p) for p in cfg["training"]["conditional"]["p_uncond_sweep"]]
     for key, p in p_values:
         if guided and p == 0:
             lines.append(problem(key, p, "a model trained without dropping its label has an untrained null class, so "
                                  "guidance with w > 0 steers towards noise", "use a p_uncond above 0 (H&S: 0.1 to 0.2), or, for the "
-                                 "sweep, add icg to guidance.methods (it needs no null class)"))
+                                 "sweep, add icg or tsg to guidance.methods (they need no null class)"))
     for p in cfg["training"]["conditional"]["p_uncond_sweep"]:
         if "e" in scale_tag(p):
             lines.append(problem("training.conditional.p_uncond_sweep", p, f"names its model conditional_p{scale_tag(p)}, "

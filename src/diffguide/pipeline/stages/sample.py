@@ -20,7 +20,7 @@ from diffguide.diffusion.noise_levels import respaced_timesteps
 from diffguide.diffusion.samplers import SAMPLERS
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.diffusion.seeding import PerSampleNoise
-from diffguide.guidance.displacement import DisplacementMeter
+from diffguide.guidance.displacement import DisplacementMeter, meter_for
 from diffguide.guidance.wrappers import Guided, build_classifier_free
 from diffguide.models import kinds
 from diffguide.registry import parse_method
@@ -117,13 +117,14 @@ def sample(method: str, scale: float, *, model_paths: dict[str, str], sampling: 
     if kept and scale != 0:  # the references' pixels, for the builder's target embeddings E(x_ref)
         models["references"] = data.uint8_to_tensor(kept["reference_images"]).to(device)
     guided = guided_model(method, scale, models, schedule, clip_x0=sampling["clip_x0"], options=guidance)
-    meter = None
+    recorder = None
     if sampling.get("record_displacement"):
-        guided, meter = metered(guided, models, schedule, clip_x0=sampling["clip_x0"], what=f"{method} scale {scale:g}")
+        guided, recorder = metered(guided, models, schedule, clip_x0=sampling["clip_x0"],
+                                   what=f"{method} scale {scale:g}")
     shape = (arch["channels"], arch["image_size"], arch["image_size"])
     images, displacement = draw(guided, conditions, schedule=schedule, sampling=sampling, shape=shape, seed=seed,
-                                device=device, precision=precision, what=f"{method} scale {scale:g}", meter=meter)
-    if meter is not None:
+                                device=device, precision=precision, what=f"{method} scale {scale:g}", meter=recorder)
+    if recorder is not None:
         kept = kept | {"displacement": displacement}
     with atomic_open(output, checksum=True) as handle:  # read by later rules: written with its checksum
         np.savez_compressed(handle, images=images, labels=labels, method=method, scale=scale,
@@ -142,8 +143,8 @@ def metered(guided: Guided, models: dict, schedule: NoiseSchedule, *, clip_x0: b
                          "sampling.record_displacement: false for this run, or guidance.cg_form: score)")
     reference = build_classifier_free({"eps_model": models["eps_model"]}, 0.0, schedule, clip_x0=clip_x0,
                                       options={}).model
-    meter = DisplacementMeter(guided.model, reference)
-    return Guided(meter, None), meter
+    recorder = meter_for(guided.model, reference)  # CFG++'s own renoising direction passes through it
+    return Guided(recorder, None), recorder
 
 
 def draw(guided: Guided, conditions: np.ndarray, *, schedule: NoiseSchedule, sampling: dict, shape: tuple,
