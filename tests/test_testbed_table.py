@@ -75,12 +75,14 @@ def test_written_markdown_and_csv(tmp_path):
     written = pd.read_csv(csv)
     assert list(written["method"]) == list(table().index)
     assert written.loc[written["method"] == "autoguidance", "fid_minus_cfg_best"].item() == pytest.approx(-1.0)
-    # the matched table: every method but cfg, by accuracy and by displacement, at w = 1 and 4
+    # the matched table: every method but cfg, by accuracy and by displacement, at w = 1 and 4 (CFG++ by
+    # accuracy only: its guidance acts through its renoising direction, which the displacement does not see)
     matched_lines = [l for l in matched.splitlines() if l.startswith("| ")]
-    assert len(matched_lines) == 1 + 4 * (methods - 1)
+    assert len(matched_lines) == 1 + 4 * (methods - 1) - 2
+    assert not [l for l in matched_lines if l.startswith("| cfgpp | displacement")]
     assert "| cfg_interval | displacement | w = 4 (0.4) | w = 4 | 11.00 | -1.00 [" in matched
     rows = pd.read_csv(matched_csv)
-    assert list(rows.columns) == list(testbed_table.MATCHED_COLUMNS) and len(rows) == 4 * (methods - 1)
+    assert list(rows.columns) == list(testbed_table.MATCHED_COLUMNS) and len(rows) == 4 * (methods - 1) - 2
     autoguidance = rows[(rows["method"] == "autoguidance") & (rows["matched_by"] == "accuracy")]
     assert list(autoguidance["scale"]) == [1, 2] and list(autoguidance["recall_minus_cfg"]) == pytest.approx([0.03, 0.05])
 
@@ -96,24 +98,34 @@ def test_the_matched_table_says_where_a_method_never_reaches_cfgs_strength():
     assert "never reached (its highest accuracy: 0.7)" in testbed_table.matched_markdown(rows)
 
 
-def test_the_variants_on_a_model_trained_without_label_dropout_follow_their_method_and_start_from_their_own_zero():
-    """cfg_p0 and icg_p0 (training.conditional.p_uncond_sweep: [0]) are rows after cfg and icg; their
-    scale 0 is conditional_p0's own, so the matched comparison does not borrow cfg's w = 0 for them."""
-    from diffguide.findings.testbed_matched import borrows_cfg_zero
+def test_the_variants_on_a_model_trained_without_label_dropout_follow_their_method_and_start_from_cfg_p0():
+    """cfg_p0 and icg_p0 (training.conditional.p_uncond_sweep: [0]) are rows after cfg and icg; icg_p0's
+    scale 0 is conditional_p0's own, so its sweep starts from cfg_p0's w = 0, not cfg's."""
+    from diffguide.findings.testbed_matched import zero_row
 
     data = sweeps()
-    own = {"accuracy_classifier": [0.5, 0.6, 0.8], "displacement": [0.0, 0.1, 0.4]}
+    own = {"accuracy_classifier": [0.3, 0.6, 0.8], "displacement": [0.0, 0.1, 0.4]}
     data["icg"] = testbed_metrics.rows([2, 4], [7.5, 11.0], [0.13, 0.18])
-    data["icg_p0"] = testbed_metrics.rows([0, 2, 4], [30.0, 20.0, 15.0], [0.1, 0.13, 0.18], strength=own)
+    data["icg_p0"] = testbed_metrics.rows([1, 2], [20.0, 15.0], [0.13, 0.18])
     data["cfg_p0"] = testbed_metrics.rows([0, 1, 4], [30.0, 25.0, 20.0], [0.1, 0.12, 0.2], strength=own)
     rows = table(data)
     order = list(rows.index)
     assert order[:2] == ["cfg", "cfg_p0"] and order[order.index("icg") + 1] == "icg_p0"
     assert rows.loc["icg_p0", "claim"] == "no claim tested here" and rows.loc["icg_p0", "symbol"] == "w"
-    assert borrows_cfg_zero("icg") and not borrows_cfg_zero("icg_p0") and not borrows_cfg_zero("cfgpp")
+    assert (zero_row("icg"), zero_row("icg_p0"), zero_row("cfg_p0")) == ("cfg", "cfg_p0", "cfg_p0")
+    assert zero_row("cfgpp") is None and zero_row("dynamic_threshold") is None
     df = frame(data)
     matched = testbed_table.matched_rows(df, replicates(df)).set_index(["method", "matched_by", "reference_w"])
-    # cfg's accuracy 0.6 at w = 1: icg_p0 reaches it at its own w = 2 (from its own w = 0's 0.5)
-    assert matched.loc[("icg_p0", "accuracy", 1.0), "scale"] == pytest.approx(2.0)
+    # cfg's accuracy 0.6 at w = 1: icg_p0 (0.6 at its w = 1) reaches it at w = 1, FID 20 against cfg's 8
+    assert matched.loc[("icg_p0", "accuracy", 1.0), "scale"] == pytest.approx(1.0)
     assert matched.loc[("icg_p0", "accuracy", 1.0), "fid_minus_cfg"] == pytest.approx(20.0 - 8.0)
-    assert matched.loc[("cfg_p0", "displacement", 4.0), "scale"] == pytest.approx(4.0)
+    # cfg's displacement 0.1 (w = 1) lies between cfg_p0's w = 0 (0.0, FID 30) and icg_p0's w = 1 (0.1): at w = 1
+    # exactly; cfg's 0.05 would lie halfway. With cfg's own w = 0 (FID 10) borrowed instead, a target below
+    # icg_p0's first scale would interpolate towards the wrong model.
+    assert matched.loc[("icg_p0", "displacement", 1.0), "scale"] == pytest.approx(1.0)
+    reps = replicates(df)
+    from diffguide.findings.framework import Columns, Runs
+    from diffguide.findings.testbed_matched import matchings
+
+    swept = matchings(Columns.of("classifier"))[0].sweep(Runs(df, reps), "icg_p0", "fid_classifier")
+    assert list(swept.scales) == [0, 1, 2] and swept.values[0] == 30.0  # cfg_p0's w = 0 row, not cfg's (10)

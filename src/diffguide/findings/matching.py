@@ -8,10 +8,10 @@ interpolation is redone within each paired half-sample replicate, target include
 a difference covers the noise of both the target and the crossing. Xie et al. 2026 ("Guidance Matters",
 ICLR 2026) compare guidance methods at matched strength the same way.
 
-A sweep's first point may be borrowed: where a method's scale 0 samples exactly what the baseline's
-scale 0 samples (the same unguided model, noise and clipping; ``borrow_zero``), the baseline's row at 0
-starts the method's sweep when it has none of its own, so a target below its smallest scale is still
-bracketed.
+A sweep's first point may be borrowed: where a method's scale 0 samples exactly what another row's
+scale 0 samples (the same unguided model, noise and clipping: the baseline's, or for a method on a
+model trained at another p_uncond, cfg_p<p>'s; ``Matching.zero_from``), that row at 0 starts the
+method's sweep when it has none of its own, so a target below its smallest scale is still bracketed.
 """
 
 from __future__ import annotations
@@ -65,15 +65,15 @@ def aligned(first: Sweep, second: Sweep) -> tuple[Sweep, Sweep]:
     return first.at(np.isin(first.scales, common)), second.at(np.isin(second.scales, common))
 
 
-def with_zero_of(runs: Runs, method: str, column: str, baseline: str) -> Sweep:
-    """``method``'s sweep of ``column`` with ``baseline``'s scale-0 row first where it has no scale 0
-    of its own (module docstring: only for a method whose scale 0 samples what the baseline's does)."""
+def with_zero_of(runs: Runs, method: str, column: str, source: str) -> Sweep:
+    """``method``'s sweep of ``column`` with ``source``'s scale-0 row first where it has no scale 0
+    of its own (module docstring: only for a method whose scale 0 samples what the source's does)."""
     sweep = runs.sweep(method, column)
-    if 0 in sweep.scales or method == baseline:
+    if 0 in sweep.scales or method == source:
         return sweep
-    base = runs.sweep(baseline, column)
+    base = runs.sweep(source, column)
     if 0 not in base.scales:
-        raise MissingData(f"no unguided row: add 0 to {scales_key(baseline)} (every sweep starts from it)")
+        raise MissingData(f"no unguided row: add 0 to {scales_key(source)} (every sweep starts from it)")
     zero = base.at(base.scales == 0)
     return Sweep(method, column, np.concatenate([zero.scales, sweep.scales]),
                  np.concatenate([zero.values, sweep.values]), np.concatenate([zero.replicates, sweep.replicates]),
@@ -83,17 +83,18 @@ def with_zero_of(runs: Runs, method: str, column: str, baseline: str) -> Sweep:
 @dataclass(frozen=True)
 class Matching:
     """How methods are matched: against ``baseline``'s rows, by the column ``by`` (its label
-    ``by_label`` in sentences), a method's sweep starting from the baseline's scale 0 where
-    ``borrows_zero(method)``."""
+    ``by_label`` in sentences), a method's sweep starting from the scale-0 row of ``zero_from(method)``
+    where that names one (None: the sweep stands on its own scales)."""
 
     baseline: str
     by: str
     by_label: str
-    borrows_zero: Callable[[str], bool] = lambda method: True
+    zero_from: Callable[[str], str | None] = lambda method: None
 
     def sweep(self, runs: Runs, method: str, column: str) -> Sweep:
-        if self.borrows_zero(method):
-            return with_zero_of(runs, method, column, self.baseline)
+        source = self.zero_from(method)
+        if source is not None:
+            return with_zero_of(runs, method, column, source)
         return runs.sweep(method, column)
 
     def at(self, reference_scale: float) -> str:
@@ -154,6 +155,7 @@ def matched(runs: Runs, matching: Matching, method: str, column: str, reference_
     return Matched(method, reference_scale, target, False, np.nan, np.nan, float(ref_value.values[0]), None, shortfall)
 
 
-def by_accuracy(baseline: str, cols: Columns, borrows_zero=lambda method: True) -> Matching:
-    """Matching by sample accuracy (the evaluation classifier's)."""
-    return Matching(baseline, cols.accuracy, "accuracy", borrows_zero)
+def by_accuracy(baseline: str, cols: Columns, zero_from: Callable[[str], str | None] | None = None) -> Matching:
+    """Matching by sample accuracy (the evaluation classifier's); every sweep starts from the
+    baseline's scale 0 unless ``zero_from`` says otherwise."""
+    return Matching(baseline, cols.accuracy, "accuracy", zero_from or (lambda method: baseline))

@@ -16,14 +16,17 @@ between the two scales that bracket the target, redone within each paired half-s
 (diffguide.findings.matching), and differenced with CFG's row at w_ref: paired 95% intervals.
 
 A method whose scale 0 samples exactly CFG's w = 0 (registry scale_zero "eps_model" on CFG's network,
-held by tests/test_wiring.py) starts its sweep from CFG's w = 0 row; CFG++ (lambda = 0 is the
-unconditional model) and dynamic thresholding (it thresholds at every w) must bracket the targets
-with their own scales.
+held by tests/test_wiring.py) starts its sweep from CFG's w = 0 row, and its variant on the model
+trained at p_uncond = p from cfg_p<p>'s (``zero_row``); CFG++ (lambda = 0 is the unconditional
+model) and dynamic thresholding (it thresholds at every w) must bracket the targets with their own
+scales.
 
 A claim is judged here (``judge``): its FID part (FID lower, or for the saturation claims FID not
 significantly higher) and its other part (recall not significantly lower; saturation lower) must hold
 at every reference under both matchings, four comparisons; a target the method never reaches counts
-against the claim, with the shortfall of its best level printed.
+against the claim, with the shortfall of its best level printed. CFG++ is matched by accuracy only
+(NO_DISPLACEMENT: its guidance acts through its renoising direction, which the displacement does not
+see).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 
 from diffguide.findings.framework import Columns, Effect, MissingData, Runs, signed
 from diffguide.findings.matching import Matched, Matching, by_accuracy, matched
-from diffguide.registry import REGISTRY, method_symbol, parse_method
+from diffguide.registry import REGISTRY, method_symbol, parse_method, variant_name
 
 BASELINE = "cfg"
 REFERENCE_WS = (1.0, 4.0)  # CFG's moderate and strong w: both must be in guidance.cfg_scales
@@ -40,18 +43,31 @@ DISPLACEMENT = "displacement"
 SATURATION = "saturation"
 
 
-def borrows_cfg_zero(method: str) -> bool:
-    """Whether ``method``'s scale 0 samples exactly what CFG's w = 0 samples (module docstring); a
-    variant on another p_uncond's model (icg_p0) does not: its sweep needs its own scale 0."""
+def zero_row(method: str) -> str | None:
+    """The row whose scale 0 samples exactly what ``method``'s scale 0 does (module docstring): cfg's
+    w = 0 for a method whose scale 0 is CFG's network as it is, cfg_p<p>'s for its variant on the
+    model trained at p_uncond = p (icg_p0 from cfg_p0); None where its scale 0 is something else
+    (CFG++'s unconditional model, dynamic thresholding's thresholded one)."""
     parsed, cfg = parse_method(method), REGISTRY.methods[BASELINE]
-    return (parsed.p_uncond is None and parsed.method.scale_zero == "eps_model"
-            and parsed.method.eps_model == cfg.eps_model)
+    if parsed.method.scale_zero != "eps_model" or parsed.method.eps_model != cfg.eps_model:
+        return None
+    return variant_name(BASELINE, parsed.p_uncond)
 
 
-def matchings(cols: Columns) -> tuple[Matching, Matching]:
-    """CFG matched by sample accuracy, and by mean guidance displacement."""
-    return (by_accuracy(BASELINE, cols, borrows_cfg_zero),
-            Matching(BASELINE, DISPLACEMENT, "displacement", borrows_cfg_zero))
+# Methods whose guidance the eps displacement does not measure, and why: they are matched by accuracy only.
+NO_DISPLACEMENT = {
+    "cfgpp": "CFG++ guides through its renoising direction eps(x, null), not through the eps whose x0 it keeps "
+             "(that eps moves towards the conditional one as lambda grows: its displacement falls to 0 at lambda = 1)",
+}
+
+
+def matchings(cols: Columns, method: str | None = None) -> tuple[Matching, ...]:
+    """CFG matched by sample accuracy, and by mean guidance displacement (the latter not for a method
+    in NO_DISPLACEMENT)."""
+    by_displacement = Matching(BASELINE, DISPLACEMENT, "displacement", zero_row)
+    if method is not None and parse_method(method).method.name in NO_DISPLACEMENT:
+        return (by_accuracy(BASELINE, cols, zero_row),)
+    return by_accuracy(BASELINE, cols, zero_row), by_displacement
 
 
 # What a claim's parts compare at matched strength, by its test (diffguide.registry.CLAIM_TESTS):
@@ -119,7 +135,7 @@ def judge(runs: Runs, cols: Columns, method: str, test: str) -> tuple[bool, str]
     parts = PARTS[test]
     holds, lines = True, []
     symbol = method_symbol(method)
-    for matching in matchings(cols):
+    for matching in matchings(cols, method):
         for w_ref in REFERENCE_WS:
             comparison = compare(runs, cols, method, matching, w_ref, keys=tuple(key for key, _, _ in parts))
             first = comparison.first
@@ -133,6 +149,9 @@ def judge(runs: Runs, cols: Columns, method: str, test: str) -> tuple[bool, str]
                 holds &= part_holds(result, kind)
                 texts.append(describe_part(result, kind))
             lines.append(f"{where(comparison)}, {symbol} = {first.scale:.3g}: " + ", ".join(texts))
+    name = parse_method(method).method.name
+    if name in NO_DISPLACEMENT:
+        lines.append(f"not matched by displacement: {NO_DISPLACEMENT[name]}")
     return holds, "; ".join(lines)
 
 

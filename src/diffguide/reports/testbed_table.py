@@ -102,7 +102,7 @@ def matched_rows(metrics: pd.DataFrame, replicates: pd.DataFrame, features: str 
     for method in compared_methods(metrics["method"].astype(str)):
         if method == BASELINE:
             continue
-        for matching in matchings(cols):
+        for matching in matchings(cols, method):
             for w_ref in REFERENCE_WS:
                 try:
                     comparison = compare(runs, cols, method, matching, w_ref)
