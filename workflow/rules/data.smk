@@ -4,6 +4,10 @@ rule prepare_data:
         f"{RESULTS}/data/{{split}}.npz",
     log:
         f"{LOGS}/prepare_data_{{split}}.log",
+    # Training waits on it (priority 20, rule train_network): without a priority of its own it can sit
+    # behind every ready sampling job of a run whose models come from another (the testbed started
+    # training 16 minutes late once), and the longest job then starts last.
+    priority: 20
     threads: 1
     resources:
         mem_mb=RES["light_mem_mb"],
