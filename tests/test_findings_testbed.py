@@ -96,7 +96,8 @@ def test_every_claim_holds_numbered_after_the_papers_findings(tmp_path, capsys):
     assert line(out, 12).endswith(": win")
     # autoguidance: both parts at each matched point, recall 0.45 - 0.40 at cfg's w = 4
     assert "at cfg's accuracy 0.8 (w = 4), w = 2: FID -1.00 [" in line(out, 14)
-    assert "recall +0.050 [" in line(out, 14) and line(out, 14).endswith("calibrated comparison (the FID part above): win")
+    assert "recall +0.050 [" in line(out, 14)
+    assert line(out, 14).endswith("calibrated comparison (the FID part above): win")
     # CFG++'s lambda = 0 is not CFG's w = 0: its own sweep brackets the targets; matched by accuracy only
     assert "at cfg's accuracy 0.6 (w = 1), lambda = 0.2: FID -0.50" in line(out, 15)
     assert "at cfg's displacement" not in line(out, 15) and "not matched by displacement: CFG++" in line(out, 15)
@@ -150,7 +151,8 @@ def test_a_method_that_wins_at_the_same_w_by_guiding_less_fails_at_matched_stren
     code, out = run(tmp_path, capsys, data)
     assert code == 1 and verdicts(out)[12] == "FAIL"
     text = line(out, 12)
-    assert "at cfg's accuracy 0.8 (w = 4): never reached (max accuracy(cfg_interval, w <= 4) - accuracy(cfg at w = 4) = -0.100" in text
+    assert ("at cfg's accuracy 0.8 (w = 4): never reached (max accuracy(cfg_interval, w <= 4) - "
+            "accuracy(cfg at w = 4) = -0.100") in text
     assert "at nominal scale (holds)" in text
 
 

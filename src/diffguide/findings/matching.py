@@ -150,7 +150,8 @@ def matched(runs: Runs, matching: Matching, method: str, column: str, reference_
         return Matched(method, reference_scale, target, True, scale, value, float(ref_value.values[0]), difference,
                        None)
     shortfall = effect(f"max {matching.by_label}({method}, {method_symbol(method)} <= {levels.scales.max():g}) - "
-                       f"{matching.by_label}({reference})", matching.by_label, lambda lm, lb: lm.max(axis=0) - lb[0], [levels, ref_level],
+                       f"{matching.by_label}({reference})", matching.by_label,
+                       lambda lm, lb: lm.max(axis=0) - lb[0], [levels, ref_level],
                        direction=-1)
     return Matched(method, reference_scale, target, False, np.nan, np.nan, float(ref_value.values[0]), None, shortfall)
 

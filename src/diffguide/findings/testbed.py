@@ -254,10 +254,10 @@ def _finding(method: str, test: str, body: Callable[[Runs, Columns], tuple[bool,
     return check
 
 
-MATCHED_TEST = ("the claim at matched strength, where each part is judged: the method matched to cfg at w = 1 and 4 "
-                "by sample accuracy and, separately, by mean guidance displacement (linear interpolation over its sweep "
-                "within each half-sample replicate), each part's paired 95% interval at all four; beside it, the "
-                "paper's own test at nominal scale")
+MATCHED_TEST = ("the claim at matched strength, where each part is judged: the method matched to cfg at w = 1 and "
+                "4 by sample accuracy and, separately, by mean guidance displacement (linear interpolation over its "
+                "sweep within each half-sample replicate), each part's paired 95% interval at all four; beside it, "
+                "the paper's own test at nominal scale")
 
 SAME_W_TEST = ("FID(method) - FID(cfg) at the largest guided w both ran, paired half-sample 95% interval; "
                "beside it best vs best")

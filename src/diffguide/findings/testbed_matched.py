@@ -64,20 +64,20 @@ NO_DISPLACEMENT = {
 def matchings(cols: Columns, method: str | None = None) -> tuple[Matching, ...]:
     """CFG matched by sample accuracy, and by mean guidance displacement (the latter not for a method
     in NO_DISPLACEMENT)."""
-    by_displacement = Matching(BASELINE, DISPLACEMENT, "displacement", zero_row)
+    by_accuracy_of_cfg = by_accuracy(BASELINE, cols, zero_row)
     if method is not None and parse_method(method).method.name in NO_DISPLACEMENT:
-        return (by_accuracy(BASELINE, cols, zero_row),)
-    return by_accuracy(BASELINE, cols, zero_row), by_displacement
+        return (by_accuracy_of_cfg,)
+    return by_accuracy_of_cfg, Matching(BASELINE, DISPLACEMENT, "displacement", zero_row)
 
 
 # What a claim's parts compare at matched strength, by its test (diffguide.registry.CLAIM_TESTS):
-# (column key, label, kind) with kind "lower" (the interval below 0), "not_higher" (its lower end
-# below 0: not significantly higher) or "not_lower" (its upper end above 0).
+# (column key, kind) with kind "lower" (the interval below 0), "not_higher" (its lower end below 0:
+# not significantly higher) or "not_lower" (its upper end above 0).
 PARTS = {
-    "lower_fid_at_same_w": (("fid", "FID", "lower"),),
-    "lower_best_fid": (("fid", "FID", "lower"),),
-    "lower_best_fid_keeping_recall": (("fid", "FID", "lower"), ("recall", "recall", "not_lower")),
-    "less_saturation": ((SATURATION, "saturation", "lower"), ("fid", "FID", "not_higher")),
+    "lower_fid_at_same_w": (("fid", "lower"),),
+    "lower_best_fid": (("fid", "lower"),),
+    "lower_best_fid_keeping_recall": (("fid", "lower"), ("recall", "not_lower")),
+    "less_saturation": ((SATURATION, "lower"), ("fid", "not_higher")),
 }
 
 
@@ -124,8 +124,7 @@ def compare(runs: Runs, cols: Columns, method: str, matching: Matching, referenc
 
 
 def where(comparison: Comparison) -> str:
-    first = comparison.first
-    return (f"at cfg's {comparison.matching.by_label} {first.target:.3g} (w = {comparison.reference_w:g})")
+    return f"at cfg's {comparison.matching.by_label} {comparison.first.target:.3g} (w = {comparison.reference_w:g})"
 
 
 def judge(runs: Runs, cols: Columns, method: str, test: str) -> tuple[bool, str]:
@@ -137,14 +136,14 @@ def judge(runs: Runs, cols: Columns, method: str, test: str) -> tuple[bool, str]
     symbol = method_symbol(method)
     for matching in matchings(cols, method):
         for w_ref in REFERENCE_WS:
-            comparison = compare(runs, cols, method, matching, w_ref, keys=tuple(key for key, _, _ in parts))
+            comparison = compare(runs, cols, method, matching, w_ref, keys=tuple(key for key, _ in parts))
             first = comparison.first
             if not first.reached:
                 holds = False
                 lines.append(f"{where(comparison)}: never reached ({first.shortfall.describe()})")
                 continue
             texts = []
-            for key, _, kind in parts:
+            for key, kind in parts:
                 result = comparison.results[key].difference
                 holds &= part_holds(result, kind)
                 texts.append(describe_part(result, kind))

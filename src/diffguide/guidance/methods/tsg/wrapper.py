@@ -39,7 +39,7 @@ def the_unet(model: nn.Module) -> EpsUNet:
     """The diffguide UNet whose time MLP TSG perturbs: ``model`` itself or the one module inside it."""
     found = [model] if isinstance(model, EpsUNet) else [m for m in model.modules() if isinstance(m, EpsUNet)]
     if len(found) != 1:
-        raise ValueError(f"tsg perturbs the timestep embedding of diffguide's UNet (diffguide.models.networks.EpsUNet), "
+        raise ValueError("tsg perturbs the timestep embedding of diffguide's UNet (diffguide.models.networks.EpsUNet), "
                          f"and its eps_model is a {type(model).__name__} with {len(found)} of them; guide a trained "
                          "EpsUNet (networks.unet) with it")
     return found[0]
