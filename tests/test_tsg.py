@@ -77,5 +77,5 @@ def test_a_perturbation_moves_the_prediction_and_whole_chains_run_clipped_on_ddi
 
 
 def test_a_model_without_diffguides_unet_is_refused_by_name():
-    with pytest.raises(ValueError, match="tsg perturbs the timestep embedding of diffguide's UNet"):
+    with pytest.raises(ValueError, match="^tsg: it perturbs the timestep embedding of diffguide's UNet"):
         tsg.build_tsg({"eps_model": torch.nn.Linear(2, 2)}, 1.0, SCHEDULE, clip_x0=True, options={})

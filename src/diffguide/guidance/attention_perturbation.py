@@ -8,8 +8,8 @@ network with some of its self-attention modules perturbed (docs/equations.md sec
 with y' = y (SLG, PAG, SEG) or the null label (diffusers' AutoGuidance). Here live the parts the
 four units of ``guidance.methods`` share:
 
-- ``find_eps_unet``: diffguide's UNet (``models.networks.EpsUNet``) inside the eps-model a builder is
-  given; a method that perturbs attention has nothing to perturb in any other network, and says so.
+- ``find_eps_unet`` (guidance.parts, shared with TSG): diffguide's UNet inside the eps-model a builder
+  is given; a method that perturbs attention has nothing to perturb in any other network, and says so.
 - ``attention_modules``: the diffusers ``Attention`` modules of a named part of that UNet
   (``ATTENTION_PARTS``: the mid block's, the down blocks', the up blocks', all of them). Our UNet
   has no transformer blocks: a "layer" of the papers is one attention module here, its residual
@@ -42,27 +42,13 @@ from diffusers.models.attention_processor import Attention
 from torch import nn
 
 from diffguide.diffusion.schedules import NoiseSchedule
+from diffguide.guidance.parts import find_eps_unet
 from diffguide.guidance.wrappers import ClassifierFreeGuidance, Guided, with_guided_x0_clipped
 from diffguide.models.networks import NULL_LABEL, EpsUNet
 
 # The parts of the UNet whose self-attention a method may perturb (the string enum of its option).
 ATTENTION_PARTS = ("mid_attention", "down_attention", "up_attention", "all_attention")
 PERTURBED_LABELS = ("class_label", "null_label")  # what the perturbed rows are conditioned on
-
-
-def find_eps_unet(model: nn.Module, method: str) -> EpsUNet:
-    """The one diffguide UNet in ``model`` (the model itself or a module inside it); a ValueError
-    naming ``method`` where there is none or more than one."""
-    if isinstance(model, EpsUNet):
-        return model
-    found = [m for m in model.modules() if isinstance(m, EpsUNet)] if isinstance(model, nn.Module) else []
-    if len(found) == 1:
-        return found[0]
-    what = "several of them" if found else f"a {type(model).__name__}"
-    raise ValueError(f"{method}: it perturbs the self-attention of diffguide's UNet "
-                     f"(diffguide.models.networks.EpsUNet), so it needs that UNet as its eps_model, and it was given "
-                     f"{what}; guide a trained EpsUNet (networks.unet) with it, or use a method that does not perturb "
-                     "the network (cfg, autoguidance)")
 
 
 def attention_modules(unet: EpsUNet, part: str) -> list[Attention]:

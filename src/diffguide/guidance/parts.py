@@ -1,7 +1,9 @@
 """Pieces shared by the successors of classifier-free guidance (APG, guidance rescale, dynamic
-thresholding, CFG-Zero*): the one batched conditional / null call, per-sample reductions over all
-non-batch dims (C, H, W for images, d for the mixtures' vectors), and the step tracking of stateful
-wrappers (docs/equations.md section 10). Their options are checked by their declarations
+thresholding, CFG-Zero*, ICG, TSG, the perturbed-self guiders): the one batched conditional / null
+call, per-sample reductions over all non-batch dims (C, H, W for images, d for the mixtures' vectors),
+the step tracking of stateful wrappers (docs/equations.md section 10), the generator of a step's
+random draws (ICG's classes, TSG's noise), and diffguide's UNet found inside an eps-model (the methods
+that perturb the network itself). Their options are checked by their declarations
 (diffguide.registry.Option.validate), not here.
 """
 
@@ -11,6 +13,7 @@ import torch
 from torch import nn
 
 from diffguide.guidance.wrappers import conditional_and_null
+from diffguide.models.networks import EpsUNet
 
 
 def cond_and_null(model: nn.Module, x, t, y):
@@ -99,3 +102,24 @@ class FollowsSteps:
 
     def enter_step(self, index: int, timestep: int) -> None:
         self.steps.enter_step(index, timestep)
+
+
+def step_generator(t: torch.Tensor) -> torch.Generator:
+    """A CPU generator seeded by the step's timestep (every row of ``t`` shares it): a guider's random
+    draws at a step (ICG's y_hat, TSG's embedding noise) are the same for every chain and run."""
+    return torch.Generator().manual_seed(int(t.reshape(-1)[0].item()) + 1)
+
+
+def find_eps_unet(model: nn.Module, method: str, perturbs: str = "the self-attention") -> EpsUNet:
+    """The one diffguide UNet in ``model`` (the model itself or a module inside it), whose ``perturbs``
+    ``method`` changes; a ValueError naming ``method`` where there is none or more than one."""
+    if isinstance(model, EpsUNet):
+        return model
+    found = [m for m in model.modules() if isinstance(m, EpsUNet)] if isinstance(model, nn.Module) else []
+    if len(found) == 1:
+        return found[0]
+    what = "several of them" if found else f"a {type(model).__name__}"
+    raise ValueError(f"{method}: it perturbs {perturbs} of diffguide's UNet "
+                     f"(diffguide.models.networks.EpsUNet), so it needs that UNet as its eps_model, and it was given "
+                     f"{what}; guide a trained EpsUNet (networks.unet) with it, or use a method that does not perturb "
+                     "the network (cfg, autoguidance)")

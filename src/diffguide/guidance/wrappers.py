@@ -124,8 +124,13 @@ def classifier_log_prob_grad(classifier: nn.Module, x_t: torch.Tensor, t: torch.
 def conditional_and_null(model: nn.Module, x, t, y) -> tuple[torch.Tensor, torch.Tensor]:
     """eps(x, y) and eps(x, null) from ONE forward pass over a batch of 2B rows (conditional half,
     null half), in the model's output dtype: the call of every method that mixes the two."""
-    null = torch.full_like(y, NULL_LABEL)
-    return model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
+    return conditional_and_other(model, x, t, y, torch.full_like(y, NULL_LABEL))
+
+
+def conditional_and_other(model: nn.Module, x, t, y, other) -> tuple[torch.Tensor, torch.Tensor]:
+    """eps(x, y) and eps(x, other) (other labels per row: the null one, or ICG's independent classes)
+    from ONE forward pass over 2B rows, in the model's output dtype."""
+    return model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, other])).chunk(2)
 
 
 class ClassifierFreeGuidance(nn.Module):

@@ -21,13 +21,13 @@ import torch
 from torch import nn
 
 from diffguide.diffusion.schedules import NoiseSchedule
-from diffguide.guidance.wrappers import Guided, with_guided_x0_clipped
+from diffguide.guidance.parts import step_generator
+from diffguide.guidance.wrappers import Guided, conditional_and_other, with_guided_x0_clipped
 
 
 def independent_labels(t: torch.Tensor, num_classes: int) -> torch.Tensor:
     """y_hat: one uniformly random class per row, from a generator seeded by the step's timestep."""
-    generator = torch.Generator().manual_seed(int(t.reshape(-1)[0].item()) + 1)
-    return torch.randint(num_classes, (len(t),), generator=generator).to(t.device)
+    return torch.randint(num_classes, (len(t),), generator=step_generator(t)).to(t.device)
 
 
 class IndependentConditionGuidance(nn.Module):
@@ -42,7 +42,7 @@ class IndependentConditionGuidance(nn.Module):
         if self.w == 0 or y is None:
             return self.model(x, t, y)
         y_hat = independent_labels(t, self.num_classes)
-        eps_c, eps_i = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, y_hat])).chunk(2)
+        eps_c, eps_i = conditional_and_other(self.model, x, t, y, y_hat)
         return (1 + self.w) * eps_c - self.w * eps_i
 
 

@@ -23,26 +23,14 @@ from torch import nn
 
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.guidance.methods.tsg import TSG_ALPHA, TSG_S
+from diffguide.guidance.parts import find_eps_unet, step_generator
 from diffguide.guidance.wrappers import Guided, with_guided_x0_clipped
-from diffguide.models.networks import EpsUNet
 
 
 def embedding_noise(t: torch.Tensor, dim: int, timesteps: int, s: float, alpha: float) -> torch.Tensor:
     """s (t / T)^alpha n per row ([B, dim], float64), n from a generator seeded by the step's timestep."""
-    step = int(t.reshape(-1)[0].item())
-    generator = torch.Generator().manual_seed(step + 1)
-    n = torch.randn(len(t), dim, generator=generator, dtype=torch.float64)
-    return s * (max(step, 0) / timesteps) ** alpha * n
-
-
-def the_unet(model: nn.Module) -> EpsUNet:
-    """The diffguide UNet whose time MLP TSG perturbs: ``model`` itself or the one module inside it."""
-    found = [model] if isinstance(model, EpsUNet) else [m for m in model.modules() if isinstance(m, EpsUNet)]
-    if len(found) != 1:
-        raise ValueError("tsg perturbs the timestep embedding of diffguide's UNet (diffguide.models.networks.EpsUNet), "
-                         f"and its eps_model is a {type(model).__name__} with {len(found)} of them; guide a trained "
-                         "EpsUNet (networks.unet) with it")
-    return found[0]
+    n = torch.randn(len(t), dim, generator=step_generator(t), dtype=torch.float64)
+    return s * (max(int(t.reshape(-1)[0].item()), 0) / timesteps) ** alpha * n
 
 
 class TimeStepGuidance(nn.Module):
@@ -51,7 +39,7 @@ class TimeStepGuidance(nn.Module):
     def __init__(self, model: nn.Module, w: float, timesteps: int, s: float = 0.5, alpha: float = 0.0):
         super().__init__()
         self.model, self.w, self.timesteps, self.s, self.alpha = model, float(w), int(timesteps), float(s), float(alpha)
-        self.time_mlp = the_unet(model).unet.time_embedding
+        self.time_mlp = find_eps_unet(model, "tsg", perturbs="the timestep embedding").unet.time_embedding
 
     def forward(self, x, t, y):
         if self.w == 0:
