@@ -89,9 +89,12 @@ findings: venv
 report: venv
 	$(BIN)/snakemake --configfile $(CONFIG) --report results/$(RUN)/report.html
 
-# `data` too: the tests read the real Fashion-MNIST test split from Debian's package.
+# `data` too: the tests read the real Fashion-MNIST test split from Debian's package. On one
+# pytest-xdist worker per core (at most 8; the tests that read the smoke run share one worker,
+# tests/conftest.py): 2 workers on a 2-core machine. TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= auto
 test: venv data
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --numprocesses $(TEST_WORKERS) --maxprocesses 8
 
 # The tests marked slow: Inception-v3 features and FID on the real splits, two-rank DDP training
 # and divergence (gloo), and the training rule

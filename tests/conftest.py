@@ -1,10 +1,43 @@
+import ast
 import os
 import socket
 from pathlib import Path
 
 import pytest
 import torch
+from xdist.scheduler import LoadScopeScheduling
 from workflow_copies import SMOKE, copy_workflow, snakemake
+
+
+def smoke_run_readers(test_file: Path) -> set[str]:
+    """The test functions of ``test_file`` that read the smoke run: those taking ``smoke_run``, or a
+    fixture of the same file that takes it (however deep)."""
+    functions = {node.name: {arg.arg for arg in node.args.args}
+                 for node in ast.parse(test_file.read_text()).body if isinstance(node, ast.FunctionDef)}
+    readers, grown = {"smoke_run"}, True
+    while grown:
+        found = {name for name, args in functions.items() if args & readers}
+        grown, readers = not found <= readers, readers | found
+    return {name for name in readers if name.startswith("test_")}
+
+
+class SmokeRunOnOneWorker(LoadScopeScheduling):
+    """`make test` runs the suite on pytest-xdist workers. The tests that read the smoke run (the
+    session fixture below) go to one worker as one unit, so the 2.5-minute run is built once,
+    while the other workers take every other test one by one. (xdist's own --dist loadgroup would
+    group them by a marker, but with pytest 9.2 its worker-side renaming of node ids has no effect,
+    and each worker built its own smoke run.)"""
+
+    READERS = {path.name: smoke_run_readers(path) for path in Path(__file__).parent.glob("test_*.py")}
+
+    def _split_scope(self, nodeid: str) -> str:
+        file, _, test = nodeid.partition("::")
+        reads = test.split("[")[0] in self.READERS.get(Path(file).name, ())
+        return "smoke_run" if reads else nodeid
+
+
+def pytest_xdist_make_scheduler(config, log):
+    return SmokeRunOnOneWorker(config, log)
 
 
 @pytest.fixture(autouse=True, scope="session")
