@@ -129,3 +129,76 @@ def test_cfgpps_own_renoising_direction_passes_through_the_meter(sampler):
     wrapped, recorder = metered(guided, {"eps_model": toy}, SCHEDULE, clip_x0=True, what="cfgpp scale 0.6")
     assert torch.equal(chain(wrapped.model, LABELS, sampler), plain)
     assert recorder.calls == 5 and (recorder.per_sample() > 0).all()
+
+
+# ------------------------------------------------------------- eps_cond read off the method's forward
+# Every registry method the meter accepts, on test_wiring's networks (the exact mixtures, and a small
+# seeded float64 UNet for the methods that perturb it), sampled metered twice: eps(x_t, y) read off the
+# method's own calls (ConditionalRows), and evaluated by a separate forward as before.
+
+import test_wiring as wiring  # noqa: E402  (its networks and chain, not its tests)
+import yaml  # noqa: E402
+from workflow_copies import REPO  # noqa: E402
+
+from diffguide.guidance.displacement import ConditionalRows, meter_for  # noqa: E402
+from diffguide.guidance.wrappers import build_classifier_free  # noqa: E402
+
+
+def built(name: str):
+    method = wiring.METHODS[name]
+    models = wiring.role_models(method)
+    guided = method.build()(models, wiring.guided_scale(method), wiring.SCHEDULE, clip_x0=True, options=wiring.defaults())
+    return method, models, guided
+
+
+METERED = [name for name in wiring.METHODS if built(name)[2].cond_fn is None]
+TESTBED_METHODS = yaml.safe_load((REPO / "config/testbed.yaml").read_text())["guidance"]["methods"]
+
+
+@pytest.mark.parametrize("name", METERED)
+def test_eps_cond_read_off_the_methods_own_forward_equals_a_separate_forward(name):
+    method, models, guided = built(name)
+    wrapped, meter = metered(guided, models, wiring.SCHEDULE, clip_x0=True, what=name)
+    try:
+        read = wiring.chain(wrapped.model, None, wiring.labels(method))
+    finally:
+        meter.close()
+    reference = build_classifier_free({"eps_model": models["eps_model"]}, 0.0, wiring.SCHEDULE, clip_x0=True,
+                                      options={}).model
+    separate = meter_for(guided.model, reference)
+    assert torch.equal(wiring.chain(separate, None, wiring.labels(method)), read)  # the chain is untouched
+    assert torch.allclose(meter.per_sample(), separate.per_sample(), rtol=1e-12, atol=1e-15)
+    assert meter.rows.read + meter.rows.evaluated == meter.calls
+
+
+@pytest.mark.parametrize("name", TESTBED_METHODS)
+def test_every_testbed_method_holds_eps_cond_in_its_own_forward_so_the_meter_costs_no_forward(name):
+    """What makes metering cheap: each method `make testbed` samples calls the eps-model on exactly
+    (x_t, t, y) at every evaluation (CFG-Zero* skips the model at its zero_init_steps zeroed steps,
+    where the meter evaluates it)."""
+    method, models, guided = built(name)
+    wrapped, meter = metered(guided, models, wiring.SCHEDULE, clip_x0=True, what=name)
+    try:
+        wiring.chain(wrapped.model, None, wiring.labels(method))
+    finally:
+        meter.close()
+    skipped = wiring.defaults()["zero_init_steps"] if name == "cfg_zero_star" else 0
+    assert (meter.rows.read, meter.rows.evaluated) == (meter.calls - skipped, skipped)
+
+
+def test_the_meter_removes_its_hook_and_keeps_no_rows_from_an_earlier_evaluation():
+    toy = Toy()
+    rows = ConditionalRows(toy)
+    x, t = torch.zeros(2, *SHAPE, dtype=torch.float64), torch.tensor([5, 5])
+    toy(torch.cat([x, x]), torch.cat([t, t]), torch.tensor([0, 1, NULL_LABEL, NULL_LABEL]))
+    assert torch.equal(rows.conditional(x, t, torch.tensor([0, 1])), toy(x, t, torch.tensor([0, 1])))
+    assert (rows.read, rows.evaluated) == (1, 0)
+    rows.clear()  # a new evaluation: what was kept is gone, so it is evaluated
+    rows.conditional(x, t, torch.tensor([0, 1]))
+    assert rows.evaluated == 1
+    rows.conditional(x, t, torch.tensor([1, 0]))  # other labels: never read off rows of other labels
+    assert rows.evaluated == 2
+    rows.close()
+    rows.clear()
+    toy(x, t, torch.tensor([0, 1]))
+    assert rows.kept == []

@@ -20,7 +20,7 @@ from diffguide.diffusion.noise_levels import respaced_timesteps
 from diffguide.diffusion.samplers import SAMPLERS
 from diffguide.diffusion.schedules import NoiseSchedule
 from diffguide.diffusion.seeding import PerSampleNoise
-from diffguide.guidance.displacement import DisplacementMeter, meter_for
+from diffguide.guidance.displacement import ConditionalRows, DisplacementMeter, ReadConditional, meter_for
 from diffguide.guidance.wrappers import Guided, build_classifier_free
 from diffguide.models import kinds
 from diffguide.registry import parse_method
@@ -122,9 +122,16 @@ def sample(method: str, scale: float, *, model_paths: dict[str, str], sampling: 
         guided, recorder = metered(guided, models, schedule, clip_x0=sampling["clip_x0"],
                                    what=f"{method} scale {scale:g}")
     shape = (arch["channels"], arch["image_size"], arch["image_size"])
-    images, displacement = draw(guided, conditions, schedule=schedule, sampling=sampling, shape=shape, seed=seed,
-                                device=device, precision=precision, what=f"{method} scale {scale:g}", meter=recorder)
+    try:
+        images, displacement = draw(guided, conditions, schedule=schedule, sampling=sampling, shape=shape,
+                                    seed=seed, device=device, precision=precision, what=f"{method} scale {scale:g}",
+                                    meter=recorder)
+    finally:
+        if recorder is not None:
+            recorder.close()
     if recorder is not None:
+        log.info("displacement: eps(x_t, y) read off the method's own forward at %d of %d model evaluations",
+                 recorder.rows.read, recorder.rows.read + recorder.rows.evaluated)
         kept = kept | {"displacement": displacement}
     with atomic_open(output, checksum=True) as handle:  # read by later rules: written with its checksum
         np.savez_compressed(handle, images=images, labels=labels, method=method, scale=scale,
@@ -136,14 +143,16 @@ def metered(guided: Guided, models: dict, schedule: NoiseSchedule, *, clip_x0: b
             what: str) -> tuple[Guided, DisplacementMeter]:
     """``guided`` with its guidance displacement recorded (diffguide.guidance.displacement): the
     distance of its eps to the eps_model's own given y, clipped as CFG's w = 0 is (the conditional
-    model for every classifier-free method)."""
+    model for every classifier-free method), read off the method's own forward where it holds it
+    (ConditionalRows: no second forward). ``close`` the meter after sampling."""
     if guided.cond_fn is not None:
         raise ValueError(f"sampling.record_displacement: {what} shifts the ancestral mean through a cond_fn, which "
                          "the eps does not show; record the displacement of eps-guided methods only (set "
                          "sampling.record_displacement: false for this run, or guidance.cg_form: score)")
-    reference = build_classifier_free({"eps_model": models["eps_model"]}, 0.0, schedule, clip_x0=clip_x0,
+    rows = ConditionalRows(models["eps_model"])
+    reference = build_classifier_free({"eps_model": ReadConditional(rows)}, 0.0, schedule, clip_x0=clip_x0,
                                       options={}).model
-    recorder = meter_for(guided.model, reference)  # CFG++'s own renoising direction passes through it
+    recorder = meter_for(guided.model, reference, rows)  # CFG++'s own renoising direction passes through it
     return Guided(recorder, None), recorder
 
 
