@@ -10,7 +10,7 @@ RUN ?= $(shell sed -n 's/^run: *//p' $(CONFIG))
 FEATURES ?= classifier
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: run run-sdg testbed training-free approximations test test-slow test-reliability test-slurm bench-gpu data venv bench bench-metrics clean-results findings report mutate mutate-wiring budget
+.PHONY: run run-sdg testbed testbed-p0 training-free approximations test test-slow test-reliability test-slurm bench-gpu data venv bench bench-metrics clean-results findings report mutate mutate-wiring budget
 
 venv: $(STAMP)
 
@@ -55,6 +55,15 @@ TESTBED_RUN = $(shell sed -n 's/^run: *//p' $(TESTBED_CONFIG))
 testbed: venv data
 	$(BIN)/python -m diffguide.pipeline.check_config $(CONFIG) $(TESTBED_CONFIG)
 	$(BIN)/snakemake testbed --cores $(CORES) --configfile $(CONFIG) $(TESTBED_CONFIG)
+	$(BIN)/python -m diffguide.findings results/$(TESTBED_RUN)/metrics.csv --set testbed || [ $$? -eq 1 ]
+
+# ICG, TSG and CFG on a conditional model trained without label dropout (issue 29: icg_p0, tsg_p0,
+# cfg_p0), added to the testbed's run (so `make testbed` first): config/testbed_p0.yaml merged over
+# the testbed's config; its samples and metrics are reused, and the tables gain the three rows.
+TESTBED_P0_CONFIG ?= config/testbed_p0.yaml
+testbed-p0: venv data
+	$(BIN)/python -m diffguide.pipeline.check_config $(CONFIG) $(TESTBED_CONFIG) $(TESTBED_P0_CONFIG)
+	$(BIN)/snakemake testbed --cores $(CORES) --configfile $(CONFIG) $(TESTBED_CONFIG) $(TESTBED_P0_CONFIG)
 	$(BIN)/python -m diffguide.findings results/$(TESTBED_RUN)/metrics.csv --set testbed || [ $$? -eq 1 ]
 
 # Training-free guidance (issue 28): config/training_free.yaml merged over $(CONFIG), its own run
