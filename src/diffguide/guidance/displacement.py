@@ -114,6 +114,7 @@ class DisplacementMeter(nn.Module):
             self.rows.close()
 
     def begin(self) -> None:
+        """A new model evaluation: forget the rows kept during the last one."""
         if self.rows is not None:
             self.rows.clear()
 
