@@ -28,11 +28,14 @@ class SmokeRunOnOneWorker(LoadScopeScheduling):
     group them by a marker, but with pytest 9.2 its worker-side renaming of node ids has no effect,
     and each worker built its own smoke run.)"""
 
-    READERS = {path.name: smoke_run_readers(path) for path in Path(__file__).parent.glob("test_*.py")}
+    def __init__(self, config, log=None):
+        super().__init__(config, log)
+        # only the controller of an xdist run parses the test files, not every pytest process
+        self.readers = {path.name: smoke_run_readers(path) for path in Path(__file__).parent.glob("test_*.py")}
 
     def _split_scope(self, nodeid: str) -> str:
         file, _, test = nodeid.partition("::")
-        reads = test.split("[")[0] in self.READERS.get(Path(file).name, ())
+        reads = test.split("[")[0] in self.readers.get(Path(file).name, ())
         return "smoke_run" if reads else nodeid
 
 

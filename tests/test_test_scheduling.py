@@ -3,6 +3,7 @@ run, directly or through a fixture, lands in one scope, so one worker builds the
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 from conftest import SmokeRunOnOneWorker, smoke_run_readers
@@ -18,9 +19,9 @@ def test_a_test_reading_the_smoke_run_through_fixtures_is_found(tmp_path):
 
 def test_the_scheduler_gives_the_smoke_runs_readers_one_scope_and_every_other_test_its_own():
     split = SmokeRunOnOneWorker._split_scope
-    pipeline = SmokeRunOnOneWorker.READERS["test_pipeline.py"]
+    pipeline = smoke_run_readers(Path(__file__).parent / "test_pipeline.py")
     assert "test_similarity_guidance_runs_through_the_pipeline_on_trained_encoders" in pipeline  # via sdg_run
-    scheduler = SimpleNamespace(READERS={"test_a.py": {"test_reads"}})
+    scheduler = SimpleNamespace(readers={"test_a.py": {"test_reads"}})
     assert split(scheduler, "tests/test_a.py::test_reads[param-1]") == "smoke_run"
     assert split(scheduler, "tests/test_a.py::test_reads") == "smoke_run"
     assert split(scheduler, "tests/test_a.py::test_other[x]") == "tests/test_a.py::test_other[x]"
