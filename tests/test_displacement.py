@@ -151,18 +151,25 @@ def built(name: str):
     return method, models, guided
 
 
+def metered_chain(name: str):
+    """The method's chain sampled metered as the sampling job meters it (eps_cond read off its own
+    calls), the hook removed after: (method, models, guided, the chain, the meter)."""
+    method, models, guided = built(name)
+    wrapped, meter = metered(guided, models, wiring.SCHEDULE, clip_x0=True, what=name)
+    try:
+        chain_read = wiring.chain(wrapped.model, None, wiring.labels(method))
+    finally:
+        meter.close()
+    return method, models, guided, chain_read, meter
+
+
 METERED = [name for name in wiring.METHODS if built(name)[2].cond_fn is None]
 TESTBED_METHODS = yaml.safe_load((REPO / "config/testbed.yaml").read_text())["guidance"]["methods"]
 
 
 @pytest.mark.parametrize("name", METERED)
 def test_eps_cond_read_off_the_methods_own_forward_equals_a_separate_forward(name):
-    method, models, guided = built(name)
-    wrapped, meter = metered(guided, models, wiring.SCHEDULE, clip_x0=True, what=name)
-    try:
-        read = wiring.chain(wrapped.model, None, wiring.labels(method))
-    finally:
-        meter.close()
+    method, models, guided, read, meter = metered_chain(name)
     reference = build_classifier_free({"eps_model": models["eps_model"]}, 0.0, wiring.SCHEDULE, clip_x0=True,
                                       options={}).model
     separate = meter_for(guided.model, reference)
@@ -176,12 +183,7 @@ def test_every_testbed_method_holds_eps_cond_in_its_own_forward_so_the_meter_cos
     """What makes metering cheap: each method `make testbed` samples calls the eps-model on exactly
     (x_t, t, y) at every evaluation (CFG-Zero* skips the model at its zero_init_steps zeroed steps,
     where the meter evaluates it)."""
-    method, models, guided = built(name)
-    wrapped, meter = metered(guided, models, wiring.SCHEDULE, clip_x0=True, what=name)
-    try:
-        wiring.chain(wrapped.model, None, wiring.labels(method))
-    finally:
-        meter.close()
+    meter = metered_chain(name)[-1]
     skipped = wiring.defaults()["zero_init_steps"] if name == "cfg_zero_star" else 0
     assert (meter.rows.read, meter.rows.evaluated) == (meter.calls - skipped, skipped)
 
